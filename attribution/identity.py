@@ -1,0 +1,103 @@
+"""Which agent session wrote a PR, read from git trailers, labels and co-author lines.
+
+Keys are case-insensitive and may appear in the PR body or the merge commit message (the body
+wins). Fallbacks, in order: an `agent:<name>` label; a `Co-authored-by:` line naming a known
+agent. A PR with none of these is a human PR, attributed to its author — never dropped.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from attribution.records import AgentIdentity
+
+KNOWN_AGENTS = (
+    "claude", "copilot", "codex", "devin", "cursor", "aider", "openhands", "jules", "sweep",
+    "amazon-q", "gemini",
+)  # fmt: skip
+
+_TRAILER = re.compile(
+    r"^[ \t]*(agent-session|agent-name|agent-model|agent-role|spec|agent-tokens|agent-cost-usd)"
+    r"[ \t]*:[ \t]*(\S.*?)[ \t]*$",
+    re.IGNORECASE | re.MULTILINE,
+)
+_CO_AUTHOR = re.compile(r"^[ \t]*co-authored-by:[ \t]*(.+)$", re.IGNORECASE | re.MULTILINE)
+_CLOSING = re.compile(
+    r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)[ \t]*:?[ \t]+"
+    r"((?:[\w.-]+/[\w.-]+)?#\d+|https?://\S+/issues/\d+)",
+    re.IGNORECASE,
+)
+
+
+def trailers(*texts: str) -> dict[str, str]:
+    """Agent trailers found in `texts`, keys lower-cased; earlier texts win on conflicts."""
+    found: dict[str, str] = {}
+    for text in texts:
+        for key, value in _TRAILER.findall(text or ""):
+            found.setdefault(key.lower(), value)
+    return found
+
+
+def _number(value: str | None, kind: type[int] | type[float]) -> int | float | None:
+    if value is None:
+        return None
+    try:
+        return kind(value.replace(",", "").lstrip("$"))
+    except ValueError:
+        return None
+
+
+def _co_authoring_agent(texts: Iterable[str], known: Iterable[str]) -> str | None:
+    names = tuple(k.lower() for k in known)
+    for text in texts:
+        for line in _CO_AUTHOR.findall(text or ""):
+            lowered = line.lower()
+            for name in names:
+                if name in lowered:
+                    return name
+    return None
+
+
+def spec_of(found: dict[str, str], *texts: str) -> str | None:
+    """The spec a PR was written against: a `Spec:` trailer, else the first closing keyword."""
+    if "spec" in found:
+        return found["spec"]
+    for text in texts:
+        match = _CLOSING.search(text or "")
+        if match:
+            return match.group(1)
+    return None
+
+
+def identify(
+    author: str,
+    body: str,
+    commit_message: str = "",
+    labels: Iterable[str] = (),
+    known_agents: Iterable[str] = KNOWN_AGENTS,
+) -> AgentIdentity:
+    """Identify who wrote a PR from its body, merge commit message, labels and author."""
+    texts = (body or "", commit_message or "")
+    found = trailers(*texts)
+    label_agent = next(
+        (lb.split(":", 1)[1].strip() for lb in labels if lb.lower().startswith("agent:")), None
+    )
+    name = found.get("agent-name") or label_agent or _co_authoring_agent(texts, known_agents)
+    if name is None and "agent-session" in found:
+        name = "unknown-agent"
+    spec = spec_of(found, *texts)
+    if name is None:
+        return AgentIdentity(kind="human", name=author, spec=spec)
+    tokens = _number(found.get("agent-tokens"), int)
+    cost = _number(found.get("agent-cost-usd"), float)
+    return AgentIdentity(
+        kind="agent",
+        name=name,
+        session=found.get("agent-session"),
+        model=found.get("agent-model"),
+        role=found.get("agent-role"),
+        spec=spec,
+        tokens=int(tokens) if tokens is not None else None,
+        cost_usd=float(cost) if cost is not None else None,
+    )

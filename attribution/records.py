@@ -1,0 +1,112 @@
+"""Value types that cross the attribution boundary: deploys, merged PRs, agent sessions,
+incidents, suspects and actions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    """Who wrote a PR. `kind` is "agent" or "human"; a PR without agent markers is human."""
+
+    kind: str
+    name: str
+    session: str | None = None
+    model: str | None = None
+    role: str | None = None
+    spec: str | None = None
+    tokens: int | None = None
+    cost_usd: float | None = None
+
+    @property
+    def is_agent(self) -> bool:
+        return self.kind == "agent"
+
+
+@dataclass(frozen=True, slots=True)
+class MergedPR:
+    """A merged pull request as the store keeps it."""
+
+    repo: str
+    number: int
+    title: str
+    author: str
+    url: str
+    merge_sha: str
+    head_sha: str
+    base_ref: str
+    merged_at: float
+    body: str
+    identity: AgentIdentity
+    labels: tuple[str, ...] = ()
+    files: tuple[str, ...] = field(default=())
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """A deploy of one service to one environment; times are Unix seconds."""
+
+    id: str
+    service: str
+    environment: str
+    sha: str
+    finished_at: float
+    source: str
+    repo: str | None = None
+    previous_sha: str | None = None
+    started_at: float | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchState:
+    """Where a deploy's Watch is: its phase and when it is next due."""
+
+    deploy_id: str
+    phase: str
+    next_due: float
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Suspect:
+    """A PR suspected of a regression, with the probability and the reason a person can read."""
+
+    repo: str
+    number: int
+    probability: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """A regression of one deploy, the suspects ranked, and what will be reverted."""
+
+    id: str
+    deploy_id: str
+    service: str
+    environment: str
+    sli: str | None
+    opened_at: float
+    verdict: dict[str, object]
+    ambiguous: bool
+    confidence: float
+    revert_unit: tuple[int, ...]
+    reason: str
+    suspects: tuple[Suspect, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A side effect (revert, notify) keyed for idempotency; written `pending` before the call."""
+
+    id: str
+    incident_id: str
+    kind: str
+    status: str
+    attempts: int
+    url: str | None = None
+    detail: dict[str, object] | None = None
+    error: str | None = None

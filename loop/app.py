@@ -1,0 +1,228 @@
+"""The composition root: config to implementations, the aiohttp app, and its background loop.
+
+The store, the clients and the scheduler live in one `cleanup_ctx`, so they start with the app and
+are closed in reverse order when it stops. Handlers answer errors as
+`{"error": {"code", "message"}}` with a fitting status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from attribution.store import Store
+from loop.clock import Clock, WallClock
+from loop.config import Settings
+from loop.deps import WatchDeps
+from loop.ingest import (
+    IngestError,
+    check_bearer,
+    check_github_signature,
+    parse_deploy_request,
+    parse_deployment_status,
+    parse_json,
+    parse_merged_pr,
+)
+from loop.phases import Phase
+from loop.scheduler import run_forever
+from loop.views import deploy_view, incident_view
+from observer.prometheus import PrometheusSource
+from observer.sources import MetricsSource
+from rollback.console import ConsoleNotifier
+from rollback.forge import Forge
+from rollback.github import GitHubForge
+from rollback.notify import Notifier
+from rollback.slack import SlackNotifier
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DEPS = web.AppKey("deps", WatchDeps)
+CLOCK = web.AppKey("clock", Clock)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure answers as JSON; internal errors are logged, not shown."""
+    try:
+        return await handler(request)
+    except IngestError as exc:
+        return _error(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status < 400:  # noqa: PLR2004 - redirects pass through
+            raise
+        return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error(500, "internal", "internal error; see the server log")
+
+
+def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
+    source = PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout)
+    if settings.github_token is None:
+        raise SystemExit("GITHUB_TOKEN is not set: Rearguard needs it to read ranges and revert")
+    forge = GitHubForge(settings.github_api_url, settings.github_token.reveal())
+    notifier: Notifier
+    if settings.slack_token is not None and settings.slack_channel:
+        notifier = SlackNotifier(settings.slack_token.reveal(), settings.slack_channel,
+                                 base_url=settings.slack_api_url)  # fmt: skip
+    else:
+        log.warning("SLACK_BOT_TOKEN or slack.channel not set: notices go to stderr")
+        notifier = ConsoleNotifier(sys.stderr)
+    return source, forge, notifier
+
+
+async def _close(*things: object) -> None:
+    for thing in things:
+        for name in ("aclose", "close"):
+            method = getattr(thing, name, None)
+            if method is not None:
+                result = method()
+                if asyncio.iscoroutine(result):
+                    await result
+                break
+
+
+def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: bool) -> Any:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        settings = app[SETTINGS]
+        store = await Store.open(settings.store_path)
+        source, forge, notifier = clients or _clients(settings)
+        deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK])
+        app[DEPS] = deps
+        task = asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if clients is None:
+            await _close(source, forge, notifier)
+        await store.close()
+
+    return ctx
+
+
+def build_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    clients: tuple[MetricsSource, Forge, Notifier] | None = None,
+    scheduler: bool = True,
+) -> web.Application:
+    """The HTTP app; `clients` replaces the configured ones (tests pass their own wiring)."""
+    app = web.Application(middlewares=[errors], client_max_size=5 * 1024 * 1024)
+    app[SETTINGS] = settings
+    app[CLOCK] = clock or WallClock()
+    app.cleanup_ctx.append(_runtime(clients, scheduler))
+    app.add_routes([
+        web.post("/v1/deploys", post_deploy),
+        web.post("/v1/webhooks/github", post_github),
+        web.get("/v1/deploys", list_deploys),
+        web.get("/v1/deploys/{id}", get_deploy),
+        web.get("/v1/incidents", list_incidents),
+        web.get("/v1/incidents/{id}", get_incident),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+    ])  # fmt: skip
+    return app
+
+
+async def post_deploy(request: web.Request) -> web.Response:
+    """Generic CD hook: journal, then record the deploy and start its Watch; 202 with its id."""
+    settings, deps = request.app[SETTINGS], request.app[DEPS]
+    token = settings.api_token.reveal() if settings.api_token else None
+    check_bearer(request.headers.get("Authorization"), token)
+    body = await request.read()
+    now = deps.clock.now()
+    deploy = parse_deploy_request(parse_json(body), settings, now)
+    delivery = request.headers.get("Idempotency-Key") or deploy.id
+    await deps.store.journal("cd", "deploy", delivery, status="accepted", received_at=now,
+                             body=parse_json(body))  # fmt: skip
+    created = await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+    return web.json_response({"id": deploy.id, "created": created}, status=202)
+
+
+async def post_github(request: web.Request) -> web.Response:
+    """GitHub webhooks: signature, journal (deduped on X-GitHub-Delivery), then apply."""
+    settings, deps = request.app[SETTINGS], request.app[DEPS]
+    body = await request.read()
+    now = deps.clock.now()
+    event = request.headers.get("X-GitHub-Event", "")
+    delivery = request.headers.get("X-GitHub-Delivery", "")
+    secret = settings.github_webhook_secret.reveal() if settings.github_webhook_secret else None
+    try:
+        check_github_signature(
+            body, event, delivery, request.headers.get("X-Hub-Signature-256"), secret
+        )
+        data = parse_json(body)
+        deploy = parse_deployment_status(data, settings) if event == "deployment_status" else None
+        pr = parse_merged_pr(data) if event == "pull_request" else None
+    except IngestError as exc:
+        await deps.store.journal("github", event or "unknown", delivery or f"rejected-{now}",
+                                 status="rejected", received_at=now, error=exc.message)  # fmt: skip
+        raise
+    status = "accepted" if (deploy or pr) else "ignored"
+    fresh = await deps.store.journal("github", event, delivery, status=status, received_at=now,
+                                     body=data)  # fmt: skip
+    if not fresh and await deps.store.journal_status("github", delivery) != "accepted":
+        return web.json_response({"status": "duplicate", "delivery": delivery})
+    if pr is not None:
+        await deps.store.record_pr(pr, now)
+    if deploy is not None:
+        await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+    return web.json_response({"status": status, "delivery": delivery}, status=202)
+
+
+async def list_deploys(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    return web.json_response(
+        {"deploys": [await deploy_view(store, d) for d in await store.deploys(limit=100)]}
+    )
+
+
+async def get_deploy(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    deploy = await store.deploy(request.match_info["id"])
+    if deploy is None:
+        raise IngestError(404, "not_found", f"no deploy {request.match_info['id']!r}")
+    return web.json_response(await deploy_view(store, deploy))
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    return web.json_response(
+        {"incidents": [await incident_view(store, i) for i in await store.incidents(limit=100)]}
+    )
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    incident = await store.incident(request.match_info["id"])
+    if incident is None:
+        raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
+    return web.json_response(await incident_view(store, incident))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app.get(DEPS)
+    if deps is None:
+        return _error(503, "starting", "the store is not open yet")
+    await deps.store.fetch("SELECT 1")
+    return web.json_response({"status": "ready"})

@@ -1,0 +1,67 @@
+"""The `rearguard` command: `serve` beside CD, and `demo` on embedded defaults."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from loop.config import ConfigError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web  # noqa: PLC0415 - keep `rearguard demo` start-up light
+
+    from loop.app import build_app  # noqa: PLC0415
+    from loop.telemetry import install_tracing  # noqa: PLC0415
+
+    try:
+        settings = load_settings(Path(args.config), os.environ)
+    except ConfigError as exc:
+        print(f"rearguard: config error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_tracing("rearguard")
+    web.run_app(
+        build_app(settings),
+        host=settings.listen_host,
+        port=settings.listen_port,
+        print=lambda line: print(line, file=sys.stderr),
+    )
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from loop.demo import main as demo_main  # noqa: PLC0415
+
+    workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="rearguard-demo-"))
+    if workdir.exists() and any(workdir.iterdir()):
+        print(f"rearguard: demo directory {workdir} is not empty", file=sys.stderr)
+        return 2
+    return demo_main(workdir, args.json)
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="rearguard", description=__doc__)
+    sub = top.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="run the HTTP service and its watch loop beside CD")
+    serve.add_argument("--config", required=True, help="TOML config (see deploy/)")
+    serve.set_defaults(run=_serve)
+    demo = sub.add_parser("demo", help="the whole loop on embedded defaults, offline")
+    demo.add_argument("--json", action="store_true", help="print one JSON document")
+    demo.add_argument("--dir", help="empty directory for the repo and store (default: a temp dir)")
+    demo.set_defaults(run=_demo)
+    return top
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    code: int = args.run(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""Configuration: the only reader of config files and of the environment.
+
+One TOML file (server, github, prometheus, slack, policy, and a `[services.NAME]` table per
+service with its SLIs as PromQL) is validated into a frozen settings tree at load. Secrets come
+only from the environment and are held in `Secret`, whose repr is `***`, so a settings object
+can be logged without leaking them.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from observer.slis import Direction, Sli, SliError, SliKind
+from rollback.policy import DEFAULT_HUMAN_GATES, Mode
+
+# Names of environment variables, not secrets (hence the S105 waivers).
+ENV_API_TOKEN = "REARGUARD_API_TOKEN"  # noqa: S105
+ENV_GITHUB_TOKEN = "GITHUB_TOKEN"  # noqa: S105
+ENV_GITHUB_WEBHOOK_SECRET = "REARGUARD_GITHUB_WEBHOOK_SECRET"  # noqa: S105
+ENV_SLACK_TOKEN = "SLACK_BOT_TOKEN"  # noqa: S105
+ENV_SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"  # noqa: S105
+
+
+class ConfigError(ValueError):
+    """The configuration is unusable; the message names the file, the key and the fix."""
+
+
+class Secret:
+    """A secret value that never prints: `str()` and `repr()` give `***`."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceSettings:
+    """One watched service: its repository, environments, code paths, windows and SLIs."""
+
+    name: str
+    repo: str
+    slis: tuple[Sli, ...]
+    environments: tuple[str, ...] = ("production",)
+    default_branch: str = "main"
+    paths: tuple[str, ...] = ()
+    watch: float = 1800.0
+    baseline: float = 1800.0
+    step: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole settings tree, frozen after validation."""
+
+    services: Mapping[str, ServiceSettings]
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8080
+    store_path: Path = Path("rearguard.duckdb")
+    public_url: str | None = None
+    tick_seconds: float = 5.0
+    github_api_url: str = "https://api.github.com"
+    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_timeout: float = 10.0
+    slack_api_url: str = "https://slack.com/api/"
+    slack_channel: str = ""
+    mode: Mode = Mode.PROPOSE
+    action_bar: float = 0.6
+    human_gates: tuple[str, ...] = DEFAULT_HUMAN_GATES
+    api_token: Secret | None = None
+    github_token: Secret | None = None
+    github_webhook_secret: Secret | None = None
+    slack_token: Secret | None = None
+    slack_signing_secret: Secret | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def service(self, name: str) -> ServiceSettings | None:
+        return self.services.get(name)
+
+    def service_for_repo(self, repo: str) -> ServiceSettings | None:
+        return next((s for s in self.services.values() if s.repo == repo), None)
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: object, where: str) -> float:
+    """Seconds from `90`, `"15s"`, `"30m"`, `"1h"`, `"7d"`; ConfigError otherwise."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(
+            f"{where}: expected a positive duration like '15s' or '30m', got {value!r}"
+        )
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
+    value = data.get(key, {})
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: [{key}] must be a table")
+    return value
+
+
+def _typed(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
+    value = table.get(key, default)
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
+    return value
+
+
+def _strings(
+    table: Mapping[str, Any], key: str, default: tuple[str, ...], where: str
+) -> tuple[str, ...]:
+    value = table.get(key, list(default))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of strings, got {value!r}")
+    return tuple(value)
+
+
+def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
+    try:
+        return Sli(
+            name=name,
+            kind=SliKind(_typed(table, "kind", str, "ratio", where)),
+            bad=_typed(table, "bad", str, "", where),
+            total=_typed(table, "total", str, "", where),
+            query=_typed(table, "query", str, "", where),
+            direction=Direction(_typed(table, "direction", str, "up", where)),
+            tolerance=_typed(table, "tolerance", float, 0.1, where),
+            min_events=_typed(table, "min_events", int, 100, where),
+            critical=_typed(table, "critical", bool, True, where),
+        )
+    except (SliError, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings:
+    repo = _typed(table, "repo", str, "", where)
+    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+        raise ConfigError(f"{where}.repo: expected 'owner/name', got {repo!r}")
+    slis_table = _table(table, "slis", where)
+    if not slis_table:
+        raise ConfigError(f"{where}: a service needs at least one [{where}.slis.NAME] table")
+    slis = tuple(
+        _sli(sli_name, _table(slis_table, sli_name, f"{where}.slis"), f"{where}.slis.{sli_name}")
+        for sli_name in slis_table
+    )
+    step = parse_duration(table.get("step", "15s"), f"{where}.step")
+    watch = parse_duration(table.get("watch", "30m"), f"{where}.watch")
+    baseline = parse_duration(table.get("baseline", "30m"), f"{where}.baseline")
+    if watch < 2 * step or baseline < 2 * step:
+        raise ConfigError(f"{where}: watch and baseline must each span at least two steps")
+    return ServiceSettings(
+        name=name,
+        repo=repo,
+        slis=slis,
+        environments=_strings(table, "environments", ("production",), where),
+        default_branch=_typed(table, "default_branch", str, "main", where),
+        paths=_strings(table, "paths", (), where),
+        watch=watch,
+        baseline=baseline,
+        step=step,
+    )
+
+
+def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
+    channel: str = _typed(slack, "channel", str, "", f"{where}:slack")
+    if channel.startswith("#"):
+        raise ConfigError(
+            f"{where}:slack.channel: use the channel ID (like C0123ABCD, from the channel's "
+            f"details in Slack), not {channel!r}: threads and the duplicate check need the ID"
+        )
+    return channel
+
+
+def _secret(env: Mapping[str, str], name: str) -> Secret | None:
+    value = env.get(name, "").strip()
+    return Secret(value) if value else None
+
+
+def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
+    """Read and validate `path`; secrets from `env`. Raises `ConfigError` naming what is wrong."""
+    try:
+        data = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"{path}: no such config file (see deploy/rearguard.example.toml)"
+        ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    return settings_from(data, env, str(path))
+
+
+def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -> Settings:
+    """Validate an already-parsed config mapping (the demo builds one in code)."""
+    server = _table(data, "server", where)
+    listen = _typed(server, "listen", str, "127.0.0.1:8080", f"{where}:server")
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{where}:server.listen: expected 'host:port', got {listen!r}")
+    github = _table(data, "github", where)
+    prom = _table(data, "prometheus", where)
+    slack = _table(data, "slack", where)
+    policy = _table(data, "policy", where)
+    try:
+        mode = Mode(_typed(policy, "mode", str, "propose", f"{where}:policy"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}:policy.mode: expected observe, propose or act") from exc
+    action_bar = _typed(policy, "action_bar", float, 0.6, f"{where}:policy")
+    if not 0 < action_bar <= 1:
+        raise ConfigError(f"{where}:policy.action_bar: expected a probability in (0, 1]")
+    services_table = _table(data, "services", where)
+    services = {
+        name: _service(
+            name, _table(services_table, name, f"{where}:services"), f"{where}:services.{name}"
+        )
+        for name in services_table
+    }
+    if not services:
+        raise ConfigError(f"{where}: no [services.NAME] table: nothing to watch")
+    return Settings(
+        services=services,
+        listen_host=host,
+        listen_port=int(port),
+        store_path=Path(_typed(server, "store", str, "rearguard.duckdb", f"{where}:server")),
+        public_url=server.get("public_url"),
+        tick_seconds=parse_duration(server.get("tick", "5s"), f"{where}:server.tick"),
+        github_api_url=_typed(github, "api_url", str, "https://api.github.com", where),
+        prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", where),
+        prometheus_timeout=parse_duration(prom.get("timeout", "10s"), f"{where}:prometheus"),
+        slack_api_url=_typed(slack, "api_url", str, "https://slack.com/api/", where),
+        slack_channel=_slack_channel(slack, where),
+        mode=mode,
+        action_bar=action_bar,
+        human_gates=_strings(policy, "human_gates", DEFAULT_HUMAN_GATES, f"{where}:policy"),
+        api_token=_secret(env, ENV_API_TOKEN),
+        github_token=_secret(env, ENV_GITHUB_TOKEN),
+        github_webhook_secret=_secret(env, ENV_GITHUB_WEBHOOK_SECRET),
+        slack_token=_secret(env, ENV_SLACK_TOKEN),
+        slack_signing_secret=_secret(env, ENV_SLACK_SIGNING_SECRET),
+    )

@@ -1,0 +1,208 @@
+"""The `rolling_back` phase: open the revert through the Forge, then tell people through the
+Notifier, each as an action row written `pending` before the call and finished after it.
+
+A restart re-enters here: a completed action is not repeated, a pending one is retried (the Forge
+and the Notifier are idempotent per key), and after `max_action_attempts` it is marked `failed`
+with the reason, which the notice then reports. The Watch ends `reverted` when a revert exists,
+`escalated` otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from attribution.records import Action, Deploy, Incident, MergedPR
+from loop.config import ServiceSettings
+from loop.deps import WatchDeps
+from loop.phases import Phase
+from rollback.forge import ForgeUnavailable, PullRef
+from rollback.notify import Notice, NotifyRetryable, SuspectLine
+from rollback.policy import Plan, plan
+from rollback.revert import RevertContext, revert_key, revert_request
+
+
+@dataclass(frozen=True, slots=True)
+class Case:
+    """Everything the actions of one incident are about."""
+
+    deploy: Deploy
+    service: ServiceSettings
+    incident: Incident
+    prs: list[MergedPR]
+    decision: Plan
+
+
+class _Retry(Exception):
+    """An action failed in a way worth retrying later (the Watch stays `rolling_back`)."""
+
+
+def _fmt(value: Any, unit: str) -> str:
+    if not isinstance(value, int | float) or math.isnan(value):
+        return "n/a"
+    return f"{value * 100:.2f}%" if unit == "ratio" else f"{value:.4g}"
+
+
+def _culprit_result(incident: Incident) -> dict[str, Any]:
+    results = incident.verdict.get("results", [])
+    assert isinstance(results, list)
+    return next((r for r in results if r.get("sli") == incident.sli), {})
+
+
+async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+    """Carry out the plan for the deploy's incident, one idempotent action at a time."""
+    incident = await deps.store.incident_for_deploy(deploy.id)
+    if incident is None:
+        raise RuntimeError(f"deploy {deploy.id} is rolling back but has no incident row")
+    prs = await deps.store.prs(service.repo, incident.revert_unit)
+    files = sorted({f for pr in prs for f in pr.files})
+    decision = plan(deps.settings.mode, incident.revert_unit, files, deps.settings.human_gates)
+    case = Case(deploy, service, incident, prs, decision)
+    try:
+        revert = await _revert(deps, case)
+        await _notify(deps, case, revert)
+    except _Retry as exc:
+        now = deps.clock.now()
+        await deps.store.transition(
+            deploy.id, Phase.ROLLING_BACK, Phase.ROLLING_BACK, now=now,
+            next_due=now + deps.action_retry_seconds, reason=str(exc),
+        )  # fmt: skip
+        return Phase.ROLLING_BACK
+    if revert is not None and revert.status == "completed":
+        final, reason = Phase.REVERTED, f"revert opened: {revert.url}"
+    else:
+        final = Phase.ESCALATED
+        why = revert.error if revert is not None and revert.error else "; ".join(decision.reasons)
+        reason = f"no revert opened: {why}"
+    now = deps.clock.now()
+    await deps.store.transition(
+        deploy.id, Phase.ROLLING_BACK, final, now=now, next_due=now, reason=reason
+    )
+    return final
+
+
+async def _run_action(
+    deps: WatchDeps, key: str, incident: Incident, kind: str, call: Any
+) -> Action:
+    """Begin (or resume) an action, make the call if it is pending, and record the outcome.
+
+    `call` is a coroutine factory returning (url, detail); ForgeUnavailable/NotifyRetryable are
+    retried until the budget is spent, any other error fails the action at once.
+    """
+    now = deps.clock.now()
+    action = await deps.store.begin_action(key, incident.id, kind, now)
+    if action.status != "pending":
+        return action
+    try:
+        url, detail = await call()
+    except (ForgeUnavailable, NotifyRetryable) as exc:
+        if action.attempts < deps.max_action_attempts:
+            await deps.store.note_action_error(key, deps.clock.now(), str(exc))
+            raise _Retry(f"{kind} attempt {action.attempts} failed, will retry: {exc}") from exc
+        await deps.store.finish_action(
+            key, "failed", now=deps.clock.now(),
+            error=f"gave up after {action.attempts} attempts: {exc}",
+        )  # fmt: skip
+    except Exception as exc:  # noqa: BLE001 - any other failure is final for this action
+        await deps.store.finish_action(key, "failed", now=deps.clock.now(), error=str(exc))
+    else:
+        await deps.store.finish_action(key, "completed", now=deps.clock.now(), url=url,
+                                       detail=detail)  # fmt: skip
+    return await deps.store.begin_action(key, incident.id, kind, deps.clock.now())
+
+
+async def _revert(deps: WatchDeps, case: Case) -> Action | None:
+    deploy, service, incident, prs, decision = (
+        case.deploy, case.service, case.incident, case.prs, case.decision)  # fmt: skip
+    if not decision.open_revert:
+        return None
+    result = _culprit_result(incident)
+    unit = "ratio" if result.get("baseline_total") else ""
+    context = RevertContext(
+        incident_id=incident.id,
+        service=service.name,
+        environment=deploy.environment,
+        deploy_sha=deploy.sha,
+        sli=incident.sli or "unknown",
+        before=_fmt(result.get("baseline_value"), unit),
+        after=_fmt(result.get("watch_value"), unit),
+        statistic=f"statistic {result.get('statistic', 0):.2f} >= {result.get('threshold', 0):.2f}",
+        suspects=tuple(f"#{s.number} (p={s.probability:.2f}): {s.reason}"
+                       for s in incident.suspects),
+        agent_sessions=tuple(p.identity.session for p in prs if p.identity.session),
+        incident_url=deps.incident_url(incident.id),
+    )  # fmt: skip
+    request = revert_request(
+        service.repo,
+        service.default_branch,
+        [PullRef(p.number, p.merge_sha, p.title) for p in prs],
+        context,
+        decision.labels,
+    )
+
+    async def call() -> tuple[str, dict[str, Any]]:
+        made = await deps.forge.open_revert(request)
+        detail = {
+            "branch": made.branch,
+            "number": made.number,
+            "head_sha": made.head_sha,
+            "reused": made.reused,
+            "labels": list(request.labels),
+            "prs": [p.number for p in prs],
+            "needs_human": decision.needs_human,
+        }
+        return made.url, detail
+
+    return await _run_action(deps, revert_key(incident.id), incident, "revert", call)
+
+
+async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action:
+    notice = await build_notice(deps, case, revert)
+
+    async def call() -> tuple[str | None, dict[str, Any]]:
+        delivery = await deps.notifier.send(notice)
+        return None, {"channel": delivery.channel, "ts": delivery.ts}
+
+    return await _run_action(deps, notice.key, case.incident, "notify", call)
+
+
+async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> Notice:
+    """The notice for an incident, saying truthfully what was (or was not) done."""
+    deploy, service, incident, decision = case.deploy, case.service, case.incident, case.decision
+    prs = {p.number: p for p in await deps.store.deploy_prs(deploy.id)}
+    lines = []
+    for s in incident.suspects:
+        pr = prs.get(s.number)
+        lines.append(SuspectLine(
+            pr_number=s.number, title=pr.title if pr else "", url=pr.url if pr else "",
+            agent=pr.identity.name if pr else "unknown",
+            agent_session=pr.identity.session if pr else None,
+            probability=s.probability, reason=s.reason,
+        ))  # fmt: skip
+    if revert is None:
+        action, url = "; ".join(decision.reasons), None
+    elif revert.status == "completed":
+        what = "revert PR opened" if (revert.detail or {}).get("number") else "revert created"
+        action = f"{what}; {'; '.join(decision.reasons)}"
+        url = revert.url
+    else:
+        action, url = f"revert FAILED: {revert.error}", None
+    result = _culprit_result(incident)
+    return Notice(
+        key=f"notify-{incident.id}",
+        incident_id=incident.id,
+        service=service.name,
+        environment=deploy.environment,
+        deploy_sha=deploy.sha,
+        sli=incident.sli or "unknown",
+        baseline_value=float(result.get("baseline_value") or math.nan),
+        watch_value=float(result.get("watch_value") or math.nan),
+        unit="ratio" if result.get("baseline_total") else "",
+        verdict_reason=str(result.get("reason", incident.reason)),
+        suspects=tuple(lines),
+        ambiguous=incident.ambiguous,
+        action=action,
+        action_url=url,
+        mode=str(deps.settings.mode),
+    )

@@ -1,0 +1,79 @@
+"""JSON views of deploys and incidents, shared by the HTTP API and the demo's `--json`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from attribution.records import Deploy, Incident, MergedPR
+from attribution.store import Store
+
+
+def pr_view(pr: MergedPR) -> dict[str, Any]:
+    ident = pr.identity
+    return {
+        "repo": pr.repo,
+        "number": pr.number,
+        "title": pr.title,
+        "url": pr.url,
+        "author": pr.author,
+        "merge_sha": pr.merge_sha,
+        "files": list(pr.files),
+        "agent": {
+            "kind": ident.kind,
+            "name": ident.name,
+            "session": ident.session,
+            "model": ident.model,
+            "role": ident.role,
+            "spec": ident.spec,
+            "tokens": ident.tokens,
+            "cost_usd": ident.cost_usd,
+        },
+    }
+
+
+async def deploy_view(store: Store, deploy: Deploy) -> dict[str, Any]:
+    """A deploy with its Watch phase, verdict, PRs, timeline and incident id."""
+    watch = await store.watch(deploy.id)
+    incident = await store.incident_for_deploy(deploy.id)
+    return {
+        **asdict(deploy),
+        "phase": watch.phase if watch else None,
+        "reason": watch.reason if watch else None,
+        "verdict": await store.watch_verdict(deploy.id),
+        "prs": [pr_view(p) for p in await store.deploy_prs(deploy.id)],
+        "timeline": await store.timeline(deploy.id),
+        "incident_id": incident.id if incident else None,
+    }
+
+
+async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:
+    """An incident: verdict and evidence, suspects with their PRs and agents, actions, timeline."""
+    deploy = await store.deploy(incident.deploy_id)
+    prs = {p.number: p for p in await store.deploy_prs(incident.deploy_id)}
+    suspects = []
+    for rank, s in enumerate(incident.suspects, start=1):
+        pr = prs.get(s.number)
+        suspects.append({
+            "rank": rank, "repo": s.repo, "number": s.number, "probability": s.probability,
+            "reason": s.reason, "pr": pr_view(pr) if pr else None,
+        })  # fmt: skip
+    watch = await store.watch(incident.deploy_id)
+    return {
+        "id": incident.id,
+        "deploy_id": incident.deploy_id,
+        "service": incident.service,
+        "environment": incident.environment,
+        "deploy_sha": deploy.sha if deploy else None,
+        "phase": watch.phase if watch else None,
+        "sli": incident.sli,
+        "opened_at": incident.opened_at,
+        "verdict": incident.verdict,
+        "ambiguous": incident.ambiguous,
+        "confidence": incident.confidence,
+        "revert_unit": list(incident.revert_unit),
+        "reason": incident.reason,
+        "suspects": suspects,
+        "actions": [asdict(a) for a in await store.actions(incident.id)],
+        "timeline": await store.timeline(incident.deploy_id),
+    }

@@ -1,0 +1,164 @@
+"""The Watch: one deploy's state machine, advanced one transition per call.
+
+Every transition is a row written before the side effect it leads to, so a restart resumes each
+Watch where it was: `deployed` resolves the change set, `observing` evaluates the SLIs once per
+step, `regressed` (the incident and its suspects written in the same transaction) decides the
+plan, and `rolling_back` carries out the actions (see `respond`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from attribution.changes import RangeCommit, change_set
+from attribution.records import Deploy, Incident, MergedPR
+from attribution.suspects import rank
+from loop.config import ServiceSettings
+from loop.deps import WatchDeps
+from loop.phases import Phase
+from loop.respond import respond
+from observer.observe import Windows, evaluate
+from observer.verdict import Status, Verdict
+from rollback.forge import ForgeError
+from rollback.policy import plan
+
+log = logging.getLogger(__name__)
+
+
+def incident_id_for(deploy_id: str) -> str:
+    """Deterministic, so a replayed transition cannot mint a second incident for a deploy."""
+    return "inc_" + hashlib.sha256(deploy_id.encode()).hexdigest()[:12]
+
+
+async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
+    """Take the next transition of one Watch; None when the Watch is unknown or final."""
+    state = await deps.store.watch(deploy_id)
+    deploy = await deps.store.deploy(deploy_id)
+    if state is None or deploy is None:
+        return None
+    phase = Phase(state.phase)
+    service = deps.settings.service(deploy.service)
+    now = deps.clock.now()
+    if service is None:
+        reason = f"service {deploy.service!r} is not in the config: nothing to watch"
+        await deps.store.transition(
+            deploy_id, phase, Phase.INCONCLUSIVE, now=now, next_due=now, reason=reason
+        )
+        return Phase.INCONCLUSIVE
+    step = _STEPS.get(phase)
+    return await step(deps, deploy, service) if step else None
+
+
+async def resolve_changes(
+    deps: WatchDeps, deploy: Deploy, service: ServiceSettings
+) -> tuple[list[MergedPR], str]:
+    """The PRs between the previous deploy and this one, and a note when that is not known."""
+    base = deploy.previous_sha
+    if base is None:
+        previous = await deps.store.previous_deploy(deploy)
+        base = previous.sha if previous else None
+    if base is None:
+        return [], "no previous deploy or previous_sha: the change range is unknown"
+    try:
+        commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
+    except ForgeError as exc:
+        return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
+    known = await deps.store.prs(service.repo)
+    changes = change_set([RangeCommit(c.sha, c.message, c.parents) for c in commits], known)
+    note = ""
+    if changes.unknown_numbers:
+        note = " PRs not on record: " + ", ".join(f"#{n}" for n in changes.unknown_numbers)
+    if changes.unattributed:
+        note += f" {len(changes.unattributed)} commit(s) without a PR"
+    return list(changes.prs), note.strip()
+
+
+async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+    prs, note = await resolve_changes(deps, deploy, service)
+    await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+    reason = (
+        f"watching {len(service.slis)} SLI(s) for {service.watch:.0f}s at a {service.step:.0f}s "
+        f"step; {len(prs)} PR(s) in the deploy" + (f"; {note}" if note else "")
+    )
+    now = deps.clock.now()
+    next_due = max(now, deploy.finished_at + service.step)
+    await deps.store.transition(
+        deploy.id, Phase.DEPLOYED, Phase.OBSERVING, now=now, next_due=next_due, reason=reason
+    )
+    return Phase.OBSERVING
+
+
+async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+    windows = Windows(deploy.finished_at, service.baseline, service.watch, service.step)
+    now = deps.clock.now()
+    verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
+    await deps.store.record_observations(deploy.id, now, [r.to_json() for r in verdict.results])
+    if verdict.status is Status.OBSERVING:
+        next_due = min(now + service.step, deploy.finished_at + service.watch)
+        await deps.store.transition(
+            deploy.id, Phase.OBSERVING, Phase.OBSERVING, now=now,
+            next_due=max(next_due, now), reason=verdict.reason, verdict=verdict.to_json(),
+        )  # fmt: skip
+        return Phase.OBSERVING
+    if verdict.status is Status.REGRESSED:
+        incident = await _incident(deps, deploy, service, verdict, now)
+        await deps.store.transition(
+            deploy.id, Phase.OBSERVING, Phase.REGRESSED, now=now, next_due=now,
+            reason=verdict.reason, verdict=verdict.to_json(),
+            also=lambda cur: deps.store.insert_incident(cur, incident),
+        )  # fmt: skip
+        return Phase.REGRESSED
+    final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
+    await deps.store.transition(
+        deploy.id, Phase.OBSERVING, final, now=now, next_due=now,
+        reason=verdict.reason, verdict=verdict.to_json(),
+    )  # fmt: skip
+    return final
+
+
+async def _incident(
+    deps: WatchDeps, deploy: Deploy, service: ServiceSettings, verdict: Verdict, now: float
+) -> Incident:
+    prs = await deps.store.deploy_prs(deploy.id)
+    if not prs:  # the range could not be resolved at deploy time; try once more now
+        prs, _ = await resolve_changes(deps, deploy, service)
+        await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+    ranking = rank(prs, deps.settings.action_bar)
+    return Incident(
+        id=incident_id_for(deploy.id),
+        deploy_id=deploy.id,
+        service=deploy.service,
+        environment=deploy.environment,
+        sli=verdict.culprit_sli,
+        opened_at=now,
+        verdict=verdict.to_json(),
+        ambiguous=ranking.ambiguous,
+        confidence=ranking.confidence,
+        revert_unit=ranking.revert_unit,
+        reason=ranking.reason,
+        suspects=ranking.suspects,
+    )
+
+
+async def _plan(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+    incident = await deps.store.incident_for_deploy(deploy.id)
+    now = deps.clock.now()
+    if incident is None:  # cannot happen: the incident is written with the transition
+        raise RuntimeError(f"deploy {deploy.id} is regressed but has no incident row")
+    prs = await deps.store.prs(service.repo, incident.revert_unit)
+    files = sorted({f for pr in prs for f in pr.files})
+    decision = plan(deps.settings.mode, incident.revert_unit, files, deps.settings.human_gates)
+    await deps.store.transition(
+        deploy.id, Phase.REGRESSED, Phase.ROLLING_BACK, now=now, next_due=now,
+        reason="; ".join(decision.reasons),
+    )  # fmt: skip
+    return Phase.ROLLING_BACK
+
+
+_STEPS = {
+    Phase.DEPLOYED: _start,
+    Phase.OBSERVING: _observe,
+    Phase.REGRESSED: _plan,
+    Phase.ROLLING_BACK: respond,
+}

@@ -1,0 +1,189 @@
+"""Pure detectors: counts and values in, `SliResult`/`Verdict` out. No I/O, no clock.
+
+Ratio SLIs use a one-sided mixture sequential probability ratio test of the watch window's bad rate
+against the baseline. The null rate is the baseline's upper confidence bound raised by the SLI's
+tolerance, so a thin baseline cannot make normal noise look like a regression; the alternative is
+a mixture over several multiples of the null rate, so both large and moderate regressions are
+caught early. The mixture likelihood ratio is a non-negative martingale under the null, so by
+Ville's inequality the chance it ever crosses `1/alpha` during the watch is at most `alpha`:
+re-evaluating at every step does not inflate false alarms.
+
+Gauge SLIs use a robust median/MAD test on the latest points.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from observer.slis import Direction, Sli
+from observer.verdict import SliResult, Status, Verdict
+
+ALTERNATIVES = (1.5, 2.0, 4.0, 10.0)
+"""Multiples of the null rate that the mixture alternative averages over."""
+
+Z_UPPER = 2.576
+"""Upper confidence bound (99%, one-sided ~99.5%) on the baseline bad rate."""
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorSettings:
+    """Knobs shared by every SLI of a watch."""
+
+    alpha: float = 0.001
+    gauge_points: int = 3
+    gauge_mad_factor: float = 5.0
+
+
+DEFAULT_SETTINGS = DetectorSettings()
+
+
+def wilson_upper(bad: float, total: float, z: float = Z_UPPER) -> float:
+    """Upper Wilson score bound on a binomial rate; 1.0 when there is no data."""
+    if total <= 0:
+        return 1.0
+    p = min(max(bad / total, 0.0), 1.0)
+    denom = 1 + z * z / total
+    centre = p + z * z / (2 * total)
+    spread = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total))
+    return min((centre + spread) / denom, 1.0)
+
+
+def mixture_log_lr(bad: float, total: float, p_null: float) -> float:
+    """log of the mean likelihood ratio over `ALTERNATIVES`, for `bad` of `total` events."""
+    good = max(total - bad, 0.0)
+    logs = []
+    for multiple in ALTERNATIVES:
+        p_alt = min(p_null * multiple, 0.999)
+        if p_alt <= p_null:
+            continue
+        logs.append(bad * math.log(p_alt / p_null) + good * math.log((1 - p_alt) / (1 - p_null)))
+    if not logs:
+        return 0.0
+    top = max(logs)
+    return top + math.log(sum(math.exp(v - top) for v in logs) / len(logs))
+
+
+def assess_ratio(
+    sli: Sli,
+    baseline: tuple[float, float],
+    watch: tuple[float, float],
+    complete: bool,
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> SliResult:
+    """Judge a ratio SLI from (bad, total) sums of the baseline and of the watch so far."""
+    b_bad, b_total = baseline
+    w_bad, w_total = watch
+    base_rate = b_bad / b_total if b_total > 0 else math.nan
+    watch_rate = w_bad / w_total if w_total > 0 else math.nan
+    threshold = math.log(1 / settings.alpha)
+    result = SliResult(
+        sli=sli.name,
+        status=Status.OBSERVING,
+        reason="evidence not yet decisive",
+        baseline_value=base_rate,
+        watch_value=watch_rate,
+        baseline_bad=b_bad,
+        baseline_total=b_total,
+        watch_bad=w_bad,
+        watch_total=w_total,
+        threshold=threshold,
+    )
+    if b_total < sli.min_events:
+        reason = f"baseline has {b_total:.0f} events, below min_events {sli.min_events}"
+        return replace(result, status=_pending(complete), reason=reason)
+    p_null = max(min(wilson_upper(b_bad, b_total) * (1 + sli.tolerance), 0.99), 1e-6)
+    statistic = mixture_log_lr(w_bad, w_total, p_null) if w_total > 0 else 0.0
+    effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
+    result = replace(result, statistic=statistic, effect=effect)
+    rates = f"bad rate {watch_rate:.4%} vs baseline {base_rate:.4%}"
+    if statistic >= threshold and watch_rate > p_null:
+        reason = f"{rates} (null bound {p_null:.4%}); log-LR {statistic:.2f} >= {threshold:.2f}"
+        return replace(result, status=Status.REGRESSED, reason=reason)
+    if not complete:
+        return result
+    if w_total < sli.min_events:
+        reason = (
+            f"too little traffic: {w_total:.0f} events in the watch window, "
+            f"below min_events {sli.min_events}"
+        )
+        return replace(result, status=Status.INCONCLUSIVE, reason=reason)
+    reason = f"{rates}; log-LR {statistic:.2f} < {threshold:.2f}"
+    return replace(result, status=Status.HEALTHY, reason=reason)
+
+
+def _pending(complete: bool) -> Status:
+    """Not judged yet: inconclusive once the window is over, still observing before."""
+    return Status.INCONCLUSIVE if complete else Status.OBSERVING
+
+
+def _median(values: Sequence[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def assess_gauge(
+    sli: Sli,
+    baseline: Sequence[float],
+    watch: Sequence[float],
+    complete: bool,
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> SliResult:
+    """Judge a gauge SLI: the median of the latest points against baseline median + k*MAD."""
+    base = [v for v in baseline if math.isfinite(v)]
+    recent = [v for v in watch if math.isfinite(v)][-settings.gauge_points :]
+    if len(base) < settings.gauge_points:
+        reason = f"baseline has {len(base)} points, too few to judge"
+        return SliResult(sli=sli.name, status=_pending(complete), reason=reason)
+    centre = _median(base)
+    mad = 1.4826 * _median([abs(v - centre) for v in base])
+    margin = max(settings.gauge_mad_factor * mad, sli.tolerance * abs(centre), 1e-9)
+    if len(recent) < settings.gauge_points:
+        reason = f"watch has {len(recent)} points, too few to judge"
+        return SliResult(
+            sli=sli.name, status=_pending(complete), reason=reason, baseline_value=centre
+        )
+    now = _median(recent)
+    sign = 1.0 if sli.direction is Direction.UP else -1.0
+    statistic = sign * (now - centre) / margin
+    result = SliResult(
+        sli=sli.name,
+        status=Status.OBSERVING,
+        reason="within the baseline band",
+        baseline_value=centre,
+        watch_value=now,
+        statistic=statistic,
+        threshold=1.0,
+        effect=(now / centre - 1) if centre else math.nan,
+    )
+    band = f"median of last {len(recent)} points {now:.4g} vs baseline {centre:.4g} ± {margin:.4g}"
+    if statistic > 1.0:
+        return replace(result, status=Status.REGRESSED, reason=band)
+    if not complete:
+        return result
+    return replace(result, status=Status.HEALTHY, reason=band)
+
+
+def decide(slis: Sequence[Sli], results: Sequence[SliResult], complete: bool) -> Verdict:
+    """Combine per-SLI results: a critical SLI (or two others) regressed decides `regressed`.
+
+    Healthy needs every critical SLI healthy at the end of the window; anything else at the end
+    is inconclusive, with the reasons.
+    """
+    by_name = {s.name: s for s in slis}
+    regressed = [r for r in results if r.status is Status.REGRESSED]
+    critical = [r for r in regressed if by_name[r.sli].critical]
+    if critical or len(regressed) >= 2:  # noqa: PLR2004 - two non-critical SLIs agree
+        culprit = (critical or regressed)[0]
+        return Verdict(
+            Status.REGRESSED, f"{culprit.sli}: {culprit.reason}", tuple(results), culprit.sli
+        )
+    if not complete:
+        return Verdict(Status.OBSERVING, "watching", tuple(results))
+    unhealthy = [r for r in results if by_name[r.sli].critical and r.status is not Status.HEALTHY]
+    if not results or unhealthy:
+        reasons = "; ".join(f"{r.sli}: {r.reason}" for r in unhealthy) or "no SLI results"
+        return Verdict(Status.INCONCLUSIVE, reasons, tuple(results))
+    return Verdict(Status.HEALTHY, "every critical SLI within its baseline", tuple(results))

@@ -1,0 +1,75 @@
+"""SLI definitions: what to query and how to judge it.
+
+A ratio SLI is two PromQL expressions giving bad events and all events per step (errors over
+requests; requests slower than a threshold, from histogram buckets, over requests). A gauge SLI is
+one expression (memory, CPU, queue depth). `$step` in a query is replaced by the step as a PromQL
+duration (`15s`), so `increase(x[$step])` yields the events of each step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class SliKind(StrEnum):
+    RATIO = "ratio"
+    GAUGE = "gauge"
+
+
+class Direction(StrEnum):
+    """Which way is worse: `up` (errors, latency, memory) or `down` (throughput, hit rate)."""
+
+    UP = "up"
+    DOWN = "down"
+
+
+class SliError(ValueError):
+    """An SLI definition is unusable; the message names the SLI and the field."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sli:
+    """One service-level indicator and the bar a deploy must clear on it.
+
+    `tolerance` is the practical-effect floor, relative to the baseline (0.2: a change of less than
+    20% is never a regression). `min_events` is the traffic below which a ratio SLI is
+    inconclusive. A `critical` SLI decides the verdict alone.
+    """
+
+    name: str
+    kind: SliKind
+    bad: str = ""
+    total: str = ""
+    query: str = ""
+    direction: Direction = Direction.UP
+    tolerance: float = 0.1
+    min_events: int = 100
+    critical: bool = True
+
+    def __post_init__(self) -> None:
+        if not self.name:
+            raise SliError("an SLI needs a name")
+        if self.kind is SliKind.RATIO and not (self.bad and self.total):
+            raise SliError(f"SLI {self.name!r}: a ratio SLI needs both `bad` and `total` PromQL")
+        if self.kind is SliKind.GAUGE and not self.query:
+            raise SliError(f"SLI {self.name!r}: a gauge SLI needs `query` PromQL")
+        if self.tolerance < 0:
+            raise SliError(f"SLI {self.name!r}: tolerance must be >= 0, got {self.tolerance}")
+        if self.min_events < 0:
+            raise SliError(f"SLI {self.name!r}: min_events must be >= 0, got {self.min_events}")
+
+    @property
+    def unit(self) -> str:
+        """How values of this SLI read: `ratio` shows as a percentage."""
+        return "ratio" if self.kind is SliKind.RATIO else ""
+
+    def queries(self, step: float) -> dict[str, str]:
+        """The resolved PromQL per role (`bad`/`total` or `value`), `$step` substituted."""
+        duration = f"{round(step)}s"
+        if self.kind is SliKind.RATIO:
+            return {
+                "bad": self.bad.replace("$step", duration),
+                "total": self.total.replace("$step", duration),
+            }
+        return {"value": self.query.replace("$step", duration)}

@@ -1,0 +1,51 @@
+"""The `MetricsSource` boundary: where series come from (Prometheus, recorded, simulated).
+
+Exception tree::
+
+    MetricsError               anything a source could not answer
+    ├── SourceUnavailable      the backend is down, timed out or answered 5xx: try again later
+    └── QueryRejected          the backend refused the query (bad PromQL, too many points)
+
+"No data" is not an error: a source returns an empty list and the detector calls it inconclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+class MetricsError(Exception):
+    """A source could not answer a query; the message says which query and why."""
+
+
+class SourceUnavailable(MetricsError):
+    """The backend is unreachable, timed out or failed; the same query may work later."""
+
+
+class QueryRejected(MetricsError):
+    """The backend refused the query itself; retrying will not help."""
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One point: `t` in Unix seconds, `value` as a float (NaN kept as NaN)."""
+
+    t: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """One labelled series of a range query, samples in time order."""
+
+    labels: dict[str, str] = field(hash=False)
+    samples: tuple[Sample, ...]
+
+
+class MetricsSource(Protocol):
+    """Answers PromQL range queries; times are Unix seconds, `step` is seconds."""
+
+    async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
+        """Evaluate `query` at `start, start+step, …, end`; raise `MetricsError` on failure."""
+        ...

@@ -1,0 +1,87 @@
+"""The `Forge` boundary: where commits are read and revert changes are opened.
+
+Exception tree::
+
+    ForgeError                 anything the forge could not do
+    ├── ForgeUnavailable       5xx, timeout, rate limit beyond the budget: the action stays pending
+    └── RevertConflict         later commits touched the same lines: a person must revert by hand
+
+Implementations: `GitHubForge` (githubkit) and `LocalGitForge` (a git repository on disk, for the
+demo). Both are idempotent per `RevertRequest.key`: asking twice returns the same revert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+class ForgeError(Exception):
+    """The forge could not complete a call; the message says what and why (no secrets)."""
+
+
+class ForgeUnavailable(ForgeError):
+    """The forge is down, slow or rate limited; the same call may succeed later."""
+
+
+class RevertConflict(ForgeError):
+    """The revert does not apply cleanly on the current default branch."""
+
+
+@dataclass(frozen=True, slots=True)
+class Commit:
+    """A commit in a deploy's range, oldest first in any list of them."""
+
+    sha: str
+    message: str
+    parents: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PullRef:
+    """A merged pull request to revert: its number and the commit that landed it."""
+
+    number: int
+    merge_sha: str
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class RevertRequest:
+    """One revert change: the PRs to undo, on a branch whose name is derived from `key`."""
+
+    repo: str
+    key: str
+    base_branch: str
+    prs: tuple[PullRef, ...]
+    title: str
+    body: str
+    labels: tuple[str, ...]
+
+    @property
+    def branch(self) -> str:
+        """Deterministic branch name, so a retry finds the change it already made."""
+        return f"rearguard/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class RevertResult:
+    """What the forge made: a PR (number and URL) or, for local git, a branch and its commit."""
+
+    url: str
+    branch: str
+    number: int | None
+    head_sha: str
+    reused: bool
+
+
+class Forge(Protocol):
+    """Reads deploy ranges and opens revert changes; never pushes to the default branch."""
+
+    async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
+        """Commits reachable from `head` and not from `base`, oldest first."""
+        ...
+
+    async def open_revert(self, request: RevertRequest) -> RevertResult:
+        """Open (or find, if it exists) the revert change for `request`."""
+        ...
