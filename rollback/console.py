@@ -1,0 +1,37 @@
+"""`ConsoleNotifier`: prints the exact `chat.postMessage` payload instead of posting it.
+
+It owns the demo's and dry runs' notifications: one readable line, then `message_payload` as
+indented JSON, the same arguments `SlackNotifier` hands to Slack, so what the console shows is what
+a team would see. It never fails; the `ts` it returns is derived from the notice key, so the same
+notice always "lands" at the same place, as it would with the idempotent Slack notifier.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TextIO
+
+from rollback.notify import Delivery, Notice, message_payload, render_text
+
+
+class ConsoleNotifier:
+    """Writes each notice's Slack payload to `stream` (stdout in the demo)."""
+
+    def __init__(self, stream: TextIO, channel: str = "#rollbacks") -> None:
+        self._stream = stream
+        self._channel = channel
+
+    async def send(self, notice: Notice) -> Delivery:
+        """Print the payload Slack would receive; return a deterministic `Delivery`."""
+        payload = message_payload(notice, self._channel)
+        self._stream.write(f"[notify {self._channel}] {render_text(notice)}\n")
+        self._stream.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        self._stream.flush()
+        return Delivery(channel=self._channel, ts=console_ts(notice.key))
+
+
+def console_ts(key: str) -> str:
+    """A Slack-shaped `ts` (`seconds.micros`) that depends only on `key`."""
+    digest = int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big")
+    return f"{digest % 10**10:010d}.{digest % 10**6:06d}"

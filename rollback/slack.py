@@ -1,0 +1,198 @@
+"""`SlackNotifier`: posts rollback notices to one Slack channel through slack_sdk's Web API client.
+
+It owns the Slack edge: the `AsyncWebClient` and its aiohttp session, the retry policy, the
+idempotency lookup, and the mapping of Slack's failures onto `notify.py`'s errors. Retries happen
+in one place, slack_sdk's retry handlers (429 after `Retry-After`; 500/503 and dropped connections
+with backoff), all drawing on one shared budget of `max_retries`. Whatever is left after that
+budget becomes `NotifyRetryable`; configuration problems (`invalid_auth`, `channel_not_found`,
+`missing_scope`, ...) become `NotifyRejected`. No message this module raises contains the token.
+
+Idempotency: every post carries `metadata.event_payload.key`; before posting, the most recent
+`HISTORY_WINDOW` messages of the channel are searched for that key, and a hit is returned as the
+`Delivery` instead of a second post. That lookup needs a channel *ID* (`conversations.history`
+refuses names) and the `channels:history` scope (`groups:history` for a private channel) beside
+`chat:write`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
+
+from rollback.notify import (
+    Delivery,
+    Notice,
+    NotifyError,
+    NotifyRejected,
+    NotifyRetryable,
+    message_payload,
+)
+
+# How many recent channel messages the idempotency lookup reads (one page of history).
+HISTORY_WINDOW = 100
+EVENT_TYPE = "rearguard_notice"
+# Slack's own "try again later" error codes, whatever the HTTP status says.
+_TRANSIENT_ERRORS = frozenset(
+    {"ratelimited", "request_timeout", "service_unavailable", "fatal_error", "internal_error"}
+)
+_HTTP_TOO_MANY = 429
+_HTTP_SERVER_ERROR = 500
+
+
+class SlackNotifier:
+    """Posts each notice once to `channel` (a channel ID such as `C0123ABCD`)."""
+
+    def __init__(
+        self,
+        token: str,
+        channel: str,
+        *,
+        base_url: str = "https://slack.com/api/",
+        timeout: float = 10.0,
+        max_retries: int = 3,
+        retry_interval: RetryIntervalCalculator | None = None,
+    ) -> None:
+        """`retry_interval` paces 5xx and connection retries (slack_sdk's backoff by default);
+        429 retries always wait what Slack's `Retry-After` says."""
+        if not token:
+            raise ValueError("Slack token is empty")
+        if not channel or channel.startswith("#"):
+            raise ValueError(
+                f"Slack channel must be a conversation ID such as C0123ABCD, not {channel!r}: "
+                "conversations.history (the idempotency lookup) accepts only IDs"
+            )
+        if max_retries < 0:
+            raise ValueError("max_retries must be >= 0")
+        self._token = token
+        self._channel = channel
+        self._base_url = base_url
+        self._timeout = timeout
+        self._max_retries = max_retries
+        self._interval = retry_interval or BackoffRetryIntervalCalculator()
+        self._session: aiohttp.ClientSession | None = None
+        self._client: AsyncWebClient | None = None
+        # One send at a time: lookup-then-post must not interleave for the same key, and Slack
+        # allows about one message per second per channel anyway.
+        self._lock = asyncio.Lock()
+
+    async def send(self, notice: Notice) -> Delivery:
+        """Post `notice` unless the channel already shows a message with its key."""
+        payload = message_payload(notice, self._channel)
+        async with self._lock:
+            existing = await self._find(notice.key)
+            if existing is not None:
+                return existing
+            client = self._web()
+            response = await self._call("chat.postMessage", client.chat_postMessage(**payload))
+        return Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (safe to call twice, or before any send)."""
+        if self._session is not None:
+            await self._session.close()
+        self._session = None
+        self._client = None
+
+    async def _find(self, key: str) -> Delivery | None:
+        """The delivery of an earlier post of `key` among the channel's recent messages."""
+        client = self._web()
+        history = await self._call(
+            "conversations.history",
+            client.conversations_history(
+                channel=self._channel, limit=HISTORY_WINDOW, include_all_metadata=True
+            ),
+        )
+        for message in history.get("messages") or []:
+            if _notice_key(message) == key:
+                return Delivery(channel=self._channel, ts=str(message["ts"]))
+        return None
+
+    def _web(self) -> AsyncWebClient:
+        """The client, built on first use so its session belongs to the running loop."""
+        if self._client is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self._timeout)
+            )
+            self._client = AsyncWebClient(
+                token=self._token,
+                base_url=self._base_url,
+                session=self._session,
+                retry_handlers=self._retry_handlers(),
+            )
+            # slack_sdk reads HTTPS_PROXY from the environment (ignoring NO_PROXY); settings
+            # come from config only, so no ambient proxy.
+            self._client.proxy = None
+        return self._client
+
+    def _retry_handlers(self) -> list[AsyncRetryHandler]:
+        # The handlers share one RetryState, so `max_retries` bounds all retries together.
+        return [
+            AsyncRateLimitErrorRetryHandler(max_retry_count=self._max_retries),
+            AsyncServerErrorRetryHandler(
+                max_retry_count=self._max_retries, interval_calculator=self._interval
+            ),
+            AsyncConnectionErrorRetryHandler(
+                max_retry_count=self._max_retries, interval_calculator=self._interval
+            ),
+        ]
+
+    async def _call(self, method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
+        """Await one Web API call, mapping every failure onto `NotifyError` at this edge."""
+        try:
+            return await call
+        except SlackApiError as exc:
+            raise self._api_error(method, exc) from exc
+        except SlackClientError as exc:
+            raise NotifyRejected(self._redact(f"Slack {method} request invalid: {exc}")) from exc
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
+            raise NotifyRetryable(
+                self._redact(f"Slack {method} unreachable after retries ({detail})")
+            ) from exc
+
+    def _api_error(self, method: str, exc: SlackApiError) -> NotifyError:
+        """Classify a Slack answer: transient (429, 5xx, Slack's retry codes) or a rejection."""
+        response = exc.response
+        # An AsyncSlackResponse has `status_code`; an unparseable body leaves aiohttp's `status`.
+        status: int = getattr(response, "status_code", 0) or getattr(response, "status", 0)
+        data = getattr(response, "data", None)
+        error = data.get("error") if isinstance(data, dict) else None
+        reason = str(error) if error else f"HTTP {status}"
+        if status == _HTTP_TOO_MANY or status >= _HTTP_SERVER_ERROR or error in _TRANSIENT_ERRORS:
+            return NotifyRetryable(self._redact(f"Slack {method} failed after retries: {reason}"))
+        hint = {
+            "invalid_auth": " (check the bot token)",
+            "not_authed": " (no token sent)",
+            "channel_not_found": f" (is {self._channel} a channel ID the bot can see?)",
+            "not_in_channel": f" (invite the bot to {self._channel})",
+            "missing_scope": " (the bot needs chat:write and channels:history)",
+        }.get(str(error), "")
+        return NotifyRejected(self._redact(f"Slack {method} rejected: {reason}{hint}"))
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***")
+
+
+def _notice_key(message: Any) -> object:
+    """The Rearguard idempotency key a history message carries, if any."""
+    if not isinstance(message, dict):
+        return None
+    metadata = message.get("metadata")
+    if not isinstance(metadata, dict) or metadata.get("event_type") != EVENT_TYPE:
+        return None
+    payload = metadata.get("event_payload")
+    return payload.get("key") if isinstance(payload, dict) else None

@@ -1,0 +1,332 @@
+"""`FakeSlack`: an in-process Slack Web API on loopback, spoken to by the real `slack_sdk` client.
+
+It owns the slice of Slack that Rearguard uses (`auth.test`, `chat.postMessage`, `chat.update`,
+`conversations.history`) with Slack's envelopes and error codes, plus fault injection for the
+failure modes the notifier must survive (429 with `Retry-After`, 5xx, slow answers). Requests are
+read the way Slack reads them: `POST /api/<method>` with a JSON or form body, or query parameters
+(slack_sdk sends `conversations.history` as a GET); the token comes from `Authorization: Bearer`
+or a `token` argument.
+
+Deliberate simplifications: one team, one bot; no cursor pagination (`has_more` is reported);
+`chat.postMessage` requires `text` (Slack only warns without it; Rearguard always sends it).
+
+Use it with its own `start()`/`close()` (or `async with`), or hand `fake.app` to pytest-aiohttp's
+`aiohttp_server` and `attach()` the server. `url` is the `base_url` for slack_sdk, trailing slash
+included (`http://127.0.0.1:PORT/api/`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+TOKEN = "xoxb-0000000000-fake-rearguard-token"
+TEAM_ID = "T0REARGRD"
+BOT_ID = "B0REARGRD"
+BOT_USER_ID = "U0REARGRD"
+APP_ID = "A0REARGRD"
+# ts values are "seconds.sequence" like Slack's; a fixed epoch keeps them deterministic.
+_EPOCH = 1_767_225_600
+
+
+@dataclass(frozen=True, slots=True)
+class FakeMessage:
+    """One message as the fake stores it: what the client sent, plus Slack's `ts`."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    metadata: dict[str, Any] | None
+    thread_ts: str | None = None
+    edited: bool = False
+
+
+@dataclass(slots=True)
+class _Fault:
+    remaining: int
+    status: int
+    method: str | None
+    retry_after: int | None = None
+    body: dict[str, Any] | None = None
+
+
+class FakeSlack:
+    """A Slack workspace on loopback with one bot token and optional known channels."""
+
+    def __init__(self, token: str = TOKEN, *, channels: Iterable[str] | None = None) -> None:
+        self.token = token
+        self.channels = frozenset(channels) if channels is not None else None
+        self.messages: list[FakeMessage] = []
+        # Every request's method name in arrival order, retries included.
+        self.calls: list[str] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/api/{method}", self._dispatch)
+        self._faults: list[_Fault] = []
+        self._delay = 0.0
+        self._seq = 0
+        self._server: TestServer | None = None
+        self._owns_server = False
+        # Set on close so a delayed handler does not hold up the server's shutdown.
+        self._closing = asyncio.Event()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> Self:
+        """Serve on a free loopback port until `close()`."""
+        server = TestServer(self.app, host="127.0.0.1")
+        await server.start_server()
+        self._owns_server = True
+        return self.attach(server)
+
+    def attach(self, server: TestServer) -> Self:
+        """Use a server someone else started (pytest-aiohttp's `aiohttp_server(fake.app)`)."""
+        self._server = server
+        return self
+
+    async def close(self) -> None:
+        """Release delayed requests and stop the server if `start()` started it."""
+        self._closing.set()
+        if self._server is not None and self._owns_server:
+            await self._server.close()
+        self._server = None
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    @property
+    def url(self) -> str:
+        """The `base_url` to give slack_sdk: `http://127.0.0.1:PORT/api/`."""
+        if self._server is None:
+            raise RuntimeError("FakeSlack is not serving: call start() or attach(server)")
+        return str(self._server.make_url("/api/"))
+
+    # -- fault injection -------------------------------------------------------------------
+
+    def rate_limit_next(
+        self, count: int, retry_after: int = 1, *, method: str | None = None
+    ) -> None:
+        """Answer the next `count` requests (to `method`, if given) with 429 and `Retry-After`."""
+        self._faults.append(
+            _Fault(count, 429, method, retry_after, {"ok": False, "error": "ratelimited"})
+        )
+
+    def fail_next(
+        self,
+        count: int,
+        status: int = 500,
+        *,
+        error: str | None = None,
+        method: str | None = None,
+    ) -> None:
+        """Answer the next `count` requests (to `method`, if given) with `status`: an HTML error
+        page, or Slack's `{"ok": false, "error": error}` envelope when `error` is given."""
+        body = {"ok": False, "error": error} if error is not None else None
+        self._faults.append(_Fault(count, status, method, body=body))
+
+    def delay(self, seconds: float) -> None:
+        """Hold every later request for `seconds` before answering (0 to stop)."""
+        self._delay = seconds
+
+    # -- the API ---------------------------------------------------------------------------
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        self.calls.append(method)
+        if self._delay:
+            # Returns early when the fake closes, so shutdown never waits out the delay.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), self._delay)
+        fault = self._take_fault(method)
+        if fault is not None:
+            return _fault_response(fault)
+        args = await _read_args(request)
+        denied = self._check_token(request, args)
+        if denied is not None:
+            return web.json_response({"ok": False, "error": denied})
+        handler = {
+            "auth.test": self._auth_test,
+            "chat.postMessage": self._post_message,
+            "chat.update": self._update,
+            "conversations.history": self._history,
+        }.get(method)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
+        return web.json_response(handler(args))
+
+    def _take_fault(self, method: str) -> _Fault | None:
+        for fault in self._faults:
+            if fault.remaining > 0 and fault.method in (None, method):
+                fault.remaining -= 1
+                return fault
+        return None
+
+    def _check_token(self, request: web.Request, args: dict[str, Any]) -> str | None:
+        header = request.headers.get("Authorization", "")
+        token = header.removeprefix("Bearer ").strip() if header else str(args.get("token", ""))
+        if not token:
+            return "not_authed"
+        if token != self.token:
+            return "invalid_auth"
+        return None
+
+    def _known(self, channel: object) -> bool:
+        return (
+            isinstance(channel, str)
+            and bool(channel)
+            and (self.channels is None or channel in self.channels)
+        )
+
+    def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://rearguard-test.slack.com/",
+            "team": "Rearguard Test",
+            "user": "rearguard",
+            "team_id": TEAM_ID,
+            "user_id": BOT_USER_ID,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _post_message(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not self._known(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        text = args.get("text")
+        if not isinstance(text, str) or not text:
+            return {"ok": False, "error": "no_text"}
+        self._seq += 1
+        thread_ts = args.get("thread_ts")
+        message = FakeMessage(
+            channel=str(channel),
+            ts=f"{_EPOCH + self._seq}.{self._seq:06d}",
+            text=text,
+            blocks=_json_arg(args.get("blocks")),
+            metadata=_json_arg(args.get("metadata")),
+            thread_ts=str(thread_ts) if thread_ts else None,
+        )
+        self.messages.append(message)
+        return {
+            "ok": True,
+            "channel": message.channel,
+            "ts": message.ts,
+            "message": _as_slack(message, with_metadata=True),
+        }
+
+    def _update(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel"), args.get("ts")
+        if not self._known(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        for i, message in enumerate(self.messages):
+            if message.channel == channel and message.ts == ts:
+                changes: dict[str, Any] = {"edited": True}
+                if args.get("text"):
+                    changes["text"] = str(args["text"])
+                if args.get("blocks") is not None:
+                    changes["blocks"] = _json_arg(args["blocks"])
+                if args.get("metadata") is not None:
+                    changes["metadata"] = _json_arg(args["metadata"])
+                updated = replace(message, **changes)
+                self.messages[i] = updated
+                return {
+                    "ok": True,
+                    "channel": updated.channel,
+                    "ts": updated.ts,
+                    "text": updated.text,
+                    "message": _as_slack(updated, with_metadata=True),
+                }
+        return {"ok": False, "error": "message_not_found"}
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel = args.get("channel")
+        if not self._known(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        limit = min(max(int(args.get("limit", 100)), 1), 999)
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        # History holds top-level messages only, newest first; thread replies live in replies.
+        top = [
+            m
+            for m in reversed(self.messages)
+            if m.channel == channel and m.thread_ts in (None, m.ts)
+        ]
+        return {
+            "ok": True,
+            "messages": [_as_slack(m, with_metadata=with_metadata) for m in top[:limit]],
+            "has_more": len(top) > limit,
+            "pin_count": 0,
+            "channel_actions_ts": None,
+            "channel_actions_count": 0,
+        }
+
+
+def _fault_response(fault: _Fault) -> web.Response:
+    if fault.body is not None:
+        headers = {"Retry-After": str(fault.retry_after)} if fault.retry_after is not None else {}
+        return web.json_response(fault.body, status=fault.status, headers=headers)
+    return web.Response(
+        status=fault.status,
+        text=f"<html><body><h1>{fault.status}</h1>Slack is having trouble.</body></html>",
+        content_type="text/html",
+    )
+
+
+async def _read_args(request: web.Request) -> dict[str, Any]:
+    """Merge query parameters with a JSON or form body, as Slack accepts all three."""
+    args: dict[str, Any] = dict(request.query)
+    if request.content_type == "application/json":
+        body = await request.json()
+        if isinstance(body, dict):
+            args.update(body)
+    elif request.can_read_body:
+        args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
+    return args
+
+
+def _json_arg(value: Any) -> Any:
+    """Form bodies carry `blocks` and `metadata` as JSON strings; JSON bodies carry objects."""
+    if isinstance(value, str):
+        return json.loads(value)
+    return value
+
+
+def _as_slack(message: FakeMessage, *, with_metadata: bool) -> dict[str, Any]:
+    """The message object Slack returns for a bot post (fields Rearguard may read)."""
+    out: dict[str, Any] = {
+        "user": BOT_USER_ID,
+        "type": "message",
+        "ts": message.ts,
+        "bot_id": BOT_ID,
+        "app_id": APP_ID,
+        "text": message.text,
+        "team": TEAM_ID,
+    }
+    if message.blocks is not None:
+        # Slack assigns a block_id to every block that was sent without one.
+        out["blocks"] = [
+            b if "block_id" in b else {**b, "block_id": f"{message.ts}-{i}"}
+            for i, b in enumerate(message.blocks)
+        ]
+    if message.thread_ts is not None:
+        out["thread_ts"] = message.thread_ts
+    if message.edited:
+        out["edited"] = {"user": BOT_USER_ID, "ts": message.ts}
+    if with_metadata and message.metadata is not None:
+        out["metadata"] = message.metadata
+    return out
