@@ -20,7 +20,7 @@ $(TSTAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rearguard demo
+	$(VENV)/bin/rearguard demo $(ARGS)
 
 # The Debian `prometheus` package backs the integration tests (a real server on loopback).
 prometheus:
