@@ -46,15 +46,21 @@ def pr_number_in(message: str) -> int | None:
 def mainline(commits: Sequence[RangeCommit]) -> list[RangeCommit]:
     """The first-parent chain from the newest commit: what landed on the branch, oldest first.
 
-    Commits off that chain came in through a merge commit, which stands for them.
+    Commits off that chain came in through a merge commit, which stands for them. The newest
+    commit is the one no other commit names as a parent: a forge may list commits by date, and
+    a branch commit listed last must not hide the merge that brought it in.
     """
     if not commits:
         return []
     by_sha = {c.sha: c for c in commits}
-    chain = []
-    current: RangeCommit | None = commits[-1]
-    while current is not None:
+    named = {parent for c in commits for parent in c.parents}
+    heads = [c for c in commits if c.sha not in named]
+    chain: list[RangeCommit] = []
+    seen: set[str] = set()
+    current: RangeCommit | None = heads[0] if len(heads) == 1 else commits[-1]
+    while current is not None and current.sha not in seen:
         chain.append(current)
+        seen.add(current.sha)
         current = by_sha.get(current.parents[0]) if current.parents else None
     return chain[::-1]
 

@@ -2,11 +2,14 @@
 
 Keys are case-insensitive and may appear in the PR body or the merge commit message (the body
 wins). Fallbacks, in order: an `agent:<name>` label; a `Co-authored-by:` line naming a known
-agent. A PR with none of these is a human PR, attributed to its author — never dropped.
+agent. A PR with none of these is a human PR, attributed to its author — never dropped. Given the
+PR's repository, a bare `#N` spec is qualified as `owner/repo#N`, so one spec reads the same
+whichever way a PR names it and specs of different repositories never merge in reports.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable
 
@@ -19,7 +22,8 @@ KNOWN_AGENTS = (
 
 _TRAILER = re.compile(
     r"^[ \t]*(agent-session|agent-name|agent-model|agent-role|spec|agent-tokens|agent-cost-usd)"
-    r"[ \t]*:[ \t]*(\S.*?)[ \t]*$",
+    # `\r`: bodies written in GitHub's web editor end their lines with CRLF.
+    r"[ \t]*:[ \t]*(\S.*?)[ \t\r]*$",
     re.IGNORECASE | re.MULTILINE,
 )
 _CO_AUTHOR = re.compile(r"^[ \t]*co-authored-by:[ \t]*(.+)$", re.IGNORECASE | re.MULTILINE)
@@ -40,12 +44,14 @@ def trailers(*texts: str) -> dict[str, str]:
 
 
 def _number(value: str | None, kind: type[int] | type[float]) -> int | float | None:
+    """A finite, non-negative count or amount; None for anything else (`nan`, `-3`, `12k`)."""
     if value is None:
         return None
     try:
-        return kind(value.replace(",", "").lstrip("$"))
+        number = kind(value.replace(",", "").lstrip("$"))
     except ValueError:
         return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def _co_authoring_agent(texts: Iterable[str], known: Iterable[str]) -> str | None:
@@ -59,15 +65,18 @@ def _co_authoring_agent(texts: Iterable[str], known: Iterable[str]) -> str | Non
     return None
 
 
-def spec_of(found: dict[str, str], *texts: str) -> str | None:
-    """The spec a PR was written against: a `Spec:` trailer, else the first closing keyword."""
-    if "spec" in found:
-        return found["spec"]
-    for text in texts:
-        match = _CLOSING.search(text or "")
-        if match:
-            return match.group(1)
-    return None
+def spec_of(found: dict[str, str], *texts: str, repo: str | None = None) -> str | None:
+    """The spec a PR was written against: a `Spec:` trailer, else the first closing keyword.
+
+    A bare `#N` becomes `repo#N` when the PR's `repo` is given.
+    """
+    spec = found.get("spec")
+    if spec is None:
+        match = next((m for m in (_CLOSING.search(t or "") for t in texts) if m), None)
+        spec = match.group(1) if match else None
+    if spec is not None and repo and re.fullmatch(r"#\d+", spec):
+        return f"{repo}{spec}"
+    return spec
 
 
 def identify(
@@ -76,8 +85,13 @@ def identify(
     commit_message: str = "",
     labels: Iterable[str] = (),
     known_agents: Iterable[str] = KNOWN_AGENTS,
+    *,
+    repo: str | None = None,
 ) -> AgentIdentity:
-    """Identify who wrote a PR from its body, merge commit message, labels and author."""
+    """Identify who wrote a PR from its body, merge commit message, labels and author.
+
+    `repo` (`owner/name`) qualifies a bare `#N` spec; without it the spec stays `#N`.
+    """
     texts = (body or "", commit_message or "")
     found = trailers(*texts)
     label_agent = next(
@@ -86,7 +100,7 @@ def identify(
     name = found.get("agent-name") or label_agent or _co_authoring_agent(texts, known_agents)
     if name is None and "agent-session" in found:
         name = "unknown-agent"
-    spec = spec_of(found, *texts)
+    spec = spec_of(found, *texts, repo=repo)
     if name is None:
         return AgentIdentity(kind="human", name=author, spec=spec)
     tokens = _number(found.get("agent-tokens"), int)

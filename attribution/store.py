@@ -151,6 +151,14 @@ class Store:
 
         return await self._call(insert)
 
+    async def mark_journal(self, source: str, delivery: str, status: str) -> None:
+        """Move a journaled delivery on (`accepted` -> `applied` once its effect is stored)."""
+        await self._call(
+            lambda cur: cur.execute(
+                "UPDATE journal SET status = ? WHERE id = ?", [status, f"{source}:{delivery}"]
+            )
+        )
+
     async def journal_status(self, source: str, delivery: str) -> str | None:
         rows = await self._call(
             lambda cur: cur.execute(

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -171,18 +172,24 @@ async def post_github(request: web.Request) -> web.Response:
         deploy = parse_deployment_status(data, settings) if event == "deployment_status" else None
         pr = parse_merged_pr(data) if event == "pull_request" else None
     except IngestError as exc:
-        await deps.store.journal("github", event or "unknown", delivery or f"rejected-{now}",
+        # A refused request gets a key of its own: it must not claim the delivery id, or the
+        # genuine (re)delivery of that id would later be taken for a duplicate and dropped.
+        await deps.store.journal("github", event or "unknown",
+                                 f"rejected:{delivery or '-'}:{uuid.uuid4().hex}",
                                  status="rejected", received_at=now, error=exc.message)  # fmt: skip
         raise
     status = "accepted" if (deploy or pr) else "ignored"
     fresh = await deps.store.journal("github", event, delivery, status=status, received_at=now,
                                      body=data)  # fmt: skip
+    # A delivery journaled but never applied (the process died in between) is applied now.
     if not fresh and await deps.store.journal_status("github", delivery) != "accepted":
         return web.json_response({"status": "duplicate", "delivery": delivery})
     if pr is not None:
         await deps.store.record_pr(pr, now)
     if deploy is not None:
         await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+    if deploy or pr:
+        await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)
 
 

@@ -8,6 +8,7 @@ can be logged without leaking them.
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -107,8 +108,11 @@ _UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0
 
 def parse_duration(value: object, where: str) -> float:
     """Seconds from `90`, `"15s"`, `"30m"`, `"1h"`, `"7d"`; ConfigError otherwise."""
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+        # TOML has `inf` and `nan`: neither is a window that ever ends.
+        if seconds > 0 and math.isfinite(seconds):
+            return seconds
     match = _DURATION.match(value) if isinstance(value, str) else None
     if not match or float(match.group(1)) <= 0:
         raise ConfigError(
@@ -211,6 +215,8 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
         raise ConfigError(
             f"{path}: no such config file (see deploy/rearguard.example.toml)"
         ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
     return settings_from(data, env, str(path))
@@ -221,7 +227,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
     server = _table(data, "server", where)
     listen = _typed(server, "listen", str, "127.0.0.1:8080", f"{where}:server")
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not port.isdigit() or int(port) > 65535:  # noqa: PLR2004 - the last TCP port
         raise ConfigError(f"{where}:server.listen: expected 'host:port', got {listen!r}")
     github = _table(data, "github", where)
     prom = _table(data, "prometheus", where)
@@ -248,12 +254,14 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         listen_host=host,
         listen_port=int(port),
         store_path=Path(_typed(server, "store", str, "rearguard.duckdb", f"{where}:server")),
-        public_url=server.get("public_url"),
+        public_url=_typed(server, "public_url", str, "", f"{where}:server") or None,
         tick_seconds=parse_duration(server.get("tick", "5s"), f"{where}:server.tick"),
-        github_api_url=_typed(github, "api_url", str, "https://api.github.com", where),
-        prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", where),
-        prometheus_timeout=parse_duration(prom.get("timeout", "10s"), f"{where}:prometheus"),
-        slack_api_url=_typed(slack, "api_url", str, "https://slack.com/api/", where),
+        github_api_url=_typed(github, "api_url", str, "https://api.github.com", f"{where}:github"),
+        prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", f"{where}:prometheus"),
+        prometheus_timeout=parse_duration(
+            prom.get("timeout", "10s"), f"{where}:prometheus.timeout"
+        ),
+        slack_api_url=_typed(slack, "api_url", str, "https://slack.com/api/", f"{where}:slack"),
         slack_channel=_slack_channel(slack, where),
         mode=mode,
         action_bar=action_bar,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import math
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -80,10 +81,16 @@ def _field(data: Any, path: str, kind: type | tuple[type, ...], *, required: boo
     return value
 
 
+_YEAR_10000 = 253_402_300_800  # Unix seconds at 10000-01-01, past what ISO 8601 strings reach
+
+
 def _time(value: Any, path: str) -> float:
     """Unix seconds from an ISO 8601 string (with offset or Z) or a number."""
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        # JSON numbers include NaN, Infinity and 1e300, which the store cannot hold as times.
+        if math.isfinite(value) and 0 <= value < _YEAR_10000:
+            return float(value)
+        raise IngestError(422, "bad_field", f"field `{path}` is not a time between 1970 and 9999")
     if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -109,6 +116,11 @@ def parse_deploy_request(data: Any, settings: Settings, now: float) -> Deploy:
     if known is None:
         raise IngestError(422, "unknown_service", f"service {service!r} is not in the config")
     environment = _field(data, "environment", str)
+    if environment not in known.environments:
+        raise IngestError(
+            422, "unknown_environment",
+            f"service {service!r} is watched in {list(known.environments)}, not {environment!r}",
+        )  # fmt: skip
     sha = _field(data, "sha", str)
     if not (7 <= len(sha) <= 64) or any(c not in "0123456789abcdef" for c in sha.lower()):  # noqa: PLR2004
         raise IngestError(422, "bad_field", "field `sha` must be a hex commit id")
@@ -142,11 +154,14 @@ def parse_deployment_status(data: Any, settings: Settings) -> Deploy | None:
     if service is None:
         raise IngestError(422, "unknown_service",
                           f"no configured service for repository {repo!r}")  # fmt: skip
+    environment = _field(data, "deployment.environment", str)
+    if environment not in service.environments:
+        return None  # a deploy to an environment this service does not watch
     finished_at = _time(_field(data, "deployment_status.updated_at", str), "updated_at")
     return Deploy(
         id=f"gh_{_field(data, 'deployment.id', int)}",
         service=service.name,
-        environment=_field(data, "deployment.environment", str),
+        environment=environment,
         sha=_field(data, "deployment.sha", str),
         finished_at=finished_at,
         source="github",

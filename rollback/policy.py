@@ -23,9 +23,11 @@ class Mode(StrEnum):
 
 DEFAULT_HUMAN_GATES = (
     "**/migrations/**", "migrations/**", "**/schema*", "**/*.sql", "**/auth/**", "auth/**",
-    "**/payments/**", "payments/**", "**/*delete*", "package.json", "package-lock.json",
-    "pyproject.toml", "requirements*.txt", "poetry.lock", "go.mod", "go.sum", "Cargo.toml",
-    "Cargo.lock", "Gemfile", "Gemfile.lock",
+    "**/payments/**", "payments/**", "**/*delete*",
+    # Manifests at any depth (`**/` also matches at the root): monorepos nest them.
+    "**/package.json", "**/package-lock.json", "**/pyproject.toml", "**/requirements*.txt",
+    "**/poetry.lock", "**/go.mod", "**/go.sum", "**/Cargo.toml", "**/Cargo.lock", "**/Gemfile",
+    "**/Gemfile.lock",
 )  # fmt: skip
 
 BASE_LABELS = ("revert", "rearguard", "critical")

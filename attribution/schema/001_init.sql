@@ -5,7 +5,7 @@ CREATE TABLE journal (
     source       VARCHAR NOT NULL,      -- github | cd | alertmanager | sentry | slack
     event        VARCHAR NOT NULL,
     received_at  TIMESTAMPTZ NOT NULL,
-    status       VARCHAR NOT NULL,      -- accepted | ignored | rejected
+    status       VARCHAR NOT NULL,      -- accepted -> applied | ignored | rejected
     error        VARCHAR,
     body         JSON                   -- NULL for rejected deliveries: unverified bodies are not kept
 );

@@ -1,0 +1,529 @@
+"""`GitHubForge`: the production `Forge`, speaking GitHub's REST and GraphQL APIs via githubkit.
+
+It owns every call Rearguard makes to GitHub and the one retry policy for them (`_call`);
+githubkit's own retry is off because it may sleep until the rate-limit reset, up to an hour.
+githubkit's errors are mapped here, at the edge::
+
+    RateLimitExceeded, retry_after <= cap  -> wait retry_after, retry       ┐ ForgeUnavailable
+    RateLimitExceeded, retry_after >  cap  -> ForgeUnavailable at once     │ once max_attempts
+    5xx, RequestTimeout, RequestError      -> back off, retry              ┘ are spent
+    other 4xx (401 bad token, 404, 422)    -> ForgeError, not retried
+    GraphQLFailed                          -> ForgeError (a revert falls back to the Git Data API)
+    pydantic ValidationError               -> ForgeError (GitHub answered in an unexpected shape)
+
+Reverts are idempotent per `RevertRequest.key`: the PR body carries `<!-- rearguard-key: KEY -->`
+and an open PR with that marker (or on the key's branch) is returned instead of a new one. One PR
+is reverted by GraphQL `revertPullRequest`; several, or one GraphQL refuses, through the Git Data
+API (tree, commit, ref, PR), refused with `RevertConflict` when later commits changed the same
+files. The token never appears in a message or log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from functools import partial
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, TypeVar, cast
+
+from githubkit import GitHub, Response
+from githubkit.exception import (
+    GraphQLFailed,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+    RequestTimeout,
+)
+from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
+from pydantic import ValidationError
+
+from rollback.forge import (
+    Commit,
+    ForgeError,
+    ForgeUnavailable,
+    PullRef,
+    RevertConflict,
+    RevertRequest,
+    RevertResult,
+)
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Sleep = Callable[[float], Awaitable[object]]
+Entry = tuple[str, str, str]  # (mode, type, sha) of one path in a tree
+Tree = Mapping[str, Entry]
+Repo = tuple[str, str]  # (owner, name)
+
+logger = logging.getLogger(__name__)
+
+PER_PAGE = 100
+MAX_PAGES = 30  # 3,000 commits in a deploy or open PRs to scan: beyond that, say so and stop
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 8.0
+CONFLICT_PATHS_NAMED = 5
+
+REVERT_MUTATION = """
+mutation RearguardRevert($input: RevertPullRequestInput!) {
+  revertPullRequest(input: $input) {
+    revertPullRequest { number url headRefName headRefOid }
+  }
+}
+"""
+
+
+def marker(key: str) -> str:
+    """The comment that ties a PR to its `RevertRequest.key` across retries and restarts."""
+    return f"<!-- rearguard-key: {key} -->"
+
+
+class _Rejected(ForgeError):
+    """GitHub answered 4xx: the same call will not succeed by retrying."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _GraphQLRefused(ForgeError):
+    """GraphQL answered with errors (for a revert: conflicts, or a PR not merged on GitHub)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A revert PR as GitHub reports it."""
+
+    number: int
+    url: str
+    branch: str
+    head_sha: str
+    labels: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """What one merged PR did: its merge commit's first parent's tree and its own."""
+
+    pr: PullRef
+    before: Tree
+    after: Tree
+
+    @property
+    def paths(self) -> set[str]:
+        """Paths whose entry differs between the two trees."""
+        both = self.before.keys() | self.after.keys()
+        return {path for path in both if self.before.get(path) != self.after.get(path)}
+
+
+def plan_revert(changes: Sequence[Change], head: Tree) -> tuple[dict[str, Entry | None], list[str]]:
+    """Entries that undo `changes` on `head` (None deletes), and the paths that conflict.
+
+    Per path, walk back from the head's entry through the PRs that touched it, each PR's `after`
+    matching the current entry; a path whose walk breaks was changed by some other commit.
+    """
+    restore: dict[str, Entry | None] = {}
+    conflicts: list[str] = []
+    for path in sorted(set().union(*(change.paths for change in changes))):
+        pending = [change for change in changes if path in change.paths]
+        current = head.get(path)
+        while pending:
+            match = next((c for c in pending if c.after.get(path) == current), None)
+            if match is None:
+                conflicts.append(path)
+                break
+            current = match.before.get(path)
+            pending.remove(match)
+        else:
+            if current != head.get(path):
+                restore[path] = current
+    return restore, conflicts
+
+
+class GitHubForge:
+    """The `Forge` over one githubkit client; use `async with` (or call `aclose`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        max_retry_after: float = 60.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._token = token
+        self._max_attempts = max_attempts
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._gh = GitHub(
+            token, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False
+        )
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> GitHubForge:
+        # githubkit keeps the pooled client in a ContextVar: tasks that do not see it still work,
+        # each call then opening its own connection.
+        await self._stack.enter_async_context(self._gh)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._stack.aclose()
+
+    async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
+        """Commits in `base...head`, oldest first, paging GitHub's compare past 250 commits."""
+        at, basehead = _split(repo), f"{base}...{head}"
+        compare = self._gh.rest.repos.async_compare_commits
+        found: list[Any] = []
+        for page in range(1, MAX_PAGES + 1):
+            what = f"compare {repo} {basehead}"
+            got = await self._rest(what, at, compare, basehead, page=page, per_page=PER_PAGE)
+            found.extend(got.commits)
+            if len(got.commits) < PER_PAGE or len(found) >= got.total_commits:
+                return [
+                    Commit(c.sha, c.commit.message, tuple(p.sha for p in c.parents)) for c in found
+                ]
+        raise ForgeError(f"compare {repo} {basehead}: more than {len(found)} commits")
+
+    async def open_revert(self, request: RevertRequest) -> RevertResult:
+        """Find the open revert PR for `request.key`, or open one (GraphQL, else Git Data)."""
+        at = _split(request.repo)
+        if not request.prs:
+            raise ForgeError(f"revert {request.key}: no pull requests to revert")
+        existing = await self._call("find an existing revert", partial(self._find, at, request))
+        if existing is not None:
+            return await self._finish(at, request, existing, reused=True)
+        opened = await self._revert_with_graphql(at, request) if len(request.prs) == 1 else None
+        if opened is None:
+            opened = await self._revert_with_git_data(at, request)
+        return await self._finish(at, request, opened, reused=False)
+
+    # -- the one retry policy ------------------------------------------------------------------
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op` with bounded retries; raise only `ForgeError`s, token redacted."""
+        failure: Exception | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                return await op()
+            except RateLimitExceeded as exc:
+                wait = exc.retry_after.total_seconds()
+                if wait > self._max_retry_after:
+                    cap = self._max_retry_after
+                    raise ForgeUnavailable(
+                        self._redact(f"{what}: rate limited for {wait:.0f}s (we wait {cap:.0f}s)")
+                    ) from exc
+                failure = exc
+            except RequestFailed as exc:
+                if exc.response.status_code < 500:  # noqa: PLR2004 (HTTP: 5xx is the server's fault)
+                    raise self._rejected(what, exc) from exc
+                wait, failure = _backoff(attempt), exc
+            except RequestError as exc:  # timeouts and connection errors
+                wait, failure = _backoff(attempt), exc
+            except GraphQLFailed as exc:
+                messages = "; ".join(error.message for error in exc.response.errors or [])
+                raise _GraphQLRefused(self._redact(f"{what}: {messages}")) from exc
+            except ValidationError as exc:
+                raise ForgeError(
+                    f"{what}: a request or answer did not fit GitHub's schema"
+                ) from exc
+            if attempt < self._max_attempts:
+                logger.warning(
+                    "%s; retrying in %.1fs (attempt %d of %d)",
+                    self._redact(f"{what}: {_describe(failure)}"),
+                    wait,
+                    attempt,
+                    self._max_attempts,
+                )
+                await self._sleep(wait)
+        raise ForgeUnavailable(
+            self._redact(f"{what}: {_describe(failure)} after {self._max_attempts} attempts")
+        ) from failure
+
+    async def _rest(
+        self,
+        what: str,
+        at: Repo,
+        method: Callable[Concatenate[str, str, P], Awaitable[Response[T, Any]]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """One REST call on repository `at` under `_call`, parsed there so shape errors map too."""
+
+        async def op() -> T:
+            return (await method(at[0], at[1], *args, **kwargs)).parsed_data
+
+        return await self._call(what, op)
+
+    def _rejected(self, what: str, exc: RequestFailed) -> ForgeError:
+        status = exc.response.status_code
+        if status == 401:  # noqa: PLR2004 (HTTP Unauthorized)
+            return ForgeError(f"{what}: GitHub rejected the token (HTTP 401)")
+        return _Rejected(self._redact(f"{what}: {_describe(exc)}"), status)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+    # -- reverts -------------------------------------------------------------------------------
+
+    async def _find(self, at: Repo, request: RevertRequest) -> _Opened | None:
+        """The open PR on `request.branch` or carrying its marker (one try: callers retry)."""
+        tag = marker(request.key)
+        for page in range(1, MAX_PAGES + 1):
+            listed = await self._gh.rest.pulls.async_list(
+                *at, state="open", base=request.base_branch, per_page=PER_PAGE, page=page
+            )
+            pulls = cast("list[PullRequestSimple]", listed.parsed_data)
+            for pull in pulls:
+                if pull.head.ref == request.branch or tag in (pull.body or ""):
+                    return _opened(pull)
+            if len(pulls) < PER_PAGE:
+                return None
+        raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open PRs: cannot rule out a duplicate")
+
+    async def _create_once(
+        self, what: str, at: Repo, request: RevertRequest, create: Callable[[], Awaitable[_Opened]]
+    ) -> _Opened:
+        """`create` under `_call`; a retry first looks for what a lost answer may have made."""
+        attempted = False
+
+        async def op() -> _Opened:
+            nonlocal attempted
+            if attempted and (found := await self._find(at, request)) is not None:
+                return found
+            attempted = True
+            return await create()
+
+        return await self._call(what, op)
+
+    async def _revert_with_graphql(self, at: Repo, request: RevertRequest) -> _Opened | None:
+        """GitHub's own revert of the one PR; None when GraphQL refuses (then use Git Data)."""
+        number = request.prs[0].number
+        try:
+            pull = await self._rest(f"read PR #{number}", at, self._gh.rest.pulls.async_get, number)
+        except _Rejected as exc:
+            if exc.status != 404:  # noqa: PLR2004 (not a GitHub PR: revert its commit instead)
+                raise
+            return None
+        arguments = {"pullRequestId": pull.node_id, "title": request.title, "draft": False}
+
+        async def create() -> _Opened:
+            variables = {"input": arguments | {"body": _body(request)}}
+            return _opened_from_graphql(await self._gh.async_graphql(REVERT_MUTATION, variables))
+
+        try:
+            return await self._create_once(f"revert PR #{number} (GraphQL)", at, request, create)
+        except _GraphQLRefused as exc:
+            logger.info("%s; reverting through the Git Data API instead", exc)
+            return None
+
+    async def _revert_with_git_data(self, at: Repo, request: RevertRequest) -> _Opened:
+        """Tree, commit, branch and PR undoing every PR in `request`, or `RevertConflict`."""
+        git, base = self._gh.rest.git, request.base_branch
+        ref = await self._rest(f"read branch {base}", at, git.async_get_ref, f"heads/{base}")
+        head_sha = ref.object_.sha
+        head = await self._rest(f"read commit {head_sha}", at, git.async_get_commit, head_sha)
+        trees: dict[str, Tree] = {}
+        head_tree = await self._tree(at, head.tree.sha, trees)
+        changes = [await self._change(at, pr, trees) for pr in request.prs]
+        restore, conflicts = plan_revert(changes, head_tree)
+        if conflicts:
+            raise RevertConflict(await self._conflict(at, request, head_sha, conflicts))
+        entries = _tree_entries(restore, head_tree)
+        tree = await self._rest(
+            "create the revert tree",
+            at,
+            git.async_create_tree,
+            base_tree=head.tree.sha,
+            tree=entries,
+        )
+        message = _commit_message(request)
+        commit = await self._rest(
+            "create the revert commit",
+            at,
+            git.async_create_commit,
+            message=message,
+            tree=tree.sha,
+            parents=[head_sha],
+        )
+        await self._point_branch(at, request.branch, commit.sha)
+        return await self._open_pull(at, request)
+
+    async def _tree(self, at: Repo, sha: str, cache: dict[str, Tree]) -> Tree:
+        """Every file of tree `sha` (recursive listing), as path -> entry."""
+        if sha not in cache:
+            read = self._gh.rest.git.async_get_tree
+            listing = await self._rest(f"read tree {sha}", at, read, sha, recursive="1")
+            if listing.truncated:
+                raise ForgeError(f"tree {sha} is too large for GitHub to list: revert by hand")
+            cache[sha] = {e.path: (e.mode, e.type, e.sha) for e in listing.tree if e.type != "tree"}
+        return cache[sha]
+
+    async def _change(self, at: Repo, pr: PullRef, trees: dict[str, Tree]) -> Change:
+        """What `pr`'s merge commit changed against its first parent."""
+        read, what = self._gh.rest.git.async_get_commit, f"read PR #{pr.number}"
+        merge = await self._rest(what, at, read, pr.merge_sha)
+        if not merge.parents:
+            raise ForgeError(f"PR #{pr.number}: commit {pr.merge_sha} has no parent to revert to")
+        parent = await self._rest(f"{what}'s parent", at, read, merge.parents[0].sha)
+        before = await self._tree(at, parent.tree.sha, trees)
+        return Change(pr, before, await self._tree(at, merge.tree.sha, trees))
+
+    async def _conflict(
+        self, at: Repo, request: RevertRequest, head_sha: str, paths: list[str]
+    ) -> str:
+        """A message naming the conflicting files and the later commits that changed them."""
+        merges = {pr.merge_sha for pr in request.prs}
+        later: set[str] = set()
+        for pr in request.prs:
+            after = await self.commits_between(request.repo, pr.merge_sha, head_sha)
+            later |= {c.sha for c in after} - merges
+        named = []
+        for path in paths[:CONFLICT_PATHS_NAMED]:
+            history = await self._rest(
+                f"list commits touching {path}",
+                at,
+                self._gh.rest.repos.async_list_commits,
+                sha=head_sha,
+                path=path,
+                per_page=PER_PAGE,
+            )
+            culprits = [f"{c.sha[:10]} {c.commit.message.splitlines()[0]!r}" for c in history
+                        if c.sha in later]  # fmt: skip
+            named.append(f"{path} changed by {', '.join(culprits) or 'a later commit'}")
+        more = len(paths) - CONFLICT_PATHS_NAMED
+        prs = ", ".join(f"#{pr.number}" for pr in request.prs)
+        tail = f"; and {more} more files" if more > 0 else ""
+        return f"cannot revert {prs} on {request.base_branch}: {'; '.join(named)}{tail}"
+
+    async def _point_branch(self, at: Repo, branch: str, sha: str) -> None:
+        """Create `branch` at `sha`; a branch left by an earlier attempt is ours, so move it."""
+        git = self._gh.rest.git
+        try:
+            create = git.async_create_ref
+            await self._rest(
+                f"create branch {branch}", at, create, ref=f"refs/heads/{branch}", sha=sha
+            )
+        except _Rejected as exc:
+            if exc.status != 422:  # noqa: PLR2004 (GitHub's "Reference already exists")
+                raise
+            move = git.async_update_ref
+            await self._rest(
+                f"move branch {branch}", at, move, f"heads/{branch}", sha=sha, force=True
+            )
+
+    async def _open_pull(self, at: Repo, request: RevertRequest) -> _Opened:
+        """Open the PR for `request.branch`; if GitHub says one exists, return that one."""
+
+        async def create() -> _Opened:
+            created = await self._gh.rest.pulls.async_create(
+                *at,
+                title=request.title,
+                head=request.branch,
+                base=request.base_branch,
+                body=_body(request),
+                draft=False,
+            )
+            return _opened(created.parsed_data)
+
+        try:
+            return await self._create_once(f"open PR for {request.branch}", at, request, create)
+        except _Rejected as exc:
+            if exc.status != 422:  # noqa: PLR2004 (GitHub's "A pull request already exists")
+                raise
+            found = await self._call("find an existing revert", partial(self._find, at, request))
+            if found is None:
+                raise
+            return found
+
+    async def _finish(
+        self, at: Repo, request: RevertRequest, opened: _Opened, *, reused: bool
+    ) -> RevertResult:
+        """Add the labels the PR lacks and report it."""
+        missing = [label for label in request.labels if label not in opened.labels]
+        if missing:
+            add = self._gh.rest.issues.async_add_labels
+            await self._rest(f"label PR #{opened.number}", at, add, opened.number, labels=missing)
+        return RevertResult(opened.url, opened.branch, opened.number, opened.head_sha, reused)
+
+
+def _split(repo: str) -> Repo:
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise ForgeError(f"repository must be 'owner/name', got {repo!r}")
+    return owner, name
+
+
+def _backoff(attempt: int) -> float:
+    return min(BACKOFF_FIRST * 2.0 ** (attempt - 1), BACKOFF_CAP)
+
+
+def _describe(exc: Exception | None) -> str:
+    """A short reason for a githubkit failure: status and GitHub's message, never headers."""
+    if isinstance(exc, RateLimitExceeded):
+        return f"rate limited (retry after {exc.retry_after.total_seconds():.0f}s)"
+    if isinstance(exc, RequestFailed):
+        try:
+            message = str(exc.response.raw_response.json().get("message", ""))[:200]
+        except (ValueError, AttributeError):
+            message = ""
+        return f"HTTP {exc.response.status_code}" + (f": {message}" if message else "")
+    if isinstance(exc, RequestTimeout):
+        return "timed out"
+    if isinstance(exc, RequestError):
+        return f"connection failed ({type(exc.exc).__name__})"
+    return "failed"
+
+
+def _tree_entries(restore: Mapping[str, Entry | None], head: Tree) -> list[Any]:
+    """Create-tree entries: each path back to its old blob; `sha: None` deletes an added file."""
+    entries = []
+    for path, entry in restore.items():
+        mode, kind, _ = entry or head[path]
+        sha = entry[2] if entry else None
+        entries.append({"path": path, "mode": mode, "type": kind, "sha": sha})
+    return entries
+
+
+def _body(request: RevertRequest) -> str:
+    tag = marker(request.key)
+    return request.body if tag in request.body else f"{request.body}\n\n{tag}"
+
+
+def _commit_message(request: RevertRequest) -> str:
+    reverted = ", ".join(f"#{pr.number} ({pr.merge_sha[:12]})" for pr in request.prs)
+    return f"{request.title}\n\nReverts {reverted}.\n\nRearguard-Key: {request.key}\n"
+
+
+def _opened(pull: PullRequest | PullRequestSimple) -> _Opened:
+    labels = frozenset(label.name for label in pull.labels)
+    return _Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)
+
+
+def _opened_from_graphql(data: Mapping[str, Any]) -> _Opened:
+    """The new PR from `revertPullRequest { revertPullRequest { ... } }`."""
+    new: Any = (data.get("revertPullRequest") or {}).get("revertPullRequest")
+    try:
+        return _Opened(
+            int(new["number"]),
+            str(new["url"]),
+            str(new["headRefName"]),
+            str(new["headRefOid"]),
+            frozenset(),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ForgeError(f"revertPullRequest answered without the new PR: {new!r}") from exc

@@ -1,0 +1,44 @@
+"""Session-wide servers: the sample app and a real Prometheus scraping it.
+
+Both live for the whole session (Prometheus takes seconds to start). `prometheus` is
+function-scoped over that one process so that a test which stopped it (to watch Rearguard cope
+with an outage) leaves the next test a running server with the same URL and history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.fakes.sample_app import SampleApp
+from tests.prometheus_server import PrometheusServer
+
+
+@pytest.fixture(scope="session")
+def sample_app() -> Iterator[SampleApp]:
+    """The sample app, serving `/metrics` from its own thread for the whole session."""
+    app = SampleApp(seed=1)
+    app.start_in_thread()
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="session")
+def prometheus_session(
+    sample_app: SampleApp, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[PrometheusServer]:
+    """One Prometheus process for the session, scraping the sample app every second."""
+    target = urlsplit(sample_app.url).netloc
+    server = PrometheusServer([target], workdir=tmp_path_factory.mktemp("prometheus"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def prometheus(prometheus_session: PrometheusServer) -> PrometheusServer:
+    """The session's Prometheus, restarted first if an earlier test stopped it."""
+    prometheus_session.start()
+    return prometheus_session

@@ -1,0 +1,187 @@
+"""The real `prometheus` binary, run for tests: config, process, readiness, restarts.
+
+`PrometheusServer` writes a config that scrapes the given targets every second, runs the
+binary (`REARGUARD_PROMETHEUS_BIN`, else `prometheus` on PATH; the Debian package
+`prometheus`) on a free loopback port with its TSDB in a given folder, and waits for
+`/-/ready`. `stop()` and `start()` keep the same port and data folder, so a test can take
+Prometheus away in the middle of a watch and bring it back with its history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import aiohttp
+
+BINARY_SETTING = "REARGUARD_PROMETHEUS_BIN"
+_LOG_TAIL_LINES = 30
+
+
+class PrometheusNotFound(RuntimeError):
+    """Neither `REARGUARD_PROMETHEUS_BIN` nor PATH names a `prometheus` binary."""
+
+
+class PrometheusServer:
+    """One Prometheus process scraping `targets` ("host:port") every second."""
+
+    def __init__(
+        self,
+        targets: Sequence[str],
+        *,
+        workdir: Path,
+        binary: str | None = None,
+        ready_timeout: float = 30.0,
+    ) -> None:
+        self._binary = binary or find_binary()
+        self._workdir = workdir
+        self._ready_timeout = ready_timeout
+        self._port = _free_port()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+        self._config = workdir / "prometheus.yml"
+        self._config.write_text(_config(targets))
+        self.data_dir = workdir / "data"
+        self.log_path = workdir / "prometheus.log"
+
+    @property
+    def url(self) -> str:
+        """Base URL, the same across restarts."""
+        return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def running(self) -> bool:
+        """Whether the process we started is still alive."""
+        return self._process is not None and self._process.poll() is None
+
+    def start(self) -> None:
+        """Start the process (again) on the same port and data folder; wait until ready."""
+        if self.running:
+            return
+        self._close_log()
+        self._log = self.log_path.open("ab")
+        self._process = subprocess.Popen(
+            [
+                self._binary,
+                f"--config.file={self._config}",
+                f"--storage.tsdb.path={self.data_dir}",
+                f"--web.listen-address=127.0.0.1:{self._port}",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self, *, grace: float = 10.0) -> None:
+        """SIGTERM, then SIGKILL after `grace` seconds; safe to call when not running."""
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        self._close_log()
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The end of the process log, for error messages."""
+        if not self.log_path.exists():
+            return "(no log)"
+        text = self.log_path.read_text(errors="replace")
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def wait_for_data(self, query: str, *, within: float = 20.0) -> None:
+        """Poll an instant `query` until it returns at least one sample, or fail with why."""
+        deadline = time.monotonic() + within
+        last = "no answer yet"
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                try:
+                    url = f"{self.url}/api/v1/query"
+                    async with session.get(url, params={"query": query}) as response:
+                        body = await response.json()
+                    if body.get("status") == "success" and body["data"]["result"]:
+                        return
+                    last = f"HTTP {response.status}: {body}"
+                except aiohttp.ClientError as exc:
+                    last = repr(exc)
+                await asyncio.sleep(0.2)
+        raise TimeoutError(f"{query!r} returned no data within {within}s; last: {last}")
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self._ready_timeout
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(
+                    f"prometheus exited with {self._process.returncode} before it was ready; "
+                    f"log tail:\n{self.log_tail()}"
+                )
+            with contextlib.suppress(urllib.error.URLError, OSError):
+                ready = urllib.request.urlopen(f"{self.url}/-/ready", timeout=1)
+                with ready:
+                    if ready.status == 200:
+                        return
+            time.sleep(0.1)
+        raise TimeoutError(
+            f"prometheus at {self.url} not ready within {self._ready_timeout}s; "
+            f"log tail:\n{self.log_tail()}"
+        )
+
+    def _close_log(self) -> None:
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+
+def find_binary() -> str:
+    """`REARGUARD_PROMETHEUS_BIN`, else `prometheus` on PATH, else say what to install."""
+    configured = os.environ.get(BINARY_SETTING)
+    if configured:
+        if not os.access(configured, os.X_OK):
+            raise PrometheusNotFound(f"{BINARY_SETTING}={configured} is not an executable file")
+        return configured
+    found = shutil.which("prometheus")
+    if found is None:
+        raise PrometheusNotFound(
+            "no `prometheus` binary on PATH: install the Debian package `prometheus` "
+            f"(apt-get install -y prometheus) or set {BINARY_SETTING} to a Prometheus 2.x binary"
+        )
+    return found
+
+
+def _config(targets: Sequence[str]) -> str:
+    listed = ", ".join(f'"{target}"' for target in targets)
+    return (
+        "global:\n"
+        "  scrape_interval: 1s\n"
+        "  scrape_timeout: 1s\n"
+        "  evaluation_interval: 1s\n"
+        "scrape_configs:\n"
+        "  - job_name: sample_app\n"
+        "    static_configs:\n"
+        f"      - targets: [{listed}]\n"
+    )
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

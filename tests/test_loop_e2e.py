@@ -1,0 +1,170 @@
+"""The whole loop on real parts: a real Prometheus scraping the sample app, the app over loopback,
+githubkit against the GitHub stand-in (a real git repository), slack_sdk against the Slack
+stand-in, and a DuckDB file. Each test uses its own service label, so history does not mix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from loop.app import build_app
+from observer.prometheus import PrometheusSource
+from rollback.github import GitHubForge
+from rollback.slack import SlackNotifier
+from tests.fakes.github import FakeGitHub
+from tests.fakes.sample_app import SampleApp
+from tests.fakes.slack import FakeSlack
+from tests.loop_rig import (
+    API_TOKEN,
+    SLACK_CHANNEL,
+    WEBHOOK_SECRET,
+    deliver_pr,
+    loop_settings,
+    post_deploy,
+    service_config,
+    wait_final,
+)
+from tests.prometheus_server import PrometheusServer
+
+pytestmark = pytest.mark.prometheus
+
+SERVICES = {"e2e-regress": 200.0, "e2e-healthy": 200.0, "e2e-outage": 200.0}
+ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
+
+
+@pytest.fixture(scope="module")
+def traffic(sample_app: SampleApp, prometheus_session: PrometheusServer) -> SampleApp:
+    """Start every service's traffic at once so their baselines build up together."""
+    for name, rate in SERVICES.items():
+        sample_app.configure(name, rate=rate, error_ratio=0.005)
+    time.sleep(22)  # a 20 s baseline of history, scraped every second
+    return sample_app
+
+
+class Loop:
+    """The app and its stand-ins for one test."""
+
+    def __init__(self, client: TestClient[Any, Any], github: FakeGitHub, slack: FakeSlack) -> None:
+        self.client, self.github, self.slack = client, github, slack
+
+
+@pytest.fixture
+async def loop(
+    tmp_path: Path,
+    prometheus: PrometheusServer,
+    traffic: SampleApp,
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+) -> AsyncIterator[Loop]:
+    github = FakeGitHub(tmp_path / "github", repo="acme/shop")
+    await github.start()
+    slack = FakeSlack()
+    slack.attach(await aiohttp_server(slack.app))
+    services = {name: service_config(name, "acme/shop") for name in SERVICES}
+    settings = loop_settings(str(tmp_path / "store.duckdb"), prometheus.url, services, ENV)
+    forge = GitHubForge(github.url, github.token, timeout=5)
+    notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
+    source = PrometheusSource(prometheus.url, timeout=3)
+    app = build_app(settings, clients=(source, forge, notifier))
+    client = await aiohttp_client(app)
+    yield Loop(client, github, slack)
+    await client.close()
+    await forge.aclose()
+    await notifier.aclose()
+    source.close()
+    await github.close()
+
+
+AGENT_BODY = (
+    "{what}\n\nAgent-Session: {session}\nAgent-Name: claude-code\nAgent-Model: claude-sonnet-4-6\n"
+    "Spec: acme/shop#{spec}"
+)
+
+
+def _merge_agent_prs(github: FakeGitHub) -> list[int]:
+    numbers = []
+    for i, what in enumerate(["Add cart totals", "Tidy logging", "Retry-free payment client"]):
+        body = AGENT_BODY.format(what=what, session=f"sess-{i}", spec=10 + i)
+        pr = github.merge_pr(what, body, {f"src/module_{i}.py": f"# {what}\n"})
+        numbers.append(pr.number)
+    return numbers
+
+
+async def test_regression_is_reverted_and_announced(loop: Loop, traffic: SampleApp) -> None:
+    """0.5% -> 5% 5xx after the deploy of one agent PR: one revert PR and one Slack message."""
+    initial = loop.github.head_sha()
+    first, second, culprit = _merge_agent_prs(loop.github)
+    for number in (first, second, culprit):
+        await deliver_pr(loop.client, loop.github, number)
+    before_culprit = loop.github.pull(second).merge_sha
+    assert before_culprit is not None
+    now = time.time()
+    # The first two PRs went out earlier and were healthy; the culprit goes out now.
+    await post_deploy(loop.client, "e2e-regress", before_culprit, initial, now - 60)
+    traffic.configure("e2e-regress", error_ratio=0.05)
+    deploy_id = await post_deploy(
+        loop.client, "e2e-regress", loop.github.head_sha(), before_culprit, time.time()
+    )
+    view = await wait_final(loop.client, deploy_id)
+    assert view["phase"] == "reverted", view
+    incident = await (await loop.client.get(f"/v1/incidents/{view['incident_id']}")).json()
+    assert incident["suspects"][0]["number"] == culprit
+    assert incident["revert_unit"] == [culprit]
+    assert incident["suspects"][0]["pr"]["agent"]["session"] == "sess-2"
+    result = next(r for r in incident["verdict"]["results"] if r["sli"] == "http_errors")
+    assert result["watch_value"] > 3 * result["baseline_value"]
+    assert result["statistic"] >= result["threshold"]
+    reverts = loop.github.created_pulls()
+    assert len(reverts) == 1
+    revert = next(a for a in incident["actions"] if a["kind"] == "revert")
+    assert revert["url"] == reverts[0].html_url
+    assert loop.github.read_file("src/module_2.py", reverts[0].head_ref) is None
+    assert len(loop.slack.messages) == 1
+    text = loop.slack.messages[0].text + str(loop.slack.messages[0].blocks)
+    for needle in (f"#{culprit}", "sess-2", "http_errors", reverts[0].html_url):
+        assert needle in text
+    traffic.configure("e2e-regress", error_ratio=0.005)
+
+
+async def test_unchanged_metrics_are_healthy_and_open_nothing(
+    loop: Loop, traffic: SampleApp
+) -> None:
+    """A deploy with no change in the metrics ends healthy; no PR, no message."""
+    initial = loop.github.head_sha()
+    pr = loop.github.merge_pr("Rename a variable", AGENT_BODY.format(
+        what="Rename", session="sess-h", spec=20))  # fmt: skip
+    await deliver_pr(loop.client, loop.github, pr.number)
+    deploy_id = await post_deploy(
+        loop.client, "e2e-healthy", loop.github.head_sha(), initial, time.time()
+    )
+    view = await wait_final(loop.client, deploy_id)
+    assert view["phase"] == "healthy", view
+    assert view["incident_id"] is None
+    assert loop.github.created_pulls() == []
+    assert loop.slack.messages == []
+
+
+async def test_prometheus_stopped_mid_watch_is_inconclusive(
+    loop: Loop, traffic: SampleApp, prometheus: PrometheusServer
+) -> None:
+    """Prometheus stopped after the first steps: inconclusive with the reason, no revert."""
+    initial = loop.github.head_sha()
+    pr = loop.github.merge_pr("Change timeouts", AGENT_BODY.format(
+        what="Timeouts", session="sess-o", spec=30))  # fmt: skip
+    await deliver_pr(loop.client, loop.github, pr.number)
+    deploy_id = await post_deploy(
+        loop.client, "e2e-outage", loop.github.head_sha(), initial, time.time()
+    )
+    await asyncio.sleep(5)
+    prometheus.stop()
+    view = await wait_final(loop.client, deploy_id)
+    assert view["phase"] == "inconclusive", view
+    assert "metrics source failed" in view["reason"]
+    assert loop.github.created_pulls() == []
+    assert loop.slack.messages == []
