@@ -228,7 +228,7 @@ class GitHubForge:
                     ) from exc
                 failure = exc
             except RequestFailed as exc:
-                if exc.response.status_code < 500:  # noqa: PLR2004 (HTTP: 5xx is the server's fault)
+                if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
                     raise self._rejected(what, exc) from exc
                 wait, failure = _backoff(attempt), exc
             except RequestError as exc:  # timeouts and connection errors
@@ -408,7 +408,8 @@ class GitHubForge:
         more = len(paths) - CONFLICT_PATHS_NAMED
         prs = ", ".join(f"#{pr.number}" for pr in request.prs)
         tail = f"; and {more} more files" if more > 0 else ""
-        return f"cannot revert {prs} on {request.base_branch}: {'; '.join(named)}{tail}"
+        files = "; ".join(named)
+        return f"cannot revert {prs} on {request.base_branch}, files changed since: {files}{tail}"
 
     async def _point_branch(self, at: Repo, branch: str, sha: str) -> None:
         """Create `branch` at `sha`; a branch left by an earlier attempt is ours, so move it."""

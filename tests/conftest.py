@@ -7,6 +7,7 @@ with an outage) leaves the next test a running server with the same URL and hist
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -42,3 +43,21 @@ def prometheus(prometheus_session: PrometheusServer) -> PrometheusServer:
     """The session's Prometheus, restarted first if an earlier test stopped it."""
     prometheus_session.start()
     return prometheus_session
+
+
+LOOP_SERVICES = {
+    "e2e-regress": 200.0,
+    "e2e-healthy": 200.0,
+    "e2e-outage": 200.0,
+    "e2e-crash": 200.0,
+}
+"""Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
+
+
+@pytest.fixture(scope="session")
+def traffic(sample_app: SampleApp, prometheus_session: PrometheusServer) -> SampleApp:
+    """Traffic for every loop-test service, started at once so their baselines build together."""
+    for name, rate in LOOP_SERVICES.items():
+        sample_app.configure(name, rate=rate, error_ratio=0.005)
+    time.sleep(22)  # a 20 s baseline of history, scraped every second
+    return sample_app

@@ -17,6 +17,7 @@ from loop.app import build_app
 from observer.prometheus import PrometheusSource
 from rollback.github import GitHubForge
 from rollback.slack import SlackNotifier
+from tests.conftest import LOOP_SERVICES
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
@@ -34,17 +35,7 @@ from tests.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
 
-SERVICES = {"e2e-regress": 200.0, "e2e-healthy": 200.0, "e2e-outage": 200.0}
 ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
-
-
-@pytest.fixture(scope="module")
-def traffic(sample_app: SampleApp, prometheus_session: PrometheusServer) -> SampleApp:
-    """Start every service's traffic at once so their baselines build up together."""
-    for name, rate in SERVICES.items():
-        sample_app.configure(name, rate=rate, error_ratio=0.005)
-    time.sleep(22)  # a 20 s baseline of history, scraped every second
-    return sample_app
 
 
 class Loop:
@@ -66,7 +57,7 @@ async def loop(
     await github.start()
     slack = FakeSlack()
     slack.attach(await aiohttp_server(slack.app))
-    services = {name: service_config(name, "acme/shop") for name in SERVICES}
+    services = {name: service_config(name, "acme/shop") for name in LOOP_SERVICES}
     settings = loop_settings(str(tmp_path / "store.duckdb"), prometheus.url, services, ENV)
     forge = GitHubForge(github.url, github.token, timeout=5)
     notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)

@@ -217,11 +217,11 @@ class FakeGitHub:
         self, number: int, title: str, body: str, *, author: str, head_ref: str, head_sha: str
     ) -> FakePR:
         """Record a PR against main (open until a caller says otherwise)."""
+        html_url = f"https://github.com/{self.full_name}/pull/{number}"
         pr = FakePR(
             number=number, node_id=f"PR_kwDOfake{number:04d}", title=title, body=body,
             author=author, head_ref=head_ref, head_sha=head_sha, base_ref="main",
-            base_sha=self.head_sha("main"), html_url=f"https://github.com/{self.full_name}/pull/{number}",
-            created_at=self.tick(),
+            base_sha=self.head_sha("main"), html_url=html_url, created_at=self.tick(),
         )  # fmt: skip
         self.pulls.append(pr)
         return pr
@@ -294,17 +294,12 @@ class FakeGitHub:
         """Make `revertPullRequest` answer with a GraphQL error, as for PRs merged elsewhere."""
         self._graphql_refusal = message
 
-    @property
-    def graphql_refusal(self) -> str | None:
-        """The error `revertPullRequest` answers with, if refusals are on."""
-        return self._graphql_refusal
-
     @web.middleware
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        self.requests.append(f"{request.method} {request.path}")
+        line = f"{request.method} {request.path}"
+        self.requests.append(line)
         if self._delay:
             await asyncio.sleep(self._delay)
-        line = f"{request.method} {request.path}"
         fault = next((f for f in self._failures if f.match is None or f.match in line), None)
         if fault is not None:
             self._failures.remove(fault)
