@@ -101,16 +101,23 @@ def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: b
         settings = app[SETTINGS]
         store = await Store.open(settings.store_path)
         source, forge, notifier = clients or _clients(settings)
-        deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK])
-        app[DEPS] = deps
-        task = asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None
-        yield
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        if clients is None:
-            await _close(source, forge, notifier)
+        async with contextlib.AsyncExitStack() as stack:
+            if clients is None:
+                stack.push_async_callback(_close, source, forge, notifier)
+                if isinstance(forge, GitHubForge):
+                    # githubkit pools its connections in a ContextVar: enter before the
+                    # scheduler task is created so that the task inherits the pool.
+                    await stack.enter_async_context(forge)
+            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK])
+            app[DEPS] = deps
+            task = (
+                asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None
+            )
+            yield
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await store.close()
 
     return ctx
