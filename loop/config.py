@@ -128,6 +128,29 @@ def _table(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
     return value
 
 
+def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    """Refuse keys the config does not know, so a typo (`tolerence`) is not silently ignored."""
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; expected some of "
+            f"{', '.join(sorted(allowed))}"
+        )
+
+
+_SLI_KEYS = {"kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical"}
+_SERVICE_KEYS = {
+    "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
+}  # fmt: skip
+_SECTIONS = {
+    "server": {"listen", "store", "public_url", "tick"},
+    "github": {"api_url"},
+    "prometheus": {"url", "timeout"},
+    "slack": {"api_url", "channel"},
+    "policy": {"mode", "action_bar", "human_gates"},
+}
+
+
 def _typed(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
     value = table.get(key, default)
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
@@ -147,6 +170,7 @@ def _strings(
 
 
 def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
+    _only(table, _SLI_KEYS, where)
     try:
         return Sli(
             name=name,
@@ -164,6 +188,7 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
 
 
 def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings:
+    _only(table, _SERVICE_KEYS, where)
     repo = _typed(table, "repo", str, "", where)
     if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
         raise ConfigError(f"{where}.repo: expected 'owner/name', got {repo!r}")
@@ -177,6 +202,8 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
     step = parse_duration(table.get("step", "15s"), f"{where}.step")
     watch = parse_duration(table.get("watch", "30m"), f"{where}.watch")
     baseline = parse_duration(table.get("baseline", "30m"), f"{where}.baseline")
+    if step < 1:
+        raise ConfigError(f"{where}.step: must be at least 1s (PromQL ranges are whole seconds)")
     if watch < 2 * step or baseline < 2 * step:
         raise ConfigError(f"{where}: watch and baseline must each span at least two steps")
     return ServiceSettings(
@@ -224,6 +251,9 @@ def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
 
 def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -> Settings:
     """Validate an already-parsed config mapping (the demo builds one in code)."""
+    for section, keys in _SECTIONS.items():
+        _only(_table(data, section, where), keys, f"{where}:{section}")
+    _only(data, {*_SECTIONS, "services"}, where)
     server = _table(data, "server", where)
     listen = _typed(server, "listen", str, "127.0.0.1:8080", f"{where}:server")
     host, _, port = listen.rpartition(":")

@@ -166,7 +166,7 @@ async def run_demo(workdir: Path, out: TextIO, as_json: bool) -> dict[str, Any]:
     say(f"Rearguard demo: repository {repo.path} ({repo.repo}), store {store_path}")
     try:
         for pr in repo.prs:
-            ident = identify(pr.author, pr.body, labels=pr.labels)
+            ident = identify(pr.author, pr.body, labels=pr.labels, repo=pr.repo)
             await store.record_pr(replace(pr, identity=ident), clock.now())
             who = f"{ident.name} session {ident.session}" if ident.is_agent else f"{ident.name}"
             say(f"  recorded PR #{pr.number} {pr.title!r} by {who}")

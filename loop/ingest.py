@@ -183,8 +183,9 @@ def parse_merged_pr(data: Any) -> MergedPR | None:
     )  # fmt: skip
     body = _field(data, "pull_request.body", str, required=False) or ""
     author = _field(data, "pull_request.user.login", str)
+    repo = _field(data, "repository.full_name", str)
     return MergedPR(
-        repo=_field(data, "repository.full_name", str),
+        repo=repo,
         number=_field(data, "pull_request.number", int),
         title=_field(data, "pull_request.title", str),
         author=author,
@@ -194,7 +195,7 @@ def parse_merged_pr(data: Any) -> MergedPR | None:
         base_ref=_field(data, "pull_request.base.ref", str),
         merged_at=_time(_field(data, "pull_request.merged_at", str), "merged_at"),
         body=body,
-        identity=identify(author, body, labels=labels),
+        identity=identify(author, body, labels=labels, repo=repo),
         labels=labels,
         node_id=_field(data, "pull_request.node_id", str, required=False),
     )

@@ -103,7 +103,9 @@ def assess_ratio(
     effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
     result = replace(result, statistic=statistic, effect=effect)
     rates = f"bad rate {watch_rate:.4%} vs baseline {base_rate:.4%}"
-    if statistic >= threshold and watch_rate > p_null:
+    # A regression needs the evidence and enough traffic behind it: a retried bad request at
+    # a trickle of traffic must not roll a deploy back.
+    if statistic >= threshold and watch_rate > p_null and w_total >= sli.min_events:
         reason = f"{rates} (null bound {p_null:.4%}); log-LR {statistic:.2f} >= {threshold:.2f}"
         return replace(result, status=Status.REGRESSED, reason=reason)
     if not complete:

@@ -314,7 +314,7 @@ async def test_merged_pr_is_recorded_with_its_agent_session(api: Api) -> None:
     assert pr.identity.session == "sess-01J8ZQ"
     assert pr.identity.name == "claude-code"
     assert pr.identity.model == "claude-sonnet-4-6"
-    assert pr.identity.spec == "#1"
+    assert pr.identity.spec == "Codertocat/Hello-World#1"
     assert pr.identity.tokens == 12345
     assert pr.identity.cost_usd == pytest.approx(0.42)
     assert await api.rows("SELECT id, agent_name, model FROM agent_sessions") == [

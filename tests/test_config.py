@@ -224,6 +224,12 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      id="unknown-direction"),
         pytest.param("github = 3\n" + swap("[github]\n", "[enterprise]\n"),
                      "[github] must be a table", id="table-not-a-table"),
+        pytest.param(swap('direction = "down"', 'direction = "down"\ntolerence = 0.2'),
+                     "unknown key(s) tolerence", id="typo-in-sli"),
+        pytest.param(swap("[github]\n", "[gitlab]\n"), "unknown key(s) gitlab",
+                     id="unknown-section"),
+        pytest.param(swap('step = "30s"', 'step = "250ms"'), "step: must be at least 1s",
+                     id="sub-second-step"),
     ],
 )  # fmt: skip
 def test_bad_config_names_the_key(tmp_path: Path, text: str, names: str) -> None:

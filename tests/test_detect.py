@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from observer.detect import (
+    ALTERNATIVES,
     DetectorSettings,
     assess_gauge,
     assess_ratio,
@@ -115,6 +116,19 @@ def test_mixture_log_lr_points_the_way_of_the_evidence(
     assert (value > 0) - (value < 0) == sign
 
 
+@pytest.mark.parametrize(("bad", "total", "p_null"), [(5, 50, 0.02), (0, 40, 0.05), (3, 3, 0.2)])
+def test_mixture_log_lr_is_the_log_of_the_mean_likelihood_ratio(
+    bad: int, total: int, p_null: float
+) -> None:
+    """The statistic averages the binomial likelihood ratios of the alternatives (not their max)."""
+    ratios = [
+        (q**bad * (1 - q) ** (total - bad)) / (p_null**bad * (1 - p_null) ** (total - bad))
+        for q in (min(p_null * m, 0.999) for m in ALTERNATIVES)
+    ]
+    expected = math.log(sum(ratios) / len(ratios))
+    assert mixture_log_lr(bad, total, p_null) == pytest.approx(expected, rel=1e-9)
+
+
 # -- assess_ratio --------------------------------------------------------------------------------
 
 
@@ -183,16 +197,20 @@ def test_single_errors_at_low_traffic_are_never_regressed(watch: list[tuple[int,
 
 
 @pytest.mark.parametrize(
-    ("before", "after"),
+    ("tolerance", "before", "after"),
     [
-        (0.01, 0.0105),  # +5%, inside a 10% tolerance
-        (0.01, 0.0109),  # +9%
-        (0.05, 0.054),  # +8%
+        (0.1, 0.01, 0.0105),  # +5%
+        (0.1, 0.01, 0.0109),  # +9%
+        (0.1, 0.05, 0.054),  # +8%
+        (0.5, 0.01, 0.014),  # +40%, inside a 50% tolerance
+        (1.0, 0.02, 0.038),  # +90%, inside a 100% tolerance
     ],
 )
-def test_change_inside_the_tolerance_is_not_regressed(before: float, after: float) -> None:
+def test_change_inside_the_tolerance_is_not_regressed(
+    tolerance: float, before: float, after: float
+) -> None:
     """A worsening smaller than `tolerance` is not a regression, however much traffic there is."""
-    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=0.1)
+    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=tolerance)
     events = 100_000
     results = replay(sli, (before * 1_000_000, 1_000_000), [(after * events, events)] * STEPS)
     assert Status.REGRESSED not in statuses(results)
@@ -396,3 +414,13 @@ def test_unusable_sli_definitions_are_refused(make: Callable[[], Sli], message: 
 def test_queries_substitute_the_step(sli: Sli, step: float, expected: dict[str, str]) -> None:
     """`$step` in every query becomes the step as a PromQL duration."""
     assert sli.queries(step) == expected
+
+
+def test_a_handful_of_errors_below_min_events_is_not_a_regression() -> None:
+    """Four failed requests out of four, after a clean baseline, wait for `min_events` traffic."""
+    sli = Sli(name="errors", kind=SliKind.RATIO, bad="b", total="t", min_events=100)
+    early = assess_ratio(sli, (0.0, 1000.0), (4.0, 4.0), complete=False)
+    assert early.status is Status.OBSERVING
+    assert early.statistic >= early.threshold  # the evidence alone would have called it
+    later = assess_ratio(sli, (0.0, 1000.0), (40.0, 100.0), complete=False)
+    assert later.status is Status.REGRESSED
