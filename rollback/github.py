@@ -15,14 +15,15 @@ Reverts are idempotent per `RevertRequest.key`: the PR body carries `<!-- reargu
 and an open PR with that marker (or on the key's branch) is returned instead of a new one. One PR
 is reverted by GraphQL `revertPullRequest`; several, or one GraphQL refuses, through the Git Data
 API (tree, commit, ref, PR), refused with `RevertConflict` when later commits changed the same
-files. The token never appears in a message or log line.
+files (which paths to restore or refuse is decided by `rollback.revert_plan`). The token never
+appears in a message or log line.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
@@ -49,12 +50,11 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
+from rollback.revert_plan import Change, Tree, plan_revert, tree_entries
 
 T = TypeVar("T")
 P = ParamSpec("P")
 Sleep = Callable[[float], Awaitable[object]]
-Entry = tuple[str, str, str]  # (mode, type, sha) of one path in a tree
-Tree = Mapping[str, Entry]
 Repo = tuple[str, str]  # (owner, name)
 
 logger = logging.getLogger(__name__)
@@ -100,45 +100,6 @@ class _Opened:
     branch: str
     head_sha: str
     labels: frozenset[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """What one merged PR did: its merge commit's first parent's tree and its own."""
-
-    pr: PullRef
-    before: Tree
-    after: Tree
-
-    @property
-    def paths(self) -> set[str]:
-        """Paths whose entry differs between the two trees."""
-        both = self.before.keys() | self.after.keys()
-        return {path for path in both if self.before.get(path) != self.after.get(path)}
-
-
-def plan_revert(changes: Sequence[Change], head: Tree) -> tuple[dict[str, Entry | None], list[str]]:
-    """Entries that undo `changes` on `head` (None deletes), and the paths that conflict.
-
-    Per path, walk back from the head's entry through the PRs that touched it, each PR's `after`
-    matching the current entry; a path whose walk breaks was changed by some other commit.
-    """
-    restore: dict[str, Entry | None] = {}
-    conflicts: list[str] = []
-    for path in sorted(set().union(*(change.paths for change in changes))):
-        pending = [change for change in changes if path in change.paths]
-        current = head.get(path)
-        while pending:
-            match = next((c for c in pending if c.after.get(path) == current), None)
-            if match is None:
-                conflicts.append(path)
-                break
-            current = match.before.get(path)
-            pending.remove(match)
-        else:
-            if current != head.get(path):
-                restore[path] = current
-    return restore, conflicts
 
 
 class GitHubForge:
@@ -343,7 +304,7 @@ class GitHubForge:
         restore, conflicts = plan_revert(changes, head_tree)
         if conflicts:
             raise RevertConflict(await self._conflict(at, request, head_sha, conflicts))
-        entries = _tree_entries(restore, head_tree)
+        entries = tree_entries(restore, head_tree)
         tree = await self._rest(
             "create the revert tree",
             at,
@@ -488,16 +449,6 @@ def _describe(exc: Exception | None) -> str:
     if isinstance(exc, RequestError):
         return f"connection failed ({type(exc.exc).__name__})"
     return "failed"
-
-
-def _tree_entries(restore: Mapping[str, Entry | None], head: Tree) -> list[Any]:
-    """Create-tree entries: each path back to its old blob; `sha: None` deletes an added file."""
-    entries = []
-    for path, entry in restore.items():
-        mode, kind, _ = entry or head[path]
-        sha = entry[2] if entry else None
-        entries.append({"path": path, "mode": mode, "type": kind, "sha": sha})
-    return entries
 
 
 def _body(request: RevertRequest) -> str:

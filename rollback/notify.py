@@ -109,8 +109,9 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
             f"• <{s.url}|#{s.pr_number} {s.title}> by *{s.agent}*{session} "
             f"(p={s.probability:.2f}): {s.reason}"
         )
-    suspects = ("*Suspects (ambiguous: reverting the range)*\n" if notice.ambiguous else
-                "*Suspects*\n") + ("\n".join(lines) or "none recorded")
+    suspects = (
+        "*Suspects (ambiguous: reverting the range)*\n" if notice.ambiguous else "*Suspects*\n"
+    ) + ("\n".join(lines) or "none recorded")
     action = f"*Action* ({notice.mode} mode): {notice.action}"
     if notice.action_url:
         action += f"\n<{notice.action_url}|{notice.action_url}>"
@@ -119,8 +120,10 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": sli}},
         {"type": "section", "text": {"type": "mrkdwn", "text": suspects[:3000]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": action}},
-        {"type": "context", "elements": [
-            {"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}]},
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}],
+        },
     ]
 
 
