@@ -28,6 +28,7 @@ prometheus:
 
 test: $(TSTAMP) prometheus
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
