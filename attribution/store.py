@@ -617,6 +617,30 @@ class Store:
         )
         return await self._call(lambda cur: [self._action(cur, str(k[0])) for k in keys])
 
+    # -- feedback ------------------------------------------------------------------------------
+
+    async def record_feedback(
+        self,
+        key: str,
+        incident_id: str,
+        kind: str,
+        *,
+        actor: str,
+        source: str,
+        now: float,
+        pr_number: int | None = None,
+        note: str | None = None,
+    ) -> bool:
+        """Keep one outcome or verdict on an incident; False when `key` was already recorded."""
+        rows = await self._call(
+            lambda cur: cur.execute(
+                "INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, to_timestamp(?)) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                [key, incident_id, kind, pr_number, actor, source, note, now],
+            ).fetchall()
+        )
+        return bool(rows)
+
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query of Rearguard's own (never user SQL) and fetch every row."""
         return await self._call(lambda cur: cur.execute(sql, list(params)).fetchall())

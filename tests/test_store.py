@@ -90,6 +90,11 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
+SCHEMA_VERSIONS = sorted(
+    int(p.name[:3]) for p in (Path(__file__).parent.parent / "attribution" / "schema").glob("*.sql")
+)
+
+
 async def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
     """Reopening an existing file applies no migration twice and keeps its tables."""
     path = tmp_path / "rearguard.duckdb"
@@ -98,7 +103,7 @@ async def test_migrations_are_idempotent_on_reopen(tmp_path: Path) -> None:
         versions = await store.fetch("SELECT version FROM schema_migrations ORDER BY version")
         tables = await store.fetch("SELECT table_name FROM information_schema.tables")
         await store.close()
-        assert versions == [(1,)]
+        assert versions == [(v,) for v in SCHEMA_VERSIONS]
         assert {"journal", "deploys", "watches", "incidents", "actions"} <= {t[0] for t in tables}
 
 
@@ -342,3 +347,20 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
         assert await reopened.journal("cd", "deploy", "d-9", status="x", received_at=T0) is False
     finally:
         await reopened.close()
+
+
+async def test_feedback_is_kept_once_per_key(tmp_path: Path) -> None:
+    """The same signal delivered twice is recorded once."""
+    store = await Store.open(tmp_path / "s.duckdb")
+    try:
+        first = await store.record_feedback(
+            "slack:a1", "inc_1", "wrong_pr", actor="priya", source="slack", now=1e9, pr_number=7
+        )
+        again = await store.record_feedback(
+            "slack:a1", "inc_1", "wrong_pr", actor="priya", source="slack", now=1e9, pr_number=7
+        )
+        assert (first, again) == (True, False)
+        rows = await store.fetch("SELECT incident_id, kind, pr_number, actor FROM feedback")
+        assert rows == [("inc_1", "wrong_pr", 7, "priya")]
+    finally:
+        await store.close()
