@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck prometheus clean
+.PHONY: demo test lint typecheck test-deps clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,11 @@ $(TSTAMP): pyproject.toml | $(PY)
 demo: $(STAMP)
 	$(VENV)/bin/rearguard demo $(ARGS)
 
-# The Debian `prometheus` package backs the integration tests (a real server on loopback).
-prometheus:
-	@bash deploy/install-prometheus.sh
+# Debian packages behind the integration tests: a real Prometheus on loopback, git, curl.
+test-deps:
+	@bash deploy/install-test-deps.sh
 
-test: $(TSTAMP) prometheus
+test: $(TSTAMP) test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
