@@ -15,7 +15,7 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
 fi
 cat >&2 <<MSG
 The integration tests need Debian packages that are missing here: ${missing[*]}
-(a real Prometheus server with promtool, git, curl). Install them, then run `make test` again:
+(a real Prometheus server with promtool, git, curl). Install them, then run make test again:
   Debian/Ubuntu:  sudo apt-get install ${missing[*]}
   elsewhere:      put the prometheus binary (2.x or newer) on PATH, or set REARGUARD_PROMETHEUS_BIN
 MSG
