@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from attribution.diffs import matches
 from attribution.evidence import FiringAlert, PrChange, RouteCounts, Score
 
-LR_ROUTE = 25.0
+LR_ROUTE = 60.0
 """Likelihood ratio of touching the paths of the one route that regressed."""
-LR_ALERT = 6.0
+LR_ALERT = 15.0
 """... of touching the paths a firing alert's route or handler label maps to."""
 ROUTE_LABELS = ("route", "handler", "endpoint", "path")
 Z_REGRESSED = 3.0
