@@ -39,9 +39,17 @@ class EvidenceStore:
             for f in files:
                 cur.execute(
                     "INSERT INTO pr_files VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    [repo, number, f.path, f.previous_path, f.status, f.additions, f.deletions,
-                     json.dumps([list(r) for r in f.ranges])],
-                )  # fmt: skip
+                    [
+                        repo,
+                        number,
+                        f.path,
+                        f.previous_path,
+                        f.status,
+                        f.additions,
+                        f.deletions,
+                        json.dumps([list(r) for r in f.ranges]),
+                    ],
+                )
             cur.execute(
                 "INSERT INTO pr_facts VALUES (?, ?, to_timestamp(?), true) ON CONFLICT DO UPDATE "
                 "SET files_known = true, opened_at = coalesce(excluded.opened_at, opened_at)",
@@ -93,10 +101,17 @@ class EvidenceStore:
             PrChange(p, tuple(files.get(p.number, ())), *runs.get(p.number, (0, 0))) for p in prs
         ]
 
-    async def record_ci_run(
-        self, run_id: str, repo: str, numbers: Sequence[int], kind: str, head_sha: str,
-        attempt: int, conclusion: str | None, finished_at: float,
-    ) -> None:  # fmt: skip
+    async def record_ci_run(  # noqa: PLR0917 - one CI run's columns, called from one place
+        self,
+        run_id: str,
+        repo: str,
+        numbers: Sequence[int],
+        kind: str,
+        head_sha: str,
+        attempt: int,
+        conclusion: str | None,
+        finished_at: float,
+    ) -> None:
         """Keep one CI run (a workflow run attempt or a check suite) per PR it names."""
 
         def write(cur: duckdb.DuckDBPyConnection) -> None:
@@ -114,7 +129,11 @@ class EvidenceStore:
 
     async def record_alerts(self, service: str, alerts: Sequence[FiringAlert]) -> None:
         rows = [
-            (f"{a.name}:{sorted(a.labels.items())}", a.starts_at, asdict(a) | {"labels": dict(a.labels)})
+            (
+                f"{a.name}:{sorted(a.labels.items())}",
+                a.starts_at,
+                asdict(a) | {"labels": dict(a.labels)},
+            )
             for a in alerts
         ]
         await self._signals("alertmanager", service, rows)

@@ -10,7 +10,8 @@ bench-attribution` measures the calibration error on a seed it was not tuned on)
 
 At or above the action bar, the top suspect alone is reverted. Below it the incident is
 ambiguous and the revert unit is the fewest top suspects that together hold `SET_SHARE` of the
-code's probability (two PRs that both changed the frame's file), or else the whole range.
+code's probability (two PRs that both changed the frame's file) when they are at most half the
+range; otherwise the whole range.
 """
 
 from __future__ import annotations
@@ -26,9 +27,9 @@ from attribution.signals import score_alerts, score_routes
 
 CODE_CAUSE_PRIOR = 0.95
 """Probability that a regression seen right after a deploy was caused by the deploy's code."""
-SET_SHARE = 0.9
+SET_SHARE = 0.8
 """Share of the code's probability an ambiguous revert unit must hold to be less than the range."""
-LR_REVERTED = 0.05
+LR_REVERTED = 0.002
 """Likelihood ratio of a PR whose revert did not restore health (re-ranking after a revert)."""
 
 
@@ -128,7 +129,7 @@ def _ambiguous(suspects: tuple[Suspect, ...], in_range: list[int], action_bar: f
         f"top suspect #{top.number} p={top.probability:.2f} "
         f"is below the action bar {action_bar:.2f}"
     )
-    if len(unit) < len(in_range):
+    if held >= SET_SHARE * code and 2 * len(unit) <= len(in_range):
         named = ", ".join(f"#{n}" for n in unit)
         reason = f"{below}: reverting {named}, which together hold p={held:.2f}"
         return Ranking(suspects, True, top.probability, tuple(sorted(unit)), reason)

@@ -45,18 +45,28 @@ def file_change(f: PullFile) -> FileChange:
 def _merged_pr(repo: str, sha: str, info: PullInfo) -> MergedPR:
     """A PR found through commit `sha` (its landing commit: merge, squash or rebase)."""
     return MergedPR(
-        repo=repo, number=info.number, title=info.title, author=info.author, url=info.url,
-        merge_sha=sha, head_sha=info.head_sha, base_ref=info.base_ref,
-        merged_at=info.merged_at or 0.0, body=info.body,
+        repo=repo,
+        number=info.number,
+        title=info.title,
+        author=info.author,
+        url=info.url,
+        merge_sha=sha,
+        head_sha=info.head_sha,
+        base_ref=info.base_ref,
+        merged_at=info.merged_at or 0.0,
+        body=info.body,
         identity=identify(info.author, info.body, labels=info.labels, repo=repo),
-        labels=info.labels, node_id=info.node_id,
-    )  # fmt: skip
+        labels=info.labels,
+        node_id=info.node_id,
+    )
 
 
 async def find_missing_prs(
-    deps: WatchDeps, service: ServiceSettings, commits: Sequence[RangeCommit],
+    deps: WatchDeps,
+    service: ServiceSettings,
+    commits: Sequence[RangeCommit],
     known: Sequence[MergedPR],
-) -> int:  # fmt: skip
+) -> int:
     """Record the merged PRs of mainline commits that match no PR on record; how many found."""
     shas = {pr.merge_sha for pr in known}
     missing = [c.sha for c in mainline(commits) if c.sha not in shas]
@@ -146,9 +156,14 @@ async def route_split(
 
 
 async def rank_incident(
-    deps: WatchDeps, deploy: Deploy, service: ServiceSettings, sli: str | None,
-    prs: Sequence[MergedPR], *, now: float,
-) -> Ranking:  # fmt: skip
+    deps: WatchDeps,
+    deploy: Deploy,
+    service: ServiceSettings,
+    sli: str | None,
+    prs: Sequence[MergedPR],
+    *,
+    now: float,
+) -> Ranking:
     """Gather the evidence and history of a regressed deploy and rank its PRs."""
     evidence_store = EvidenceStore(deps.store)
     await fetch_files(deps, service.repo, prs)
@@ -164,6 +179,10 @@ async def rank_incident(
     current = {p.number for p in prs}
     past = [c for c in deployed if c.number not in current]
     return rank(
-        prs, deps.settings.action_bar, changes=changes, evidence=evidence,
-        history=history(past, blames, signals), sensitive=deps.settings.human_gates,
-    )  # fmt: skip
+        prs,
+        deps.settings.action_bar,
+        changes=changes,
+        evidence=evidence,
+        history=history(past, blames, signals),
+        sensitive=deps.settings.human_gates,
+    )

@@ -52,9 +52,15 @@ async def record_ci(store: Store, run: CiRun) -> None:
         )
         numbers = [int(r[0]) for r in rows]
     await EvidenceStore(store).record_ci_run(
-        run.id, run.repo, numbers, run.kind, run.head_sha, run.attempt, run.conclusion,
+        run.id,
+        run.repo,
+        numbers,
+        run.kind,
+        run.head_sha,
+        run.attempt,
+        run.conclusion,
         run.finished_at,
-    )  # fmt: skip
+    )
 
 
 def routes(settings_key: Any, deps_key: Any) -> list[web.RouteDef]:
@@ -70,12 +76,19 @@ def routes(settings_key: Any, deps_key: Any) -> list[web.RouteDef]:
 
 async def _reject(store: Store, source: str, event: str, now: float, exc: IngestError) -> None:
     """Journal a refused request under a key of its own (never the sender's delivery id)."""
-    await store.journal(source, event, f"rejected:{uuid.uuid4().hex}", status="rejected",
-                        received_at=now, error=exc.message)  # fmt: skip
+    await store.journal(
+        source,
+        event,
+        f"rejected:{uuid.uuid4().hex}",
+        status="rejected",
+        received_at=now,
+        error=exc.message,
+    )
 
 
-async def _fresh(store: Store, source: str, event: str, delivery: str, *, now: float,
-                 body: Any, applies: bool) -> bool:  # fmt: skip
+async def _fresh(
+    store: Store, source: str, event: str, delivery: str, *, now: float, body: Any, applies: bool
+) -> bool:
     """Journal the delivery; False when it is a redelivery that was already applied."""
     status = "accepted" if applies else "ignored"
     if await store.journal(source, event, delivery, status=status, received_at=now, body=body):
@@ -101,8 +114,9 @@ class _Handlers:
         except IngestError as exc:
             await _reject(deps.store, "sentry", resource or "unknown", now, exc)
             raise
-        fresh = await _fresh(deps.store, "sentry", resource, delivery, now=now, body=data,
-                             applies=found is not None)  # fmt: skip
+        fresh = await _fresh(
+            deps.store, "sentry", resource, delivery, now=now, body=data, applies=found is not None
+        )
         if not fresh:
             return web.json_response({"status": "duplicate", "delivery": delivery})
         if found is not None:
@@ -123,8 +137,9 @@ class _Handlers:
         except IngestError as exc:
             await _reject(deps.store, "alertmanager", "alerts", now, exc)
             raise
-        fresh = await _fresh(deps.store, "alertmanager", "alerts", delivery, now=now, body=data,
-                             applies=bool(found))  # fmt: skip
+        fresh = await _fresh(
+            deps.store, "alertmanager", "alerts", delivery, now=now, body=data, applies=bool(found)
+        )
         if not fresh:
             return web.json_response({"status": "duplicate", "delivery": delivery})
         evidence = EvidenceStore(deps.store)
@@ -152,9 +167,15 @@ class _Handlers:
         created = False
         for row_key, kind, pr in rows:
             created |= await deps.store.record_feedback(
-                row_key, incident.id, kind, actor=verdict["actor"], source="api", now=now,
-                pr_number=pr, note=verdict["note"],
-            )  # fmt: skip
+                row_key,
+                incident.id,
+                kind,
+                actor=verdict["actor"],
+                source="api",
+                now=now,
+                pr_number=pr,
+                note=verdict["note"],
+            )
         return web.json_response(
             {"incident": incident.id, "kind": verdict["kind"], "recorded": created},
             status=201 if created else 200,
@@ -202,5 +223,10 @@ def _verdict(data: Any, incident: Incident) -> dict[str, Any]:
     note = data.get("note")
     if note is not None and not isinstance(note, str):
         raise IngestError(422, "bad_field", "field `note` must be a string")
-    return {"kind": kind, "actor": actor.strip(), "pr": numbers["pr"],
-            "culprit": numbers["culprit"], "note": note}  # fmt: skip
+    return {
+        "kind": kind,
+        "actor": actor.strip(),
+        "pr": numbers["pr"],
+        "culprit": numbers["culprit"],
+        "note": note,
+    }

@@ -28,8 +28,9 @@ GITHUB_CI_EVENTS = ("workflow_run", "check_suite")
 def check_sentry_signature(body: bytes, signature: str | None, secret: str | None) -> None:
     """Verify `Sentry-Hook-Signature` over the raw body, in constant time."""
     if secret is None:
-        raise IngestError(503, "not_configured",
-                          "REARGUARD_SENTRY_CLIENT_SECRET is not set on the server")  # fmt: skip
+        raise IngestError(
+            503, "not_configured", "REARGUARD_SENTRY_CLIENT_SECRET is not set on the server"
+        )
     if not signature:
         raise IngestError(401, "bad_signature", "missing Sentry-Hook-Signature header")
     expected = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
@@ -60,10 +61,13 @@ def _frames(event: Mapping[str, Any]) -> tuple[Frame, ...]:
                 path = urlsplit(path).path
             line = f.get("lineno")
             function = f.get("function")
-            frames.append(Frame(
-                path.lstrip("/"), line if isinstance(line, int) and line > 0 else None,
-                function if isinstance(function, str) else None,
-            ))  # fmt: skip
+            frames.append(
+                Frame(
+                    path.lstrip("/"),
+                    line if isinstance(line, int) and line > 0 else None,
+                    function if isinstance(function, str) else None,
+                )
+            )
     return tuple(frames)
 
 

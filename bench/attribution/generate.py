@@ -67,13 +67,13 @@ def _new_pr(stream: Stream, deploy_prs: list[Pr], shared_lib: str | None) -> Pr:
     for path in rng.sample(area_files, rng.randint(1, 4)):
         _edit(stream, pr, path)
     earlier = [p for q in deploy_prs for p in q.touched if p in stream.files]
-    if earlier and rng.random() < 0.25:  # noqa: PLR2004
+    if earlier and rng.random() < 0.25:
         _edit(stream, pr, rng.choice(earlier))
     if shared_lib is not None:
         _edit(stream, pr, shared_lib)
-    elif rng.random() < 0.25:  # noqa: PLR2004
+    elif rng.random() < 0.25:
         _edit(stream, pr, rng.choice([p for p in stream.files if "/lib/" in p]))
-    if rng.random() < 0.08:  # noqa: PLR2004
+    if rng.random() < 0.08:
         _rename(stream, pr)
     return pr
 
@@ -90,7 +90,9 @@ def _land(stream: Stream, pr: Pr, main: int) -> int:
     return stream._commit("main", message, paths, (main,), gone)
 
 
-def build_deploy(stream: Stream, main: int, kind: str) -> tuple[Deploy, int, dict[int, int], tuple[int, int] | None]:
+def build_deploy(
+    stream: Stream, main: int, kind: str
+) -> tuple[Deploy, int, dict[int, int], tuple[int, int] | None]:
     """One deploy's PRs landed on main; the new main mark, PR marks and the shared pair."""
     rng = stream.rng
     n = rng.randint(2, 20)
@@ -111,13 +113,15 @@ def _size(pr: Pr) -> int:
     return max(1, pr.lines)
 
 
-def choose_culprits(rng: random.Random, deploy: Deploy, shared: tuple[int, int] | None) -> tuple[int, ...]:
+def choose_culprits(
+    rng: random.Random, deploy: Deploy, shared: tuple[int, int] | None
+) -> tuple[int, ...]:
     pool = [p for p in deploy.prs if shared is None or p.number in shared]
     weights = [
         p.propensity * _size(p) ** 0.4 * (1.5 if p.area == "payments" else 1.0) for p in pool
     ]
     first = rng.choices(pool, weights=weights)[0]
-    if len(pool) > 2 and rng.random() < 0.15:  # noqa: PLR2004
+    if len(pool) > 2 and rng.random() < 0.15:
         rest = [p for p in pool if p is not first]
         second = rng.choices(rest, weights=[p.propensity for p in rest])[0]
         return (first.number, second.number)
@@ -142,7 +146,7 @@ def trace(stream: Stream, incident: Incident, by_number: dict[int, Pr]) -> Evide
     rng = stream.rng
     culprit = by_number[incident.culprits[0]]
     target = culprit
-    if rng.random() < 0.04:  # noqa: PLR2004 - the error surfaces in an innocent PR's code
+    if rng.random() < 0.04:
         target = rng.choice(list(by_number.values()))
     paths = [p for p in target.touched if p in stream.files]
     if incident.kind == "trace_shared" and target is culprit:
@@ -156,10 +160,12 @@ def trace(stream: Stream, incident: Incident, by_number: dict[int, Pr]) -> Evide
     handler = f"svc/src/{culprit.area}/{culprit.area}_00.py"
     frames = [Frame(_reported(rng, handler), rng.randint(1, 40), "handle")]
     frames.append(Frame(_reported(rng, bug[0]), bug[1], "changed_code"))
-    if incident.kind == "trace" and rng.random() < 0.2:  # noqa: PLR2004 - raised inside a library
+    if incident.kind == "trace" and rng.random() < 0.2:
         lib = rng.choice([p for p in stream.files if "/lib/" in p])
         frames.append(Frame(_reported(rng, lib), rng.randint(1, 150), "library_call"))
-    event = ErrorEvent(f"err-{incident.deploy.head[:8]}", "TypeError: bad operand", 0.0, tuple(frames))
+    event = ErrorEvent(
+        f"err-{incident.deploy.head[:8]}", "TypeError: bad operand", 0.0, tuple(frames)
+    )
     return Evidence(errors=(event,), route_globs=ROUTES)
 
 
@@ -178,14 +184,15 @@ def route_split(rng: random.Random, culprit: Pr) -> Evidence:
     counts = []
     for route in ROUTES:
         rate = 0.03 if route == bad_route else 0.005
-        counts.append(RouteCounts(route, _counts(rng, 4000, 0.005), 4000,
-                                  _counts(rng, 1000, rate), 1000))  # fmt: skip
+        counts.append(
+            RouteCounts(route, _counts(rng, 4000, 0.005), 4000, _counts(rng, 1000, rate), 1000)
+        )
     return Evidence(routes=tuple(counts), route_label="route", route_globs=ROUTES)
 
 
 def alert(rng: random.Random, culprit: Pr) -> Evidence:
     labels = {"alertname": "HighErrorRate", "service": "shop", "severity": "page"}
     route = _culprit_route(rng, culprit)
-    if route and rng.random() < 0.6:  # noqa: PLR2004
+    if route and rng.random() < 0.6:
         labels["handler"] = route
     return Evidence(alerts=(FiringAlert("HighErrorRate", labels, 0.0),), route_globs=ROUTES)

@@ -78,7 +78,9 @@ def _size(c: PrChange) -> int:
 
 def _baselines(changes: Sequence[PrChange], evidence: Evidence) -> dict[str, list[int]]:
     newest = [c.number for c in sorted(changes, key=lambda c: c.pr.merged_at, reverse=True)]
-    largest = [c.number for c in sorted(changes, key=lambda c: (_size(c), c.pr.merged_at), reverse=True)]
+    largest = [
+        c.number for c in sorted(changes, key=lambda c: (_size(c), c.pr.merged_at), reverse=True)
+    ]
     return {
         "newest_first": newest,
         "largest_first": largest,
@@ -95,20 +97,33 @@ def evaluate(made: list[tuple[Incident, Evidence]]) -> list[dict[str, Any]]:
     for incident, evidence in made:
         changes = incident.deploy.changes
         prs = [c.pr for c in changes]
-        ranking = rank(prs, ACTION_BAR, changes=changes, evidence=evidence,
-                       history=history(deployed, blames, signals), sensitive=DEFAULT_HUMAN_GATES)  # fmt: skip
+        ranking = rank(
+            prs,
+            ACTION_BAR,
+            changes=changes,
+            evidence=evidence,
+            history=history(deployed, blames, signals),
+            sensitive=DEFAULT_HUMAN_GATES,
+        )
         culprits = set(incident.culprits)
         order = [s.number for s in ranking.suspects]
         row = {
-            "kind": incident.kind, "prs": len(changes), "culprits": sorted(culprits),
-            "top": order[0], "confidence": ranking.confidence, "ambiguous": ranking.ambiguous,
-            "revert_unit": list(ranking.revert_unit), "order": order[:3],
+            "kind": incident.kind,
+            "prs": len(changes),
+            "culprits": sorted(culprits),
+            "top": order[0],
+            "confidence": ranking.confidence,
+            "ambiguous": ranking.ambiguous,
+            "revert_unit": list(ranking.revert_unit),
+            "order": order[:3],
             "baselines": {k: v[:3] for k, v in _baselines(changes, evidence).items()},
-        }  # fmt: skip
+        }
         rows.append(row)
         # What the store would learn: the outcome of the revert, and a person's word after it.
         iid = f"{changes[0].pr.repo}:{incident.deploy.head}"
-        blames.append(Blame(iid, changes[0].pr.repo, tuple(order), ranking.ambiguous, ranking.revert_unit))
+        blames.append(
+            Blame(iid, changes[0].pr.repo, tuple(order), ranking.ambiguous, ranking.revert_unit)
+        )
         unit = set(ranking.revert_unit)
         signals.append(Signal(iid, "recovered" if culprits <= unit else "not_recovered"))
         signals.append(Signal(iid, "confirmed", incident.culprits[0]))
@@ -144,46 +159,74 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_kind: dict[str, Any] = {}
     for kind in KINDS:
         these = [r for r in rows if r["kind"] == kind]
-        entry = {"incidents": len(these), "rearguard": {
-            "top1": _rate(sum(r["top"] in r["culprits"] for r in these), len(these)),
-            "top3": _rate(sum(bool(set(r["order"]) & set(r["culprits"])) for r in these), len(these)),
-        }}  # fmt: skip
+        entry = {
+            "incidents": len(these),
+            "rearguard": {
+                "top1": _rate(sum(r["top"] in r["culprits"] for r in these), len(these)),
+                "top3": _rate(
+                    sum(bool(set(r["order"]) & set(r["culprits"])) for r in these), len(these)
+                ),
+            },
+        }
         for name in BASELINES[:3]:
             entry[name] = {
-                "top1": _rate(sum(r["baselines"][name][0] in r["culprits"] for r in these), len(these)),
-                "top3": _rate(sum(bool(set(r["baselines"][name]) & set(r["culprits"])) for r in these), len(these)),
-            }  # fmt: skip
+                "top1": _rate(
+                    sum(r["baselines"][name][0] in r["culprits"] for r in these), len(these)
+                ),
+                "top3": _rate(
+                    sum(bool(set(r["baselines"][name]) & set(r["culprits"])) for r in these),
+                    len(these),
+                ),
+            }
         best = max(entry[name]["top1"] or 0.0 for name in BASELINES[:3])
         entry["not_below_best_baseline"] = (entry["rearguard"]["top1"] or 0.0) >= best
         by_kind[kind] = entry
     summary = {
         "incidents": len(rows),
-        "top1_with_trace_or_route": _rate(sum(r["top"] in r["culprits"] for r in strong), len(strong)),
+        "top1_with_trace_or_route": _rate(
+            sum(r["top"] in r["culprits"] for r in strong), len(strong)
+        ),
         "precision_above_bar": _rate(sum(r["top"] in r["culprits"] for r in above), len(above)),
         "calibration_error": ece([(r["confidence"], r["top"] in r["culprits"]) for r in rows]),
-        "innocent_prs_reverted_per_incident": round(sum(_innocent(r, r["revert_unit"]) for r in rows) / len(rows), 3),
+        "innocent_prs_reverted_per_incident": round(
+            sum(_innocent(r, r["revert_unit"]) for r in rows) / len(rows), 3
+        ),
         "share_above_bar": _rate(len(above), len(rows)),
-        "share_range_revert": _rate(sum(r["ambiguous"] and len(r["revert_unit"]) == r["prs"] for r in rows), len(rows)),
-        "share_partial_revert": _rate(sum(r["ambiguous"] and len(r["revert_unit"]) < r["prs"] for r in rows), len(rows)),
+        "share_range_revert": _rate(
+            sum(r["ambiguous"] and len(r["revert_unit"]) == r["prs"] for r in rows), len(rows)
+        ),
+        "share_partial_revert": _rate(
+            sum(r["ambiguous"] and len(r["revert_unit"]) < r["prs"] for r in rows), len(rows)
+        ),
         "prs_per_deploy_median": sorted(r["prs"] for r in rows)[len(rows) // 2],
         "never_below_best_baseline": all(e["not_below_best_baseline"] for e in by_kind.values()),
         "baselines": {},
-    }  # fmt: skip
+    }
     for name in BASELINES[:3]:
         tops = [r["baselines"][name][0] for r in rows]
         summary["baselines"][name] = {
-            "top1_with_trace_or_route": _rate(sum(r["baselines"][name][0] in r["culprits"] for r in strong), len(strong)),
-            "precision_above_bar": _rate(sum(t in r["culprits"] for t, r in zip(tops, rows, strict=True)), len(rows)),
+            "top1_with_trace_or_route": _rate(
+                sum(r["baselines"][name][0] in r["culprits"] for r in strong), len(strong)
+            ),
+            "precision_above_bar": _rate(
+                sum(t in r["culprits"] for t, r in zip(tops, rows, strict=True)), len(rows)
+            ),
             "calibration_error": None,  # states no probability: it always acts on its top PR
-            "innocent_prs_reverted_per_incident": round(sum(t not in r["culprits"] for t, r in zip(tops, rows, strict=True)) / len(rows), 3),
-        }  # fmt: skip
+            "innocent_prs_reverted_per_incident": round(
+                sum(t not in r["culprits"] for t, r in zip(tops, rows, strict=True)) / len(rows), 3
+            ),
+        }
     summary["baselines"]["whole_range"] = {
         "top1_with_trace_or_route": None,
         "precision_above_bar": 1.0,
         "calibration_error": None,
-        "innocent_prs_reverted_per_incident": round(sum(r["prs"] - len(r["culprits"]) for r in rows) / len(rows), 3),
+        "innocent_prs_reverted_per_incident": round(
+            sum(r["prs"] - len(r["culprits"]) for r in rows) / len(rows), 3
+        ),
     }
-    summary["targets"] = {k: {"target": v, "met": _met(k, summary[k], v)} for k, v in TARGETS.items()}
+    summary["targets"] = {
+        k: {"target": v, "met": _met(k, summary[k], v)} for k, v in TARGETS.items()
+    }
     return {"summary": summary, "by_kind": by_kind}
 
 
@@ -195,22 +238,41 @@ def _met(key: str, value: float | None, target: float) -> bool:
 
 def table(result: dict[str, Any]) -> str:
     s, lines = result["summary"], []
-    lines.append(f"{'evidence':14} {'n':>4} | {'rearguard':>13} | {'newest':>11} | {'largest':>11} | {'suffix':>11}")
-    lines.append(f"{'':14} {'':>4} | {'top1  top3':>13} | {'top1 top3':>11} | {'top1 top3':>11} | {'top1 top3':>11}")
+    heads = ("newest", "largest", "suffix")
+    lines.append(
+        f"{'evidence':14} {'n':>4} | {'rearguard':>13} | " + " | ".join(f"{h:>11}" for h in heads)
+    )
+    lines.append(
+        f"{'':19} | {'top1  top3':>13} | " + " | ".join(f"{'top1 top3':>11}" for h in heads)
+    )
     for kind, e in result["by_kind"].items():
         cells = [f"{e['rearguard']['top1']:.2f}  {e['rearguard']['top3']:.2f}".rjust(13)]
         cells += [f"{e[b]['top1']:.2f} {e[b]['top3']:.2f}".rjust(11) for b in BASELINES[:3]]
         lines.append(f"{kind:14} {e['incidents']:>4} | " + " | ".join(cells))
     lines.append("")
-    lines.append(f"{'':34} {'rearguard':>10} {'newest':>8} {'largest':>8} {'suffix':>8} {'range':>8}")
-    for key in ("top1_with_trace_or_route", "precision_above_bar", "calibration_error",
-                "innocent_prs_reverted_per_incident"):  # fmt: skip
+    lines.append(
+        f"{'':34} {'rearguard':>10} {'newest':>8} {'largest':>8} {'suffix':>8} {'range':>8}"
+    )
+    for key in (
+        "top1_with_trace_or_route",
+        "precision_above_bar",
+        "calibration_error",
+        "innocent_prs_reverted_per_incident",
+    ):
         vals = [s[key]] + [s["baselines"][b][key] for b in BASELINES]
-        lines.append(f"{key:34} " + " ".join(("-" if v is None else f"{v:.3f}").rjust(w)
-                                             for v, w in zip(vals, (10, 8, 8, 8, 8), strict=True)))  # fmt: skip
-    lines.append(f"above the bar {s['share_above_bar']:.2f}, partial revert {s['share_partial_revert']:.2f}, "
-                 f"range revert {s['share_range_revert']:.2f}; never below the best baseline: "
-                 f"{s['never_below_best_baseline']}")  # fmt: skip
+        lines.append(
+            f"{key:34} "
+            + " ".join(
+                ("-" if v is None else f"{v:.3f}").rjust(w)
+                for v, w in zip(vals, (10, 8, 8, 8, 8), strict=True)
+            )
+        )
+    lines.append(
+        f"above the bar {s['share_above_bar']:.2f}, "
+        f"partial revert {s['share_partial_revert']:.2f}, "
+        f"range revert {s['share_range_revert']:.2f}; never below the best baseline: "
+        f"{s['never_below_best_baseline']}"
+    )
     return "\n".join(lines)
 
 
@@ -227,9 +289,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     built = time.monotonic() - started
     rows = evaluate(made)
     result = summarise(rows)
-    result["run"] = {"seed": args.seed, "streams": args.streams, "deploys_per_stream": args.deploys,
-                     "action_bar": ACTION_BAR, "build_seconds": round(built, 1),
-                     "total_seconds": round(time.monotonic() - started, 1)}  # fmt: skip
+    result["run"] = {
+        "seed": args.seed,
+        "streams": args.streams,
+        "deploys_per_stream": args.deploys,
+        "action_bar": ACTION_BAR,
+        "build_seconds": round(built, 1),
+        "total_seconds": round(time.monotonic() - started, 1),
+    }
     print(table(result))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -36,7 +36,9 @@ TEST_FILES = 40
 REPO = "acme/shop"  # stream N is acme/shopN
 ROUTE_FILES = 5
 ROUTES = {
-    f"/{a}/{r}": tuple(f"svc/src/{a}/{a}_{i:02d}*.py" for i in range(r * ROUTE_FILES, (r + 1) * ROUTE_FILES))
+    f"/{a}/{r}": tuple(
+        f"svc/src/{a}/{a}_{i:02d}*.py" for i in range(r * ROUTE_FILES, (r + 1) * ROUTE_FILES)
+    )
     for a in AREAS
     for r in range(FILES_PER_AREA // ROUTE_FILES)
 }
@@ -45,6 +47,7 @@ ROUTES = {
 def route_of(path: str) -> str | None:
     """The route whose handler files include `path` (library and test files serve none)."""
     return next((r for r, globs in ROUTES.items() if matches(path, globs)), None)
+
 
 # name, model, how often it writes PRs, how prone it is to regressions (hidden ground truth)
 AGENTS = (
@@ -103,7 +106,9 @@ class Stream:
 
     def _content(self, path: str, origin: int, n: int) -> list[Line]:
         stem = path.rsplit("/", 1)[-1].removesuffix(".py")
-        return [(f"def {stem}_{origin}_{i}(x):  # {self.rng.random():.6f}", origin) for i in range(n)]
+        return [
+            (f"def {stem}_{origin}_{i}(x):  # {self.rng.random():.6f}", origin) for i in range(n)
+        ]
 
     def initial_tree(self) -> None:
         for area in AREAS:
@@ -127,9 +132,13 @@ class Stream:
         self._out.append(b"data %d\n" % len(raw) + raw + b"\n")
 
     def _commit(
-        self, ref: str, message: str, paths: list[str], parents: tuple[int, ...],
+        self,
+        ref: str,
+        message: str,
+        paths: list[str],
+        parents: tuple[int, ...],
         deleted: tuple[str, ...] = (),
-    ) -> int:  # fmt: skip
+    ) -> int:
         mark = self._mark()
         self._time += 60
         who = f"Bench <bench@example.invalid> {self._time} +0000"
@@ -152,8 +161,13 @@ class Stream:
         self.path.mkdir(parents=True)
         _git(self.path, "init", "-q", "-b", "main")
         marks = self.path / ".git" / "bench-marks"
-        _git(self.path, "fast-import", "--quiet", f"--export-marks={marks}",
-             stdin=b"".join(self._out))  # fmt: skip
+        _git(
+            self.path,
+            "fast-import",
+            "--quiet",
+            f"--export-marks={marks}",
+            stdin=b"".join(self._out),
+        )
         found = {}
         for line in marks.read_text().splitlines():
             mark, sha = line.split()
@@ -164,7 +178,12 @@ class Stream:
 def _git(path: Path, *args: str, stdin: bytes | None = None) -> str:
     env = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": "/dev/null", "PATH": "/usr/bin:/bin"}
     done = subprocess.run(  # noqa: S603 - fixed git arguments
-        ["git", *args], cwd=path, input=stdin, capture_output=True, check=True, env=env  # noqa: S607
+        ["git", *args],  # noqa: S607 - git from PATH, as production's LocalGitForge runs it
+        cwd=path,
+        input=stdin,
+        capture_output=True,
+        check=True,
+        env=env,
     )
     return done.stdout.decode(errors="replace")
 
@@ -175,23 +194,39 @@ def new_workdir() -> tempfile.TemporaryDirectory[str]:
 
 def patches(path: Path) -> dict[str, list[FileChange]]:
     """Each mainline commit's files against its first parent, read from `git log -p`."""
-    out = _git(path, "log", "--first-parent", "--diff-merges=first-parent", "-p", "-M",
-               "--no-color", "--format=%x00%H", "main")  # fmt: skip
+    out = _git(
+        path,
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "-p",
+        "-M",
+        "--no-color",
+        "--format=%x00%H",
+        "main",
+    )
     found = {}
     for record in out.split("\x00")[1:]:
         sha, _, diff = record.partition("\n")
         files = parse_git_diff(diff.strip("\n"))
         found[sha.strip()] = [
-            FileChange(f.path, f.status, f.additions, f.deletions,
-                       changed_ranges(f.patch) if f.patch else (), f.previous_path)
+            FileChange(
+                f.path,
+                f.status,
+                f.additions,
+                f.deletions,
+                changed_ranges(f.patch) if f.patch else (),
+                f.previous_path,
+            )
             for f in files
-        ]  # fmt: skip
+        ]
     return found
 
 
 def range_commits(path: Path, base: str, head: str) -> list[RangeCommit]:
-    out = _git(path, "log", "-z", "--reverse", "--topo-order", "--format=%H%x1f%P%x1f%B",
-               f"{base}..{head}")  # fmt: skip
+    out = _git(
+        path, "log", "-z", "--reverse", "--topo-order", "--format=%H%x1f%P%x1f%B", f"{base}..{head}"
+    )
     commits = []
     for record in out.split("\0"):
         if record:
@@ -200,8 +235,12 @@ def range_commits(path: Path, base: str, head: str) -> list[RangeCommit]:
     return commits
 
 
-def resolve(stream: Stream, marks: dict[int, str], pr_marks: dict[int, int],
-            deploy_marks: list[tuple[int, int]]) -> None:  # fmt: skip
+def resolve(
+    stream: Stream,
+    marks: dict[int, str],
+    pr_marks: dict[int, int],
+    deploy_marks: list[tuple[int, int]],
+) -> None:
     """Fill in every PR's record and files and every deploy's change set from the real repo."""
     files = patches(stream.path)
     repo = f"{REPO}{stream.index}"
@@ -211,12 +250,19 @@ def resolve(stream: Stream, marks: dict[int, str], pr_marks: dict[int, int],
             sha = marks[pr_marks[pr.number]]
             body = _body(pr)
             pr.record = MergedPR(
-                repo=repo, number=pr.number, title=f"{pr.area}: change {pr.number}",
-                author=pr.author, url=f"https://github.com/{repo}/pull/{pr.number}",
-                merge_sha=sha, head_sha=sha, base_ref="main", merged_at=float(pr.number),
-                body=body, identity=identify(pr.author, body, repo=repo),
+                repo=repo,
+                number=pr.number,
+                title=f"{pr.area}: change {pr.number}",
+                author=pr.author,
+                url=f"https://github.com/{repo}/pull/{pr.number}",
+                merge_sha=sha,
+                head_sha=sha,
+                base_ref="main",
+                merged_at=float(pr.number),
+                body=body,
+                identity=identify(pr.author, body, repo=repo),
                 files=tuple(pr.touched),
-            )  # fmt: skip
+            )
             pr.change = PrChange(pr.record, tuple(files.get(sha, ())))
             records.append(pr.record)
     for deploy, (base_mark, head_mark) in zip(stream.deploys, deploy_marks, strict=True):
