@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck test-deps clean
+.PHONY: demo test lint typecheck test-deps clean bench-attribution
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -41,3 +41,8 @@ typecheck: $(TSTAMP)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+
+# Attribution benchmark: real git repositories from a seed, Rearguard's ranking against the
+# baselines; prints a table and writes bench/results/attribution.json (a minute or two).
+bench-attribution: $(STAMP)
+	PYTHONPATH=. $(PY) -m bench.attribution.run $(ARGS)

@@ -18,9 +18,11 @@ from typing import Any
 from aiohttp import web
 
 from attribution.store import Store
+from loop import evidence_api
 from loop.clock import Clock, WallClock
 from loop.config import Settings
 from loop.deps import WatchDeps
+from loop.evidence_ingest import parse_ci
 from loop.ingest import (
     IngestError,
     check_bearer,
@@ -145,6 +147,7 @@ def build_app(
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
     ])  # fmt: skip
+    app.add_routes(evidence_api.routes(SETTINGS, DEPS))
     return app
 
 
@@ -178,6 +181,7 @@ async def post_github(request: web.Request) -> web.Response:
         data = parse_json(body)
         deploy = parse_deployment_status(data, settings) if event == "deployment_status" else None
         pr = parse_merged_pr(data) if event == "pull_request" else None
+        ci = parse_ci(event, data)
     except IngestError as exc:
         # A refused request gets a key of its own: it must not claim the delivery id, or the
         # genuine (re)delivery of that id would later be taken for a duplicate and dropped.
@@ -185,7 +189,7 @@ async def post_github(request: web.Request) -> web.Response:
                                  f"rejected:{delivery or '-'}:{uuid.uuid4().hex}",
                                  status="rejected", received_at=now, error=exc.message)  # fmt: skip
         raise
-    status = "accepted" if (deploy or pr) else "ignored"
+    status = "accepted" if (deploy or pr or ci) else "ignored"
     fresh = await deps.store.journal("github", event, delivery, status=status, received_at=now,
                                      body=data)  # fmt: skip
     # A delivery journaled but never applied (the process died in between) is applied now.
@@ -193,9 +197,12 @@ async def post_github(request: web.Request) -> web.Response:
         return web.json_response({"status": "duplicate", "delivery": delivery})
     if pr is not None:
         await deps.store.record_pr(pr, now)
+        await evidence_api.record_pr_facts(deps.store, pr, data)
+    if ci is not None:
+        await evidence_api.record_ci(deps.store, ci)
     if deploy is not None:
         await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
-    if deploy or pr:
+    if deploy or pr or ci:
         await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)
 

@@ -25,6 +25,8 @@ ENV_GITHUB_TOKEN = "GITHUB_TOKEN"  # noqa: S105
 ENV_GITHUB_WEBHOOK_SECRET = "REARGUARD_GITHUB_WEBHOOK_SECRET"  # noqa: S105
 ENV_SLACK_TOKEN = "SLACK_BOT_TOKEN"  # noqa: S105
 ENV_SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"  # noqa: S105
+ENV_SENTRY_SECRET = "REARGUARD_SENTRY_CLIENT_SECRET"  # noqa: S105
+ENV_ALERTMANAGER_TOKEN = "REARGUARD_ALERTMANAGER_TOKEN"  # noqa: S105
 
 
 class ConfigError(ValueError):
@@ -68,6 +70,9 @@ class ServiceSettings:
     watch: float = 1800.0
     baseline: float = 1800.0
     step: float = 15.0
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    route_label: str = "route"
+    sentry_projects: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +98,8 @@ class Settings:
     github_webhook_secret: Secret | None = None
     slack_token: Secret | None = None
     slack_signing_secret: Secret | None = None
+    sentry_secret: Secret | None = None
+    alertmanager_token: Secret | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def service(self, name: str) -> ServiceSettings | None:
@@ -141,6 +148,7 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
 _SLI_KEYS = {"kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical"}
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
+    "routes", "route_label", "sentry_projects",
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick"},
@@ -187,6 +195,23 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
         raise ConfigError(f"{where}: {exc}") from exc
 
 
+def _routes(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
+    """`routes = { "/checkout" = ["src/checkout/**"] }`: label values to path globs."""
+    routes = _table(table, "routes", where)
+    out = {}
+    for value, globs in routes.items():
+        if (
+            not isinstance(globs, list)
+            or not globs
+            or not all(isinstance(g, str) and g for g in globs)
+        ):
+            raise ConfigError(
+                f"{where}.routes.{value!r}: expected a non-empty list of path globs, got {globs!r}"
+            )
+        out[str(value)] = tuple(globs)
+    return out
+
+
 def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings:
     _only(table, _SERVICE_KEYS, where)
     repo = _typed(table, "repo", str, "", where)
@@ -216,7 +241,16 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
         watch=watch,
         baseline=baseline,
         step=step,
+        routes=_routes(table, where),
+        route_label=_label(_typed(table, "route_label", str, "route", where), where),
+        sentry_projects=_strings(table, "sentry_projects", (), where),
     )
+
+
+def _label(value: str, where: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+        raise ConfigError(f"{where}.route_label: expected a Prometheus label name, got {value!r}")
+    return value
 
 
 def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
@@ -301,4 +335,6 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         github_webhook_secret=_secret(env, ENV_GITHUB_WEBHOOK_SECRET),
         slack_token=_secret(env, ENV_SLACK_TOKEN),
         slack_signing_secret=_secret(env, ENV_SLACK_SIGNING_SECRET),
+        sentry_secret=_secret(env, ENV_SENTRY_SECRET),
+        alertmanager_token=_secret(env, ENV_ALERTMANAGER_TOKEN),
     )

@@ -13,7 +13,7 @@ import logging
 
 from attribution.changes import RangeCommit, change_set
 from attribution.records import Deploy, Incident, MergedPR
-from attribution.suspects import rank
+from loop import attribute
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
 from loop.phases import Phase
@@ -65,13 +65,19 @@ async def resolve_changes(
     except ForgeError as exc:
         return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
     known = await deps.store.prs(service.repo)
-    changes = change_set([RangeCommit(c.sha, c.message, c.parents) for c in commits], known)
-    note = ""
+    in_range = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
+    changes = change_set(in_range, known)
+    if (changes.unknown_numbers or changes.unattributed) and await attribute.find_missing_prs(
+        deps, service, in_range, known
+    ):
+        changes = change_set(in_range, await deps.store.prs(service.repo))
+    prs, outside = await attribute.in_service_paths(deps, service, list(changes.prs))
+    note = f" {outside} PR(s) outside the service's paths left out" if outside else ""
     if changes.unknown_numbers:
-        note = " PRs not on record: " + ", ".join(f"#{n}" for n in changes.unknown_numbers)
+        note += " PRs not on record: " + ", ".join(f"#{n}" for n in changes.unknown_numbers)
     if changes.unattributed:
         note += f" {len(changes.unattributed)} commit(s) without a PR"
-    return list(changes.prs), note.strip()
+    return prs, note.strip()
 
 
 async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
@@ -124,7 +130,9 @@ async def _incident(
     if not prs:  # the range could not be resolved at deploy time; try once more now
         prs, _ = await resolve_changes(deps, deploy, service)
         await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
-    ranking = rank(prs, deps.settings.action_bar)
+    ranking = await attribute.rank_incident(
+        deps, deploy, service, verdict.culprit_sli, prs, now=now
+    )
     return Incident(
         id=incident_id_for(deploy.id),
         deploy_id=deploy.id,

@@ -38,6 +38,39 @@ class Commit:
 
 
 @dataclass(frozen=True, slots=True)
+class PullFile:
+    """One file of a pull request as the forge lists it; `patch` is its unified diff (GitHub
+    leaves it out for binary and very large files)."""
+
+    path: str
+    status: str
+    additions: int
+    deletions: int
+    patch: str | None = None
+    previous_path: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PullInfo:
+    """A pull request found through a commit (GitHub's "pull requests associated with a commit").
+
+    Times are Unix seconds; `merged_at` is None for a PR that was not merged.
+    """
+
+    number: int
+    title: str
+    body: str
+    author: str
+    url: str
+    head_sha: str
+    base_ref: str
+    merged_at: float | None
+    created_at: float | None = None
+    labels: tuple[str, ...] = ()
+    node_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class PullRef:
     """A merged pull request to revert: its number and the commit that landed it."""
 
@@ -84,4 +117,12 @@ class Forge(Protocol):
 
     async def open_revert(self, request: RevertRequest) -> RevertResult:
         """Open (or find, if it exists) the revert change for `request`."""
+        ...
+
+    async def pull_files(self, repo: str, number: int) -> list[PullFile]:
+        """Every file PR `number` changed, with its patch (attribution needs the line ranges)."""
+        ...
+
+    async def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
+        """The pull requests that brought commit `sha` in (for commits with no PR on record)."""
         ...

@@ -45,6 +45,8 @@ from rollback.forge import (
     Commit,
     ForgeError,
     ForgeUnavailable,
+    PullFile,
+    PullInfo,
     PullRef,
     RevertConflict,
     RevertRequest,
@@ -171,6 +173,40 @@ class GitHubForge:
         if opened is None:
             opened = await self._revert_with_git_data(at, request)
         return await self._finish(at, request, opened, reused=False)
+
+    async def pull_files(self, repo: str, number: int) -> list[PullFile]:
+        """The PR's files with their patches, paged (GitHub lists at most 3,000)."""
+        at, files = _split(repo), self._gh.rest.pulls.async_list_files
+        found: list[PullFile] = []
+        for page in range(1, MAX_PAGES + 1):
+            got = await self._rest(
+                f"list files of PR #{number}", at, files, number, page=page, per_page=PER_PAGE
+            )
+            found += [
+                PullFile(f.filename, f.status, f.additions, f.deletions, f.patch or None,
+                         f.previous_filename or None)
+                for f in got
+            ]  # fmt: skip
+            if len(got) < PER_PAGE:
+                break
+        return found
+
+    async def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
+        """GitHub's "pull requests associated with a commit" (merged ones carry `merged_at`)."""
+        at = _split(repo)
+        listed = self._gh.rest.repos.async_list_pull_requests_associated_with_commit
+        pulls = await self._rest(f"list PRs of commit {sha[:12]}", at, listed, sha, per_page=100)
+        return [
+            PullInfo(
+                number=p.number, title=p.title, body=p.body or "",
+                author=p.user.login if p.user else "ghost", url=p.html_url,
+                head_sha=p.head.sha, base_ref=p.base.ref,
+                merged_at=p.merged_at.timestamp() if p.merged_at else None,
+                created_at=p.created_at.timestamp(),
+                labels=tuple(label.name for label in p.labels), node_id=p.node_id,
+            )
+            for p in pulls
+        ]  # fmt: skip
 
     # -- the one retry policy ------------------------------------------------------------------
 

@@ -19,7 +19,16 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from rollback.forge import Commit, ForgeError, PullRef, RevertConflict, RevertRequest, RevertResult
+from rollback.forge import (
+    Commit,
+    ForgeError,
+    PullFile,
+    PullInfo,
+    PullRef,
+    RevertConflict,
+    RevertRequest,
+    RevertResult,
+)
 
 IDENTITY_NAME = "Rearguard"
 IDENTITY_EMAIL = "rearguard@localhost"
@@ -104,6 +113,32 @@ class LocalGitForge:
             # An empty old value: fail rather than move a branch someone else just made.
             await self._git("update-ref", f"refs/heads/{branch}", head, "")
         return self._result(branch, head, reused=False)
+
+    async def pull_files(self, repo: str, number: int) -> list[PullFile]:
+        """The files of the commit that landed PR `number` on the default branch (found by the
+        number GitHub writes into merge and squash subjects), diffed against its first parent."""
+        del repo
+        sha = await self._landing_commit(number)
+        if sha is None:
+            raise ForgeError(f"no commit on {self._default_branch} names PR #{number}")
+        out = await self._git("diff", "--find-renames", "--no-color", "--no-ext-diff",
+                              f"{sha}^1", sha)  # fmt: skip
+        return parse_git_diff(out)
+
+    async def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
+        """Local git keeps no pull requests: a commit is never associated with one."""
+        del repo, sha
+        return []
+
+    async def _landing_commit(self, number: int) -> str | None:
+        out = await self._git("log", "--first-parent", "--format=%H%x1f%s", self._default_branch)
+        for line in out.splitlines():
+            sha, _, subject = line.partition("\x1f")
+            if subject.startswith(f"Merge pull request #{number} ") or subject.endswith(
+                f"(#{number})"
+            ):
+                return sha
+        return None
 
     def _result(self, branch: str, head: str, *, reused: bool) -> RevertResult:
         url = f"{self._path.resolve().as_uri()}#{branch}"
@@ -233,3 +268,34 @@ def _message(request: RevertRequest, targets: list[_Target]) -> str:
     paragraphs = [request.title.strip(), request.body.strip(), reverts]
     paragraphs.append(f"{KEY_TRAILER}: {request.key}")
     return "\n\n".join(p for p in paragraphs if p) + "\n"
+
+
+_DIFF_HEADER = "diff --git "
+
+
+def parse_git_diff(text: str) -> list[PullFile]:
+    """`git diff` output split per file, as GitHub's PR files list them (patch: the hunks)."""
+    files = []
+    for piece in text.split("\n" + _DIFF_HEADER):
+        chunk = piece.removeprefix(_DIFF_HEADER)
+        if not chunk.strip():
+            continue
+        head, _, rest = chunk.partition("\n@@")
+        patch = "@@" + rest if rest else None
+        lines = head.splitlines()
+        old = next((ln[4:] for ln in lines if ln.startswith("--- ")), None)
+        new = next((ln[4:] for ln in lines if ln.startswith("+++ ")), None)
+        renamed_from = next((ln[12:] for ln in lines if ln.startswith("rename from ")), None)
+        renamed_to = next((ln[10:] for ln in lines if ln.startswith("rename to ")), None)
+        path = renamed_to or (new[2:] if new and new != "/dev/null" else None)
+        path = path or (old[2:] if old and old != "/dev/null" else lines[0].split(" b/", 1)[-1])
+        status = "renamed" if renamed_to else "modified"
+        if old == "/dev/null" or any(ln.startswith("new file mode") for ln in lines):
+            status = "added"
+        elif new == "/dev/null" or any(ln.startswith("deleted file mode") for ln in lines):
+            status = "removed"
+        body = (patch or "").splitlines()
+        adds = sum(1 for ln in body if ln.startswith("+"))
+        dels = sum(1 for ln in body if ln.startswith("-"))
+        files.append(PullFile(path, status, adds, dels, patch, renamed_from))
+    return files

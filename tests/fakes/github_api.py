@@ -46,6 +46,8 @@ class GitHubApi:
         add("GET", f"{repo}/pulls", self._list_pulls)
         add("POST", f"{repo}/pulls", self._create_pull)
         add("GET", f"{repo}/pulls/{{number:\\d+}}", self._get_pull)
+        add("GET", f"{repo}/pulls/{{number:\\d+}}/files", self._pull_files)
+        add("GET", f"{repo}/commits/{{sha}}/pulls", self._commit_pulls)
         add("POST", f"{repo}/issues/{{number:\\d+}}/labels", self._add_labels)
         add("GET", f"{repo}/git/ref/{{ref:.+}}", self._get_ref)
         add("POST", f"{repo}/git/refs", self._create_ref)
@@ -143,6 +145,38 @@ class GitHubApi:
 
     async def _get_pull(self, request: web.Request) -> web.Response:
         return web.json_response(payloads.pull_request(self._pull_or_404(request), self._fake.site))
+
+    async def _pull_files(self, request: web.Request) -> web.Response:
+        """`DiffEntry`s of the PR: its merge commit against the first parent once merged."""
+        fake, pr = self._fake, self._pull_or_404(request)
+        old, new = (
+            (f"{pr.merge_sha}^1", pr.merge_sha) if pr.merge_sha else (pr.base_sha, pr.head_sha)
+        )
+        entries = []
+        for line in fake.git("diff", "--name-status", "-M", old, new).splitlines():
+            code, *paths = line.split("\t")
+            path, previous = paths[-1], (paths[0] if code.startswith("R") else None)
+            text = fake.git("diff", "-M", old, new, "--", *([previous] if previous else []), path)
+            patch = text[text.index("@@") :] if "@@" in text else None
+            body = (patch or "").splitlines()
+            adds = sum(ln.startswith("+") for ln in body)
+            dels = sum(ln.startswith("-") for ln in body)
+            status = {"A": "added", "D": "removed", "R": "renamed"}.get(code[0], "modified")
+            entries.append(
+                payloads.diff_entry(fake.site, path, status, (adds, dels), patch, previous=previous)
+            )
+        return web.json_response(_page(entries, request.query))
+
+    async def _commit_pulls(self, request: web.Request) -> web.Response:
+        """The PRs whose merge commit (or head) is the commit, as `PullRequestSimple`s."""
+        fake = self._fake
+        sha = fake.resolve(request.match_info["sha"])
+        if sha is None:
+            raise ApiError(422, "No commit found for SHA")
+        found = [pr for pr in fake.pulls if sha in (pr.merge_sha, pr.head_sha)]
+        return web.json_response(
+            [payloads.pull_request(pr, fake.site, simple=True) for pr in found]
+        )
 
     async def _add_labels(self, request: web.Request) -> web.Response:
         pr = self._pull_or_404(request)

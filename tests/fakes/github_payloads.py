@@ -196,6 +196,29 @@ def pull_request(pr: FakePR, site: Site, *, simple: bool = False) -> Json:
     return over(skeleton(models.PullRequest), values | full)
 
 
+def diff_entry(
+    site: Site, path: str, status: str, counts: tuple[int, int], patch: str | None, *,
+    previous: str | None,
+) -> Json:  # fmt: skip
+    """A `DiffEntry` of a PR's files list: `counts` is (additions, deletions)."""
+    values: Json = {
+        "sha": f"{_stable_id(path):040x}"[-40:],
+        "filename": path,
+        "status": status,
+        "additions": counts[0],
+        "deletions": counts[1],
+        "changes": sum(counts),
+        "blob_url": f"https://github.com/{site.full_name}/blob/main/{path}",
+        "raw_url": f"https://github.com/{site.full_name}/raw/main/{path}",
+        "contents_url": f"{site.repo_api}/contents/{path}",
+    }
+    if patch is not None:
+        values["patch"] = patch
+    if previous is not None:
+        values["previous_filename"] = previous
+    return over(skeleton(models.DiffEntry), values)
+
+
 def repo_commit(site: Site, sha: str, message: str, parents: list[str]) -> Json:
     """A `Commit` as compare and list-commits answer."""
     values = {

@@ -1,0 +1,198 @@
+"""The attribution tables of the store: PR files and facts, CI runs, errors and alerts, and the
+rows feedback learns from (schema `004_attribution.sql`).
+
+It runs on the `Store`'s one writer thread (`Store._call`), so writes stay ordered with the rest
+of the store; it is kept beside `store.py` rather than in it because these tables belong to
+attribution's evidence alone. Records go in and come out as the frozen values of
+`attribution.evidence` and `attribution.diffs`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import Any
+
+import duckdb
+
+from attribution.diffs import FileChange
+from attribution.evidence import ErrorEvent, FiringAlert, Frame, PrChange
+from attribution.feedback import Blame, Signal
+from attribution.records import MergedPR
+from attribution.store import Store
+
+
+class EvidenceStore:
+    """Attribution's tables over an open `Store`."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    async def record_pr_files(
+        self, repo: str, number: int, files: Sequence[FileChange], opened_at: float | None = None
+    ) -> None:
+        """Keep every file of a PR (replacing what was held) and mark its files known."""
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            cur.execute("DELETE FROM pr_files WHERE repo = ? AND number = ?", [repo, number])
+            for f in files:
+                cur.execute(
+                    "INSERT INTO pr_files VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    [
+                        repo,
+                        number,
+                        f.path,
+                        f.previous_path,
+                        f.status,
+                        f.additions,
+                        f.deletions,
+                        json.dumps([list(r) for r in f.ranges]),
+                    ],
+                )
+            cur.execute(
+                "INSERT INTO pr_facts VALUES (?, ?, to_timestamp(?), true) ON CONFLICT DO UPDATE "
+                "SET files_known = true, opened_at = coalesce(excluded.opened_at, opened_at)",
+                [repo, number, opened_at],
+            )
+
+        await self._store._tx(write)
+
+    async def record_opened_at(self, repo: str, number: int, opened_at: float) -> None:
+        """Keep when a PR was opened (its lead time is merged_at - opened_at)."""
+        await self._store._call(
+            lambda cur: cur.execute(
+                "INSERT INTO pr_facts VALUES (?, ?, to_timestamp(?), false) "
+                "ON CONFLICT DO UPDATE SET opened_at = excluded.opened_at",
+                [repo, number, opened_at],
+            )
+        )
+
+    async def files_known(self, repo: str, numbers: Sequence[int]) -> set[int]:
+        rows = await self._store.fetch(
+            "SELECT number FROM pr_facts WHERE repo = ? AND files_known "
+            "AND list_contains(?, number)",
+            [repo, list(numbers)],
+        )
+        return {int(r[0]) for r in rows}
+
+    async def changes(self, prs: Sequence[MergedPR]) -> list[PrChange]:
+        """The PRs with their stored files and CI counts (no files: only their paths known)."""
+        if not prs:
+            return []
+        repo, numbers = prs[0].repo, [p.number for p in prs]
+        rows = await self._store.fetch(
+            "SELECT number, path, status, additions, deletions, ranges, previous_path "
+            "FROM pr_files WHERE repo = ? AND list_contains(?, number) ORDER BY number, path",
+            [repo, numbers],
+        )
+        files: dict[int, list[FileChange]] = {}
+        for n, path, status, adds, dels, ranges, previous in rows:
+            spans = tuple((int(a), int(b)) for a, b in json.loads(ranges))
+            files.setdefault(n, []).append(FileChange(path, status, adds, dels, spans, previous))
+        ci = await self._store.fetch(
+            "SELECT number, count(*), count(*) FILTER (WHERE conclusion NOT IN "
+            "('success', 'neutral', 'skipped')) FROM ci_runs WHERE repo = ? "
+            "AND list_contains(?, number) GROUP BY number",
+            [repo, numbers],
+        )
+        runs = {int(r[0]): (int(r[1]), int(r[2])) for r in ci}
+        return [
+            PrChange(p, tuple(files.get(p.number, ())), *runs.get(p.number, (0, 0))) for p in prs
+        ]
+
+    async def record_ci_run(  # noqa: PLR0917 - one CI run's columns, called from one place
+        self,
+        run_id: str,
+        repo: str,
+        numbers: Sequence[int],
+        kind: str,
+        head_sha: str,
+        attempt: int,
+        conclusion: str | None,
+        finished_at: float,
+    ) -> None:
+        """Keep one CI run (a workflow run attempt or a check suite) per PR it names."""
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            for n in numbers:
+                cur.execute(
+                    "INSERT INTO ci_runs VALUES (?, ?, ?, ?, ?, ?, ?, to_timestamp(?)) "
+                    "ON CONFLICT DO UPDATE SET conclusion = excluded.conclusion",
+                    [f"{run_id}#{n}", repo, n, kind, head_sha, attempt, conclusion, finished_at],
+                )
+
+        await self._store._tx(write)
+
+    async def record_errors(self, service: str, events: Sequence[ErrorEvent]) -> None:
+        await self._signals("sentry", service, [(e.key, e.first_seen, asdict(e)) for e in events])
+
+    async def record_alerts(self, service: str, alerts: Sequence[FiringAlert]) -> None:
+        rows = [
+            (
+                f"{a.name}:{sorted(a.labels.items())}",
+                a.starts_at,
+                asdict(a) | {"labels": dict(a.labels)},
+            )
+            for a in alerts
+        ]
+        await self._signals("alertmanager", service, rows)
+
+    async def _signals(
+        self, source: str, service: str, rows: Sequence[tuple[str, float, dict[str, Any]]]
+    ) -> None:
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            for key, seen, record in rows:
+                cur.execute(
+                    "INSERT INTO signals VALUES (?, ?, ?, ?, to_timestamp(?), ?) "
+                    "ON CONFLICT DO NOTHING",
+                    [f"{source}:{key}:{seen}", source, service, key, seen, json.dumps(record)],
+                )
+
+        await self._store._tx(write)
+
+    async def errors_since(self, service: str, start: float, end: float) -> list[ErrorEvent]:
+        """Error signatures first seen in [start, end] (never before `start`), most seen first."""
+        rows = await self._store.fetch(
+            "SELECT key, arg_min(record, seen_at), min(epoch(seen_at)), count(*) FROM signals "
+            "WHERE source = 'sentry' AND service = ? AND seen_at <= to_timestamp(?) GROUP BY key "
+            "HAVING min(seen_at) >= to_timestamp(?) ORDER BY count(*) DESC, key",
+            [service, end, start],
+        )
+        out = []
+        for _, record, _, _ in rows:
+            data = json.loads(record)
+            frames = tuple(Frame(f["path"], f["line"], f["function"]) for f in data["frames"])
+            out.append(ErrorEvent(data["key"], data["title"], data["first_seen"], frames))
+        return out
+
+    async def alerts_since(self, service: str, start: float, end: float) -> list[FiringAlert]:
+        """Alerts of `service` that started firing in [start, end]."""
+        rows = await self._store.fetch(
+            "SELECT record FROM signals WHERE source = 'alertmanager' AND service = ? "
+            "AND seen_at BETWEEN to_timestamp(?) AND to_timestamp(?) ORDER BY seen_at",
+            [service, start, end],
+        )
+        found = [json.loads(r[0]) for r in rows]
+        return [FiringAlert(d["name"], dict(d["labels"]), d["starts_at"]) for d in found]
+
+    async def learning(self, repo: str) -> tuple[list[PrChange], list[Blame], list[Signal]]:
+        """Every deployed PR of `repo`, every incident's blame, and every signal in order."""
+        numbers = await self._store.fetch(
+            "SELECT DISTINCT number FROM deploy_prs WHERE repo = ?", [repo]
+        )
+        prs = await self._store.prs(repo, [int(r[0]) for r in numbers])
+        deployed = await self.changes(prs)
+        incidents = await self._store.fetch(
+            "SELECT i.id, i.ambiguous, i.revert_unit, list(s.number ORDER BY s.rank) "
+            "FROM incidents i JOIN suspects s ON s.incident_id = i.id WHERE s.repo = ? "
+            "GROUP BY i.id, i.ambiguous, i.revert_unit ORDER BY i.id",
+            [repo],
+        )
+        blames = [Blame(r[0], repo, tuple(r[3]), bool(r[1]), tuple(r[2])) for r in incidents]
+        rows = await self._store.fetch(
+            "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id"
+        )
+        ids = {b.incident_id for b in blames}
+        signals = [Signal(r[0], r[1], r[2]) for r in rows if r[0] in ids]
+        return deployed, blames, signals
