@@ -36,9 +36,14 @@ Z_UPPER = 2.576
 class DetectorSettings:
     """Knobs shared by every SLI of a watch."""
 
-    alpha: float = 0.001
+    alpha: float = 0.005
     gauge_points: int = 3
     gauge_mad_factor: float = 5.0
+    blip: float = 15.0
+    """Seconds of excursion that are a blip, never a regression (the steps that weigh most for a
+    regression, this long, are left out of every statistic)."""
+    min_bad: int = 3
+    """Bad events a ratio regression needs behind it: one retried error is never a regression."""
 
 
 DEFAULT_SETTINGS = DetectorSettings()
