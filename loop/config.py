@@ -68,6 +68,8 @@ class ServiceSettings:
     watch: float = 1800.0
     baseline: float = 1800.0
     step: float = 15.0
+    seasonal: tuple[float, ...] = (86400.0, 604800.0)
+    """Offsets of the earlier watch windows used as extra baselines (a day and a week)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,9 +140,13 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-_SLI_KEYS = {"kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical"}
+_SLI_KEYS = {
+    "kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical",
+    "version_label",
+}  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
+    "seasonal",
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick"},
@@ -182,6 +188,7 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
             tolerance=_typed(table, "tolerance", float, 0.1, where),
             min_events=_typed(table, "min_events", int, 100, where),
             critical=_typed(table, "critical", bool, True, where),
+            version_label=_typed(table, "version_label", str, "", where),
         )
     except (SliError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
@@ -216,7 +223,16 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
         watch=watch,
         baseline=baseline,
         step=step,
+        seasonal=_seasonal(table, where),
     )
+
+
+def _seasonal(table: Mapping[str, Any], where: str) -> tuple[float, ...]:
+    """Offsets of the seasonal baselines: `seasonal = ["1d", "7d"]` (default), `[]` for none."""
+    value = table.get("seasonal", ["1d", "7d"])
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}.seasonal: expected a list of durations like ['1d', '7d']")
+    return tuple(parse_duration(v, f"{where}.seasonal") for v in value)
 
 
 def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
