@@ -142,7 +142,10 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
     spans["before"] = [windows.deployed_at - windows.baseline + step, windows.deployed_at]
     for offset in windows.seasonal:
         label = SEASONAL_LABELS.get(offset, f"{offset:.0f}s")
-        spans[label] = [watch_span[0] - offset, watch_span[1] - offset]
+        # The whole watch window, not just its elapsed part: a thin baseline would only widen
+        # the null's confidence bound and slow detection without telling more about the season.
+        whole = windows.deployed_at + windows.watch
+        spans[label] = [watch_span[0] - offset, min(whole - offset, now)]
     watch = _reduce(sli, await _points(source, sli, queries, watch_span, step))
     baselines: list[tuple[str, tuple[Point, ...]]] = []
     for label, span in spans.items():
