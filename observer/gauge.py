@@ -14,7 +14,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import replace
 
-from observer.detect import DEFAULT_SETTINGS, DetectorSettings, _median, assess_gauge
+from observer.detect import (
+    DEFAULT_SETTINGS,
+    DetectorSettings,
+    _median,
+    assess_gauge,
+    gauge_margin,
+)
 from observer.slis import Direction, Sli
 from observer.verdict import SliResult
 
@@ -26,7 +32,7 @@ def band_edge(sli: Sli, values: Sequence[float], settings: DetectorSettings) -> 
         return None
     centre = _median(base)
     mad = 1.4826 * _median([abs(v - centre) for v in base])
-    margin = max(settings.gauge_mad_factor * mad, sli.tolerance * abs(centre), 1e-9)
+    margin = gauge_margin(sli, base, centre, mad, settings)
     return centre + margin if sli.direction is Direction.UP else centre - margin
 
 
