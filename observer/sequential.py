@@ -18,8 +18,9 @@ null, so by Ville's inequality and a union bound over starts and alternatives th
 calling a regression during a clean watch is at most `alpha`, however often it is evaluated.
 
 A blip is not a regression: the statistics are computed with the `r` steps that weigh most for
-the regression left out (`r` = `blip` seconds in steps). An excursion no longer than a blip then
-contributes nothing, and because leaving steps out only lowers a statistic, the bound above holds.
+the regression left out (`r` = `blip` seconds in steps, at most a tenth of the watch). An
+excursion no longer than a blip then contributes nothing, and because leaving steps out only
+lowers a statistic, the bound above holds.
 """
 
 from __future__ import annotations
@@ -170,6 +171,9 @@ def assess_ratio_steps(
     p_null, chosen = found
     base_rate = chosen.bad / chosen.total
     drop = max(0, math.ceil(settings.blip / step_seconds - 1e-9)) if step_seconds > 0 else 0
+    # A blip is short against the watch: at most a tenth of it (one step at the least), so a
+    # watch of a few short steps is not mostly left out.
+    drop = min(drop, max(1, horizon // 10))
     ev = evidence(steps, p_null, drop)
     excursion_threshold = math.log(2 * max(horizon, 1) * len(ALTERNATIVES) / settings.alpha)
     # Report the larger statistic as a multiple of its own threshold, in log-LR units.
