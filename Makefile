@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck test-deps clean bench-attribution
+.PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ lint: $(TSTAMP)
 
 typecheck: $(TSTAMP)
 	$(VENV)/bin/mypy
+
+# Rearguard's detector against peer-style detectors and an oracle; prints a table and writes
+# bench/results/detection.json. Real series from $$REARGUARD_SHARED_FIXTURES/nab (default ../shared/fixtures).
+bench-detection: $(STAMP)
+	$(PY) -m bench.detection.run $(ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

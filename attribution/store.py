@@ -40,6 +40,18 @@ class StoreError(Exception):
     """A store operation failed; the message names the operation."""
 
 
+_OBSERVATION_COLUMNS = (
+    "deploy_id", "seq", "observed_at", "sli", "status", "reason", "baseline_value",
+    "watch_value", "baseline_bad", "baseline_total", "watch_bad", "watch_total", "statistic",
+    "threshold", "effect", "null_value", "onset", "mode", "queries", "windows",
+)  # fmt: skip
+
+
+def _json_or_value(value: Any) -> Any:
+    """Dicts and lists go into JSON columns as text; everything else is bound as it is."""
+    return json.dumps(value) if isinstance(value, dict | list) else value
+
+
 def _migrations() -> list[tuple[int, str]]:
     folder = resources.files("attribution") / "schema"
     found = []
@@ -226,6 +238,17 @@ class Store:
         )
         return [Deploy(*r) for r in rows]
 
+    async def service_deploys(self, service: str, since: float) -> list[Deploy]:
+        """A service's deploys finished at or after `since` (Unix seconds), oldest first."""
+        rows = await self._call(
+            lambda cur: cur.execute(
+                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? "
+                "AND finished_at >= to_timestamp(?) ORDER BY finished_at, id",
+                [service, since],
+            ).fetchall()
+        )
+        return [Deploy(*r) for r in rows]
+
     async def previous_deploy(self, deploy: Deploy) -> Deploy | None:
         """The latest earlier deploy of the same service and environment."""
         rows = await self._call(
@@ -335,28 +358,39 @@ class Store:
             ).fetchall()[0][0]
             for r in results:
                 cur.execute(
-                    "INSERT INTO observations VALUES (?, ?, to_timestamp(?), ?, ?, ?, ?, ?, ?, ?, "
-                    "?, ?, ?, ?, ?)",
-                    [
-                        deploy_id,
-                        seq,
-                        observed_at,
-                        r["sli"],
-                        r["status"],
-                        r["reason"],
-                        r["baseline_value"],
-                        r["watch_value"],
-                        r["baseline_bad"],
-                        r["baseline_total"],
-                        r["watch_bad"],
-                        r["watch_total"],
-                        r["statistic"],
-                        r["threshold"],
-                        r["effect"],
-                    ],
+                    f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}) VALUES "
+                    "(?, ?, to_timestamp(?), "
+                    + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3))
+                    + ")",
+                    [deploy_id, seq, observed_at]
+                    + [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]],
                 )
 
         await self._tx(insert)
+
+    async def observations(self, deploy_id: str, latest_only: bool = True) -> list[dict[str, Any]]:
+        """Kept evaluations of a deploy, oldest first; only the last evaluation by default."""
+        columns = ", ".join(
+            c if c != "observed_at" else "epoch(observed_at)" for c in _OBSERVATION_COLUMNS
+        )
+        where = "deploy_id = ?" + (
+            " AND seq = (SELECT max(seq) FROM observations WHERE deploy_id = ?)"
+            if latest_only
+            else ""
+        )
+        params = [deploy_id, deploy_id] if latest_only else [deploy_id]
+        rows = await self._call(
+            lambda cur: cur.execute(
+                f"SELECT {columns} FROM observations WHERE {where} ORDER BY seq, sli", params
+            ).fetchall()
+        )
+        out = []
+        for row in rows:
+            item = dict(zip(_OBSERVATION_COLUMNS, row, strict=True))
+            for key in ("queries", "windows"):
+                item[key] = json.loads(item[key]) if item[key] else None
+            out.append(item)
+        return out
 
     async def observation_count(self, deploy_id: str) -> int:
         rows = await self._call(

@@ -44,6 +44,19 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(workdir, args.json)
 
 
+def _backtest(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
+
+    from loop.backtest_cli import run_backtest  # noqa: PLC0415
+
+    try:
+        settings = load_settings(Path(args.config), os.environ)
+    except ConfigError as exc:
+        print(f"rearguard: config error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_backtest(settings, args.service, args.since, args.at or []))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rearguard", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -54,6 +67,17 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--json", action="store_true", help="print one JSON document")
     demo.add_argument("--dir", help="empty directory for the repo and store (default: a temp dir)")
     demo.set_defaults(run=_demo)
+    back = sub.add_parser(
+        "backtest", help="what the detector would have decided for past deploys, from history"
+    )
+    back.add_argument("--config", required=True, help="TOML config (see deploy/)")
+    back.add_argument("--service", required=True, help="a [services.NAME] of the config")
+    back.add_argument("--since", default="30d", help="replay the store's deploys this far back")
+    back.add_argument(
+        "--at", action="append", metavar="TIME",
+        help="a deploy time instead of the store's (ISO 8601 or Unix seconds); repeatable",
+    )  # fmt: skip
+    back.set_defaults(run=_backtest)
     return top
 
 

@@ -73,6 +73,8 @@ class ServiceSettings:
     routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     route_label: str = "route"
     sentry_projects: tuple[str, ...] = ()
+    seasonal: tuple[float, ...] = (86400.0, 604800.0)
+    """Offsets of the earlier watch windows used as extra baselines (a day and a week)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +147,13 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
         )
 
 
-_SLI_KEYS = {"kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical"}
+_SLI_KEYS = {
+    "kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical",
+    "version_label",
+}  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
-    "routes", "route_label", "sentry_projects",
+    "routes", "route_label", "sentry_projects", "seasonal",
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick"},
@@ -190,6 +195,7 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
             tolerance=_typed(table, "tolerance", float, 0.1, where),
             min_events=_typed(table, "min_events", int, 100, where),
             critical=_typed(table, "critical", bool, True, where),
+            version_label=_typed(table, "version_label", str, "", where),
         )
     except (SliError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
@@ -244,6 +250,7 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
         routes=_routes(table, where),
         route_label=_label(_typed(table, "route_label", str, "route", where), where),
         sentry_projects=_strings(table, "sentry_projects", (), where),
+        seasonal=_seasonal(table, where),
     )
 
 
@@ -251,6 +258,14 @@ def _label(value: str, where: str) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
         raise ConfigError(f"{where}.route_label: expected a Prometheus label name, got {value!r}")
     return value
+
+
+def _seasonal(table: Mapping[str, Any], where: str) -> tuple[float, ...]:
+    """Offsets of the seasonal baselines: `seasonal = ["1d", "7d"]` (default), `[]` for none."""
+    value = table.get("seasonal", ["1d", "7d"])
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}.seasonal: expected a list of durations like ['1d', '7d']")
+    return tuple(parse_duration(v, f"{where}.seasonal") for v in value)
 
 
 def _slack_channel(slack: Mapping[str, Any], where: str) -> str:

@@ -69,6 +69,8 @@ async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:
         "sli": incident.sli,
         "opened_at": incident.opened_at,
         "verdict": incident.verdict,
+        # What the deciding evaluation queried and computed, per SLI, from the observations table.
+        "evidence": await store.observations(incident.deploy_id),
         "ambiguous": incident.ambiguous,
         "confidence": incident.confidence,
         "revert_unit": list(incident.revert_unit),

@@ -96,7 +96,10 @@ async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> P
 
 
 async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
-    windows = Windows(deploy.finished_at, service.baseline, service.watch, service.step)
+    windows = Windows(
+        deploy.finished_at, service.baseline, service.watch, service.step,
+        service.seasonal, deploy.sha,
+    )  # fmt: skip
     now = deps.clock.now()
     verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
     await deps.store.record_observations(deploy.id, now, [r.to_json() for r in verdict.results])

@@ -36,9 +36,14 @@ Z_UPPER = 2.576
 class DetectorSettings:
     """Knobs shared by every SLI of a watch."""
 
-    alpha: float = 0.001
+    alpha: float = 0.005
     gauge_points: int = 3
     gauge_mad_factor: float = 5.0
+    blip: float = 15.0
+    """Seconds of excursion that are a blip, never a regression (the steps that weigh most for a
+    regression, this long, are left out of every statistic)."""
+    min_bad: int = 3
+    """Bad events a ratio regression needs behind it: one retried error is never a regression."""
 
 
 DEFAULT_SETTINGS = DetectorSettings()
@@ -131,6 +136,20 @@ def _median(values: Sequence[float]) -> float:
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
+def gauge_margin(
+    sli: Sli, base: Sequence[float], centre: float, mad: float, settings: DetectorSettings
+) -> float:
+    """How far past the baseline median a gauge must move in the bad direction to count.
+
+    At least k robust deviations, and past the baseline's own extreme by the tolerance: real
+    series wander within a window more than a median/MAD band admits, and a level the service
+    already showed before the deploy is not a regression.
+    """
+    extreme = max(base) - centre if sli.direction is Direction.UP else centre - min(base)
+    floor = sli.tolerance * abs(centre)
+    return max(settings.gauge_mad_factor * mad, extreme + floor, floor, 1e-9)
+
+
 def assess_gauge(
     sli: Sli,
     baseline: Sequence[float],
@@ -146,7 +165,7 @@ def assess_gauge(
         return SliResult(sli=sli.name, status=_pending(complete), reason=reason)
     centre = _median(base)
     mad = 1.4826 * _median([abs(v - centre) for v in base])
-    margin = max(settings.gauge_mad_factor * mad, sli.tolerance * abs(centre), 1e-9)
+    margin = gauge_margin(sli, base, centre, mad, settings)
     if len(recent) < settings.gauge_points:
         reason = f"watch has {len(recent)} points, too few to judge"
         return SliResult(

@@ -34,7 +34,7 @@ class Sli:
 
     `tolerance` is the practical-effect floor, relative to the baseline (0.2: a change of less than
     20% is never a regression). `min_events` is the traffic below which a ratio SLI is
-    inconclusive. A `critical` SLI decides the verdict alone.
+    inconclusive. A `critical` SLI decides the verdict alone. `version_label` turns on canary mode.
     """
 
     name: str
@@ -46,6 +46,9 @@ class Sli:
     tolerance: float = 0.1
     min_events: int = 100
     critical: bool = True
+    version_label: str = ""
+    """Canary mode when set: the label whose value names the version (the deployed sha or its
+    prefix); series of other versions over the same steps are the baseline."""
 
     def __post_init__(self) -> None:
         if not self.name:

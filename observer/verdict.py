@@ -7,7 +7,7 @@ the test statistic and its threshold, the effect) so an incident can show why it
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -35,6 +35,15 @@ class SliResult:
     statistic: float = 0.0
     threshold: float = 0.0
     effect: float = float("nan")
+    null_value: float = float("nan")
+    """The rate (ratio SLIs) or level (gauges) beyond which the watch counts as worse."""
+    onset: float = float("nan")
+    """Seconds after the deploy where the excursion behind the statistic began."""
+    mode: str = "before_after"
+    """`before_after` (baselines before the deploy, a day and a week earlier) or `canary`."""
+    queries: dict[str, str] = field(default_factory=dict)
+    windows: dict[str, list[float]] = field(default_factory=dict)
+    """Named [start, end] Unix-second windows that were queried: `watch`, `before`, `1d`, ..."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe dict (NaN becomes None)."""

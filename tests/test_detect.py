@@ -139,7 +139,11 @@ def test_clear_regression_is_called_within_two_steps() -> None:
     first = next(i for i, r in enumerate(results) if r.status is Status.REGRESSED)
     called = results[first]
     assert first <= 1
-    assert called.statistic >= called.threshold == pytest.approx(math.log(1000))
+    assert (
+        called.statistic
+        >= called.threshold
+        == pytest.approx(math.log(1 / DetectorSettings().alpha))
+    )
     assert called.effect == pytest.approx(9.0)
     assert "log-LR" in called.reason
 

@@ -1,0 +1,132 @@
+"""`rearguard backtest`: what the detector would have decided for past deploys.
+
+Each deploy's SLIs are fetched once from Prometheus history (the watch window and its baselines,
+exactly the queries the Watch makes) and then judged step by step with the same pure functions
+the Watch runs, stopping at the first final verdict, as the Watch would. This is how a team tunes
+`tolerance`, `min_events` and the windows of a service before turning on `act` mode.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TextIO
+
+from loop.config import ServiceSettings
+from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
+from observer.observe import SliData, Windows, fetch_sli, judge
+from observer.sources import MetricsError, MetricsSource
+from observer.verdict import SliResult, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Replayed:
+    """One deploy to replay: an id (the store's, or `at-<time>`), its time and version."""
+
+    id: str
+    finished_at: float
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BacktestRow:
+    """What the detector decided for one deploy, and how long after the deploy."""
+
+    deploy_id: str
+    finished_at: float
+    status: Status
+    decided_after: float
+    reason: str
+
+
+def replay_verdict(
+    service: ServiceSettings,
+    windows: Windows,
+    data: dict[str, SliData | str],
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> tuple[Status, float, str]:
+    """Judge fetched data at every step of the watch; (status, seconds after deploy, reason).
+
+    `data` maps SLI names to their fetched data, or to the error text when the fetch failed.
+    """
+    steps = windows.horizon
+    verdict_reason = "no evaluation"
+    for k in range(1, steps + 1):
+        at = windows.deployed_at + k * windows.step
+        results = []
+        for sli in service.slis:
+            fetched = data[sli.name]
+            if isinstance(fetched, str):
+                status = Status.INCONCLUSIVE if windows.complete(at) else Status.OBSERVING
+                results.append(SliResult(sli.name, status, f"metrics source failed: {fetched}"))
+            else:
+                results.append(judge(sli, fetched, windows, at, settings))
+        verdict = decide(service.slis, results, windows.complete(at))
+        verdict_reason = verdict.reason
+        if verdict.status is not Status.OBSERVING:
+            return verdict.status, at - windows.deployed_at, verdict.reason
+    return Status.INCONCLUSIVE, math.nan, verdict_reason
+
+
+async def backtest(
+    source: MetricsSource,
+    service: ServiceSettings,
+    deploys: Sequence[Replayed],
+    now: float,
+    *,
+    progress: TextIO | None = None,
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> list[BacktestRow]:
+    """Replay `deploys` of `service` against `source`; a progress bar goes to `progress`."""
+    rows = []
+    for index, deploy in enumerate(deploys, start=1):
+        windows = Windows(
+            deploy.finished_at, service.baseline, service.watch, service.step,
+            service.seasonal, deploy.version,
+        )  # fmt: skip
+        end = deploy.finished_at + service.watch
+        if end > now:
+            row = BacktestRow(
+                deploy.id, deploy.finished_at, Status.OBSERVING, math.nan,
+                "watch window not over yet",
+            )  # fmt: skip
+        else:
+            data: dict[str, SliData | str] = {}
+            for sli in service.slis:
+                try:
+                    data[sli.name] = await fetch_sli(source, sli, windows, end)
+                except MetricsError as exc:
+                    data[sli.name] = str(exc)
+            status, after, reason = replay_verdict(service, windows, data, settings)
+            row = BacktestRow(deploy.id, deploy.finished_at, status, after, reason)
+        rows.append(row)
+        if progress is not None:
+            _bar(progress, index, len(deploys))
+    return rows
+
+
+def _bar(out: TextIO, done: int, total: int, width: int = 30) -> None:
+    """A one-line progress bar, redrawn in place (stderr, so stdout stays the table)."""
+    filled = width * done // max(total, 1)
+    out.write(f"\rbacktest [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+    if done == total:
+        out.write("\n")
+    out.flush()
+
+
+def render(rows: Sequence[BacktestRow], out: TextIO = sys.stdout) -> None:
+    """One line per deploy: id, time (UTC), verdict, when it was decided, and why."""
+    import datetime as dt  # noqa: PLC0415 - only the table needs it
+
+    out.write(f"{'deploy':<28} {'finished (UTC)':<20} {'verdict':<13} {'after':>7}  reason\n")
+    for row in rows:
+        when = dt.datetime.fromtimestamp(row.finished_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+        after = "-" if math.isnan(row.decided_after) else f"{row.decided_after:.0f}s"
+        out.write(f"{row.deploy_id:<28} {when:<20} {row.status!s:<13} {after:>7}  {row.reason}\n")
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[str(row.status)] = counts.get(str(row.status), 0) + 1
+    summary = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+    out.write(f"{len(rows)} deploy(s): {summary or 'none'}\n")

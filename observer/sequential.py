@@ -1,0 +1,241 @@
+"""The step-wise sequential test of a ratio SLI: per-step (bad, total) counts in, `SliResult` out.
+
+Pure and deterministic; the Watch, `rearguard backtest` and the detection benchmark all call
+`assess_ratio_steps` with the steps seen so far, once per step.
+
+The null is the most pessimistic of the available baselines (before the deploy, the same window a
+day and a week earlier, or the stable version in canary mode): the upper Wilson bound of each
+baseline's bad rate, raised by the SLI's `tolerance`. Two families of likelihood ratios are tested
+against it, each over `ALTERNATIVES` (multiples of the null):
+
+- from the deploy on (the regression starts at the deploy): the mixture over the alternatives,
+  against `log(2/alpha)`;
+- from the start of the current excursion (a CUSUM per alternative, for a regression that starts
+  later in the watch), against `log(2 * horizon * len(ALTERNATIVES) / alpha)`.
+
+Each likelihood ratio from a fixed start and alternative is a non-negative martingale under the
+null, so by Ville's inequality and a union bound over starts and alternatives the chance of ever
+calling a regression during a clean watch is at most `alpha`, however often it is evaluated.
+
+A blip is not a regression: the statistics are computed with the `r` steps that weigh most for
+the regression left out (`r` = `blip` seconds in steps, at most a tenth of the watch). An
+excursion no longer than a blip then contributes nothing, and because leaving steps out only
+lowers a statistic, the bound above holds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from observer.detect import ALTERNATIVES, DEFAULT_SETTINGS, DetectorSettings, wilson_upper
+from observer.slis import Sli
+from observer.verdict import SliResult, Status
+
+
+@dataclass(frozen=True, slots=True)
+class Baseline:
+    """Counts of one reference window: `label` says which (`before`, `1d`, `7d`, `stable`)."""
+
+    label: str
+    bad: float
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One watch step's counts; `t` is seconds after the deploy (the step's end)."""
+
+    t: float
+    bad: float
+    total: float
+
+
+def null_rate(sli: Sli, baselines: Sequence[Baseline]) -> tuple[float, Baseline] | None:
+    """The conservative null rate over baselines with at least `min_events`, and which one set it.
+
+    A daily or weekly peak that shows in an earlier window raises the null instead of being
+    mistaken for a regression; a baseline too thin to trust is left out rather than trusted.
+    """
+    usable = [b for b in baselines if b.total >= max(sli.min_events, 1)]
+    if not usable:
+        return None
+    bounds = [(wilson_upper(b.bad, b.total), b) for b in usable]
+    upper, chosen = max(bounds, key=lambda pair: pair[0])
+    return max(min(upper * (1 + sli.tolerance), 0.99), 1e-6), chosen
+
+
+def _coefficients(p_null: float) -> list[tuple[float, float]]:
+    """Per alternative, the log-LR of one bad and of one good event."""
+    out = []
+    for multiple in ALTERNATIVES:
+        p_alt = min(p_null * multiple, 0.999)
+        if p_alt > p_null:
+            out.append((math.log(p_alt / p_null), math.log((1 - p_alt) / (1 - p_null))))
+    return out
+
+
+def _robust_sum(llrs: Sequence[float], drop: int) -> float:
+    """Sum of `llrs` without its `drop` largest positive terms (a blip weighs nothing)."""
+    total = sum(llrs)
+    if drop <= 0:
+        return total
+    top = sorted((v for v in llrs if v > 0), reverse=True)[:drop]
+    return total - sum(top)
+
+
+def _log_mean_exp(values: Sequence[float]) -> float:
+    top = max(values)
+    return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The two statistics at one evaluation and where the later excursion started."""
+
+    from_deploy: float
+    excursion: float
+    onset_index: int
+    bad_since_onset: float
+    total_since_onset: float
+
+
+def evidence(steps: Sequence[Step], p_null: float, drop: int) -> Evidence:
+    """The mixture log-LR from the deploy and the best CUSUM excursion, blips left out."""
+    coefs = _coefficients(p_null)
+    if not coefs or not steps:
+        return Evidence(0.0, 0.0, 0, 0.0, 0.0)
+    per_alt = [[s.bad * a + max(s.total - s.bad, 0.0) * b for s in steps] for a, b in coefs]
+    from_deploy = _log_mean_exp([_robust_sum(llrs, drop) for llrs in per_alt])
+    best, onset = 0.0, len(steps)
+    for llrs in per_alt:
+        level, start = 0.0, 0
+        for index, value in enumerate(llrs):
+            if level + value <= 0:
+                level, start = 0.0, index + 1
+            else:
+                level += value
+        if start < len(llrs):
+            robust = _robust_sum(llrs[start:], drop)
+            if robust > best:
+                best, onset = robust, start
+    since = steps[onset:]
+    return Evidence(
+        from_deploy, best, onset, sum(s.bad for s in since), sum(s.total for s in since)
+    )
+
+
+def assess_ratio_steps(
+    sli: Sli,
+    baselines: Sequence[Baseline],
+    steps: Sequence[Step],
+    *,
+    complete: bool,
+    horizon: int,
+    step_seconds: float,
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> SliResult:
+    """Judge a ratio SLI from its baselines and the watch steps so far (`horizon` steps in all).
+
+    `regressed` needs the evidence, at least `settings.min_bad` bad events behind it and
+    `min_events` of watch traffic; gaps beyond `settings.min_coverage` of the elapsed steps end
+    `inconclusive`, as does too little traffic. Nothing here can turn missing data into
+    `regressed`: a step without data contributes no evidence.
+    """
+    w_bad = sum(s.bad for s in steps)
+    w_total = sum(s.total for s in steps)
+    primary = baselines[0] if baselines else Baseline("before", 0.0, 0.0)
+    watch_rate = w_bad / w_total if w_total > 0 else math.nan
+    alpha_share = settings.alpha / 2
+    threshold = math.log(1 / alpha_share)
+    result = SliResult(
+        sli=sli.name,
+        status=Status.OBSERVING,
+        reason="evidence not yet decisive",
+        baseline_value=primary.bad / primary.total if primary.total > 0 else math.nan,
+        watch_value=watch_rate,
+        baseline_bad=primary.bad,
+        baseline_total=primary.total,
+        watch_bad=w_bad,
+        watch_total=w_total,
+        threshold=threshold,
+    )
+    found = null_rate(sli, baselines)
+    if found is None:
+        reason = (
+            f"no baseline has min_events {sli.min_events} "
+            f"({', '.join(f'{b.label}: {b.total:.0f}' for b in baselines) or 'no baseline data'})"
+        )
+        return replace(result, status=_pending(complete), reason=reason)
+    p_null, chosen = found
+    base_rate = chosen.bad / chosen.total
+    drop = max(0, math.ceil(settings.blip / step_seconds - 1e-9)) if step_seconds > 0 else 0
+    # A blip is short against the watch: at most a tenth of it (one step at the least), so a
+    # watch of a few short steps is not mostly left out.
+    drop = min(drop, max(1, horizon // 10))
+    ev = evidence(steps, p_null, drop)
+    excursion_threshold = math.log(2 * max(horizon, 1) * len(ALTERNATIVES) / settings.alpha)
+    # Report the larger statistic as a multiple of its own threshold, in log-LR units.
+    from_deploy_margin = ev.from_deploy - threshold
+    excursion_margin = ev.excursion - excursion_threshold
+    use_excursion = ev.onset_index < len(steps) and excursion_margin > from_deploy_margin
+    statistic = (
+        ev.excursion - (excursion_threshold - threshold) if use_excursion else ev.from_deploy
+    )
+    onset = steps[ev.onset_index].t - step_seconds if use_excursion and steps else 0.0
+    effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
+    result = replace(
+        result,
+        baseline_value=base_rate,
+        baseline_bad=chosen.bad,
+        baseline_total=chosen.total,
+        statistic=statistic,
+        effect=effect,
+        null_value=p_null,
+        onset=onset,
+    )
+    rates = (
+        f"bad rate {watch_rate:.4%} vs baseline {base_rate:.4%} ({chosen.label}; "
+        f"null bound {p_null:.4%})"
+    )
+    bad_behind, total_behind = (
+        (ev.bad_since_onset, ev.total_since_onset) if use_excursion else (w_bad, w_total)
+    )
+    if (
+        statistic >= threshold
+        and total_behind > 0
+        and bad_behind / total_behind > p_null
+        and bad_behind >= settings.min_bad
+        and w_total >= sli.min_events
+    ):
+        since = f" since {onset:.0f}s after the deploy" if use_excursion else ""
+        reason = f"{rates}; log-LR{since} {statistic:.2f} >= {threshold:.2f}"
+        return replace(result, status=Status.REGRESSED, reason=reason)
+    if not complete:
+        return result
+    healthy = f"{rates}; log-LR {statistic:.2f} < {threshold:.2f}"
+    status, reason = _final(sli, len(steps), horizon, w_total, healthy)
+    return replace(result, status=status, reason=reason)
+
+
+def _final(sli: Sli, seen: int, horizon: int, w_total: float, healthy: str) -> tuple[Status, str]:
+    """The end-of-watch verdict when no regression was called: gaps and thin traffic first."""
+    coverage = seen / horizon if horizon > 0 else 1.0
+    if coverage < DEFAULT_MIN_COVERAGE:
+        return Status.INCONCLUSIVE, f"gaps: only {seen} of {horizon} watch steps had data"
+    if w_total < sli.min_events:
+        reason = (
+            f"too little traffic: {w_total:.0f} events in the watch window, "
+            f"below min_events {sli.min_events}"
+        )
+        return Status.INCONCLUSIVE, reason
+    return Status.HEALTHY, healthy
+
+
+DEFAULT_MIN_COVERAGE = 0.5
+"""Below this share of watch steps with data, a watch without a regression is inconclusive."""
+
+
+def _pending(complete: bool) -> Status:
+    return Status.INCONCLUSIVE if complete else Status.OBSERVING
