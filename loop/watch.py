@@ -3,7 +3,8 @@
 Every transition is a row written before the side effect it leads to, so a restart resumes each
 Watch where it was: `deployed` resolves the change set, `observing` evaluates the SLIs once per
 step, `regressed` (the incident and its suspects written in the same transaction) decides the
-plan, and `rolling_back` carries out the actions (see `respond`).
+plan, `rolling_back` carries out the actions (see `respond`), and `reverted` waits for the deploy
+that carries the revert and verifies recovery (see `recovery`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from attribution.suspects import rank
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
 from loop.phases import Phase
+from loop.recovery import link_revert_deploy, verify
 from loop.respond import respond
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
@@ -77,6 +79,7 @@ async def resolve_changes(
 async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
     prs, note = await resolve_changes(deps, deploy, service)
     await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+    await link_revert_deploy(deps, deploy, service)
     reason = (
         f"watching {len(service.slis)} SLI(s) for {service.watch:.0f}s at a {service.step:.0f}s "
         f"step; {len(prs)} PR(s) in the deploy" + (f"; {note}" if note else "")
@@ -161,4 +164,5 @@ _STEPS = {
     Phase.OBSERVING: _observe,
     Phase.REGRESSED: _plan,
     Phase.ROLLING_BACK: respond,
+    Phase.REVERTED: verify,
 }
