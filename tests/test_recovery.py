@@ -129,7 +129,7 @@ async def test_revert_that_does_not_help_sends_the_loop_to_the_next_suspect(
         rounds = await rig.deps.store.rounds(incident_id)
         state = await rig.deps.store.watch(bad.id)
         assert state is not None
-        if len(rounds) == 2 and state.phase == Phase.REVERTED:  # noqa: PLR2004
+        if len(rounds) == 2 and state.phase == Phase.REVERTED:
             break
         await rig.clock.sleep(STEP)
     assert [r.prs for r in rounds] == [(106,), (105,)]
