@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -68,12 +68,13 @@ class World:
     clock: ManualClock
     metrics: Metrics
     sleeps: Sleeps
-    client: TestClient[Any, Any]
+    client: TestClient[Any, Any] = field(init=False)
     deploy_id: str = ""
 
     @property
     def deps(self) -> WatchDeps:
-        return self.client.app[DEPS]
+        deps: WatchDeps = self.client.app[DEPS]
+        return deps
 
     async def tick(self) -> None:
         await run_due(self.deps, tick=STEP)
@@ -106,14 +107,14 @@ class World:
 
 
 async def _app(
-    world_tmp: Path, github: FakeGitHub, slack: FakeSlack, clock: ManualClock, metrics: Metrics,
-    sleeps: Sleeps, aiohttp_client: Any,
-) -> tuple[TestClient[Any, Any], GitHubForge, SlackNotifier]:  # fmt: skip
+    world: World, aiohttp_client: Any
+) -> tuple[TestClient[Any, Any], GitHubForge, SlackNotifier]:
+    github, slack, metrics = world.github, world.slack, world.metrics
     source = SimulatedSource({BAD: metrics.bad, TOTAL: metrics.total})
     forge = GitHubForge(github.url, github.token, timeout=5, max_attempts=2,
-                        max_retry_after=INLINE_WAIT, sleep=sleeps)  # fmt: skip
+                        max_retry_after=INLINE_WAIT, sleep=world.sleeps)  # fmt: skip
     notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
-    app = build_app(_settings(world_tmp / "store.duckdb"), clock=clock,
+    app = build_app(_settings(world.tmp / "store.duckdb"), clock=world.clock,
                     clients=(source, forge, notifier), scheduler=False)  # fmt: skip
     return await aiohttp_client(app), forge, notifier
 
@@ -127,15 +128,14 @@ async def world(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any) -> Asy
     slack.attach(await aiohttp_server(slack.app))
     clock = ManualClock(datetime.now(tz=UTC).timestamp())
     metrics, sleeps = Metrics(clock=clock), Sleeps()
-    client, forge, notifier = await _app(tmp_path, github, slack, clock, metrics, sleeps,
-                                         aiohttp_client)  # fmt: skip
+    w = World(tmp_path, github, slack, clock, metrics, sleeps)
+    w.client, forge, notifier = await _app(w, aiohttp_client)
     initial = github.head_sha()
     culprit = github.merge_pr("Retry-free payment client", "Agent-Session: s-1\nAgent-Name: bot",
                               {"src/pay.py": "def pay(): ...\n"})  # fmt: skip
-    w = World(tmp_path, github, slack, clock, metrics, sleeps, client)
-    await deliver_pr(client, github, culprit.number)
+    await deliver_pr(w.client, github, culprit.number)
     metrics.ratio_after, metrics.change_at = 0.05, clock.now()
-    w.deploy_id = await post_deploy(client, "checkout", github.head_sha(), initial, clock.now())
+    w.deploy_id = await post_deploy(w.client, "checkout", github.head_sha(), initial, clock.now())
     for _ in range(40):
         state = await w.deps.store.watch(w.deploy_id)
         assert state is not None
@@ -172,13 +172,13 @@ async def test_github_502_twice_then_201_opens_one_revert_pr(
 
 
 async def test_secondary_rate_limit_waits_retry_after_outside_the_watch(world: World) -> None:
-    """`retry-after: 30` makes the Watch due again 30 s later, never a 30 s sleep; then it completes."""
+    """`retry-after: 30` makes the Watch due 30 s later (no 30 s sleep); then it completes."""
     world.github.rate_limit_next(30, secondary=True)
     await run_due(world.deps, tick=STEP)
     state = await world.deps.store.watch(world.deploy_id)
     assert state is not None
     assert state.phase == Phase.ROLLING_BACK
-    assert state.next_due - world.clock.now() >= 30  # noqa: PLR2004 - GitHub's retry-after
+    assert state.next_due - world.clock.now() >= 30
     assert all(wait <= INLINE_WAIT for wait in world.sleeps.waits)
     assert "rate limited" in str(_revert_action(await world.incident())["error"])
     assert world.github.created_pulls() == []
@@ -192,7 +192,7 @@ async def test_secondary_rate_limit_waits_retry_after_outside_the_watch(world: W
 async def test_github_down_for_the_budget_fails_says_so_and_restart_does_not_duplicate(
     world: World, aiohttp_client: Any
 ) -> None:
-    """Every GitHub call 502: `failed` with the reason, Slack says so; after a restart, nothing new."""
+    """GitHub 502 throughout: `failed` with the reason, Slack says so; a restart adds nothing."""
     world.github.fail_next(10_000, 502)
     assert await world.run_until({"reverted", "escalated"}) == Phase.ESCALATED
     view = await world.incident()
@@ -208,9 +208,7 @@ async def test_github_down_for_the_budget_fails_says_so_and_restart_does_not_dup
     await world.client.close()  # the process stops; GitHub comes back
 
     world.github.clear_faults()
-    client, forge, notifier = await _app(world.tmp, world.github, world.slack, world.clock,
-                                         world.metrics, world.sleeps, aiohttp_client)  # fmt: skip
-    world.client = client
+    world.client, forge, notifier = await _app(world, aiohttp_client)
     for _ in range(5):
         await world.tick()
     assert world.github.created_pulls() == []
@@ -247,9 +245,9 @@ async def test_revert_deployed_by_deployment_status_is_verified_recovered(world:
     view = await world.incident()
     assert view["phase"] == "recovered"
     assert view["recovery"]["rounds"][0]["deploy_id"] == "gh_4242"
-    assert view["time_to_restore_seconds"] > 300  # noqa: PLR2004 - the revert waited 5 minutes
+    assert view["time_to_restore_seconds"] > 300
     assert view["time_to_revert_seconds"] >= 0
-    assert len(world.slack.messages) == 2  # noqa: PLR2004 - the incident, then its recovery
+    assert len(world.slack.messages) == 2
     assert "RECOVERED" in world.slack.messages[1].text
 
 
