@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import duckdb
+from opentelemetry import trace
 
 from attribution.records import (
     Action,
@@ -36,6 +37,7 @@ from attribution.records import (
 )
 
 T = TypeVar("T")
+_tracer = trace.get_tracer("rearguard.store")
 
 
 class StoreError(Exception):
@@ -88,7 +90,9 @@ class Store:
                 finally:
                     cur.close()
 
-        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+        with _tracer.start_as_current_span("store.call") as span:
+            span.set_attribute("rearguard.store.op", getattr(fn, "__name__", "call"))
+            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
     async def _tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction: all of it is written, or none."""

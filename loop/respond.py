@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
+from opentelemetry import trace
+
 from attribution.records import Action, Deploy, Incident, MergedPR, RevertRound
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
@@ -24,6 +26,8 @@ from rollback.forge import ForgeUnavailable, PullRef
 from rollback.notify import Notice, NotifyRetryable, SuspectLine
 from rollback.policy import Plan, plan
 from rollback.revert import RevertContext, revert_key, revert_request
+
+tracer = trace.get_tracer("rearguard.loop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +160,8 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
     )
 
     async def call() -> tuple[str, dict[str, Any]]:
-        made = await deps.forge.open_revert(request)
+        with tracer.start_as_current_span("github.open_revert"):
+            made = await deps.forge.open_revert(request)
         detail = {
             "branch": made.branch,
             "number": made.number,
@@ -181,7 +186,8 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action:
                          action=f"{case.round.reason}; {notice.action}")  # fmt: skip
 
     async def call() -> tuple[str | None, dict[str, Any]]:
-        delivery = await deps.notifier.send(notice)
+        with tracer.start_as_current_span("slack.send"):
+            delivery = await deps.notifier.send(notice)
         return None, {"channel": delivery.channel, "ts": delivery.ts}
 
     return await _run_action(deps, notice.key, case.incident, "notify", call)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from opentelemetry import trace
+
 from attribution.changes import RangeCommit, change_set
 from attribution.records import Deploy, Incident, MergedPR
 from attribution.suspects import rank
@@ -26,6 +28,7 @@ from rollback.forge import ForgeError
 from rollback.policy import plan
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("rearguard.loop")
 
 
 def incident_id_for(deploy_id: str) -> str:
@@ -63,7 +66,8 @@ async def resolve_changes(
     if base is None:
         return [], "no previous deploy or previous_sha: the change range is unknown"
     try:
-        commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
+        with tracer.start_as_current_span("github.commits_between"):
+            commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
     except ForgeError as exc:
         return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
     known = await deps.store.prs(service.repo)
@@ -95,7 +99,8 @@ async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> P
 async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
     windows = Windows(deploy.finished_at, service.baseline, service.watch, service.step)
     now = deps.clock.now()
-    verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
+    with tracer.start_as_current_span("prometheus.evaluate"):
+        verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
     await deps.store.record_observations(deploy.id, now, [r.to_json() for r in verdict.results])
     if verdict.status is Status.OBSERVING:
         next_due = min(now + service.step, deploy.finished_at + service.watch)
@@ -105,7 +110,8 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
         )  # fmt: skip
         return Phase.OBSERVING
     if verdict.status is Status.REGRESSED:
-        incident = await _incident(deps, deploy, service, verdict, now)
+        with tracer.start_as_current_span("attribution.rank"):
+            incident = await _incident(deps, deploy, service, verdict, now)
         await deps.store.transition(
             deploy.id, Phase.OBSERVING, Phase.REGRESSED, now=now, next_due=now,
             reason=verdict.reason, verdict=verdict.to_json(),
