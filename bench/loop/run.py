@@ -50,6 +50,7 @@ WAVE = 5  # incidents started together; waves follow each other
 RATE = 150.0
 BASE_RATIO, BAD_RATIO = 0.005, 0.025
 STEP = 1.0
+BASELINE = 120.0  # seconds: 120 steps, like the default 30 min baseline at a 15 s step
 STANDIN_LATENCY = 0.2  # seconds per GitHub or Slack call (the middle of 100-300 ms)
 CHANNEL = "C0BENCH"
 OWN = ("loop", "attribution", "store")
@@ -62,7 +63,7 @@ def _service(name: str) -> dict[str, Any]:
     2 s window halved, so the steps' sum is the true count (each event lands in two windows)."""
     sel = f'service="{name}"'
     return {
-        "repo": "acme/shop", "step": "1s", "watch": "60s", "baseline": "20s",
+        "repo": "acme/shop", "step": "1s", "watch": "120s", "baseline": "120s",
         "slis": {"http_errors": {
             "bad": f'sum(increase(http_requests_total{{{sel},code=~"5.."}}[2s])) / 2',
             "total": f"sum(increase(http_requests_total{{{sel}}}[2s])) / 2",
@@ -169,7 +170,7 @@ async def _incidents(
                     "service": name, "environment": "production", "sha": after,
                     "previous_sha": before, "finished_at": onset})  # fmt: skip
                 onsets[answer["id"]] = onset
-            await _settle(session, base, [d for d in onsets if d not in _done], 60)
+            await _settle(session, base, [d for d in onsets if d not in _done], 90)
     return onsets
 
 
@@ -223,7 +224,8 @@ async def run(workdir: Path) -> dict[str, Any]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         base = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        await asyncio.sleep(22)  # 20 s of baseline at a 1 s scrape
+        # 120 steps of baseline, as the default 30 min is at a 15 s step, scraped every second.
+        await asyncio.sleep(BASELINE + 2)
         onsets = await _incidents(base, github, sample, names)
         await runner.cleanup()
         await forge.aclose()
@@ -267,6 +269,7 @@ def _report(rows: list[dict[str, Any]], prs: int) -> dict[str, Any]:
         "step_seconds": STEP,
         "standin_latency_seconds": STANDIN_LATENCY,
         "scrape_interval_seconds": 1.0,
+        "baseline_seconds": BASELINE,
     }
     return {"config": config, "summary": summary, "incidents": rows}
 
