@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution
+.PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution bench-loop
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ test: $(TSTAMP) test-deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
+
+# Onset -> revert PR and first Slack message over 20 incidents on a real Prometheus (a few minutes).
+bench-loop: $(TSTAMP) test-deps
+	$(PY) -m bench.loop.run
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check .

@@ -110,3 +110,32 @@ class Action:
     url: str | None = None
     detail: dict[str, object] | None = None
     error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RevertRound:
+    """One revert of an incident: which PRs, the deploy that carried it, and what followed."""
+
+    incident_id: str
+    round: int
+    prs: tuple[int, ...]
+    action_id: str
+    decided_at: float
+    reason: str
+    deploy_id: str | None = None
+    outcome: str | None = None
+    outcome_at: float | None = None
+    note: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentTimes:
+    """When an incident began, was detected, reverted and recovered; durations in seconds."""
+
+    incident_id: str
+    onset_at: float
+    detected_at: float
+    revert_opened_at: float | None = None
+    recovered_at: float | None = None
+    time_to_revert: float | None = None
+    time_to_restore: float | None = None

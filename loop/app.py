@@ -33,6 +33,8 @@ from loop.ingest import (
     parse_merged_pr,
 )
 from loop.phases import Phase
+from loop.retry import INLINE_WAIT
+from loop.revert_events import apply_closed_revert, parse_closed_revert
 from loop.scheduler import run_forever
 from loop.views import deploy_view, incident_view
 from observer.prometheus import PrometheusSource
@@ -76,7 +78,9 @@ def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
     source = PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout)
     if settings.github_token is None:
         raise SystemExit("GITHUB_TOKEN is not set: Rearguard needs it to read ranges and revert")
-    forge = GitHubForge(settings.github_api_url, settings.github_token.reveal())
+    forge = GitHubForge(
+        settings.github_api_url, settings.github_token.reveal(), max_retry_after=INLINE_WAIT
+    )
     notifier: Notifier
     if settings.slack_token is not None and settings.slack_channel:
         notifier = SlackNotifier(settings.slack_token.reveal(), settings.slack_channel,
@@ -182,6 +186,7 @@ async def post_github(request: web.Request) -> web.Response:
         deploy = parse_deployment_status(data, settings) if event == "deployment_status" else None
         pr = parse_merged_pr(data) if event == "pull_request" else None
         ci = parse_ci(event, data)
+        closed = parse_closed_revert(data) if event == "pull_request" else None
     except IngestError as exc:
         # A refused request gets a key of its own: it must not claim the delivery id, or the
         # genuine (re)delivery of that id would later be taken for a duplicate and dropped.
@@ -189,7 +194,7 @@ async def post_github(request: web.Request) -> web.Response:
                                  f"rejected:{delivery or '-'}:{uuid.uuid4().hex}",
                                  status="rejected", received_at=now, error=exc.message)  # fmt: skip
         raise
-    status = "accepted" if (deploy or pr or ci) else "ignored"
+    status = "accepted" if (deploy or pr or ci or closed) else "ignored"
     fresh = await deps.store.journal("github", event, delivery, status=status, received_at=now,
                                      body=data)  # fmt: skip
     # A delivery journaled but never applied (the process died in between) is applied now.
@@ -202,7 +207,9 @@ async def post_github(request: web.Request) -> web.Response:
         await evidence_api.record_ci(deps.store, ci)
     if deploy is not None:
         await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
-    if deploy or pr or ci:
+    if closed is not None:
+        await apply_closed_revert(deps.store, closed, now)
+    if deploy or pr or ci or closed:
         await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)
 

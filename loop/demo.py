@@ -25,6 +25,7 @@ from attribution.store import Store
 from loop.clock import ManualClock
 from loop.config import Settings, settings_from
 from loop.demo_repo import DemoRepo, build_demo_repo
+from loop.demo_revert import deploy_the_revert
 from loop.deps import WatchDeps
 from loop.phases import ACTIVE, Phase
 from loop.scheduler import run_due
@@ -172,6 +173,10 @@ async def run_demo(workdir: Path, out: TextIO, as_json: bool) -> dict[str, Any]:
             say(f"  recorded PR #{pr.number} {pr.title!r} by {who}")
         for index in range(1, len(repo.deploys) + 1):
             await _deploy(deps, repo, traffic, index, say)
+        await deploy_the_revert(
+            deps, repo, service=SERVICE, step=STEP, say=say,
+            restore=lambda t: traffic.changes.append((t, BASE_ERRORS)),
+        )  # fmt: skip
         document = await _document(store, repo, store_path, notifier.payloads)
     finally:
         await store.close()
@@ -273,6 +278,12 @@ def _summary(document: dict[str, Any]) -> str:
         lines.append(f"  deploy {d['sha'][:10]} PRs {d['prs']}: {d['phase']}")
     for inc in document["incidents"]:
         lines.append(f"  incident {inc['id']}: {inc['sli']} regressed; {inc['reason']}")
+        if inc["time_to_restore_seconds"] is not None:
+            lines.append(
+                f"    {inc['phase']}: time to revert {inc['time_to_revert_seconds']:.0f}s, "
+                f"time to restore {inc['time_to_restore_seconds']:.0f}s "
+                "(onset to recovery verified)"
+            )
         for pr in document["culprit_prs"]:
             agent = pr["agent"]
             lines.append(

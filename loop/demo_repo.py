@@ -645,3 +645,12 @@ class _Git:
 
     def rev(self, rev: str) -> str:
         return self.run("rev-parse", "--verify", rev).strip()
+
+
+def merge_branch(path: Path, branch: str, when: float) -> str:
+    """Merge `branch` into main as the demo's person would merge a revert PR; the new main sha."""
+    git = _Git(path)
+    git.run("checkout", "--quiet", "main", when=int(when))
+    message = f"Merge branch '{branch}'"
+    git.run("merge", "--quiet", "--no-ff", "-m", message, branch, when=int(when))
+    return git.rev("main")

@@ -26,6 +26,7 @@ class WatchDeps:
     detector: DetectorSettings = DEFAULT_SETTINGS
     max_action_attempts: int = 5
     action_retry_seconds: float = 30.0
+    action_retry_cap: float = 600.0
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

@@ -2,25 +2,32 @@
 Notifier, each as an action row written `pending` before the call and finished after it.
 
 A restart re-enters here: a completed action is not repeated, a pending one is retried (the Forge
-and the Notifier are idempotent per key), and after `max_action_attempts` it is marked `failed`
-with the reason, which the notice then reports. The Watch ends `reverted` when a revert exists,
-`escalated` otherwise.
+and the Notifier are idempotent per key) after a growing delay (`loop.retry`), and after
+`max_action_attempts` it is marked `failed` with the reason, which the notice then reports. The
+Watch ends `reverted` when a revert exists, `escalated` otherwise. Each revert round (the next
+suspect after a revert that did not restore health) has its own keys (`loop.rounds`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from attribution.records import Action, Deploy, Incident, MergedPR
+from opentelemetry import trace
+
+from attribution.records import Action, Deploy, Incident, MergedPR, RevertRound
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
 from loop.phases import Phase
+from loop.retry import ActionRetry, retry_delay
+from loop.rounds import current_round, notice_key
 from rollback.forge import ForgeUnavailable, PullRef
 from rollback.notify import Notice, NotifyRetryable, SuspectLine
 from rollback.policy import Plan, plan
 from rollback.revert import RevertContext, revert_key, revert_request
+
+tracer = trace.get_tracer("rearguard.loop")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,10 +39,7 @@ class Case:
     incident: Incident
     prs: list[MergedPR]
     decision: Plan
-
-
-class _Retry(Exception):
-    """An action failed in a way worth retrying later (the Watch stays `rolling_back`)."""
+    round: RevertRound | None = None
 
 
 def _fmt(value: Any, unit: str) -> str:
@@ -55,31 +59,37 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
     incident = await deps.store.incident_for_deploy(deploy.id)
     if incident is None:
         raise RuntimeError(f"deploy {deploy.id} is rolling back but has no incident row")
-    prs = await deps.store.prs(service.repo, incident.revert_unit)
+    current = await current_round(deps.store, incident, deps.clock.now())
+    prs = await deps.store.prs(service.repo, current.prs)
     files = sorted({f for pr in prs for f in pr.files})
-    decision = plan(deps.settings.mode, incident.revert_unit, files, deps.settings.human_gates)
-    case = Case(deploy, service, incident, prs, decision)
+    decision = plan(deps.settings.mode, current.prs, files, deps.settings.human_gates)
+    case = Case(deploy, service, incident, prs, decision, current)
     try:
         revert = await _revert(deps, case)
+        if revert is not None and revert.status == "completed":
+            await deps.store.revert_opened(incident, deploy.finished_at, deps.clock.now())
         await _notify(deps, case, revert)
-    except _Retry as exc:
+    except ActionRetry as exc:
         now = deps.clock.now()
         await deps.store.transition(
             deploy.id, Phase.ROLLING_BACK, Phase.ROLLING_BACK, now=now,
-            next_due=now + deps.action_retry_seconds, reason=str(exc),
+            next_due=now + exc.delay, reason=str(exc),
         )  # fmt: skip
         return Phase.ROLLING_BACK
     if revert is not None and revert.status == "completed":
-        final, reason = Phase.REVERTED, f"revert opened: {revert.url}"
-    else:
-        final = Phase.ESCALATED
-        why = revert.error if revert is not None and revert.error else "; ".join(decision.reasons)
-        reason = f"no revert opened: {why}"
+        now = deps.clock.now()
+        await deps.store.transition(
+            deploy.id, Phase.ROLLING_BACK, Phase.REVERTED, now=now, next_due=now,
+            reason=f"revert opened: {revert.url}; waiting for it to be merged and deployed",
+        )  # fmt: skip
+        return Phase.REVERTED
+    why = revert.error if revert is not None and revert.error else "; ".join(decision.reasons)
     now = deps.clock.now()
     await deps.store.transition(
-        deploy.id, Phase.ROLLING_BACK, final, now=now, next_due=now, reason=reason
-    )
-    return final
+        deploy.id, Phase.ROLLING_BACK, Phase.ESCALATED, now=now, next_due=now,
+        reason=f"no revert opened: {why}",
+    )  # fmt: skip
+    return Phase.ESCALATED
 
 
 async def _run_action(
@@ -99,7 +109,15 @@ async def _run_action(
     except (ForgeUnavailable, NotifyRetryable) as exc:
         if action.attempts < deps.max_action_attempts:
             await deps.store.note_action_error(key, deps.clock.now(), str(exc))
-            raise _Retry(f"{kind} attempt {action.attempts} failed, will retry: {exc}") from exc
+            hint = getattr(exc, "retry_after", None)
+            delay = retry_delay(
+                action.attempts, deps.action_retry_seconds, deps.action_retry_cap, hint
+            )
+            raise ActionRetry(
+                f"{kind} attempt {action.attempts} of {deps.max_action_attempts} failed, "
+                f"retrying in {delay:.0f}s: {exc}",
+                delay,
+            ) from exc
         await deps.store.finish_action(
             key, "failed", now=deps.clock.now(),
             error=f"gave up after {action.attempts} attempts: {exc}",
@@ -142,7 +160,8 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
     )
 
     async def call() -> tuple[str, dict[str, Any]]:
-        made = await deps.forge.open_revert(request)
+        with tracer.start_as_current_span("github.open_revert"):
+            made = await deps.forge.open_revert(request)
         detail = {
             "branch": made.branch,
             "number": made.number,
@@ -154,14 +173,21 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
         }
         return made.url, detail
 
-    return await _run_action(deps, revert_key(incident.id), incident, "revert", call)
+    key = case.round.action_id if case.round else revert_key(incident.id)
+    if key != request.key:  # a later round: its own key, branch and marker
+        request = replace(request, key=key, body=request.body.replace(request.key, key))
+    return await _run_action(deps, key, incident, "revert", call)
 
 
 async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action:
     notice = await build_notice(deps, case, revert)
+    if case.round is not None and case.round.round > 1:
+        notice = replace(notice, key=notice_key(case.incident.id, case.round.round),
+                         action=f"{case.round.reason}; {notice.action}")  # fmt: skip
 
     async def call() -> tuple[str | None, dict[str, Any]]:
-        delivery = await deps.notifier.send(notice)
+        with tracer.start_as_current_span("slack.send"):
+            delivery = await deps.notifier.send(notice)
         return None, {"channel": delivery.channel, "ts": delivery.ts}
 
     return await _run_action(deps, notice.key, case.incident, "notify", call)
@@ -186,6 +212,8 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         what = "revert PR opened" if (revert.detail or {}).get("number") else "revert created"
         action = f"{what}; {'; '.join(decision.reasons)}"
         url = revert.url
+    elif revert.status == "skipped":
+        action, url = f"revert not pursued: {revert.error}", None
     else:
         action, url = f"revert FAILED: {revert.error}", None
     result = _culprit_result(incident)

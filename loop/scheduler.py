@@ -12,7 +12,7 @@ import logging
 from opentelemetry import trace
 
 from loop.deps import WatchDeps
-from loop.phases import ACTIVE
+from loop.phases import ACTIVE, WAITING
 from loop.watch import advance
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -
                 )  # fmt: skip
 
     for _ in range(MAX_ROUNDS):
-        due = await deps.store.due_watches([str(p) for p in ACTIVE], deps.clock.now())
+        due = await deps.store.due_watches([str(p) for p in (*ACTIVE, *WAITING)], deps.clock.now())
         if not due:
             break
         await asyncio.gather(*(one(w.deploy_id) for w in due))

@@ -78,4 +78,21 @@ async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:
         "suspects": suspects,
         "actions": [asdict(a) for a in await store.actions(incident.id)],
         "timeline": await store.timeline(incident.deploy_id),
+        **await recovery_view(store, incident.id),
+    }
+
+
+async def recovery_view(store: Store, incident_id: str) -> dict[str, Any]:
+    """Time to revert and to restore (seconds), and each revert round with its outcome."""
+    times = await store.incident_times(incident_id)
+    return {
+        "time_to_revert_seconds": times.time_to_revert if times else None,
+        "time_to_restore_seconds": times.time_to_restore if times else None,
+        "recovery": {
+            "onset_at": times.onset_at if times else None,
+            "detected_at": times.detected_at if times else None,
+            "revert_opened_at": times.revert_opened_at if times else None,
+            "recovered_at": times.recovered_at if times else None,
+            "rounds": [asdict(r) for r in await store.rounds(incident_id)],
+        },
     }

@@ -3,7 +3,8 @@
 Every transition is a row written before the side effect it leads to, so a restart resumes each
 Watch where it was: `deployed` resolves the change set, `observing` evaluates the SLIs once per
 step, `regressed` (the incident and its suspects written in the same transaction) decides the
-plan, and `rolling_back` carries out the actions (see `respond`).
+plan, `rolling_back` carries out the actions (see `respond`), and `reverted` waits for the deploy
+that carries the revert and verifies recovery (see `recovery`).
 """
 
 from __future__ import annotations
@@ -11,12 +12,15 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from opentelemetry import trace
+
 from attribution.changes import RangeCommit, change_set
 from attribution.records import Deploy, Incident, MergedPR
 from loop import attribute
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
 from loop.phases import Phase
+from loop.recovery import link_revert_deploy, verify
 from loop.respond import respond
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
@@ -24,6 +28,7 @@ from rollback.forge import ForgeError
 from rollback.policy import plan
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("rearguard.loop")
 
 
 def incident_id_for(deploy_id: str) -> str:
@@ -61,7 +66,8 @@ async def resolve_changes(
     if base is None:
         return [], "no previous deploy or previous_sha: the change range is unknown"
     try:
-        commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
+        with tracer.start_as_current_span("github.commits_between"):
+            commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
     except ForgeError as exc:
         return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
     known = await deps.store.prs(service.repo)
@@ -83,6 +89,7 @@ async def resolve_changes(
 async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
     prs, note = await resolve_changes(deps, deploy, service)
     await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+    await link_revert_deploy(deps, deploy, service)
     reason = (
         f"watching {len(service.slis)} SLI(s) for {service.watch:.0f}s at a {service.step:.0f}s "
         f"step; {len(prs)} PR(s) in the deploy" + (f"; {note}" if note else "")
@@ -101,7 +108,8 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
         service.seasonal, deploy.sha,
     )  # fmt: skip
     now = deps.clock.now()
-    verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
+    with tracer.start_as_current_span("prometheus.evaluate"):
+        verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
     await deps.store.record_observations(deploy.id, now, [r.to_json() for r in verdict.results])
     if verdict.status is Status.OBSERVING:
         next_due = min(now + service.step, deploy.finished_at + service.watch)
@@ -111,7 +119,8 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
         )  # fmt: skip
         return Phase.OBSERVING
     if verdict.status is Status.REGRESSED:
-        incident = await _incident(deps, deploy, service, verdict, now)
+        with tracer.start_as_current_span("attribution.rank"):
+            incident = await _incident(deps, deploy, service, verdict, now)
         await deps.store.transition(
             deploy.id, Phase.OBSERVING, Phase.REGRESSED, now=now, next_due=now,
             reason=verdict.reason, verdict=verdict.to_json(),
@@ -172,4 +181,5 @@ _STEPS = {
     Phase.OBSERVING: _observe,
     Phase.REGRESSED: _plan,
     Phase.ROLLING_BACK: respond,
+    Phase.REVERTED: verify,
 }

@@ -125,6 +125,13 @@ def _reduce(sli: Sli, raw: dict[str, tuple[list[Series], ...]]) -> tuple[Point, 
     return _gauge_points(raw["gauge"][0])
 
 
+async def fetch_points(
+    source: MetricsSource, sli: Sli, span: list[float], step: float
+) -> tuple[Point, ...]:
+    """One SLI's per-step points over `span` (ratio: (t, bad, total); gauge: (t, value, 0))."""
+    return _reduce(sli, await _points(source, sli, sli.queries(step), span, step))
+
+
 async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: float) -> SliData:
     """Query one SLI's watch window so far and its baselines; raises `MetricsError`."""
     step = windows.step

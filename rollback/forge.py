@@ -21,7 +21,14 @@ class ForgeError(Exception):
 
 
 class ForgeUnavailable(ForgeError):
-    """The forge is down, slow or rate limited; the same call may succeed later."""
+    """The forge is down, slow or rate limited; the same call may succeed later.
+
+    `retry_after`, when the forge said how long to wait (a rate limit), is in seconds.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class RevertConflict(ForgeError):

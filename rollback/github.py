@@ -221,7 +221,8 @@ class GitHubForge:
                 if wait > self._max_retry_after:
                     cap = self._max_retry_after
                     raise ForgeUnavailable(
-                        self._redact(f"{what}: rate limited for {wait:.0f}s (we wait {cap:.0f}s)")
+                        self._redact(f"{what}: rate limited for {wait:.0f}s (we wait {cap:.0f}s)"),
+                        retry_after=wait,
                     ) from exc
                 failure = exc
             except RequestFailed as exc:

@@ -62,6 +62,7 @@ class Metrics:
     ratio_before: float = 0.005
     ratio_after: float = 0.005
     change_at: float = float("inf")
+    recover_at: float = float("inf")
     down_from: float = float("inf")
     down_until: float = float("-inf")
     clock: ManualClock | None = None
@@ -78,7 +79,8 @@ class Metrics:
 
     def bad(self, t: float, step: float) -> float:
         self._check()
-        return 600.0 * (self.ratio_after if t > self.change_at else self.ratio_before)
+        changed = self.change_at < t <= self.recover_at
+        return 600.0 * (self.ratio_after if changed else self.ratio_before)
 
 
 @dataclass

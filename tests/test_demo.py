@@ -24,15 +24,20 @@ def test_demo_json_names_the_culprit_pr_and_its_agent_session(tmp_path: Path) ->
     document = json.loads(done.stdout)
     assert [pr["number"] for pr in document["culprit_prs"]] == [103]
     assert document["culprit_prs"][0]["agent"]["session"] == "cx-2b81d0c4"
-    assert [d["phase"] for d in document["deploys"]] == ["healthy", "reverted", "healthy"]
+    assert [d["phase"] for d in document["deploys"]] == [
+        "healthy", "recovered", "healthy", "healthy"]  # fmt: skip
     (incident,) = document["incidents"]
     assert incident["sli"] == "http_errors"
+    (first,) = incident["recovery"]["rounds"]
+    assert (first["outcome"], first["deploy_id"]) == ("recovered", "demo-deploy-4")
+    assert incident["time_to_restore_seconds"] > 0
     assert {a["kind"]: a["status"] for a in document["actions"]} == {
         "revert": "completed",
         "notify": "completed",
     }
-    assert len(document["notices"]) == 1
+    assert len(document["notices"]) == 2
     assert "#103" in document["notices"][0]["text"]
+    assert "RECOVERED" in document["notices"][1]["text"]
     store = duckdb.connect(document["store"], read_only=True)
     try:
         assert store.execute("SELECT count(*) FROM incidents").fetchall() == [(1,)]
@@ -51,6 +56,7 @@ def test_demo_prints_a_readable_timeline_and_the_store_path(tmp_path: Path) -> N
     done = _demo(tmp_path)
     assert done.returncode == 0, done.stderr
     for needle in ("observing -> regressed", "rolling_back -> reverted", '"blocks"',
+                   "reverted -> recovered", "time to restore",
                    "culprit PR #103", str(tmp_path / "demo" / "rearguard.duckdb")):  # fmt: skip
         assert needle in done.stdout
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass
+from typing import TypeVar
 
 from attribution.evidence import ErrorEvent, Evidence, FiringAlert, Frame, RouteCounts
 from bench.attribution.world import AGENTS, AREAS, PEOPLE, ROUTES, Deploy, Pr, Stream, route_of
@@ -31,7 +32,10 @@ class Incident:
     shared: tuple[int, int] | None = None
 
 
-def _pick(rng: random.Random, items: list[tuple[object, float]]) -> object:
+T = TypeVar("T")
+
+
+def _pick(rng: random.Random, items: list[tuple[T, float]]) -> T:
     return rng.choices([i for i, _ in items], weights=[w for _, w in items])[0]
 
 
@@ -56,7 +60,7 @@ def _rename(stream: Stream, pr: Pr) -> None:
 def _new_pr(stream: Stream, deploy_prs: list[Pr], shared_lib: str | None) -> Pr:
     rng = stream.rng
     agent = _pick(rng, [(a, a[2]) for a in AGENTS])
-    name, model, _, propensity = agent  # type: ignore[misc]
+    name, model, _, propensity = agent
     number = stream.next_number
     stream.next_number += 1
     author = f"{name}[bot]" if name else rng.choice(PEOPLE)

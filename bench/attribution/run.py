@@ -159,7 +159,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     by_kind: dict[str, Any] = {}
     for kind in KINDS:
         these = [r for r in rows if r["kind"] == kind]
-        entry = {
+        entry: dict[str, Any] = {
             "incidents": len(these),
             "rearguard": {
                 "top1": _rate(sum(r["top"] in r["culprits"] for r in these), len(these)),

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from bench.detection import peers
 from bench.detection.scenarios import (
@@ -88,7 +89,7 @@ def calibrate_oracle(seed: int, runs: int) -> dict[tuple[float, float, float], f
     return out
 
 
-def _summary(rows: list[dict[str, object]], name: str) -> dict[str, float | None]:
+def _summary(rows: list[dict[str, Any]], name: str) -> dict[str, float | None]:
     clean = [r for r in rows if r["effect"] == 1.0]
     false = sum(1 for r in clean if r[name] == "regressed")
     targets = [r for r in rows if r["family"] == "synthetic" and r["effect"] >= 2.0
@@ -110,7 +111,7 @@ def _summary(rows: list[dict[str, object]], name: str) -> dict[str, float | None
     }
 
 
-def _recall_table(rows: list[dict[str, object]], names: list[str]) -> dict[str, dict[str, float]]:
+def _recall_table(rows: list[dict[str, Any]], names: list[str]) -> dict[str, dict[str, float]]:
     """Recall per effect size and traffic level (synthetic regressions), per detector."""
     table: dict[str, dict[str, float]] = {}
     for effect in EFFECTS:
@@ -148,9 +149,9 @@ def main(argv: list[str] | None = None) -> int:
         "kayenta": peers.kayenta(),
     }
     oracle = peers.oracle_cusum(thresholds)
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for index, s in enumerate(scenarios, start=1):
-        row: dict[str, object] = {
+        row: dict[str, Any] = {
             "name": s.name, "family": s.family, "variant": s.variant, "effect": s.effect,
             "traffic": s.traffic, "onset": s.onset,
         }  # fmt: skip
@@ -207,7 +208,7 @@ def _fmt(value: float | None, pct: bool = True) -> str:
     return f"{value:.2%}" if pct else f"{value:.2f}"
 
 
-def _print(summaries: dict[str, dict[str, float | None]], result: dict[str, object]) -> None:
+def _print(summaries: dict[str, dict[str, float | None]], result: dict[str, Any]) -> None:
     print(f"detection benchmark: {result['scenarios']} scenarios, seed {result['seed']}, "
           f"{result['seconds']}s")  # fmt: skip
     print("| detector | false rollbacks | recall x2+ (oracle-detectable) | median delay / oracle "

@@ -199,9 +199,9 @@ def nab_set(seed: int, clean_per_series: int, effects: tuple[float, ...]) -> lis
             effect = effects[j % len(effects)]
             out.append(_nab(f"{key}/x{effect}/{j}", values, i, per_day, step, effect, "nab-step"))
         for j, (start, _) in enumerate(labelled):
-            i = next((k for k, t in enumerate(times) if t >= start), None)
-            if i is not None and per_day + NAB_BASE <= i - 2 < len(rows) - NAB_WATCH:
-                out.append(_nab(f"{key}/anomaly/{j}", values, i - 2, per_day, step, math.inf,
+            at = next((k for k, t in enumerate(times) if t >= start), None)
+            if at is not None and per_day + NAB_BASE <= at - 2 < len(rows) - NAB_WATCH:
+                out.append(_nab(f"{key}/anomaly/{j}", values, at - 2, per_day, step, math.inf,
                                 "nab-anomaly"))  # fmt: skip
     return out
 

@@ -16,7 +16,8 @@ fake's requests the way one repository would):
   `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log).
 - `pull_request_closed_webhook(number)`, `deployment_status_webhook(sha, environment, state)`.
 - Faults: `fail_next(count, status, match=, after=)`, `delay(seconds)`,
-  `rate_limit_next(retry_after, secondary=, count=)`, `refuse_graphql_reverts(message)`.
+  `rate_limit_next(retry_after, secondary=, count=)`, `refuse_graphql_reverts(message)`,
+  `clear_faults()`.
 
 Serve it with `aiohttp_server(fake.app)` and set `fake.url = str(server.make_url("/"))`, or with
 `await fake.start()` / `await fake.close()` (also `async with`).
@@ -201,6 +202,11 @@ class FakeGitHub(GitRepo):
     def rate_limit_next(self, retry_after: int, *, secondary: bool = True, count: int = 1) -> None:
         """Answer the next `count` requests 403 rate limited, asking to wait `retry_after` s."""
         self._rate_limits.extend([(retry_after, secondary)] * count)
+
+    def clear_faults(self) -> None:
+        """Forget every queued failure and rate limit: GitHub is healthy again."""
+        self._failures.clear()
+        self._rate_limits.clear()
 
     def delay(self, seconds: float) -> None:
         """Hold every answer `seconds` before sending it (0 to stop)."""

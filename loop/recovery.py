@@ -1,0 +1,220 @@
+"""The `reverted` phase: find the deploy that carries the revert, verify recovery, and act on it.
+
+A revert PR goes through the repository's own CI and CD, so Rearguard waits: when a later deploy
+of the same service and environment holds the revert's merge (`link_revert_deploy`, called as
+that deploy's Watch starts — whether it came from the CD hook or a GitHub `deployment_status`),
+the incident's Watch is woken and, one step at a time, judges the regressed SLI since that deploy
+against the incident's pre-regression baseline (`observer.recovery`). Then, each decision written
+before its side effect:
+
+- recovered: feedback `recovered`, the time to restore, a notice, `recovered`;
+- still regressed: feedback `not_recovered`, then the next suspect (`rolling_back` again, round
+  n + 1) or, with none left, a notice and `escalated`;
+- no verdict by the end of the window, or the revert PR closed unmerged by a person: a notice
+  and `escalated` (a closed revert is respected: no other revert is opened).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from typing import Any
+
+from attribution.changes import RangeCommit
+from attribution.next_suspect import next_round
+from attribution.records import Deploy, Incident, RevertRound
+from attribution.revert_match import OpenedRevert, carries
+from loop.config import ServiceSettings
+from loop.deps import WatchDeps
+from loop.phases import Phase
+from loop.respond import Case, _culprit_result, _run_action, build_notice
+from loop.retry import ActionRetry
+from loop.rounds import round_key
+from observer.recovery import RecoveryWindows, observe_recovery
+from observer.verdict import SliResult, Status
+from rollback.forge import ForgeError
+from rollback.policy import plan
+
+RECHECK_WAITING = 3600.0
+"""How often a Watch waiting for its revert to be deployed wakes by itself (a carrying deploy
+wakes it at once)."""
+
+_OUTCOMES = {Status.HEALTHY: "recovered", Status.REGRESSED: "not_recovered"}
+
+
+async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> None:
+    """If `deploy` carries an opened revert of this service and environment, say so and wake the
+    incident's Watch to verify recovery from the deploy's first step."""
+    waiting = await deps.store.awaiting_reverts(deploy.service, deploy.environment)
+    if not waiting:
+        return
+    base = deploy.previous_sha
+    if base is None:
+        previous = await deps.store.previous_deploy(deploy)
+        base = previous.sha if previous else None
+    if base is None:
+        return
+    try:
+        commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
+    except ForgeError:
+        return  # the deploy's own Watch reports the unresolved range
+    range_commits = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
+    known = await deps.store.prs(service.repo)
+    now = deps.clock.now()
+    for found, detail in waiting:
+        if not carries(range_commits, known, OpenedRevert.from_detail(found.action_id, detail)):
+            continue
+        incident = await deps.store.incident(found.incident_id)
+        if incident is None:
+            continue
+        reason = (
+            f"revert {found.action_id} deployed in {deploy.sha[:10]} ({deploy.id}); "
+            f"verifying {incident.sli} against the baseline before the regression"
+        )
+        await deps.store.link_round_deploy(
+            found, deploy.id, incident.deploy_id, now=now,
+            due=max(now, deploy.finished_at + service.step), reason=reason,
+        )  # fmt: skip
+
+
+async def verify(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+    """One step of a `reverted` Watch (`deploy` is the bad deploy): wait, judge, or act."""
+    incident = await deps.store.incident_for_deploy(deploy.id)
+    rounds = await deps.store.rounds(incident.id) if incident else []
+    if incident is None or not rounds:
+        raise RuntimeError(f"deploy {deploy.id} is reverted but has no incident or revert round")
+    current = rounds[-1]
+    now = deps.clock.now()
+    if current.outcome is None:
+        if current.deploy_id is None:
+            await _stay(deps, deploy, now + RECHECK_WAITING, "revert opened; waiting for a deploy "
+                        "that carries it")  # fmt: skip
+            return Phase.REVERTED
+        result = await _judge(deps, deploy, service, incident, current)
+        if result.status is Status.OBSERVING:
+            await _stay(deps, deploy, now + service.step, f"verifying recovery: {result.reason}")
+            return Phase.REVERTED
+        outcome = _OUTCOMES.get(result.status, "inconclusive")
+        feedback = [(f"{outcome}-{incident.id}-{n}", outcome, n) for n in current.prs]
+        await deps.store.settle_round(
+            current, outcome, now=now, note=result.reason,
+            recovered_at=now if outcome == "recovered" else None,
+            feedback=feedback if outcome != "inconclusive" else (),
+        )  # fmt: skip
+        current = (await deps.store.rounds(incident.id))[-1]
+    try:
+        return await _act(deps, deploy, service, incident, [*rounds[:-1], current])
+    except ActionRetry as exc:
+        await _stay(deps, deploy, deps.clock.now() + exc.delay, str(exc))
+        return Phase.REVERTED
+
+
+async def _stay(deps: WatchDeps, deploy: Deploy, due: float, reason: str) -> None:
+    now = deps.clock.now()
+    await deps.store.transition(
+        deploy.id, Phase.REVERTED, Phase.REVERTED, now=now, next_due=due, reason=reason
+    )
+
+
+async def _judge(
+    deps: WatchDeps,
+    deploy: Deploy,
+    service: ServiceSettings,
+    incident: Incident,
+    current: RevertRound,
+) -> SliResult:
+    """The regressed SLI since the carrying deploy, against the incident's baseline."""
+    carrier = await deps.store.deploy(current.deploy_id or "")
+    sli = next((s for s in service.slis if s.name == incident.sli), None)
+    if carrier is None or sli is None:
+        why = "the carrying deploy is gone" if carrier is None else f"no SLI {incident.sli!r}"
+        return SliResult(sli=str(incident.sli), status=Status.INCONCLUSIVE, reason=why)
+    regressed = _culprit_result(incident).get("watch_value")
+    windows = RecoveryWindows(
+        baseline_start=deploy.finished_at - service.baseline,
+        baseline_end=deploy.finished_at,
+        since=carrier.finished_at,
+        length=service.watch,
+        step=service.step,
+    )
+    rate = float(regressed) if isinstance(regressed, int | float) else math.nan
+    now = deps.clock.now()
+    return await observe_recovery(deps.source, sli, windows, rate, now, settings=deps.detector)
+
+
+async def _act(
+    deps: WatchDeps,
+    deploy: Deploy,
+    service: ServiceSettings,
+    incident: Incident,
+    rounds: list[RevertRound],
+) -> Phase:
+    """Carry out a settled round: notice and final phase, or the next round's revert."""
+    current = rounds[-1]
+    reverted = ", ".join(f"#{n}" for n in current.prs)
+    now = deps.clock.now()
+    if current.outcome == "recovered":
+        times = await deps.store.incident_times(incident.id)
+        restore = times.time_to_restore if times and times.time_to_restore is not None else None
+        took = f"; time to restore {_duration(restore)}" if restore is not None else ""
+        text = f"RECOVERED after reverting {reverted}: {current.note}{took}"
+        await _announce(deps, deploy, service, incident, what="recovered", text=text)
+        await deps.store.transition(deploy.id, Phase.REVERTED, Phase.RECOVERED, now=now,
+                                    next_due=now, reason=text)  # fmt: skip
+        return Phase.RECOVERED
+    if current.outcome == "not_recovered":
+        reverted_all = {n for r in rounds for n in r.prs}
+        following = next_round(incident.suspects, reverted_all, deps.settings.action_bar)
+        if following is not None:
+            number = current.round + 1
+            key = round_key(incident.id, number)
+            upcoming = RevertRound(
+                incident.id, number, following.revert_unit, key, now, following.reason
+            )
+            await deps.store.transition(
+                deploy.id, Phase.REVERTED, Phase.ROLLING_BACK, now=now, next_due=now,
+                reason=f"{current.note}; {following.reason}",
+                also=lambda cur: deps.store.insert_round(cur, upcoming),
+            )  # fmt: skip
+            return Phase.ROLLING_BACK
+        text = (f"ESCALATED: reverting {reverted} did not restore health ({current.note}) and no "
+                "suspect is left to revert: a person must investigate")  # fmt: skip
+    elif current.outcome == "closed":
+        text = (f"ESCALATED: {current.note}; Rearguard respects it and opens no other revert for "
+                "this incident")  # fmt: skip
+    else:
+        text = (
+            f"ESCALATED: recovery after reverting {reverted} could not be verified: {current.note}"
+        )
+    await _announce(deps, deploy, service, incident, what="escalated", text=text)
+    await deps.store.transition(deploy.id, Phase.REVERTED, Phase.ESCALATED, now=now,
+                                next_due=now, reason=text)  # fmt: skip
+    return Phase.ESCALATED
+
+
+async def _announce(
+    deps: WatchDeps,
+    deploy: Deploy,
+    service: ServiceSettings,
+    incident: Incident,
+    *,
+    what: str,
+    text: str,
+) -> None:
+    """Tell people how the incident ended, once (an idempotent notify action)."""
+    decision = plan(deps.settings.mode, incident.revert_unit, [], deps.settings.human_gates)
+    case = Case(deploy, service, incident, [], decision)
+    notice = replace(await build_notice(deps, case, None), key=f"notify-{incident.id}-{what}",
+                     action=text, action_url=deps.incident_url(incident.id))  # fmt: skip
+
+    async def call() -> tuple[str | None, dict[str, Any]]:
+        delivery = await deps.notifier.send(notice)
+        return None, {"channel": delivery.channel, "ts": delivery.ts, "outcome": what}
+
+    await _run_action(deps, notice.key, incident, "notify", call)
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"

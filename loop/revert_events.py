@@ -1,0 +1,53 @@
+"""A revert PR closed unmerged by a person: parsed where it enters, then applied to its incident.
+
+Rearguard's revert PRs carry `<!-- rearguard-key: KEY -->` in their body. When GitHub reports one
+closed without a merge, a person decided against it: the incident records who and when, the
+revert action stops being retried, and the incident's Watch escalates without opening another
+revert (see `loop.recovery`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from attribution.store import Store
+from loop.ingest import IngestError
+
+_MARKER = re.compile(r"<!--\s*rearguard-key:\s*([\w.-]+)\s*-->")
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedRevert:
+    """A revert PR closed unmerged: its key, number, URL and who closed it."""
+
+    key: str
+    number: int
+    url: str
+    actor: str
+
+
+def parse_closed_revert(data: Any) -> ClosedRevert | None:
+    """A `pull_request` event for a Rearguard revert PR closed unmerged, else None."""
+    if not isinstance(data, Mapping) or data.get("action") != "closed":
+        return None
+    pull = data.get("pull_request")
+    if not isinstance(pull, Mapping) or pull.get("merged") is not False:
+        return None
+    match = _MARKER.search(str(pull.get("body") or ""))
+    if match is None:
+        return None
+    number, url = pull.get("number"), pull.get("html_url")
+    if not isinstance(number, int) or isinstance(number, bool) or not isinstance(url, str):
+        raise IngestError(422, "bad_field", "pull_request.number and html_url are required")
+    sender = data.get("sender")
+    actor = sender.get("login") if isinstance(sender, Mapping) else None
+    return ClosedRevert(match.group(1), number, url, actor if isinstance(actor, str) else "someone")
+
+
+async def apply_closed_revert(store: Store, closed: ClosedRevert, now: float) -> str | None:
+    """Record the closure on its incident; the incident id, or None for an unknown key."""
+    note = f"revert PR #{closed.number} ({closed.url}) was closed unmerged by @{closed.actor}"
+    return await store.close_revert(closed.key, now=now, note=note)
