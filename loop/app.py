@@ -20,7 +20,7 @@ from aiohttp import web
 from attribution.store import Store
 from loop.clock import Clock, WallClock
 from loop.config import Settings
-from loop.deps import WatchDeps
+from loop.deps import WatchDeps, build_fixer
 from loop.ingest import (
     IngestError,
     check_bearer,
@@ -108,7 +108,9 @@ def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: b
                     # githubkit pools its connections in a ContextVar: enter before the
                     # scheduler task is created so that the task inherits the pool.
                     await stack.enter_async_context(forge)
-            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK])
+            fixer = build_fixer(settings)
+            stack.push_async_callback(_close, fixer)
+            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK], fixer=fixer)
             app[DEPS] = deps
             task = (
                 asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None

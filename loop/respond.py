@@ -3,23 +3,26 @@ Notifier, each as an action row written `pending` before the call and finished a
 
 A restart re-enters here: a completed action is not repeated, a pending one is retried (the Forge
 and the Notifier are idempotent per key), and after `max_action_attempts` it is marked `failed`
-with the reason, which the notice then reports. The Watch ends `reverted` when a revert exists,
+with the reason, which the notice then reports. The auto-merge request, the thread's replies and
+the fix step follow (`loop.followup`). The Watch ends `reverted` when a revert exists,
 `escalated` otherwise.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from attribution.records import Action, Deploy, Incident, MergedPR
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
+from loop.followup import Followed, follow_up, sli_plot
 from loop.phases import Phase
+from rollback.fixer import FixerUnavailable
 from rollback.forge import ForgeUnavailable, PullRef
 from rollback.notify import Notice, NotifyRetryable, SuspectLine
-from rollback.policy import Plan, plan
+from rollback.policy import Plan, effective, plan
 from rollback.revert import RevertContext, revert_key, revert_request
 
 
@@ -57,11 +60,15 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
         raise RuntimeError(f"deploy {deploy.id} is rolling back but has no incident row")
     prs = await deps.store.prs(service.repo, incident.revert_unit)
     files = sorted({f for pr in prs for f in pr.files})
-    decision = plan(deps.settings.mode, incident.revert_unit, files, deps.settings.human_gates)
+    mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
+                            service.human_gates)  # fmt: skip
+    decision = plan(mode, incident.revert_unit, files, gates)
     case = Case(deploy, service, incident, prs, decision)
     try:
         revert = await _revert(deps, case)
-        await _notify(deps, case, revert)
+        notified = await _notify(deps, case, revert)
+        followed = Followed(deploy, service, incident, prs, decision, gates)
+        await follow_up(deps, followed, revert, notified, _run_action)
     except _Retry as exc:
         now = deps.clock.now()
         await deps.store.transition(
@@ -96,7 +103,7 @@ async def _run_action(
         return action
     try:
         url, detail = await call()
-    except (ForgeUnavailable, NotifyRetryable) as exc:
+    except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
         if action.attempts < deps.max_action_attempts:
             await deps.store.note_action_error(key, deps.clock.now(), str(exc))
             raise _Retry(f"{kind} attempt {action.attempts} failed, will retry: {exc}") from exc
@@ -161,7 +168,8 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action:
     notice = await build_notice(deps, case, revert)
 
     async def call() -> tuple[str | None, dict[str, Any]]:
-        delivery = await deps.notifier.send(notice)
+        plot = await sli_plot(deps, case.deploy, case.service, case.incident.sli)
+        delivery = await deps.notifier.send(replace(notice, plot_png=plot))
         return None, {"channel": delivery.channel, "ts": delivery.ts}
 
     return await _run_action(deps, notice.key, case.incident, "notify", call)
@@ -204,5 +212,5 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         ambiguous=incident.ambiguous,
         action=action,
         action_url=url,
-        mode=str(deps.settings.mode),
+        mode=str(deps.settings.mode if case.service.mode is None else case.service.mode),
     )

@@ -88,7 +88,12 @@ class Fixer(Protocol):
 
 
 class TemplateFixer:
-    """The keyless fixer: restates the evidence as a diagnosis, a hypothesis and a plan."""
+    """The keyless fixer: restates the evidence as a diagnosis, a hypothesis and a plan.
+
+    `reason` says why no model was asked (no key, over budget); the issue repeats it."""
+
+    def __init__(self, reason: str = "no Anthropic key is configured") -> None:
+        self._reason = reason
 
     async def propose(self, context: FixContext) -> FixAnswer:
         """A proposal without a patch, built only from what Rearguard measured."""
@@ -103,7 +108,7 @@ class TemplateFixer:
             "Write a failing test for the behaviour the SLI measures.",
             f"Fix the change in {files} until that test passes, then re-apply it in a new PR.",
         )
-        return FixAnswer(FixProposal(diagnosis, hypothesis, plan, None, ()), None)
+        return FixAnswer(FixProposal(diagnosis, hypothesis, plan, None, ()), None, self._reason)
 
 
 def _bullets(items: tuple[str, ...], empty: str) -> str:
@@ -138,13 +143,15 @@ def fix_pr_body(context: FixContext, proposal: FixProposal) -> str:
 def bug_issue_body(context: FixContext, proposal: FixProposal, why: str) -> str:
     """The refined bug issue: diagnosis so far, evidence, hypothesis, plan, Given/When/Then."""
     sli = context.evidence[0] if context.evidence else "the regressed SLI"
+    measured = sli.split(":")[0]
     scenarios = (
-        f"- Given the change of #{context.pr_number} re-applied, when {context.service} serves "
-        f"its usual traffic, then {sli.split(':')[0]} stays within its pre-deploy baseline.\n"
-        f"- Given the test suite, when it runs on the fix, then a test added for this regression "
-        f"fails without the fix and passes with it.\n"
-        f"- Given the fix deployed, when Rearguard watches the deploy, then the verdict is "
-        f"healthy."
+        f"- Given the change of #{context.pr_number} re-applied with the fix\n"
+        f"  When {context.service} serves its usual traffic\n"
+        f"  Then {measured} stays within its pre-deploy baseline\n"
+        f"- Given the test suite\n  When it runs on the fix\n"
+        f"  Then a test added for this regression fails without the fix and passes with it\n"
+        f"- Given the fix deployed\n  When Rearguard watches the deploy\n"
+        f"  Then the verdict is healthy"
     )
     return (
         f"#{context.pr_number} ({context.pr_title}) was reverted by Rearguard. No fix PR was "
