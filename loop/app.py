@@ -32,6 +32,7 @@ from loop.ingest import (
 )
 from loop.phases import Phase
 from loop.scheduler import run_forever
+from loop.slack_webhook import post_slack
 from loop.views import deploy_view, incident_view
 from observer.prometheus import PrometheusSource
 from observer.sources import MetricsSource
@@ -140,6 +141,7 @@ def build_app(
     app.add_routes([
         web.post("/v1/deploys", post_deploy),
         web.post("/v1/webhooks/github", post_github),
+        web.post("/v1/webhooks/slack", post_slack_webhook),
         web.get("/v1/deploys", list_deploys),
         web.get("/v1/deploys/{id}", get_deploy),
         web.get("/v1/incidents", list_incidents),
@@ -200,6 +202,13 @@ async def post_github(request: web.Request) -> web.Response:
     if deploy or pr:
         await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)
+
+
+async def post_slack_webhook(request: web.Request) -> web.Response:
+    """Slack's interactivity requests (the incident buttons); see `loop.slack_webhook`."""
+    settings, deps = request.app[SETTINGS], request.app[DEPS]
+    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
+    return await post_slack(request, deps, secret)
 
 
 async def list_deploys(request: web.Request) -> web.Response:

@@ -2,9 +2,9 @@
 
 It answers with the real response shape (`id`, `type: message`, `role`, `model`, `content` text
 blocks, `stop_reason`, `usage` with input and output tokens), the text being whatever the test
-scripted with `answer_with` (a JSON object for structured output). It checks the `x-api-key`
-header, records every request body, and injects failures the fixer must survive: 5xx, 429 with
-`retry-after`, 529 overloaded (Anthropic's error envelope), and slow answers (timeouts).
+scripted with `answer_with` (a JSON object for structured output). It checks the key, records every request body, and injects failures the fixer must survive: 5xx, 429 with
+`retry-after`, 529 overloaded (Anthropic's error envelope), and slow answers (timeouts). The
+key is accepted as `x-api-key` or as `Authorization: Bearer` (what anthropic 2.x sends).
 Serve it with `await fake.start()` and give the SDK `base_url=fake.url`.
 """
 
@@ -75,7 +75,9 @@ class FakeAnthropic:
         self.requests.append(body)
         if self._delay:
             await asyncio.sleep(self._delay)
-        if request.headers.get("x-api-key") != self.key:
+        # anthropic 2.x sends the key as a bearer token; the API also accepts `x-api-key`.
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if self.key not in (request.headers.get("x-api-key"), bearer):
             return _error(401, "authentication_error", "invalid x-api-key")
         fault = next((f for f in self._faults if f.remaining > 0), None)
         if fault is not None:
