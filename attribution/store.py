@@ -646,6 +646,7 @@ class Store:
     async def record_usage(
         self,
         incident_id: str,
+        *,
         model: str,
         input_tokens: int,
         output_tokens: int,

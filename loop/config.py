@@ -1,9 +1,9 @@
 """Configuration: the only reader of config files and of the environment.
 
 One TOML file (server, github, prometheus, slack, policy, anthropic, and a `[services.NAME]`
-table per service with its SLIs as PromQL and optional policy overrides) is validated into a frozen settings tree at load. Secrets come
-only from the environment and are held in `Secret`, whose repr is `***`, so a settings object
-can be logged without leaking them.
+table per service with its SLIs as PromQL and optional policy overrides) is validated into a
+frozen settings tree at load. Secrets come only from the environment and are held in `Secret`,
+whose repr is `***`, so a settings object can be logged without leaking them.
 """
 
 from __future__ import annotations

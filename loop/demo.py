@@ -303,7 +303,6 @@ def _summary(document: dict[str, Any]) -> str:
 def main(workdir: Path, as_json: bool) -> int:
     """Entry point for the CLI."""
     import asyncio  # noqa: PLC0415 - only the CLI path needs a fresh event loop
-
     import os  # noqa: PLC0415 - only the CLI path reads the environment
 
     asyncio.run(run_demo(workdir, sys.stdout, as_json, os.environ))

@@ -27,7 +27,7 @@ class WatchDeps:
     clock: Clock
     detector: DetectorSettings = DEFAULT_SETTINGS
     max_action_attempts: int = 5
-    fixer: Fixer = TemplateFixer()
+    fixer: Fixer = TemplateFixer()  # noqa: RUF009 - stateless: one shared instance is safe
     action_retry_seconds: float = 30.0
 
     def incident_url(self, incident_id: str) -> str | None:

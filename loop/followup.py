@@ -59,8 +59,9 @@ def thread_of(notified: Action | None) -> Delivery | None:
     return Delivery(channel=str(detail.get("channel", "")), ts=str(detail["ts"]))
 
 
-async def reply(deps: WatchDeps, run: Run, incident: Incident, thread: Delivery | None,
-                what: str, text: str) -> Action | None:  # fmt: skip
+async def reply(
+    deps: WatchDeps, run: Run, incident: Incident, thread: Delivery | None, *, what: str, text: str
+) -> Action | None:
     """Post `text` in the incident's thread once (key `reply-<what>-<incident>`).
 
     The hook 5b's recovery step calls for "recovered" and "escalated" replies.
@@ -84,7 +85,8 @@ async def follow_up(
     if revert is None:
         return
     merge = await _merge(deps, case, revert, run)
-    await reply(deps, run, case.incident, thread, "revert", _revert_text(case, revert, merge))
+    await reply(deps, run, case.incident, thread, what="revert",
+                text=_revert_text(case, revert, merge))  # fmt: skip
     if revert.status != "completed":
         return
     fix = await _fix(deps, case, revert, run)
@@ -95,7 +97,7 @@ async def follow_up(
         text = f"{what}: {fix.url}" + (f" ({why})" if kind != "fix_pr" and why else "")
     else:
         text = f"Fix step FAILED: {fix.error}"
-    await reply(deps, run, case.incident, thread, "fix", text)
+    await reply(deps, run, case.incident, thread, what="fix", text=text)
 
 
 def _revert_text(case: Followed, revert: Action, merge: Action | None) -> str:
@@ -147,14 +149,32 @@ async def _fix(deps: WatchDeps, case: Followed, revert: Action, run: Run) -> Act
         context = await _context(deps, case, culprit, revert)
 
         async def keep(usage: Usage) -> None:
-            await deps.store.record_usage(incident.id, usage.model, usage.input_tokens,
-                                          usage.output_tokens, usage.cost_usd, deps.clock.now())  # fmt: skip
+            await deps.store.record_usage(
+                incident.id,
+                model=usage.model,
+                input_tokens=usage.input_tokens,
+                output_tokens=usage.output_tokens,
+                cost_usd=usage.cost_usd,
+                now=deps.clock.now(),
+            )
 
-        outcome = await draft_fix(deps.forge, await _fixer(deps, incident), context,
-                                  merge_sha=culprit.merge_sha, gates=case.gates, on_usage=keep)  # fmt: skip
+        outcome = await draft_fix(
+            deps.forge,
+            await _fixer(deps, incident),
+            context,
+            merge_sha=culprit.merge_sha,
+            gates=case.gates,
+            on_usage=keep,
+        )
         tokens, cost = await deps.store.usage_spent(incident_id=incident.id)
-        return outcome.url, {"kind": outcome.kind, "number": outcome.number, "pr": culprit.number,
-                             "reason": outcome.reason, "tokens": tokens, "cost_usd": cost}  # fmt: skip
+        return outcome.url, {
+            "kind": outcome.kind,
+            "number": outcome.number,
+            "pr": culprit.number,
+            "reason": outcome.reason,
+            "tokens": tokens,
+            "cost_usd": cost,
+        }
 
     return await run(deps, fix_key(incident.id), incident, "fix", call)
 
@@ -199,9 +219,14 @@ async def _context(
     before = await deps.forge.read_files(repo, f"{culprit.merge_sha}^", files)
     after = await deps.forge.read_files(repo, culprit.merge_sha, files)
     diff = "".join(
-        "".join(difflib.unified_diff((before.get(f) or "").splitlines(keepends=True),
-                                     (after.get(f) or "").splitlines(keepends=True),
-                                     f"a/{f}", f"b/{f}"))  # fmt: skip
+        "".join(
+            difflib.unified_diff(
+                (before.get(f) or "").splitlines(keepends=True),
+                (after.get(f) or "").splitlines(keepends=True),
+                f"a/{f}",
+                f"b/{f}",
+            )
+        )
         for f in files
     )
     return FixContext(

@@ -50,7 +50,9 @@ def check_slack_signature(
     try:
         sent = float(timestamp)
     except ValueError as exc:
-        raise IngestError(401, "bad_signature", "X-Slack-Request-Timestamp is not a number") from exc
+        raise IngestError(
+            401, "bad_signature", "X-Slack-Request-Timestamp is not a number"
+        ) from exc
     if abs(now - sent) > MAX_SKEW:
         raise IngestError(401, "stale_request", "X-Slack-Request-Timestamp is too old or too new")
     base = b"v0:" + timestamp.encode() + b":" + body
@@ -64,7 +66,9 @@ def parse_click(body: bytes) -> Click | None:
     try:
         payload: Any = json.loads(parse_qs(body.decode())["payload"][0])
     except (KeyError, IndexError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise IngestError(400, "malformed_body", "expected a form field `payload` with JSON") from exc
+        raise IngestError(
+            400, "malformed_body", "expected a form field `payload` with JSON"
+        ) from exc
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions") or []

@@ -8,7 +8,7 @@ cost, and the one retry policy for the Messages API. The SDK's own retries are o
 
     429 / 529 overloaded / 5xx / timeout / connection  -> back off (retry-after if <= cap), retry
     retry-after beyond the cap, or budget spent         -> FixerUnavailable (the loop retries later)
-    401, 400, other 4xx                                 -> FixerError (the fix falls back to an issue)
+    401, 400, other 4xx                                 -> FixerError (the fix falls back)
     an answer that is not the JSON asked for            -> FixAnswer without proposal, usage kept
 
 The key never appears in a message.

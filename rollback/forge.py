@@ -143,7 +143,9 @@ class Forge(Protocol):
     """Reads deploy ranges, opens revert and fix changes and issues, asks for merges of revert
     PRs; never pushes to the default branch."""
 
-    async def read_files(self, repo: str, ref: str, paths: Sequence[str]) -> Mapping[str, str | None]:
+    async def read_files(
+        self, repo: str, ref: str, paths: Sequence[str]
+    ) -> Mapping[str, str | None]:
         """The text of each path at commit `ref` (`sha^`: its first parent; None: absent)."""
         ...
 
@@ -155,9 +157,7 @@ class Forge(Protocol):
         """Open (or find, if it exists) the issue for `request`."""
         ...
 
-    async def request_merge(
-        self, repo: str, number: int, *, allow_rest_merge: bool
-    ) -> MergeResult:
+    async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
         """Enable auto-merge on PR `number`, or merge it now when it is already clean."""
         ...
 

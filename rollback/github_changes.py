@@ -214,9 +214,7 @@ class GitHubChanges:
                 return None
         raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open issues: cannot rule out one")
 
-    async def request_merge(
-        self, repo: str, number: int, *, allow_rest_merge: bool
-    ) -> MergeResult:
+    async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
         """GraphQL auto-merge; a clean PR is merged through REST if allowed; else left."""
         from rollback.github import _GraphQLRefused, _split  # noqa: PLC0415
 

@@ -181,9 +181,7 @@ class LocalGitForge:
         await asyncio.to_thread(path.write_text, text)
         return IssueResult(path.as_uri(), None, reused=False)
 
-    async def request_merge(
-        self, repo: str, number: int, *, allow_rest_merge: bool
-    ) -> MergeResult:
+    async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
         """A local repository has no auto-merge: a person merges the branch."""
         del repo, number, allow_rest_merge
         note = "a local repository has no auto-merge: a person merges the branch"

@@ -152,11 +152,15 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
             "type": "actions",
             "block_id": f"rearguard_feedback:{notice.incident_id}",
             "elements": [
-                {"type": "button", "action_id": action_id, "value": notice.incident_id,
-                 "text": {"type": "plain_text", "text": label}}
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "value": notice.incident_id,
+                    "text": {"type": "plain_text", "text": label},
+                }
                 for action_id, (label, _) in BUTTONS.items()
             ],
-        },  # fmt: skip
+        },
         {
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}],

@@ -109,7 +109,7 @@ def _find(lines: list[str], wanted: list[str], near: int) -> int | None:
     """Where `wanted` occurs in `lines`, nearest to `near` first; None if nowhere."""
     if not wanted:
         return min(max(near, 0), len(lines))
-    for offset in range(len(lines) + 1):
+    for offset in range(max(near, len(lines)) + 1):
         for at in (near - offset, near + offset):
             if 0 <= at <= len(lines) - len(wanted) and lines[at : at + len(wanted)] == wanted:
                 return at

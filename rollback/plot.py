@@ -14,7 +14,7 @@ import matplotlib as mpl
 
 mpl.use("Agg")
 
-from matplotlib.figure import Figure  # noqa: E402 - the backend is chosen before pyplot loads
+from matplotlib.figure import Figure
 
 
 def sli_png(

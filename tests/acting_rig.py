@@ -154,8 +154,16 @@ async def make_acting_rig(
     forge = GitHubForge(github.url, TOKEN, timeout=5.0, sleep=sleeps, max_attempts=forge_attempts)
     notifier = SlackNotifier(slack.token, CHANNEL, base_url=slack.url, max_retries=1)
     source = SimulatedSource({BAD: traffic.bad, TOTAL: traffic.total})
-    deps = WatchDeps(settings, store, source, forge, notifier, clock, fixer=fixer or TemplateFixer(),
-                     max_action_attempts=2)  # fmt: skip
+    deps = WatchDeps(
+        settings,
+        store,
+        source,
+        forge,
+        notifier,
+        clock,
+        fixer=fixer or TemplateFixer(),
+        max_action_attempts=2,
+    )
     deploy = Deploy(id="deploy-1", service="shop", environment="production",
                     sha=github.head_sha(), finished_at=clock.now(), source="test",
                     repo=github.full_name, previous_sha=previous)  # fmt: skip

@@ -86,7 +86,8 @@ async def test_act_mode_opens_one_revert_with_evidence_enables_auto_merge_and_th
     assert "#1" in first
     assert any("Revert PR opened" in r and "auto-merge enabled" in r for r in replies)
     (plot,) = slack.files
-    assert plot.data.startswith(b"\x89PNG") and plot.channel == CHANNEL
+    assert plot.data.startswith(b"\x89PNG")
+    assert plot.channel == CHANNEL
     assert plot.thread_ts == next(m.ts for m in slack.messages if m.thread_ts is None)
 
 
@@ -102,7 +103,8 @@ async def test_migration_revert_needs_a_person_and_slack_says_so(
         await _close(rig)
     (revert,) = [p for p in github.created_pulls() if "Revert" in p.title]
     assert "needs-human" in revert.labels
-    assert revert.auto_merge is None and not revert.merged
+    assert revert.auto_merge is None
+    assert not revert.merged
     first, replies = _thread(slack)
     assert "a person must merge it" in first
     assert any("needs-human" in r for r in replies)
@@ -151,7 +153,8 @@ async def test_github_down_for_the_budget_fails_says_so_and_restart_does_not_dup
         assert incident is not None
         revert = next(a for a in await rig.store.actions(incident.id) if a.kind == "revert")
         assert revert.status == "failed"
-        assert "502" in (revert.error or "") and "gave up after 2 attempts" in (revert.error or "")
+        assert "502" in (revert.error or "")
+        assert "gave up after 2 attempts" in (revert.error or "")
         first, _ = _thread(slack)
         assert "revert FAILED" in first
         github._failures.clear()
@@ -183,7 +186,8 @@ async def test_workflow_patch_is_refused_and_a_bug_issue_opened(
     (issue,) = github.issues
     assert "critical" in issue.labels
     assert ".github/workflows/ci.yml: CI workflows are never patched" in issue.body
-    assert "Given " in issue.body and "Then " in issue.body
+    assert "Given " in issue.body
+    assert "Then " in issue.body
     assert issue.assignees == ["octo-dev"]
     _, replies = _thread(slack)
     assert any("Bug issue opened" in r for r in replies)
@@ -210,12 +214,16 @@ async def test_valid_patch_opens_a_draft_fix_pr_on_top_of_the_original_change(
         await fixer.aclose()
         await _close(rig)
     (fix,) = [p for p in github.created_pulls() if "agent-fix" in p.labels]
-    assert fix.draft and fix.auto_merge is None and fix.assignees == ["octo-dev"]
+    assert fix.draft
+    assert fix.auto_merge is None
+    assert fix.assignees == ["octo-dev"]
     assert f"#{rig.culprit.number}" in fix.body
     revert = next(p for p in github.created_pulls() if "Revert" in p.title)
     assert revert.html_url in fix.body
     assert github.read_file("app/fast.py", fix.head_ref) == "FAST = True\n"  # the original change
-    assert github.read_file("app/charge.py", fix.head_ref) == "def charge(x):\n    return retry(x)\n"
+    assert (
+        github.read_file("app/charge.py", fix.head_ref) == "def charge(x):\n    return retry(x)\n"
+    )
     assert github.read_file("tests/test_charge.py", fix.head_ref) is not None
     assert github.read_file("app/fast.py", "main") == "FAST = True\n"  # main untouched
     assert rows == [(1200, 350)]

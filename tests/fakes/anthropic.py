@@ -2,10 +2,11 @@
 
 It answers with the real response shape (`id`, `type: message`, `role`, `model`, `content` text
 blocks, `stop_reason`, `usage` with input and output tokens), the text being whatever the test
-scripted with `answer_with` (a JSON object for structured output). It checks the key, records every request body, and injects failures the fixer must survive: 5xx, 429 with
-`retry-after`, 529 overloaded (Anthropic's error envelope), and slow answers (timeouts). The
-key is accepted as `x-api-key` or as `Authorization: Bearer` (what anthropic 2.x sends).
-Serve it with `await fake.start()` and give the SDK `base_url=fake.url`.
+scripted with `answer_with` (a JSON object for structured output). It checks the key, records every
+request body, and injects failures the fixer must survive: 5xx, 429 with `retry-after`, 529
+overloaded (Anthropic's error envelope), and slow answers (timeouts). The key is accepted as
+`x-api-key` or as `Authorization: Bearer` (what anthropic 2.x sends). Serve it with `await
+fake.start()` and give the SDK `base_url=fake.url`.
 """
 
 from __future__ import annotations

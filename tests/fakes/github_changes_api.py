@@ -96,8 +96,11 @@ class GitHubChangesApi:
     async def _list_issues(self, request: web.Request) -> web.Response:
         fake, q = self._fake, request.query
         wanted = set(filter(None, q.get("labels", "").split(",")))
-        chosen = [i for i in reversed(fake.issues)
-                  if q.get("state", "open") in ("all", i.state) and wanted <= set(i.labels)]  # fmt: skip
+        chosen = [
+            i
+            for i in reversed(fake.issues)
+            if q.get("state", "open") in ("all", i.state) and wanted <= set(i.labels)
+        ]
         per_page, page = min(int(q.get("per_page", "30")), 100), max(int(q.get("page", "1")), 1)
         shown = chosen[(page - 1) * per_page : page * per_page]
         return web.json_response([issue_payload(i, fake.site) for i in shown])
@@ -144,7 +147,9 @@ class GitHubChangesApi:
         fake = self._fake
         pr = fake.pull(int(request.match_info["number"]))
         if pr.merged or pr.state != "open":
-            return web.json_response(payloads.error("Pull Request is not mergeable", 405), status=405)
+            return web.json_response(
+                payloads.error("Pull Request is not mergeable", 405), status=405
+            )
         fake.merge_branch(pr)
         return web.json_response({"sha": pr.merge_sha, "merged": True,
                                   "message": "Pull Request successfully merged"})  # fmt: skip

@@ -3,11 +3,12 @@
 It owns the slice of Slack that Rearguard uses (`auth.test`, `chat.postMessage`, `chat.update`,
 `conversations.history`, `conversations.replies`, and `files_upload_v2`'s three steps:
 `files.getUploadURLExternal`, the POST of the bytes to the returned URL, and
-`files.completeUploadExternal`, which shares the file into a channel or thread) with Slack's envelopes and error codes, plus fault injection for the
-failure modes the notifier must survive (429 with `Retry-After`, 5xx, slow answers). Requests are
-read the way Slack reads them: `POST /api/<method>` with a JSON or form body, or query parameters
-(slack_sdk sends `conversations.history` as a GET); the token comes from `Authorization: Bearer`
-or a `token` argument.
+`files.completeUploadExternal`, which shares the file into a channel or thread) with Slack's
+envelopes and error codes, plus fault injection for the failure modes the notifier must survive
+(429 with `Retry-After`, 5xx, slow answers). Requests are read the way Slack reads them: `POST
+/api/<method>` with a JSON or form body, or query parameters (slack_sdk sends
+`conversations.history` as a GET); the token comes from `Authorization: Bearer` or a `token`
+argument.
 
 Deliberate simplifications: one team, one bot; no cursor pagination (`has_more` is reported);
 `chat.postMessage` requires `text` (Slack only warns without it; Rearguard always sends it).
@@ -282,14 +283,19 @@ class FakeSlack:
         if not thread:
             return {"ok": False, "error": "thread_not_found"}
         with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
-        return {"ok": True, "has_more": False,
-                "messages": [_as_slack(m, with_metadata=with_metadata) for m in thread]}  # fmt: skip
+        return {
+            "ok": True,
+            "has_more": False,
+            "messages": [_as_slack(m, with_metadata=with_metadata) for m in thread],
+        }
 
     def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename, length = args.get("filename"), str(args.get("length", ""))
         if not filename or not length.isdigit():
             return {"ok": False, "error": "invalid_arguments"}
-        file = FakeFile(id=f"F{len(self.files) + 1:08d}", filename=str(filename), length=int(length))
+        file = FakeFile(
+            id=f"F{len(self.files) + 1:08d}", filename=str(filename), length=int(length)
+        )
         self.files.append(file)
         assert self._server is not None
         return {"ok": True, "file_id": file.id,
@@ -342,7 +348,7 @@ class FakeSlack:
 
 def _thread(messages: list[FakeMessage], channel: object, ts: object) -> list[FakeMessage]:
     """The parent message `ts` and its replies, oldest first."""
-    return [m for m in messages if m.channel == channel and (m.ts == ts or m.thread_ts == ts)]
+    return [m for m in messages if m.channel == channel and (ts in (m.ts, m.thread_ts))]
 
 
 def _fault_response(fault: _Fault) -> web.Response:
