@@ -230,3 +230,25 @@ async def test_valid_patch_opens_a_draft_fix_pr_on_top_of_the_original_change(
     request = anthropic_api.requests[0]
     assert request["output_config"]["format"]["type"] == "json_schema"
     assert "app/charge.py" in json.dumps(request["messages"])
+
+
+async def test_over_the_daily_budget_no_model_is_asked_and_a_bug_issue_says_why(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack, anthropic_api: FakeAnthropic
+) -> None:
+    """With the day's Anthropic budget spent, the Fixer is not called; the issue says why."""
+    fixer = AnthropicFixer(
+        anthropic_api.key, "claude-sonnet-4-6", base_url=anthropic_api.url, sleep=Sleeps()
+    )
+    rig = await make_acting_rig(tmp_path, github, slack, mode="propose", fixer=fixer)
+    await rig.store.record_usage(
+        "inc_earlier", model="m", input_tokens=1, output_tokens=1, cost_usd=25.0,
+        now=rig.clock.now(),
+    )  # fmt: skip
+    try:
+        assert await rig.run() == "reverted"
+    finally:
+        await fixer.aclose()
+        await _close(rig)
+    assert anthropic_api.requests == []
+    (issue,) = github.issues
+    assert "the day's Anthropic budget is spent ($25.00)" in issue.body
