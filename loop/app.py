@@ -21,7 +21,7 @@ from attribution.store import Store
 from loop import evidence_api
 from loop.clock import Clock, WallClock
 from loop.config import Settings
-from loop.deps import WatchDeps
+from loop.deps import WatchDeps, build_fixer
 from loop.evidence_ingest import parse_ci
 from loop.ingest import (
     IngestError,
@@ -36,6 +36,7 @@ from loop.phases import Phase
 from loop.retry import INLINE_WAIT
 from loop.revert_events import apply_closed_revert, parse_closed_revert
 from loop.scheduler import run_forever
+from loop.slack_webhook import post_slack
 from loop.views import deploy_view, incident_view
 from observer.prometheus import PrometheusSource
 from observer.sources import MetricsSource
@@ -114,7 +115,9 @@ def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: b
                     # githubkit pools its connections in a ContextVar: enter before the
                     # scheduler task is created so that the task inherits the pool.
                     await stack.enter_async_context(forge)
-            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK])
+            fixer = build_fixer(settings)
+            stack.push_async_callback(_close, fixer)
+            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK], fixer=fixer)
             app[DEPS] = deps
             task = (
                 asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None
@@ -144,6 +147,7 @@ def build_app(
     app.add_routes([
         web.post("/v1/deploys", post_deploy),
         web.post("/v1/webhooks/github", post_github),
+        web.post("/v1/webhooks/slack", post_slack_webhook),
         web.get("/v1/deploys", list_deploys),
         web.get("/v1/deploys/{id}", get_deploy),
         web.get("/v1/incidents", list_incidents),
@@ -212,6 +216,13 @@ async def post_github(request: web.Request) -> web.Response:
     if deploy or pr or ci or closed:
         await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)
+
+
+async def post_slack_webhook(request: web.Request) -> web.Response:
+    """Slack's interactivity requests (the incident buttons); see `loop.slack_webhook`."""
+    settings, deps = request.app[SETTINGS], request.app[DEPS]
+    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
+    return await post_slack(request, deps, secret)
 
 
 async def list_deploys(request: web.Request) -> web.Response:

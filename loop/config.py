@@ -1,9 +1,9 @@
 """Configuration: the only reader of config files and of the environment.
 
-One TOML file (server, github, prometheus, slack, policy, and a `[services.NAME]` table per
-service with its SLIs as PromQL) is validated into a frozen settings tree at load. Secrets come
-only from the environment and are held in `Secret`, whose repr is `***`, so a settings object
-can be logged without leaking them.
+One TOML file (server, github, prometheus, slack, policy, anthropic, and a `[services.NAME]`
+table per service with its SLIs as PromQL and optional policy overrides) is validated into a
+frozen settings tree at load. Secrets come only from the environment and are held in `Secret`,
+whose repr is `***`, so a settings object can be logged without leaking them.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ ENV_SLACK_TOKEN = "SLACK_BOT_TOKEN"  # noqa: S105
 ENV_SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"  # noqa: S105
 ENV_SENTRY_SECRET = "REARGUARD_SENTRY_CLIENT_SECRET"  # noqa: S105
 ENV_ALERTMANAGER_TOKEN = "REARGUARD_ALERTMANAGER_TOKEN"  # noqa: S105
+ENV_ANTHROPIC_KEY = "ANTHROPIC_API_KEY"
 
 
 class ConfigError(ValueError):
@@ -75,6 +76,22 @@ class ServiceSettings:
     sentry_projects: tuple[str, ...] = ()
     seasonal: tuple[float, ...] = (86400.0, 604800.0)
     """Offsets of the earlier watch windows used as extra baselines (a day and a week)."""
+    mode: Mode | None = None  # None: the [policy] mode
+    human_gates: tuple[str, ...] | None = None  # None: the [policy] gates
+
+
+@dataclass(frozen=True, slots=True)
+class AnthropicSettings:
+    """The Fixer's model, where to reach it, and how much it may spend (USD)."""
+
+    model: str = "claude-sonnet-4-6"
+    base_url: str = "https://api.anthropic.com"
+    timeout: float = 60.0
+    max_tokens: int = 4096
+    incident_cap_usd: float = 2.0
+    daily_cap_usd: float = 20.0
+    input_usd_per_mtok: float = 3.0
+    output_usd_per_mtok: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +112,9 @@ class Settings:
     mode: Mode = Mode.PROPOSE
     action_bar: float = 0.6
     human_gates: tuple[str, ...] = DEFAULT_HUMAN_GATES
+    allow_rest_merge: bool = True
+    anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
+    anthropic_api_key: Secret | None = None
     api_token: Secret | None = None
     github_token: Secret | None = None
     github_webhook_secret: Secret | None = None
@@ -153,15 +173,19 @@ _SLI_KEYS = {
 }  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
-    "routes", "route_label", "sentry_projects", "seasonal",
+    "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates",
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick"},
     "github": {"api_url"},
     "prometheus": {"url", "timeout"},
     "slack": {"api_url", "channel"},
-    "policy": {"mode", "action_bar", "human_gates"},
-}
+    "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
+    "anthropic": {
+        "model", "base_url", "timeout", "max_tokens", "incident_cap_usd", "daily_cap_usd",
+        "input_usd_per_mtok", "output_usd_per_mtok",
+    },
+}  # fmt: skip
 
 
 def _typed(table: Mapping[str, Any], key: str, kind: type, default: Any, where: str) -> Any:
@@ -237,7 +261,11 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
         raise ConfigError(f"{where}.step: must be at least 1s (PromQL ranges are whole seconds)")
     if watch < 2 * step or baseline < 2 * step:
         raise ConfigError(f"{where}: watch and baseline must each span at least two steps")
+    mode = _mode(table.get("mode"), f"{where}.mode") if "mode" in table else None
+    gates = _strings(table, "human_gates", (), where) if "human_gates" in table else None
     return ServiceSettings(
+        mode=mode,
+        human_gates=gates,
         name=name,
         repo=repo,
         slis=slis,
@@ -266,6 +294,33 @@ def _seasonal(table: Mapping[str, Any], where: str) -> tuple[float, ...]:
     if not isinstance(value, list):
         raise ConfigError(f"{where}.seasonal: expected a list of durations like ['1d', '7d']")
     return tuple(parse_duration(v, f"{where}.seasonal") for v in value)
+
+
+def _mode(value: object, where: str) -> Mode:
+    try:
+        return Mode(str(value)) if isinstance(value, str) else Mode("")
+    except ValueError as exc:
+        raise ConfigError(f"{where}: expected observe, propose or act, got {value!r}") from exc
+
+
+def _anthropic(table: Mapping[str, Any], where: str) -> AnthropicSettings:
+    d = AnthropicSettings()
+    money = {}
+    for key in ("incident_cap_usd", "daily_cap_usd", "input_usd_per_mtok", "output_usd_per_mtok"):
+        value = _typed(table, key, float, getattr(d, key), where)
+        if value < 0 or not math.isfinite(value):
+            raise ConfigError(f"{where}.{key}: expected a non-negative amount, got {value!r}")
+        money[key] = value
+    max_tokens = _typed(table, "max_tokens", int, d.max_tokens, where)
+    if max_tokens < 1:
+        raise ConfigError(f"{where}.max_tokens: expected a positive number, got {max_tokens}")
+    return AnthropicSettings(
+        model=_typed(table, "model", str, d.model, where),
+        base_url=_typed(table, "base_url", str, d.base_url, where),
+        timeout=parse_duration(table.get("timeout", d.timeout), f"{where}.timeout"),
+        max_tokens=max_tokens,
+        **money,
+    )
 
 
 def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
@@ -312,10 +367,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
     prom = _table(data, "prometheus", where)
     slack = _table(data, "slack", where)
     policy = _table(data, "policy", where)
-    try:
-        mode = Mode(_typed(policy, "mode", str, "propose", f"{where}:policy"))
-    except ValueError as exc:
-        raise ConfigError(f"{where}:policy.mode: expected observe, propose or act") from exc
+    mode = _mode(_typed(policy, "mode", str, "propose", f"{where}:policy"), f"{where}:policy.mode")
     action_bar = _typed(policy, "action_bar", float, 0.6, f"{where}:policy")
     if not 0 < action_bar <= 1:
         raise ConfigError(f"{where}:policy.action_bar: expected a probability in (0, 1]")
@@ -345,6 +397,9 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         mode=mode,
         action_bar=action_bar,
         human_gates=_strings(policy, "human_gates", DEFAULT_HUMAN_GATES, f"{where}:policy"),
+        allow_rest_merge=_typed(policy, "allow_rest_merge", bool, True, f"{where}:policy"),
+        anthropic=_anthropic(_table(data, "anthropic", where), f"{where}:anthropic"),
+        anthropic_api_key=_secret(env, ENV_ANTHROPIC_KEY),
         api_token=_secret(env, ENV_API_TOKEN),
         github_token=_secret(env, ENV_GITHUB_TOKEN),
         github_webhook_secret=_secret(env, ENV_GITHUB_WEBHOOK_SECRET),

@@ -4,7 +4,9 @@ A real git repository with PRs written by simulated agent sessions is deployed t
 second deploy carries a PR that raises the 5xx ratio tenfold. The same Watch, detector,
 attribution, store and rollback code as the server runs it; only the edges are embedded:
 simulated metrics (`SimulatedSource`), the local-git `Forge` and the console `Notifier`. Time is a
-`ManualClock`, so half an hour of watching takes a moment.
+`ManualClock`, so half an hour of watching takes a moment. The fix step runs the template Fixer
+(a bug issue written under the repository's `.git/rearguard/issues/`), or, when
+`ANTHROPIC_API_KEY` is set, the Anthropic Fixer (a draft fix branch in the demo repository).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import io
 import json
 import random
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -26,14 +28,14 @@ from loop.clock import ManualClock
 from loop.config import Settings, settings_from
 from loop.demo_repo import DemoRepo, build_demo_repo
 from loop.demo_revert import deploy_the_revert
-from loop.deps import WatchDeps
+from loop.deps import WatchDeps, build_fixer
 from loop.phases import ACTIVE, Phase
 from loop.scheduler import run_due
 from loop.views import incident_view, pr_view
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge
-from rollback.notify import Delivery, Notice, message_payload
+from rollback.notify import Delivery, Notice, Reply, message_payload, reply_payload
 
 SERVICE = "checkout"
 STEP = 30.0
@@ -49,8 +51,9 @@ SLOW_Q = (
 )
 
 
-def demo_settings(store: Path) -> Settings:
-    """The demo's config, validated by the same code as a TOML file."""
+def demo_settings(store: Path, env: Mapping[str, str] | None = None) -> Settings:
+    """The demo's config, validated by the same code as a TOML file (`env`: only the Anthropic
+    key is read from it)."""
     step = "$step"
     return settings_from(
         {
@@ -82,7 +85,7 @@ def demo_settings(store: Path) -> Settings:
                 }
             },
         },
-        {},
+        {k: v for k, v in (env or {}).items() if k == "ANTHROPIC_API_KEY"},
         "demo",
     )
 
@@ -131,6 +134,10 @@ class CapturingNotifier:
         self.payloads.append(message_payload(notice, self._channel))
         return await self._inner.send(notice)
 
+    async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
+        self.payloads.append(reply_payload(reply, thread.channel, thread.ts))
+        return await self._inner.reply(thread, reply)
+
 
 Say = Callable[[str], None]
 
@@ -140,11 +147,13 @@ def _clock_text(t: float, start: float) -> str:
     return f"T+{minutes:02d}:{seconds:02d}"
 
 
-async def run_demo(workdir: Path, out: TextIO, as_json: bool) -> dict[str, Any]:
+async def run_demo(
+    workdir: Path, out: TextIO, as_json: bool, env: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     """Run the demo in `workdir`; print the timeline to `out` (or JSON); return the document."""
     repo = build_demo_repo(workdir / "checkout")
     store_path = workdir / "rearguard.duckdb"
-    settings = demo_settings(store_path)
+    settings = demo_settings(store_path, env)
     store = await Store.open(store_path)
     traffic = Traffic()
     source = SimulatedSource(
@@ -158,7 +167,8 @@ async def run_demo(workdir: Path, out: TextIO, as_json: bool) -> dict[str, Any]:
     notifier = CapturingNotifier(ConsoleNotifier(stream, "#checkout-deploys"), "#checkout-deploys")
     start = max(pr.merged_at for pr in repo.prs) + 600
     clock = ManualClock(start)
-    deps = WatchDeps(settings, store, source, LocalGitForge(repo.path), notifier, clock)
+    deps = WatchDeps(settings, store, source, LocalGitForge(repo.path), notifier, clock,
+                     fixer=build_fixer(settings))  # fmt: skip
 
     def say(line: str) -> None:
         if not as_json:
@@ -228,6 +238,10 @@ async def _deploy(
         seen = len(timeline)
         watch = await deps.store.watch(deploy.id)
         if watch is None or watch.phase not in {str(p) for p in ACTIVE}:
+            incident = await deps.store.incident_for_deploy(deploy.id)
+            for action in await deps.store.actions(incident.id) if incident else []:
+                say(f"  {_clock_text(clock.now(), t0)} action {action.kind} {action.id}: "
+                    f"{action.status} {action.url or action.error or ''}".rstrip())  # fmt: skip
             break
         await clock.sleep(STEP)
     await clock.sleep(1800)  # the next deploy comes half an hour later
@@ -267,6 +281,7 @@ async def _document(
             dict(zip(("id", "agent", "model", "role"), s, strict=True)) for s in sessions
         ],
         "actions": [a for inc in incidents for a in inc["actions"]],
+        "fixes": [a for inc in incidents for a in inc["actions"] if a["kind"] == "fix"],
         "notices": notices,
         "all_prs": [pr_view(p) for p in await store.prs(repo.repo)],
     }
@@ -299,6 +314,7 @@ def _summary(document: dict[str, Any]) -> str:
 def main(workdir: Path, as_json: bool) -> int:
     """Entry point for the CLI."""
     import asyncio  # noqa: PLC0415 - only the CLI path needs a fresh event loop
+    import os  # noqa: PLC0415 - only the CLI path reads the environment
 
-    asyncio.run(run_demo(workdir, sys.stdout, as_json))
+    asyncio.run(run_demo(workdir, sys.stdout, as_json, os.environ))
     return 0

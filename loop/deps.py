@@ -9,6 +9,8 @@ from loop.clock import Clock
 from loop.config import Settings
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.sources import MetricsSource
+from rollback.anthropic_fixer import AnthropicFixer
+from rollback.fixer import Fixer, TemplateFixer
 from rollback.forge import Forge
 from rollback.notify import Notifier
 
@@ -25,9 +27,22 @@ class WatchDeps:
     clock: Clock
     detector: DetectorSettings = DEFAULT_SETTINGS
     max_action_attempts: int = 5
+    fixer: Fixer = TemplateFixer()  # noqa: RUF009 - stateless: one shared instance is safe
     action_retry_seconds: float = 30.0
     action_retry_cap: float = 600.0
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url
         return f"{base.rstrip('/')}/v1/incidents/{incident_id}" if base else None
+
+
+def build_fixer(settings: Settings) -> Fixer:
+    """The Anthropic Fixer when a key is configured, else the keyless template."""
+    key, config = settings.anthropic_api_key, settings.anthropic
+    if key is None:
+        return TemplateFixer()
+    return AnthropicFixer(
+        key.reveal(), config.model, base_url=config.base_url, timeout=config.timeout,
+        max_tokens=config.max_tokens,
+        prices=(config.input_usd_per_mtok, config.output_usd_per_mtok),
+    )  # fmt: skip

@@ -4,8 +4,9 @@ Notifier, each as an action row written `pending` before the call and finished a
 A restart re-enters here: a completed action is not repeated, a pending one is retried (the Forge
 and the Notifier are idempotent per key) after a growing delay (`loop.retry`), and after
 `max_action_attempts` it is marked `failed` with the reason, which the notice then reports. The
-Watch ends `reverted` when a revert exists, `escalated` otherwise. Each revert round (the next
-suspect after a revert that did not restore health) has its own keys (`loop.rounds`).
+auto-merge request, the thread's replies and the fix step follow (`loop.followup`). The Watch
+ends `reverted` when a revert exists, `escalated` otherwise. Each revert round (the next suspect
+after a revert that did not restore health) has its own keys (`loop.rounds`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from opentelemetry import trace
 from attribution.records import Action, Deploy, Incident, MergedPR, RevertRound
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
+from loop.followup import Followed, follow_up, sli_plot
 from loop.phases import Phase
 from loop.retry import ActionRetry, retry_delay
 from loop.rounds import current_round, notice_key
+from rollback.fixer import FixerUnavailable
 from rollback.forge import ForgeUnavailable, PullRef
 from rollback.notify import Notice, NotifyRetryable, SuspectLine
-from rollback.policy import Plan, plan
+from rollback.policy import Plan, effective, plan
 from rollback.revert import RevertContext, revert_key, revert_request
 
 tracer = trace.get_tracer("rearguard.loop")
@@ -62,13 +65,17 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
     current = await current_round(deps.store, incident, deps.clock.now())
     prs = await deps.store.prs(service.repo, current.prs)
     files = sorted({f for pr in prs for f in pr.files})
-    decision = plan(deps.settings.mode, current.prs, files, deps.settings.human_gates)
+    mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
+                            service.human_gates)  # fmt: skip
+    decision = plan(mode, current.prs, files, gates)
     case = Case(deploy, service, incident, prs, decision, current)
     try:
         revert = await _revert(deps, case)
         if revert is not None and revert.status == "completed":
             await deps.store.revert_opened(incident, deploy.finished_at, deps.clock.now())
-        await _notify(deps, case, revert)
+        notified = await _notify(deps, case, revert)
+        followed = Followed(deploy, service, incident, prs, decision, gates)
+        await follow_up(deps, followed, revert, notified, _run_action)
     except ActionRetry as exc:
         now = deps.clock.now()
         await deps.store.transition(
@@ -106,7 +113,7 @@ async def _run_action(
         return action
     try:
         url, detail = await call()
-    except (ForgeUnavailable, NotifyRetryable) as exc:
+    except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
         if action.attempts < deps.max_action_attempts:
             await deps.store.note_action_error(key, deps.clock.now(), str(exc))
             hint = getattr(exc, "retry_after", None)
@@ -186,8 +193,9 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action:
                          action=f"{case.round.reason}; {notice.action}")  # fmt: skip
 
     async def call() -> tuple[str | None, dict[str, Any]]:
+        plot = await sli_plot(deps, case.deploy, case.service, case.incident.sli)
         with tracer.start_as_current_span("slack.send"):
-            delivery = await deps.notifier.send(notice)
+            delivery = await deps.notifier.send(replace(notice, plot_png=plot))
         return None, {"channel": delivery.channel, "ts": delivery.ts}
 
     return await _run_action(deps, notice.key, case.incident, "notify", call)
@@ -232,5 +240,5 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         ambiguous=incident.ambiguous,
         action=action,
         action_url=url,
-        mode=str(deps.settings.mode),
+        mode=str(deps.settings.mode if case.service.mode is None else case.service.mode),
     )

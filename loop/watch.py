@@ -25,7 +25,7 @@ from loop.respond import respond
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
 from rollback.forge import ForgeError
-from rollback.policy import plan
+from rollback.policy import effective, plan
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rearguard.loop")
@@ -168,7 +168,9 @@ async def _plan(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Ph
         raise RuntimeError(f"deploy {deploy.id} is regressed but has no incident row")
     prs = await deps.store.prs(service.repo, incident.revert_unit)
     files = sorted({f for pr in prs for f in pr.files})
-    decision = plan(deps.settings.mode, incident.revert_unit, files, deps.settings.human_gates)
+    mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
+                            service.human_gates)  # fmt: skip
+    decision = plan(mode, incident.revert_unit, files, gates)
     await deps.store.transition(
         deploy.id, Phase.REGRESSED, Phase.ROLLING_BACK, now=now, next_due=now,
         reason="; ".join(decision.reasons),

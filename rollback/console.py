@@ -12,7 +12,7 @@ import hashlib
 import json
 from typing import TextIO
 
-from rollback.notify import Delivery, Notice, message_payload, render_text
+from rollback.notify import Delivery, Notice, Reply, message_payload, render_text, reply_payload
 
 
 class ConsoleNotifier:
@@ -27,8 +27,18 @@ class ConsoleNotifier:
         payload = message_payload(notice, self._channel)
         self._stream.write(f"[notify {self._channel}] {render_text(notice)}\n")
         self._stream.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        if notice.plot_png:
+            self._stream.write(f"[upload {self._channel}] sli.png ({len(notice.plot_png)} bytes)\n")
         self._stream.flush()
         return Delivery(channel=self._channel, ts=console_ts(notice.key))
+
+    async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
+        """Print the reply's payload; its `ts` depends only on its key."""
+        payload = reply_payload(reply, thread.channel, thread.ts)
+        self._stream.write(f"[reply {thread.channel} {thread.ts}] {reply.text}\n")
+        self._stream.write(json.dumps(payload, ensure_ascii=False) + "\n")
+        self._stream.flush()
+        return Delivery(channel=thread.channel, ts=console_ts(reply.key))
 
 
 def console_ts(key: str) -> str:

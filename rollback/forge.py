@@ -7,12 +7,15 @@ Exception tree::
     └── RevertConflict         later commits touched the same lines: a person must revert by hand
 
 Implementations: `GitHubForge` (githubkit) and `LocalGitForge` (a git repository on disk, for the
-demo). Both are idempotent per `RevertRequest.key`: asking twice returns the same revert.
+demo). Both are idempotent per request key (`RevertRequest.key`, `ChangeRequest.key`,
+`IssueRequest.key`): asking twice returns what the first call made.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -115,8 +118,92 @@ class RevertResult:
     reused: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ChangeRequest:
+    """A branch off `base_branch` whose tree sets `files` (None deletes), opened as a PR.
+
+    The fix PR: its files are the original change plus the fix, so it re-applies the change.
+    """
+
+    repo: str
+    key: str
+    base_branch: str
+    files: tuple[tuple[str, str | None], ...]
+    message: str
+    title: str
+    body: str
+    labels: tuple[str, ...]
+    assignees: tuple[str, ...]
+    draft: bool = True
+
+    @property
+    def branch(self) -> str:
+        """Deterministic branch name, so a retry finds the change it already made."""
+        return f"rearguard/{self.key}"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueRequest:
+    """An issue (the refined bug report a fix falls back to), found again by `key`."""
+
+    repo: str
+    key: str
+    title: str
+    body: str
+    labels: tuple[str, ...]
+    assignees: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IssueResult:
+    """Where the issue is: its URL and number (None for a local file), and whether it existed."""
+
+    url: str
+    number: int | None
+    reused: bool
+
+
+class MergeState(StrEnum):
+    """What an auto-merge request achieved."""
+
+    AUTO_MERGE = "auto_merge"  # GitHub merges it once the checks pass
+    MERGED = "merged"  # it was already clean and was merged now
+    LEFT_FOR_PERSON = "left_for_person"  # the repository (or the forge) does not allow it
+
+
+@dataclass(frozen=True, slots=True)
+class MergeResult:
+    """The state and a sentence for people saying what happened and why."""
+
+    state: MergeState
+    note: str
+
+
 class Forge(Protocol):
-    """Reads deploy ranges and opens revert changes; never pushes to the default branch."""
+    """Reads deploy ranges, opens revert and fix changes and issues, asks for merges of revert
+    PRs; never pushes to the default branch."""
+
+    async def read_files(
+        self, repo: str, ref: str, paths: Sequence[str]
+    ) -> Mapping[str, str | None]:
+        """The text of each path at commit `ref` (`sha^`: its first parent; None: absent)."""
+        ...
+
+    async def open_change(self, request: ChangeRequest) -> RevertResult:
+        """Open (or find, if it exists) the branch and PR for `request`."""
+        ...
+
+    async def open_issue(self, request: IssueRequest) -> IssueResult:
+        """Open (or find, if it exists) the issue for `request`."""
+        ...
+
+    async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
+        """Enable auto-merge on PR `number`, or merge it now when it is already clean."""
+        ...
+
+    async def close_pull(self, repo: str, number: int, comment: str) -> None:
+        """Close PR `number` unmerged with `comment` (a person said it was a false alarm)."""
+        ...
 
     async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
         """Commits reachable from `head` and not from `base`, oldest first."""

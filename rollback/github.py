@@ -42,6 +42,7 @@ from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
 from pydantic import ValidationError
 
 from rollback.forge import (
+    ChangeRequest,
     Commit,
     ForgeError,
     ForgeUnavailable,
@@ -52,12 +53,14 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
+from rollback.github_changes import GitHubChanges
 from rollback.revert_plan import Change, Tree, plan_revert, tree_entries
 
 T = TypeVar("T")
 P = ParamSpec("P")
 Sleep = Callable[[float], Awaitable[object]]
 Repo = tuple[str, str]  # (owner, name)
+Keyed = RevertRequest | ChangeRequest  # a change found again by its branch or key marker
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +107,10 @@ class _Opened:
     labels: frozenset[str]
 
 
-class GitHubForge:
-    """The `Forge` over one githubkit client; use `async with` (or call `aclose`)."""
+class GitHubForge(GitHubChanges):
+    """The `Forge` over one githubkit client; use `async with` (or call `aclose`).
+
+    Reverts and ranges are here; fix branches, issues, merges and closes in `GitHubChanges`."""
 
     def __init__(
         self,
@@ -278,7 +283,7 @@ class GitHubForge:
 
     # -- reverts -------------------------------------------------------------------------------
 
-    async def _find(self, at: Repo, request: RevertRequest) -> _Opened | None:
+    async def _find(self, at: Repo, request: Keyed) -> _Opened | None:
         """The open PR on `request.branch` or carrying its marker (one try: callers retry)."""
         tag = marker(request.key)
         for page in range(1, MAX_PAGES + 1):
@@ -294,7 +299,7 @@ class GitHubForge:
         raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open PRs: cannot rule out a duplicate")
 
     async def _create_once(
-        self, what: str, at: Repo, request: RevertRequest, create: Callable[[], Awaitable[_Opened]]
+        self, what: str, at: Repo, request: Keyed, create: Callable[[], Awaitable[_Opened]]
     ) -> _Opened:
         """`create` under `_call`; a retry first looks for what a lost answer may have made."""
         attempted = False
@@ -450,7 +455,7 @@ class GitHubForge:
             return found
 
     async def _finish(
-        self, at: Repo, request: RevertRequest, opened: _Opened, *, reused: bool
+        self, at: Repo, request: Keyed, opened: _Opened, *, reused: bool
     ) -> RevertResult:
         """Add the labels the PR lacks and report it."""
         missing = [label for label in request.labels if label not in opened.labels]

@@ -7,6 +7,9 @@ the revert commit exists: a conflict or a failure leaves no branch and no worktr
 as the CLI (no shell) with a fixed identity and without global or system config, so the result does
 not depend on the machine it runs on. Git's failures become `ForgeError` carrying git's stderr;
 a revert that does not apply becomes `RevertConflict` naming the PR, its commit and the files.
+A fix change is a branch built with plumbing (blobs, a private index, a tree, a commit) off the
+base branch; an issue is a Markdown file under `.git/rearguard/issues/`. It never merges: a merge
+request is answered "left for a person".
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from rollback.forge import (
+    ChangeRequest,
     Commit,
     ForgeError,
+    IssueRequest,
+    IssueResult,
+    MergeResult,
+    MergeState,
     PullFile,
     PullInfo,
     PullRef,
@@ -140,6 +149,76 @@ class LocalGitForge:
                 return sha
         return None
 
+    async def read_files(
+        self, repo: str, ref: str, paths: Sequence[str]
+    ) -> Mapping[str, str | None]:
+        """Each path's text at commit `ref` (None where it does not exist)."""
+        del repo
+        sha = await self._resolve(ref)
+        out: dict[str, str | None] = {}
+        for path in paths:
+            code, text, _ = await self._run("show", f"{sha}:{path}")
+            out[path] = text if code == 0 else None
+        return out
+
+    async def open_change(self, request: ChangeRequest) -> RevertResult:
+        """The branch for `request.key`, or a new one off the base branch whose tree sets
+        `request.files`, built with a private index so no checkout is touched."""
+        branch = request.branch
+        code, _, _ = await self._run("check-ref-format", f"refs/heads/{branch}")
+        if code != 0:
+            raise ForgeError(f"change key {request.key!r} does not make a valid branch name")
+        async with self._lock:
+            existing = await self._tip(branch)
+            if existing is not None:
+                return self._result(branch, existing, reused=True)
+            tip = await self._tip(request.base_branch)
+            if tip is None:
+                raise ForgeError(f"base branch {request.base_branch!r} does not exist")
+            workdir = Path(tempfile.mkdtemp(prefix="rearguard-change-"))
+            index = {"GIT_INDEX_FILE": str(workdir / "index")}
+            try:
+                await self._git("read-tree", tip, env=index)
+                for path, content in request.files:
+                    if content is None:
+                        await self._git("update-index", "--force-remove", "--", path, env=index)
+                        continue
+                    blob = (await self._git("hash-object", "-w", "--stdin", stdin=content)).strip()
+                    info = f"100644,{blob},{path}"
+                    await self._git("update-index", "--add", "--cacheinfo", info, env=index)
+                tree = (await self._git("write-tree", env=index)).strip()
+            finally:
+                await asyncio.to_thread(shutil.rmtree, workdir, ignore_errors=True)
+            message = f"{request.message.strip()}\n\n{KEY_TRAILER}: {request.key}\n"
+            head = await self._git("commit-tree", tree, "-p", tip, "-F", "-", stdin=message)
+            await self._git("update-ref", f"refs/heads/{branch}", head.strip(), "")
+        return self._result(branch, head.strip(), reused=False)
+
+    async def open_issue(self, request: IssueRequest) -> IssueResult:
+        """Write the issue as `.git/rearguard/issues/<key>.md` unless it exists."""
+        git_dir = Path((await self._git("rev-parse", "--absolute-git-dir")).strip())
+        folder = git_dir / "rearguard" / "issues"
+        path = folder / f"{request.key}.md"
+        if path.name != f"{request.key}.md" or "/" in request.key:
+            raise ForgeError(f"issue key {request.key!r} is not a file name")
+        if path.exists():
+            return IssueResult(path.as_uri(), None, reused=True)
+        labels = ", ".join(request.labels)
+        text = f"# {request.title}\n\nLabels: {labels}\n\n{request.body}\n"
+        await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(path.write_text, text)
+        return IssueResult(path.as_uri(), None, reused=False)
+
+    async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
+        """A local repository has no auto-merge: a person merges the branch."""
+        del repo, number, allow_rest_merge
+        note = "a local repository has no auto-merge: a person merges the branch"
+        return MergeResult(MergeState.LEFT_FOR_PERSON, note)
+
+    async def close_pull(self, repo: str, number: int, comment: str) -> None:
+        """A local repository has no pull requests to close."""
+        raise ForgeError(f"no pull request #{number} in a local repository")
+
     def _result(self, branch: str, head: str, *, reused: bool) -> RevertResult:
         url = f"{self._path.resolve().as_uri()}#{branch}"
         return RevertResult(url=url, branch=branch, number=None, head_sha=head, reused=reused)
@@ -229,15 +308,25 @@ class LocalGitForge:
             raise ForgeError(f"git merge-base failed: {err.strip()}")
         return code == 0
 
-    async def _git(self, *args: str, cwd: Path | None = None, stdin: str | None = None) -> str:
+    async def _git(
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        stdin: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> str:
         """Run git and return its stdout; a non-zero exit is a `ForgeError` with git's stderr."""
-        code, out, err = await self._run(*args, cwd=cwd, stdin=stdin)
+        code, out, err = await self._run(*args, cwd=cwd, stdin=stdin, env=env)
         if code != 0:
             raise ForgeError(f"git {args[0]} failed ({code}): {err.strip()}")
         return out
 
     async def _run(
-        self, *args: str, cwd: Path | None = None, stdin: str | None = None
+        self,
+        *args: str,
+        cwd: Path | None = None,
+        stdin: str | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> tuple[int, str, str]:
         """Run git once: (exit code, stdout, stderr). Only failing to start it raises."""
         try:
@@ -245,7 +334,7 @@ class LocalGitForge:
                 "git",
                 *args,
                 cwd=cwd or self._path,
-                env=self._env,
+                env={**self._env, **(env or {})},
                 stdin=asyncio.subprocess.DEVNULL if stdin is None else asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,

@@ -1,5 +1,10 @@
 """The `Notifier` boundary and the one rendering of a notice into Slack Block Kit.
 
+One thread per incident: `send` posts the first message (with the SLI plot when there is one and
+the Confirm / False alarm / Wrong PR buttons) and returns its `Delivery`; `reply` posts a
+`Reply` (revert opened, merged, recovered, escalated, fix opened) into that thread. Both are
+idempotent per key.
+
 The console notifier prints exactly the payload the Slack notifier posts, so the demo shows what a
 team would see. Exception tree::
 
@@ -58,6 +63,24 @@ class Notice:
     action: str
     action_url: str | None
     mode: str
+    plot_png: bytes | None = None  # the SLI around the deploy, uploaded into the thread
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """One reply in an incident's thread; `key` makes it idempotent."""
+
+    key: str
+    incident_id: str
+    text: str
+
+
+# Button action ids -> the feedback kind they record (attribution learns from these).
+BUTTONS = {
+    "rearguard_confirm": ("Confirm", "confirmed"),
+    "rearguard_false_alarm": ("False alarm", "false_alarm"),
+    "rearguard_wrong_pr": ("Wrong PR", "wrong_pr"),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +95,12 @@ class Notifier(Protocol):
     """Delivers notices to people."""
 
     async def send(self, notice: Notice) -> Delivery:
-        """Deliver `notice`; raise `NotifyRetryable` or `NotifyRejected` on failure."""
+        """Deliver `notice` as a thread's first message; raise `NotifyRetryable` or
+        `NotifyRejected` on failure."""
+        ...
+
+    async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
+        """Post `reply` in `thread` (once per `reply.key`)."""
         ...
 
 
@@ -121,10 +149,36 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": suspects[:3000]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": action}},
         {
+            "type": "actions",
+            "block_id": f"rearguard_feedback:{notice.incident_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "value": notice.incident_id,
+                    "text": {"type": "plain_text", "text": label},
+                }
+                for action_id, (label, _) in BUTTONS.items()
+            ],
+        },
+        {
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}],
         },
     ]
+
+
+def reply_payload(reply: Reply, channel: str, thread_ts: str) -> dict[str, Any]:
+    """The exact `chat.postMessage` arguments for a reply in an incident's thread."""
+    return {
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "text": reply.text,
+        "metadata": {
+            "event_type": "rearguard_notice",
+            "event_payload": {"key": reply.key, "incident_id": reply.incident_id},
+        },
+    }
 
 
 def message_payload(notice: Notice, channel: str) -> dict[str, Any]:

@@ -11,12 +11,17 @@ Idempotency: every post carries `metadata.event_payload.key`; before posting, th
 `HISTORY_WINDOW` messages of the channel are searched for that key, and a hit is returned as the
 `Delivery` instead of a second post. That lookup needs a channel *ID* (`conversations.history`
 refuses names) and the `channels:history` scope (`groups:history` for a private channel) beside
-`chat:write`.
+`chat:write`. Replies are found the same way in `conversations.replies` of their thread.
+
+The first message's SLI plot is uploaded into its thread with `files_upload_v2` (`files:write`),
+only when the message was posted now: an upload that fails is logged and not retried, so that a
+retry never posts a second message or a second plot.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable
 from typing import Any
 
@@ -39,8 +44,12 @@ from rollback.notify import (
     NotifyError,
     NotifyRejected,
     NotifyRetryable,
+    Reply,
     message_payload,
+    reply_payload,
 )
+
+log = logging.getLogger(__name__)
 
 # How many recent channel messages the idempotency lookup reads (one page of history).
 HISTORY_WINDOW = 100
@@ -98,7 +107,41 @@ class SlackNotifier:
                 return existing
             client = self._web()
             response = await self._call("chat.postMessage", client.chat_postMessage(**payload))
+            delivery = Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
+            if notice.plot_png:
+                await self._upload_plot(delivery, notice)
+        return delivery
+
+    async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
+        """Post `reply` in `thread` unless the thread already holds a reply with its key."""
+        async with self._lock:
+            client = self._web()
+            replies = await self._call(
+                "conversations.replies",
+                client.conversations_replies(
+                    channel=thread.channel, ts=thread.ts, include_all_metadata=True,
+                    limit=HISTORY_WINDOW,
+                ),
+            )  # fmt: skip
+            for message in replies.get("messages") or []:
+                if _notice_key(message) == reply.key:
+                    return Delivery(channel=thread.channel, ts=str(message["ts"]))
+            payload = reply_payload(reply, thread.channel, thread.ts)
+            response = await self._call("chat.postMessage", client.chat_postMessage(**payload))
         return Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
+
+    async def _upload_plot(self, delivery: Delivery, notice: Notice) -> None:
+        """Upload the SLI plot into the new message's thread; a failure is logged, not raised."""
+        assert notice.plot_png is not None
+        upload = self._web().files_upload_v2(
+            channel=delivery.channel, thread_ts=delivery.ts, file=notice.plot_png,
+            filename=f"{notice.incident_id}-{notice.sli}.png",
+            title=f"{notice.service} {notice.sli} around deploy {notice.deploy_sha[:10]}",
+        )  # fmt: skip
+        try:
+            await self._call("files_upload_v2", upload)
+        except NotifyError as exc:
+            log.warning("SLI plot for %s not uploaded: %s", notice.incident_id, exc)
 
     async def aclose(self) -> None:
         """Close the HTTP session (safe to call twice, or before any send)."""

@@ -34,10 +34,20 @@ def test_demo_json_names_the_culprit_pr_and_its_agent_session(tmp_path: Path) ->
     assert {a["kind"]: a["status"] for a in document["actions"]} == {
         "revert": "completed",
         "notify": "completed",
+        "reply": "completed",
+        "fix": "completed",
     }
-    assert len(document["notices"]) == 2
-    assert "#103" in document["notices"][0]["text"]
-    assert "RECOVERED" in document["notices"][1]["text"]
+    (fix,) = document["fixes"]
+    assert fix["detail"]["kind"] == "bug_issue"
+    issue = Path(fix["url"].removeprefix("file://")).read_text()
+    for needle in ("#103", "Given ", "When ", "Then ", "critical", "no Anthropic key"):
+        assert needle in issue
+    first, *rest = document["notices"]
+    assert "#103" in first["text"]
+    replies = [n for n in rest if n.get("thread_ts")]
+    assert "Revert PR opened" in replies[0]["text"]
+    assert "Bug issue opened" in replies[1]["text"]
+    assert any("RECOVERED" in n["text"] for n in rest)
     store = duckdb.connect(document["store"], read_only=True)
     try:
         assert store.execute("SELECT count(*) FROM incidents").fetchall() == [(1,)]

@@ -116,10 +116,15 @@ async def test_regression_is_reverted_and_announced(loop: Loop, traffic: SampleA
     revert = next(a for a in incident["actions"] if a["kind"] == "revert")
     assert revert["url"] == reverts[0].html_url
     assert loop.github.read_file("src/module_2.py", reverts[0].head_ref) is None
-    assert len(loop.slack.messages) == 1
-    text = loop.slack.messages[0].text + str(loop.slack.messages[0].blocks)
+    (opening,) = [m for m in loop.slack.messages if m.thread_ts is None]
+    text = opening.text + str(opening.blocks)
     for needle in (f"#{culprit}", "sess-2", "http_errors", reverts[0].html_url):
         assert needle in text
+    replies = [m.text for m in loop.slack.messages if m.thread_ts == opening.ts]
+    assert [r.split(":")[0] for r in replies] == [
+        "Revert PR opened",
+        "Bug issue opened (no fix PR)",
+    ]
     traffic.configure("e2e-regress", error_ratio=0.005)
 
 

@@ -38,9 +38,10 @@ from aiohttp import web
 from tests.fakes import github_payloads as payloads
 from tests.fakes.git_repo import GitFailed, GitRepo
 from tests.fakes.github_api import ApiError, GitHubApi
+from tests.fakes.github_changes_api import FakeIssue
 from tests.fakes.github_payloads import FakePR, Json, MergeMethod
 
-__all__ = ["ApiError", "FakeGitHub", "FakePR", "GitFailed"]
+__all__ = ["ApiError", "FakeGitHub", "FakeIssue", "FakePR", "GitFailed"]
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -61,6 +62,9 @@ class FakeGitHub(GitRepo):
         self.full_name = repo
         self.url = ""
         self.pulls: list[FakePR] = []
+        self.issues: list[FakeIssue] = []
+        self.auto_merge_allowed = True
+        self.checks_pending = True  # False: GitHub calls an open PR "clean" (nothing to wait for)
         self.requests: list[str] = []
         self._failures: list[_Fault] = []
         self._rate_limits: list[tuple[int, bool]] = []
@@ -156,7 +160,16 @@ class FakeGitHub(GitRepo):
 
     def next_number(self) -> int:
         """The next issue/PR number, as GitHub shares one sequence for both."""
-        return len(self.pulls) + 1
+        return len(self.pulls) + len(self.issues) + 1
+
+    def merge_branch(self, pr: FakePR) -> None:
+        """Squash-merge open `pr` into main, as the REST merge (or auto-merge) would."""
+        self.tick()
+        self.git("checkout", "-q", "main")
+        self.git("merge", "-q", "--squash", pr.head_ref)
+        self.git("commit", "-q", "-m", f"{pr.title} (#{pr.number})")
+        pr.state, pr.merged, pr.merged_at = "closed", True, self.tick()
+        pr.merge_sha, pr.merge_method = self.head_sha("main"), "squash"
 
     @property
     def owner(self) -> str:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from tests.fakes import github_payloads as payloads
 from tests.fakes.git_repo import GitFailed
+from tests.fakes.github_changes_api import GitHubChangesApi
 from tests.fakes.github_payloads import FakePR, Json
 
 if TYPE_CHECKING:
@@ -37,6 +38,7 @@ class GitHubApi:
     def __init__(self, fake: FakeGitHub) -> None:
         self._fake = fake
         self.refusal: str | None = None
+        self.changes = GitHubChangesApi(fake)
 
     def register(self, app: web.Application) -> None:
         """Add every route to `app`."""
@@ -57,6 +59,7 @@ class GitHubApi:
         add("GET", f"{repo}/git/trees/{{sha}}", self._get_tree)
         add("POST", f"{repo}/git/trees", self._create_tree)
         add("POST", "/graphql", self._graphql)
+        self.changes.register(app)
 
     def _log(self, *args: str) -> list[Json]:
         """`git log` records as `Commit` payloads."""
@@ -295,9 +298,11 @@ class GitHubApi:
     async def _graphql(self, request: web.Request) -> web.Response:
         fake = self._fake
         data = await request.json()
+        arguments = (data.get("variables") or {}).get("input") or {}
+        if "enablePullRequestAutoMerge" in str(data.get("query", "")):
+            return self.changes.enable_auto_merge(str(arguments.get("pullRequestId")))
         if "revertPullRequest" not in str(data.get("query", "")):
             return _graphql_error("UNPROCESSABLE", "the fake speaks only revertPullRequest")
-        arguments = (data.get("variables") or {}).get("input") or {}
         found = [pr for pr in fake.pulls if pr.node_id == arguments.get("pullRequestId")]
         if not found:
             return _graphql_error("NOT_FOUND", "Could not resolve to a node with the global id")

@@ -52,6 +52,9 @@ class FakePR:
     labels: list[str] = field(default_factory=list)
     files: dict[str, str | None] = field(default_factory=dict)
     opened_by_api: bool = False
+    auto_merge: str | None = None
+    assignees: list[str] = field(default_factory=list)
+    comments: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ def pull_request(pr: FakePR, site: Site, *, simple: bool = False) -> Json:
         "head": end(pr.head_ref, pr.head_sha),
         "base": end(pr.base_ref, pr.base_sha),
         "author_association": "MEMBER",
+        "assignees": [user(a, site) for a in pr.assignees],
     }
     if simple:
         return over(skeleton(models.PullRequestSimple), values)

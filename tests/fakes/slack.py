@@ -1,11 +1,14 @@
 """`FakeSlack`: an in-process Slack Web API on loopback, spoken to by the real `slack_sdk` client.
 
 It owns the slice of Slack that Rearguard uses (`auth.test`, `chat.postMessage`, `chat.update`,
-`conversations.history`) with Slack's envelopes and error codes, plus fault injection for the
-failure modes the notifier must survive (429 with `Retry-After`, 5xx, slow answers). Requests are
-read the way Slack reads them: `POST /api/<method>` with a JSON or form body, or query parameters
-(slack_sdk sends `conversations.history` as a GET); the token comes from `Authorization: Bearer`
-or a `token` argument.
+`conversations.history`, `conversations.replies`, and `files_upload_v2`'s three steps:
+`files.getUploadURLExternal`, the POST of the bytes to the returned URL, and
+`files.completeUploadExternal`, which shares the file into a channel or thread) with Slack's
+envelopes and error codes, plus fault injection for the failure modes the notifier must survive
+(429 with `Retry-After`, 5xx, slow answers). Requests are read the way Slack reads them: `POST
+/api/<method>` with a JSON or form body, or query parameters (slack_sdk sends
+`conversations.history` as a GET); the token comes from `Authorization: Bearer` or a `token`
+argument.
 
 Deliberate simplifications: one team, one bot; no cursor pagination (`has_more` is reported);
 `chat.postMessage` requires `text` (Slack only warns without it; Rearguard always sends it).
@@ -51,6 +54,19 @@ class FakeMessage:
 
 
 @dataclass(slots=True)
+class FakeFile:
+    """An uploaded file: its bytes, and where it was shared (channel, thread ts) once completed."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes = b""
+    title: str | None = None
+    channel: str | None = None
+    thread_ts: str | None = None
+
+
+@dataclass(slots=True)
 class _Fault:
     remaining: int
     status: int
@@ -66,10 +82,12 @@ class FakeSlack:
         self.token = token
         self.channels = frozenset(channels) if channels is not None else None
         self.messages: list[FakeMessage] = []
+        self.files: list[FakeFile] = []
         # Every request's method name in arrival order, retries included.
         self.calls: list[str] = []
         self.app = web.Application()
         self.app.router.add_route("*", "/api/{method}", self._dispatch)
+        self.app.router.add_post("/upload/{file_id}", self._upload)
         self._faults: list[_Fault] = []
         self._delay = 0.0
         self._seq = 0
@@ -165,6 +183,9 @@ class FakeSlack:
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
             "conversations.history": self._history,
+            "conversations.replies": self._replies,
+            "files.getUploadURLExternal": self._upload_url,
+            "files.completeUploadExternal": self._complete_upload,
         }.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
@@ -254,6 +275,55 @@ class FakeSlack:
                 }
         return {"ok": False, "error": "message_not_found"}
 
+    def _replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel, ts = args.get("channel"), args.get("ts")
+        if not self._known(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        thread = _thread(self.messages, channel, ts)
+        if not thread:
+            return {"ok": False, "error": "thread_not_found"}
+        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        return {
+            "ok": True,
+            "has_more": False,
+            "messages": [_as_slack(m, with_metadata=with_metadata) for m in thread],
+        }
+
+    def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
+        filename, length = args.get("filename"), str(args.get("length", ""))
+        if not filename or not length.isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file = FakeFile(
+            id=f"F{len(self.files) + 1:08d}", filename=str(filename), length=int(length)
+        )
+        self.files.append(file)
+        assert self._server is not None
+        return {"ok": True, "file_id": file.id,
+                "upload_url": str(self._server.make_url(f"/upload/{file.id}"))}  # fmt: skip
+
+    async def _upload(self, request: web.Request) -> web.Response:
+        found = [f for f in self.files if f.id == request.match_info["file_id"]]
+        if not found:
+            return web.Response(status=404, text="no such upload")
+        found[0].data = await request.read()
+        return web.Response(text=f"OK - {len(found[0].data)}")
+
+    def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
+        entries = _json_arg(args.get("files")) or []
+        channel = args.get("channel_id")
+        if channel is not None and not self._known(channel):
+            return {"ok": False, "error": "channel_not_found"}
+        done = []
+        for entry in entries:
+            found = [f for f in self.files if f.id == entry.get("id")]
+            if not found or len(found[0].data) != found[0].length:
+                return {"ok": False, "error": "file_not_found"}
+            file = found[0]
+            file.title, file.channel = entry.get("title"), channel
+            file.thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
+            done.append({"id": file.id, "title": file.title, "name": file.filename})
+        return {"ok": True, "files": done}
+
     def _history(self, args: dict[str, Any]) -> dict[str, Any]:
         channel = args.get("channel")
         if not self._known(channel):
@@ -274,6 +344,11 @@ class FakeSlack:
             "channel_actions_ts": None,
             "channel_actions_count": 0,
         }
+
+
+def _thread(messages: list[FakeMessage], channel: object, ts: object) -> list[FakeMessage]:
+    """The parent message `ts` and its replies, oldest first."""
+    return [m for m in messages if m.channel == channel and (ts in (m.ts, m.thread_ts))]
 
 
 def _fault_response(fault: _Fault) -> web.Response:

@@ -1,0 +1,261 @@
+"""The GitHub forge's writes beyond reverts: fix branches and PRs, issues, merges and closes.
+
+It owns the calls a fix and a merge need: reading file contents at a commit (Git Data trees and
+blobs), building a branch whose tree sets given contents (blobs, tree, commit, ref) and opening it
+as a draft PR with labels and assignees, opening the refined bug issue, asking for auto-merge
+(GraphQL `enablePullRequestAutoMerge`, then REST merge when GitHub says the PR is already clean
+and policy allows it), and closing a PR a person called a false alarm. It is a mixin of
+`rollback.github.GitHubForge` and runs every call through that class's one retry policy
+(`_call`/`_rest`); what to do with GitHub's auto-merge answer is `rollback.policy`'s decision.
+Each write is idempotent per key: the marker in the body, or the key's branch, finds it again.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+
+from githubkit import GitHub, Response
+from githubkit_schemas.latest.models import Issue
+
+from rollback.forge import (
+    ChangeRequest,
+    ForgeError,
+    IssueRequest,
+    IssueResult,
+    MergeResult,
+    MergeState,
+    RevertRequest,
+    RevertResult,
+)
+from rollback.policy import MergeNext, after_auto_merge
+
+if TYPE_CHECKING:
+    from rollback.github import Repo, _Opened
+    from rollback.revert_plan import Tree
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+MERGE_METHOD = "SQUASH"  # one commit per revert on the default branch, easy to read and undo
+PER_PAGE = 100
+MAX_PAGES = 30
+
+AUTO_MERGE_MUTATION = """
+mutation RearguardAutoMerge($input: EnablePullRequestAutoMergeInput!) {
+  enablePullRequestAutoMerge(input: $input) { pullRequest { number } }
+}
+"""
+
+
+def issue_marker(key: str) -> str:
+    """The comment that ties an issue to its `IssueRequest.key` across retries and restarts."""
+    return f"<!-- rearguard-key: {key} -->"
+
+
+class GitHubChanges:
+    """Mixin: the fix, issue, merge and close calls of `GitHubForge` (see the module doc)."""
+
+    if TYPE_CHECKING:  # provided by GitHubForge
+        _gh: GitHub[Any]
+
+        async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T: ...
+
+        async def _rest(
+            self,
+            what: str,
+            at: Repo,
+            method: Callable[Concatenate[str, str, P], Awaitable[Response[T, Any]]],
+            /,
+            *args: P.args,
+            **kwargs: P.kwargs,
+        ) -> T: ...
+
+        async def _tree(self, at: Repo, sha: str, cache: dict[str, Tree]) -> Tree: ...
+
+        async def _find(
+            self, at: Repo, request: RevertRequest | ChangeRequest
+        ) -> _Opened | None: ...
+
+        async def _create_once(
+            self,
+            what: str,
+            at: Repo,
+            request: RevertRequest | ChangeRequest,
+            create: Callable[[], Awaitable[_Opened]],
+        ) -> _Opened: ...
+
+        async def _point_branch(self, at: Repo, branch: str, sha: str) -> None: ...
+
+        async def _finish(
+            self, at: Repo, request: RevertRequest | ChangeRequest, opened: _Opened, *, reused: bool
+        ) -> RevertResult: ...
+
+    async def read_files(
+        self, repo: str, ref: str, paths: Sequence[str]
+    ) -> Mapping[str, str | None]:
+        """Each path's text at commit `ref` (`sha^`: its first parent) through the Git Data API."""
+        from rollback.github import _split  # noqa: PLC0415 - github imports this module
+
+        at, git = _split(repo), self._gh.rest.git
+        sha = ref.removesuffix("^")
+        commit = await self._rest(f"read commit {sha}", at, git.async_get_commit, sha)
+        if ref.endswith("^"):
+            if not commit.parents:
+                raise ForgeError(f"commit {sha[:10]} has no parent")
+            parent = commit.parents[0].sha
+            commit = await self._rest(f"read commit {parent}", at, git.async_get_commit, parent)
+        tree = await self._tree(at, commit.tree.sha, {})
+        out: dict[str, str | None] = {}
+        for path in paths:
+            entry = tree.get(path)
+            if entry is None:
+                out[path] = None
+                continue
+            blob = await self._rest(f"read {path}", at, git.async_get_blob, entry[2])
+            try:
+                out[path] = base64.b64decode(blob.content).decode()
+            except (binascii.Error, UnicodeDecodeError) as exc:
+                raise ForgeError(f"{path} at {ref[:10]} is not UTF-8 text") from exc
+        return out
+
+    async def open_change(self, request: ChangeRequest) -> RevertResult:
+        """Find the open PR for `request.key`, or build its branch and open it (draft)."""
+        from rollback.github import _opened, _split  # noqa: PLC0415 - github imports this module
+
+        at, git = _split(request.repo), self._gh.rest.git
+
+        async def find() -> _Opened | None:
+            return await self._find(at, request)
+
+        existing = await self._call("find an existing change", find)
+        if existing is not None:
+            return await self._assign(at, request, existing, reused=True)
+        base = request.base_branch
+        ref = await self._rest(f"read branch {base}", at, git.async_get_ref, f"heads/{base}")
+        head = await self._rest("read the base commit", at, git.async_get_commit, ref.object_.sha)
+        head_tree = await self._tree(at, head.tree.sha, {})
+        entries: list[Any] = []
+        for path, content in request.files:
+            if content is None:
+                if path in head_tree:
+                    entries.append({"path": path, "mode": head_tree[path][0], "type": "blob",
+                                    "sha": None})  # fmt: skip
+                continue
+            blob = await self._rest(
+                f"write {path}", at, git.async_create_blob, content=content, encoding="utf-8"
+            )
+            mode = head_tree[path][0] if path in head_tree else "100644"
+            entries.append({"path": path, "mode": mode, "type": "blob", "sha": blob.sha})
+        tree = await self._rest(
+            "create the change tree", at, git.async_create_tree, base_tree=head.tree.sha,
+            tree=entries,
+        )  # fmt: skip
+        commit = await self._rest(
+            "create the change commit", at, git.async_create_commit,
+            message=request.message, tree=tree.sha, parents=[ref.object_.sha],
+        )  # fmt: skip
+        await self._point_branch(at, request.branch, commit.sha)
+
+        async def create() -> _Opened:
+            created = await self._gh.rest.pulls.async_create(
+                *at, title=request.title, head=request.branch, base=base,
+                body=_with_marker(request.body, request.key), draft=request.draft,
+            )  # fmt: skip
+            return _opened(created.parsed_data)
+
+        opened = await self._create_once(f"open PR for {request.branch}", at, request, create)
+        return await self._assign(at, request, opened, reused=False)
+
+    async def _assign(
+        self, at: Repo, request: ChangeRequest, opened: _Opened, *, reused: bool
+    ) -> RevertResult:
+        result = await self._finish(at, request, opened, reused=reused)
+        if request.assignees and opened.number:
+            add = self._gh.rest.issues.async_add_assignees
+            what = f"assign PR #{opened.number}"
+            await self._rest(what, at, add, opened.number, assignees=list(request.assignees))
+        return result
+
+    async def open_issue(self, request: IssueRequest) -> IssueResult:
+        """Find the open issue carrying `request.key`'s marker, or open it."""
+        from rollback.github import _split  # noqa: PLC0415 - github imports this module
+
+        at, attempted = _split(request.repo), False
+
+        async def op() -> IssueResult:
+            nonlocal attempted
+            found = await self._find_issue(at, request.key)
+            if found is not None:
+                return IssueResult(found.html_url, found.number, reused=not attempted)
+            attempted = True
+            created = await self._gh.rest.issues.async_create(
+                *at, title=request.title, body=_with_marker(request.body, request.key),
+                labels=list(request.labels), assignees=list(request.assignees),
+            )  # fmt: skip
+            issue = created.parsed_data
+            return IssueResult(issue.html_url, issue.number, reused=False)
+
+        return await self._call(f"open issue {request.key}", op)
+
+    async def _find_issue(self, at: Repo, key: str) -> Issue | None:
+        tag = issue_marker(key)
+        for page in range(1, MAX_PAGES + 1):
+            listed = await self._gh.rest.issues.async_list_for_repo(
+                *at, state="open", labels="rearguard", per_page=PER_PAGE, page=page
+            )
+            issues = cast("list[Issue]", listed.parsed_data)
+            for issue in issues:
+                if issue.pull_request is None and tag in (issue.body or ""):
+                    return issue
+            if len(issues) < PER_PAGE:
+                return None
+        raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open issues: cannot rule out one")
+
+    async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
+        """GraphQL auto-merge; a clean PR is merged through REST if allowed; else left."""
+        from rollback.github import _GraphQLRefused, _split  # noqa: PLC0415
+
+        at, pulls = _split(repo), self._gh.rest.pulls
+        pull = await self._rest(f"read PR #{number}", at, pulls.async_get, number)
+        if pull.merged:
+            return MergeResult(MergeState.MERGED, "already merged")
+        variables = {"input": {"pullRequestId": pull.node_id, "mergeMethod": MERGE_METHOD}}
+
+        async def enable() -> object:
+            return await self._gh.async_graphql(AUTO_MERGE_MUTATION, variables)
+
+        error: str | None = None
+        try:
+            await self._call(f"enable auto-merge on PR #{number}", enable)
+        except _GraphQLRefused as exc:
+            error = str(exc)
+        try:
+            step, note = after_auto_merge(error, allow_rest_merge=allow_rest_merge)
+        except ValueError as exc:
+            raise ForgeError(str(exc)) from exc
+        if step is MergeNext.ENABLED:
+            return MergeResult(MergeState.AUTO_MERGE, note)
+        if step is MergeNext.LEAVE:
+            return MergeResult(MergeState.LEFT_FOR_PERSON, note)
+        await self._rest(
+            f"merge PR #{number}", at, pulls.async_merge, number, merge_method="squash"
+        )
+        return MergeResult(MergeState.MERGED, note)
+
+    async def close_pull(self, repo: str, number: int, comment: str) -> None:
+        """Comment why, then close PR `number` (closing a closed PR changes nothing)."""
+        from rollback.github import _split  # noqa: PLC0415 - github imports this module
+
+        at = _split(repo)
+        comment_on = self._gh.rest.issues.async_create_comment
+        await self._rest(f"comment on PR #{number}", at, comment_on, number, body=comment)
+        update = self._gh.rest.pulls.async_update
+        await self._rest(f"close PR #{number}", at, update, number, state="closed")
+
+
+def _with_marker(body: str, key: str) -> str:
+    tag = issue_marker(key)
+    return body if tag in body else f"{body}\n\n{tag}"

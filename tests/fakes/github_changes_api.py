@@ -1,0 +1,172 @@
+"""The routes `FakeGitHub` answers for fixes, issues, merges and closes (beside `GitHubApi`).
+
+Git Data blobs (read and write), issues (create, list, assignees, comments), closing a PR
+(`PATCH /pulls/{n}`), the REST merge (`PUT /pulls/{n}/merge`) and GraphQL
+`enablePullRequestAutoMerge`, which answers as GitHub does: auto-merge enabled, "Pull request is
+in clean status" when nothing is pending (`fake.checks_pending = False`), or "Auto merge is not
+allowed for this repository" (`fake.auto_merge_allowed = False`).
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from githubkit_schemas.latest import models
+
+from tests.fakes import github_payloads as payloads
+from tests.fakes.github_payloads import Json
+
+if TYPE_CHECKING:
+    from tests.fakes.github import FakeGitHub
+
+
+@dataclass
+class FakeIssue:
+    """An issue opened through the API."""
+
+    number: int
+    title: str
+    body: str
+    labels: list[str]
+    assignees: list[str]
+    html_url: str
+    created_at: str
+    state: str = "open"
+    comments: list[str] = field(default_factory=list)
+
+
+def issue_payload(issue: FakeIssue, site: payloads.Site) -> Json:
+    """An `Issue` body for `issue`."""
+    values = {
+        "id": 5000 + issue.number, "node_id": f"I_fake{issue.number:04d}",
+        "url": f"{site.repo_api}/issues/{issue.number}", "repository_url": site.repo_api,
+        "html_url": issue.html_url, "number": issue.number, "state": issue.state,
+        "title": issue.title, "body": issue.body, "user": payloads.user("rearguard-bot", site),
+        "labels": [payloads.label(n, site) for n in issue.labels],
+        "assignees": [payloads.user(a, site) for a in issue.assignees],
+        "comments": len(issue.comments), "created_at": issue.created_at,
+        "updated_at": issue.created_at, "closed_at": None, "locked": False, "milestone": None,
+    }  # fmt: skip
+    return payloads.over(payloads.skeleton(models.Issue), values)
+
+
+class GitHubChangesApi:
+    """The routes of one `FakeGitHub` for fixes, issues, merges and closes."""
+
+    def __init__(self, fake: FakeGitHub) -> None:
+        self._fake = fake
+
+    def register(self, app: web.Application) -> None:
+        repo, add = "/repos/{owner}/{repo}", app.router.add_route
+        add("GET", f"{repo}/git/blobs/{{sha}}", self._get_blob)
+        add("POST", f"{repo}/git/blobs", self._create_blob)
+        add("GET", f"{repo}/issues", self._list_issues)
+        add("POST", f"{repo}/issues", self._create_issue)
+        add("POST", f"{repo}/issues/{{number:\\d+}}/assignees", self._assign)
+        add("POST", f"{repo}/issues/{{number:\\d+}}/comments", self._comment)
+        add("PATCH", f"{repo}/pulls/{{number:\\d+}}", self._update_pull)
+        add("PUT", f"{repo}/pulls/{{number:\\d+}}/merge", self._merge)
+
+    async def _get_blob(self, request: web.Request) -> web.Response:
+        from tests.fakes.github import ApiError  # noqa: PLC0415 - github imports this module
+
+        fake, sha = self._fake, request.match_info["sha"]
+        try:
+            content = fake.git("cat-file", "blob", sha)
+        except Exception as exc:
+            raise ApiError(404, "Not Found") from exc
+        values = {"content": base64.b64encode(content.encode()).decode(), "encoding": "base64",
+                  "url": f"{fake.site.repo_api}/git/blobs/{sha}", "sha": sha,
+                  "size": len(content.encode()), "node_id": f"B_{sha}"}  # fmt: skip
+        return web.json_response(values)
+
+    async def _create_blob(self, request: web.Request) -> web.Response:
+        fake, data = self._fake, await request.json()
+        content = str(data["content"])
+        if data.get("encoding") == "base64":
+            content = base64.b64decode(content).decode()
+        sha = fake.git("hash-object", "-w", "--stdin", stdin=content).strip()
+        return web.json_response(
+            {"url": f"{fake.site.repo_api}/git/blobs/{sha}", "sha": sha}, status=201
+        )
+
+    async def _list_issues(self, request: web.Request) -> web.Response:
+        fake, q = self._fake, request.query
+        wanted = set(filter(None, q.get("labels", "").split(",")))
+        chosen = [
+            i
+            for i in reversed(fake.issues)
+            if q.get("state", "open") in ("all", i.state) and wanted <= set(i.labels)
+        ]
+        per_page, page = min(int(q.get("per_page", "30")), 100), max(int(q.get("page", "1")), 1)
+        shown = chosen[(page - 1) * per_page : page * per_page]
+        return web.json_response([issue_payload(i, fake.site) for i in shown])
+
+    async def _create_issue(self, request: web.Request) -> web.Response:
+        fake, data = self._fake, await request.json()
+        number = fake.next_number()
+        issue = FakeIssue(
+            number=number, title=str(data["title"]), body=str(data.get("body") or ""),
+            labels=[str(x) for x in data.get("labels", [])],
+            assignees=[str(x) for x in data.get("assignees", [])],
+            html_url=f"https://github.com/{fake.full_name}/issues/{number}",
+            created_at=fake.tick(),
+        )  # fmt: skip
+        fake.issues.append(issue)
+        return web.json_response(issue_payload(issue, fake.site), status=201)
+
+    async def _assign(self, request: web.Request) -> web.Response:
+        fake, data = self._fake, await request.json()
+        pr = fake.pull(int(request.match_info["number"]))
+        pr.assignees.extend(a for a in data.get("assignees", []) if a not in pr.assignees)
+        return web.json_response(payloads.pull_request(pr, fake.site), status=201)
+
+    async def _comment(self, request: web.Request) -> web.Response:
+        fake, data = self._fake, await request.json()
+        number = int(request.match_info["number"])
+        fake.pull(number).comments.append(str(data["body"]))
+        values = {"id": 9000 + number, "node_id": "IC_fake", "body": str(data["body"]),
+                  "url": f"{fake.site.repo_api}/issues/comments/{9000 + number}",
+                  "issue_url": f"{fake.site.repo_api}/issues/{number}",
+                  "user": payloads.user("rearguard-bot", fake.site)}  # fmt: skip
+        return web.json_response(
+            payloads.over(payloads.skeleton(models.IssueComment), values), status=201
+        )
+
+    async def _update_pull(self, request: web.Request) -> web.Response:
+        fake, data = self._fake, await request.json()
+        pr = fake.pull(int(request.match_info["number"]))
+        if data.get("state") in ("open", "closed") and not pr.merged:
+            pr.state = data["state"]
+        return web.json_response(payloads.pull_request(pr, fake.site))
+
+    async def _merge(self, request: web.Request) -> web.Response:
+        fake = self._fake
+        pr = fake.pull(int(request.match_info["number"]))
+        if pr.merged or pr.state != "open":
+            return web.json_response(
+                payloads.error("Pull Request is not mergeable", 405), status=405
+            )
+        fake.merge_branch(pr)
+        return web.json_response({"sha": pr.merge_sha, "merged": True,
+                                  "message": "Pull Request successfully merged"})  # fmt: skip
+
+    def enable_auto_merge(self, node_id: str) -> web.Response:
+        """GraphQL `enablePullRequestAutoMerge` for the PR with `node_id`."""
+        from tests.fakes.github_api import _graphql_error  # noqa: PLC0415
+
+        fake = self._fake
+        found = [pr for pr in fake.pulls if pr.node_id == node_id]
+        if not found:
+            return _graphql_error("NOT_FOUND", "Could not resolve to a node with the global id")
+        pr = found[0]
+        if not fake.auto_merge_allowed:
+            return _graphql_error("UNPROCESSABLE", "Auto merge is not allowed for this repository")
+        if not fake.checks_pending:
+            return _graphql_error("UNPROCESSABLE", "Pull request is in clean status")
+        pr.auto_merge = "SQUASH"
+        payload = {"pullRequest": {"number": pr.number}}
+        return web.json_response({"data": {"enablePullRequestAutoMerge": payload}})
