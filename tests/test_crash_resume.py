@@ -161,7 +161,6 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
                 "X-Hub-Signature-256": sign(body), "Content-Type": "application/json",
             }) as response:  # fmt: skip
                 assert response.status == 202
-            github.delay(4)  # every GitHub answer now takes 4 s: the kill lands before the revert
             traffic.configure(SERVICE, error_ratio=0.05)
             async with session.post(
                 f"{server.url}/v1/deploys",
@@ -172,8 +171,19 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
                 assert response.status == 202
                 deploy_id = (await response.json())["id"]
             deadline = time.monotonic() + 60
-            while not (await _get(session, f"{server.url}/v1/incidents"))["incidents"]:
+            # Once the change set is read, every GitHub answer takes 4 s: the kill then lands
+            # after the incident row and before the revert PR.
+            while (await _get(session, f"{server.url}/v1/deploys/{deploy_id}"))["phase"] in (
+                "deployed",
+                None,
+            ):
                 assert time.monotonic() < deadline, server.tail()
+                await asyncio.sleep(0.05)
+            github.delay(4)
+            while not (await _get(session, f"{server.url}/v1/incidents"))["incidents"]:
+                if time.monotonic() > deadline:
+                    view = await _get(session, f"{server.url}/v1/deploys/{deploy_id}")
+                    raise AssertionError(f"no incident within 60 s: {view}")
                 await asyncio.sleep(0.05)
             server.kill()
             assert github.created_pulls() == []
