@@ -42,6 +42,9 @@ class DetectorSettings:
     blip: float = 15.0
     """Seconds of excursion that are a blip, never a regression (the steps that weigh most for a
     regression, this long, are left out of every statistic)."""
+    persist: float = 2.3
+    """Log-LR a ratio regression must keep with its blip-long strongest steps left out: the
+    evidence has to persist beyond a blip (see `observer.sequential`)."""
     min_bad: int = 3
     """Bad events a ratio regression needs behind it: one retried error is never a regression."""
 
