@@ -39,6 +39,10 @@ class DetectorSettings:
     alpha: float = 0.005
     gauge_points: int = 3
     gauge_mad_factor: float = 5.0
+    gauge_persist: int = 4
+    """Consecutive latest gauge points that must each lie past the band: a level shift or a
+    leak persists, a burst of spikes between normal points does not (tuned on a training half
+    of the NAB series, see bench/detection/tune_gauge.py)."""
     blip: float = 15.0
     """Seconds of excursion that are a blip, never a regression (the steps that weigh most for a
     regression, this long, are left out of every statistic)."""
@@ -188,8 +192,12 @@ def assess_gauge(
         effect=(now / centre - 1) if centre else math.nan,
     )
     band = f"median of last {len(recent)} points {now:.4g} vs baseline {centre:.4g} ± {margin:.4g}"
-    if statistic > 1.0:
-        return replace(result, status=Status.REGRESSED, reason=band)
+    edge = centre + sign * margin
+    tail = [v for v in watch if math.isfinite(v)][-settings.gauge_persist :]
+    persists = len(tail) >= settings.gauge_persist and all(sign * (v - edge) > 0 for v in tail)
+    if statistic > 1.0 and persists:
+        reason = f"{band}; the last {len(tail)} points all past {edge:.4g}"
+        return replace(result, status=Status.REGRESSED, reason=reason)
     if not complete:
         return result
     return replace(result, status=Status.HEALTHY, reason=band)
