@@ -3,24 +3,29 @@
 Pure and deterministic; the Watch, `rearguard backtest` and the detection benchmark all call
 `assess_ratio_steps` with the steps seen so far, once per step.
 
-The null is the most pessimistic of the available baselines (before the deploy, the same window a
-day and a week earlier, or the stable version in canary mode): the upper Wilson bound of each
-baseline's bad rate, raised by the SLI's `tolerance`. Two families of likelihood ratios are tested
-against it, each over `ALTERNATIVES` (multiples of the null):
+The null comes from the available baselines (before the deploy, the same window a day and a week
+earlier, or the stable version in canary mode): pooled when they agree, else the most pessimistic
+one; its upper Wilson bound (99.5%), raised by the SLI's `tolerance`. Two families of likelihood
+ratios are tested against it, each over `ALTERNATIVES` (multiples of the null):
 
 - from the deploy on (the regression starts at the deploy): the mixture over the alternatives,
-  against `log(2/alpha)`;
+  against `log(1 / (0.8 alpha))`;
 - from the start of the current excursion (a CUSUM per alternative, for a regression that starts
-  later in the watch), against `log(2 * horizon * len(ALTERNATIVES) / alpha)`.
+  later in the watch), against `log(horizon * len(ALTERNATIVES) / (0.2 alpha))`.
 
-Each likelihood ratio from a fixed start and alternative is a non-negative martingale under the
-null, so by Ville's inequality and a union bound over starts and alternatives the chance of ever
-calling a regression during a clean watch is at most `alpha`, however often it is evaluated.
+Each likelihood ratio from a fixed start and alternative is a non-negative supermartingale under
+the null (also when the rate moves below the null from step to step), so by Ville's inequality
+and a union bound over starts and alternatives the chance of ever calling a regression during a
+clean watch is at most `alpha`, however often it is evaluated, plus the 0.5% chance that the
+baseline's bound falls below its true rate.
 
-A blip is not a regression: the statistics are computed with the `r` steps that weigh most for
-the regression left out (`r` = `blip` seconds in steps, at most a tenth of the watch). An
-excursion no longer than a blip then contributes nothing, and because leaving steps out only
-lowers a statistic, the bound above holds.
+A blip is not a regression: the evidence must persist. Besides crossing its threshold, the
+statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
+with the `r` steps that weigh most left out (`r` = `blip` seconds in steps, at most a tenth of
+the watch). An excursion no longer than a blip then leaves only the clean steps around it, which
+clear that bar with probability at most exp(-persist) by Ville's inequality again. Both
+conditions are needed, so the false-alarm bound above is untouched; and a sustained regression
+pays only `persist` for the blip rule, not the whole of its strongest step.
 """
 
 from __future__ import annotations
