@@ -3,24 +3,29 @@
 Pure and deterministic; the Watch, `rearguard backtest` and the detection benchmark all call
 `assess_ratio_steps` with the steps seen so far, once per step.
 
-The null is the most pessimistic of the available baselines (before the deploy, the same window a
-day and a week earlier, or the stable version in canary mode): the upper Wilson bound of each
-baseline's bad rate, raised by the SLI's `tolerance`. Two families of likelihood ratios are tested
-against it, each over `ALTERNATIVES` (multiples of the null):
+The null comes from the available baselines (before the deploy, the same window a day and a week
+earlier, or the stable version in canary mode): pooled when they agree, else the most pessimistic
+one; its upper Wilson bound (99.5%), raised by the SLI's `tolerance`. Two families of likelihood
+ratios are tested against it, each over `ALTERNATIVES` (multiples of the null):
 
 - from the deploy on (the regression starts at the deploy): the mixture over the alternatives,
-  against `log(2/alpha)`;
+  against `log(1 / (0.8 alpha))`;
 - from the start of the current excursion (a CUSUM per alternative, for a regression that starts
-  later in the watch), against `log(2 * horizon * len(ALTERNATIVES) / alpha)`.
+  later in the watch), against `log(horizon * len(ALTERNATIVES) / (0.2 alpha))`.
 
-Each likelihood ratio from a fixed start and alternative is a non-negative martingale under the
-null, so by Ville's inequality and a union bound over starts and alternatives the chance of ever
-calling a regression during a clean watch is at most `alpha`, however often it is evaluated.
+Each likelihood ratio from a fixed start and alternative is a non-negative supermartingale under
+the null (also when the rate moves below the null from step to step), so by Ville's inequality
+and a union bound over starts and alternatives the chance of ever calling a regression during a
+clean watch is at most `alpha`, however often it is evaluated, plus the 0.5% chance that the
+baseline's bound falls below its true rate.
 
-A blip is not a regression: the statistics are computed with the `r` steps that weigh most for
-the regression left out (`r` = `blip` seconds in steps, at most a tenth of the watch). An
-excursion no longer than a blip then contributes nothing, and because leaving steps out only
-lowers a statistic, the bound above holds.
+A blip is not a regression: the evidence must persist. Besides crossing its threshold, the
+statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
+with the `r` steps that weigh most left out (`r` = `blip` seconds in steps, at most a tenth of
+the watch). An excursion no longer than a blip then leaves only the clean steps around it, which
+clear that bar with probability at most exp(-persist) by Ville's inequality again. Both
+conditions are needed, so the false-alarm bound above is untouched; and a sustained regression
+pays only `persist` for the blip rule, not the whole of its strongest step.
 """
 
 from __future__ import annotations
@@ -55,15 +60,46 @@ class Step:
 def null_rate(sli: Sli, baselines: Sequence[Baseline]) -> tuple[float, Baseline] | None:
     """The conservative null rate over baselines with at least `min_events`, and which one set it.
 
-    A daily or weekly peak that shows in an earlier window raises the null instead of being
-    mistaken for a regression; a baseline too thin to trust is left out rather than trusted.
+    Baselines that agree with each other (a homogeneity test at `HOMOGENEITY_Z`) are one
+    reference measured longer, so they are pooled and their upper bound is tighter. When they
+    disagree, a daily or weekly peak that shows in an earlier window raises the null (the most
+    pessimistic upper bound) instead of being mistaken for a regression. A baseline too thin to
+    trust is left out rather than trusted.
     """
     usable = [b for b in baselines if b.total >= max(sli.min_events, 1)]
     if not usable:
         return None
-    bounds = [(wilson_upper(b.bad, b.total), b) for b in usable]
-    upper, chosen = max(bounds, key=lambda pair: pair[0])
+    if len(usable) > 1 and homogeneous(usable):
+        chosen = Baseline(
+            "+".join(b.label for b in usable),
+            sum(b.bad for b in usable),
+            sum(b.total for b in usable),
+        )
+        upper = wilson_upper(chosen.bad, chosen.total)
+    else:
+        upper, chosen = max(
+            ((wilson_upper(b.bad, b.total), b) for b in usable), key=lambda pair: pair[0]
+        )
     return max(min(upper * (1 + sli.tolerance), 0.99), 1e-6), chosen
+
+
+HOMOGENEITY_Z = 2.326
+"""One-sided 99% normal quantile: baselines whose rates differ past the chi-square quantile at
+this level are treated as different seasons, not pooled."""
+
+
+def homogeneous(baselines: Sequence[Baseline]) -> bool:
+    """Whether the baselines' bad rates are consistent with one common rate (Pearson's
+    chi-square against the Wilson-Hilferty quantile with len - 1 degrees of freedom)."""
+    bad = sum(b.bad for b in baselines)
+    total = sum(b.total for b in baselines)
+    rate = bad / total
+    if rate <= 0 or rate >= 1:
+        return all(b.bad == 0 for b in baselines) or all(b.bad == b.total for b in baselines)
+    chi2 = sum((b.bad - b.total * rate) ** 2 / (b.total * rate * (1 - rate)) for b in baselines)
+    df = len(baselines) - 1
+    quantile = df * (1 - 2 / (9 * df) + HOMOGENEITY_Z * math.sqrt(2 / (9 * df))) ** 3
+    return chi2 <= quantile
 
 
 def _coefficients(p_null: float) -> list[tuple[float, float]]:
@@ -92,23 +128,34 @@ def _log_mean_exp(values: Sequence[float]) -> float:
 
 @dataclass(frozen=True, slots=True)
 class Evidence:
-    """The two statistics at one evaluation and where the later excursion started."""
+    """The two statistics at one evaluation, each with and without the blip, and where the later
+    excursion started."""
 
     from_deploy: float
+    from_deploy_rest: float
     excursion: float
+    excursion_rest: float
     onset_index: int
     bad_since_onset: float
     total_since_onset: float
 
 
-def evidence(steps: Sequence[Step], p_null: float, drop: int) -> Evidence:
-    """The mixture log-LR from the deploy and the best CUSUM excursion, blips left out."""
+def evidence(
+    steps: Sequence[Step], p_null: float, drop: int, bars: tuple[float, float] = (0.0, 0.0)
+) -> Evidence:
+    """The mixture log-LR from the deploy and the best CUSUM excursion, each also with the `drop`
+    steps that weigh most left out (what is left once a blip is discounted).
+
+    The best excursion is the one nearest to clearing both `bars` (its threshold and the
+    evidence it must keep without the blip)."""
     coefs = _coefficients(p_null)
     if not coefs or not steps:
-        return Evidence(0.0, 0.0, 0, 0.0, 0.0)
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
     per_alt = [[s.bad * a + max(s.total - s.bad, 0.0) * b for s in steps] for a, b in coefs]
-    from_deploy = _log_mean_exp([_robust_sum(llrs, drop) for llrs in per_alt])
-    best, onset = 0.0, len(steps)
+    from_deploy = _log_mean_exp([sum(llrs) for llrs in per_alt])
+    from_deploy_rest = _log_mean_exp([_robust_sum(llrs, drop) for llrs in per_alt])
+    best, best_rest, onset = 0.0, 0.0, len(steps)
+    score = -math.inf
     for llrs in per_alt:
         level, start = 0.0, 0
         for index, value in enumerate(llrs):
@@ -117,12 +164,19 @@ def evidence(steps: Sequence[Step], p_null: float, drop: int) -> Evidence:
             else:
                 level += value
         if start < len(llrs):
-            robust = _robust_sum(llrs[start:], drop)
-            if robust > best:
-                best, onset = robust, start
+            rest = _robust_sum(llrs[start:], drop)
+            if min(level - bars[0], rest - bars[1]) > score:
+                score = min(level - bars[0], rest - bars[1])
+                best, best_rest, onset = level, rest, start
     since = steps[onset:]
     return Evidence(
-        from_deploy, best, onset, sum(s.bad for s in since), sum(s.total for s in since)
+        from_deploy,
+        from_deploy_rest,
+        best,
+        best_rest,
+        onset,
+        sum(s.bad for s in since),
+        sum(s.total for s in since),
     )
 
 
@@ -147,7 +201,7 @@ def assess_ratio_steps(
     w_total = sum(s.total for s in steps)
     primary = baselines[0] if baselines else Baseline("before", 0.0, 0.0)
     watch_rate = w_bad / w_total if w_total > 0 else math.nan
-    alpha_share = settings.alpha / 2
+    alpha_share = settings.alpha * FROM_DEPLOY_SHARE
     threshold = math.log(1 / alpha_share)
     result = SliResult(
         sli=sli.name,
@@ -174,14 +228,25 @@ def assess_ratio_steps(
     # A blip is short against the watch: at most a tenth of it (one step at the least), so a
     # watch of a few short steps is not mostly left out.
     drop = min(drop, max(1, horizon // 10))
-    ev = evidence(steps, p_null, drop)
-    excursion_threshold = math.log(2 * max(horizon, 1) * len(ALTERNATIVES) / settings.alpha)
+    excursion_alpha = settings.alpha * (1 - FROM_DEPLOY_SHARE)
+    excursion_threshold = math.log(max(horizon, 1) * len(ALTERNATIVES) / excursion_alpha)
+    # The evidence left once the blip is discounted must clear `persist`; for an excursion that
+    # bar carries the same union over starts and alternatives as its threshold.
+    excursion_persist = settings.persist + math.log(max(horizon, 1) * len(ALTERNATIVES))
+    ev = evidence(steps, p_null, drop, (excursion_threshold, excursion_persist))
     # Report the larger statistic as a multiple of its own threshold, in log-LR units.
-    from_deploy_margin = ev.from_deploy - threshold
-    excursion_margin = ev.excursion - excursion_threshold
+    from_deploy_margin = min(ev.from_deploy - threshold, ev.from_deploy_rest - settings.persist)
+    excursion_margin = min(
+        ev.excursion - excursion_threshold, ev.excursion_rest - excursion_persist
+    )
     use_excursion = ev.onset_index < len(steps) and excursion_margin > from_deploy_margin
     statistic = (
         ev.excursion - (excursion_threshold - threshold) if use_excursion else ev.from_deploy
+    )
+    rest, rest_bar = (
+        (ev.excursion_rest, excursion_persist)
+        if use_excursion
+        else (ev.from_deploy_rest, settings.persist)
     )
     onset = steps[ev.onset_index].t - step_seconds if use_excursion and steps else 0.0
     effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
@@ -204,13 +269,17 @@ def assess_ratio_steps(
     )
     if (
         statistic >= threshold
+        and rest > rest_bar
         and total_behind > 0
         and bad_behind / total_behind > p_null
         and bad_behind >= settings.min_bad
         and w_total >= sli.min_events
     ):
         since = f" since {onset:.0f}s after the deploy" if use_excursion else ""
-        reason = f"{rates}; log-LR{since} {statistic:.2f} >= {threshold:.2f}"
+        reason = (
+            f"{rates}; log-LR{since} {statistic:.2f} >= {threshold:.2f}, "
+            f"{rest:.2f} > {rest_bar:.2f} without the strongest {drop} step(s)"
+        )
         return replace(result, status=Status.REGRESSED, reason=reason)
     if not complete:
         return result
@@ -232,6 +301,11 @@ def _final(sli: Sli, seen: int, horizon: int, w_total: float, healthy: str) -> t
         return Status.INCONCLUSIVE, reason
     return Status.HEALTHY, healthy
 
+
+FROM_DEPLOY_SHARE = 0.8
+"""The share of `alpha` spent on the from-deploy family: most regressions start at the deploy;
+the excursion family is already spread over every start and alternative, where a share of
+0.2 instead of 0.5 costs it log(2.5) against the union bound's log(horizon * 5)."""
 
 DEFAULT_MIN_COVERAGE = 0.5
 """Below this share of watch steps with data, a watch without a regression is inconclusive."""

@@ -320,7 +320,7 @@ def test_gauge_direction_says_which_way_is_worse(
         ([1.0, 1.0, 1.0], [5.0, 5.0], False, Status.OBSERVING),  # too few watch points yet
         ([1.0, 1.0, 1.0], [5.0, 5.0], True, Status.INCONCLUSIVE),
         ([1.0, math.nan, 1.0, math.inf], [5.0, 5.0, 5.0], False, Status.OBSERVING),  # 2 finite
-        ([1.0, 1.0, 1.0], [math.nan, 5.0, 5.0, 5.0], False, Status.REGRESSED),
+        ([1.0, 1.0, 1.0], [math.nan, 5.0, 5.0, 5.0, 5.0], False, Status.REGRESSED),
     ],
 )
 def test_gauge_without_enough_points_is_not_judged(
@@ -328,6 +328,23 @@ def test_gauge_without_enough_points_is_not_judged(
 ) -> None:
     """Fewer than `gauge_points` finite points on either side: OBSERVING, then INCONCLUSIVE."""
     assert assess_gauge(MEMORY, baseline, watch, complete).status is expected
+
+
+@pytest.mark.parametrize(
+    ("watch", "expected"),
+    [
+        pytest.param([40.0, 1.0, 38.0, 40.0, 1.0, 39.0], Status.HEALTHY, id="spikes"),
+        pytest.param([1.0, 1.0, 40.0, 40.0, 40.0, 1.0], Status.HEALTHY, id="three-then-back"),
+        pytest.param([1.0, 1.0, 40.0, 40.0, 40.0, 40.0], Status.REGRESSED, id="four-high-persist"),
+    ],
+)
+def test_gauge_regression_must_persist(watch: list[float], expected: Status) -> None:
+    """A gauge is regressed only when its last `gauge_persist` points all lie past the band."""
+    baseline = [1.0, 1.1, 0.9, 1.0, 1.2, 0.8] * 4
+    assert DetectorSettings().gauge_persist == 4
+    results = gauge_replay(MEMORY, baseline, watch)
+    final = Status.REGRESSED if Status.REGRESSED in statuses(results) else results[-1].status
+    assert final is expected
 
 
 # -- decide --------------------------------------------------------------------------------------

@@ -150,3 +150,44 @@ def oracle_cusum(thresholds: dict[tuple[float, float, float], float]) -> Callabl
         return "healthy", None
 
     return run
+
+
+def baseline_rate(s: Scenario) -> float:
+    """The bad rate of the window before the deploy, with half an event of smoothing so a
+    baseline without bad events still gives a usable rate."""
+    bad = sum(p[0] for p in s.before)
+    total = sum(p[1] for p in s.before)
+    return (bad + 0.5) / (total + 1.0)
+
+
+def two_sample_llr(s: Scenario, effect: float) -> list[float | None]:
+    """Per watch step, the log-LR of `effect` times the estimated baseline rate against it
+    (None where the step has no data or the source failed)."""
+    p0 = min(baseline_rate(s), 0.5)
+    p1 = min(p0 * effect, 0.999)
+    a, b = math.log(p1 / p0), math.log((1 - p1) / (1 - p0))
+    return [
+        None if point is None or k in s.outage else point[0] * a + (point[1] - point[0]) * b
+        for k, point in enumerate(s.watch)
+    ]
+
+
+def oracle_two_sample(thresholds: dict[tuple[float, float, float], float]) -> Callable[
+    [Scenario], Outcome
+]:  # fmt: skip
+    """The oracle's CUSUM with the baseline rate estimated from the window before the deploy
+    (it still knows the effect size and its calibrated threshold): what a detector that has to
+    learn the baseline, as every real one does, could at best achieve."""
+
+    def run(s: Scenario) -> Outcome:
+        h = thresholds[(s.traffic, s.base_ratio, s.effect if s.effect > 1 else 2.0)]
+        level = 0.0
+        for k, value in enumerate(two_sample_llr(s, s.effect if s.effect > 1 else 2.0)):
+            if value is None:
+                continue
+            level = max(0.0, level + value)
+            if level >= h:
+                return "regressed", k
+        return "healthy", None
+
+    return run

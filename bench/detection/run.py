@@ -66,16 +66,20 @@ def rearguard(s: Scenario) -> Outcome:
     return "inconclusive", None
 
 
-def calibrate_oracle(seed: int, runs: int) -> dict[tuple[float, float, float], float]:
-    """Per (traffic, ratio, effect): the CUSUM threshold crossed in at most ~1/runs of clean
-    watches (the largest maximum over `runs` clean watches)."""
+def calibrate_oracle(
+    seed: int, runs: int
+) -> tuple[dict[tuple[float, float, float], float], dict[tuple[float, float, float], float]]:
+    """Per (traffic, ratio, effect): the CUSUM thresholds crossed in at most ~1/runs of clean
+    watches (the largest maximum over `runs` clean watches), for the oracle that knows the true
+    rates and for the two-sample oracle that estimates the baseline rate."""
     rng = random.Random(seed)
-    out = {}
+    known: dict[tuple[float, float, float], float] = {}
+    estimated: dict[tuple[float, float, float], float] = {}
     for traffic in TRAFFIC:
         for ratio in BASE_RATIOS:
             clean = [synthetic(rng, "cal", traffic, ratio, 1.0, "plain") for _ in range(runs)]
             for effect in EFFECTS:
-                peaks = []
+                peaks, peaks_two = [], []
                 for s in clean:
                     level = top = 0.0
                     for k, (bad, total) in enumerate(p for p in s.watch if p is not None):
@@ -85,29 +89,52 @@ def calibrate_oracle(seed: int, runs: int) -> dict[tuple[float, float, float], f
                         level = max(0.0, level + bad * a + (total - bad) * b)
                         top = max(top, level)
                     peaks.append(top)
-                out[(traffic, ratio, effect)] = max(*peaks, 1e-9)
-    return out
+                    level = top = 0.0
+                    for value in peers.two_sample_llr(s, effect):
+                        level = max(0.0, level + (value or 0.0))
+                        top = max(top, level)
+                    peaks_two.append(top)
+                known[(traffic, ratio, effect)] = max(*peaks, 1e-9)
+                estimated[(traffic, ratio, effect)] = max(*peaks_two, 1e-9)
+    return known, estimated
+
+
+def _against(rows: list[dict[str, Any]], name: str, ref: str) -> tuple[float | None, ...]:
+    """Recall on the x2+ synthetic regressions `ref` detects, and the median delay ratio."""
+    targets = [r for r in rows if r["family"] == "synthetic" and r["effect"] >= 2.0
+               and r[ref] == "regressed"]  # fmt: skip
+    hits = [r for r in targets if r[name] == "regressed" and r[f"{name}_step"] >= r["onset"]]
+    ratios = [(r[f"{name}_step"] - r["onset"] + 1) / (r[f"{ref}_step"] - r["onset"] + 1)
+              for r in hits if r[f"{ref}_step"] >= r["onset"]]  # fmt: skip
+    return (
+        len(hits) / len(targets) if targets else None,
+        statistics.median(ratios) if ratios else None,
+        len(targets),
+    )
 
 
 def _summary(rows: list[dict[str, Any]], name: str) -> dict[str, float | None]:
     clean = [r for r in rows if r["effect"] == 1.0]
     false = sum(1 for r in clean if r[name] == "regressed")
+    recall, ratio, detectable = _against(rows, name, "oracle")
+    recall_two, ratio_two, detectable_two = _against(rows, name, "oracle_two_sample")
     targets = [r for r in rows if r["family"] == "synthetic" and r["effect"] >= 2.0
                and r["oracle"] == "regressed"]  # fmt: skip
-    hits = [r for r in targets if r[name] == "regressed" and r[f"{name}_step"] >= r["onset"]]
-    ratios = [(r[f"{name}_step"] - r["onset"] + 1) / (r["oracle_step"] - r["onset"] + 1)
-              for r in hits if r["oracle_step"] >= r["onset"]]  # fmt: skip
-    delays = [(r[f"{name}_step"] - r["onset"] + 1) * 30 for r in hits]
+    delays = [(r[f"{name}_step"] - r["onset"] + 1) * 30 for r in targets
+              if r[name] == "regressed" and r[f"{name}_step"] >= r["onset"]]  # fmt: skip
     return {
         "false_rollback_rate": false / len(clean) if clean else None,
-        "recall_x2_plus": len(hits) / len(targets) if targets else None,
-        "median_delay_ratio_to_oracle": statistics.median(ratios) if ratios else None,
+        "recall_x2_plus": recall,
+        "median_delay_ratio_to_oracle": ratio,
         "inconclusive_rate": sum(1 for r in rows if r[name] == "inconclusive") / len(rows),
         "median_delay_s": statistics.median(delays) if delays else None,
         "p90_delay_s": statistics.quantiles(delays, n=10)[-1] if len(delays) > 1 else None,
         "clean_deploys": len(clean),
         "false_rollbacks": false,
-        "x2_plus_detectable": len(targets),
+        "x2_plus_detectable": detectable,
+        "recall_x2_plus_two_sample": recall_two,
+        "median_delay_ratio_to_two_sample": ratio_two,
+        "x2_plus_detectable_two_sample": detectable_two,
     }
 
 
@@ -139,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     except FixturesMissing as exc:
         print(f"bench-detection: {exc}; running the synthetic half only", file=sys.stderr)
         nab_note = str(exc)
-    thresholds = calibrate_oracle(args.seed + 2, cal)
+    thresholds, two_sample_thresholds = calibrate_oracle(args.seed + 2, cal)
     detectors: dict[str, Callable[[Scenario], Outcome]] = {
         "rearguard": rearguard,
         "flagger_1": peers.flagger(1),
@@ -149,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         "kayenta": peers.kayenta(),
     }
     oracle = peers.oracle_cusum(thresholds)
+    oracle_two = peers.oracle_two_sample(two_sample_thresholds)
     rows: list[dict[str, Any]] = []
     for index, s in enumerate(scenarios, start=1):
         row: dict[str, Any] = {
@@ -157,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         }  # fmt: skip
         if s.family == "synthetic":
             row["oracle"], row["oracle_step"] = oracle(s)
+            row["oracle_two_sample"], row["oracle_two_sample_step"] = oracle_two(s)
         else:
             row["oracle"], row["oracle_step"] = "n/a", None
+            row["oracle_two_sample"], row["oracle_two_sample_step"] = "n/a", None
         for name, detect in detectors.items():
             row[name], row[f"{name}_step"] = detect(s)
         rows.append(row)
@@ -178,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
             **summaries["rearguard"],
             "peers": {n: summaries[n] for n in names if n != "rearguard"},
         },
-        "recall_by_effect_and_traffic": _recall_table(rows, [*names, "oracle"]),
+        "recall_by_effect_and_traffic": _recall_table(
+            rows, [*names, "oracle", "oracle_two_sample"]
+        ),
         "nab_labelled_anomaly_recall": {
             n: sum(1 for r in anomalies if r[n] == "regressed") / len(anomalies)
             for n in names
@@ -212,12 +244,15 @@ def _print(summaries: dict[str, dict[str, float | None]], result: dict[str, Any]
     print(f"detection benchmark: {result['scenarios']} scenarios, seed {result['seed']}, "
           f"{result['seconds']}s")  # fmt: skip
     print("| detector | false rollbacks | recall x2+ (oracle-detectable) | median delay / oracle "
+          "| recall x2+ (two-sample-detectable) | median delay / two-sample oracle "
           "| median delay | p90 delay | inconclusive |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name, s in summaries.items():
         print(f"| {name} | {_fmt(s['false_rollback_rate'])} ({s['false_rollbacks']}/"
               f"{s['clean_deploys']}) | {_fmt(s['recall_x2_plus'])} | "
               f"{_fmt(s['median_delay_ratio_to_oracle'], False)} | "
+              f"{_fmt(s['recall_x2_plus_two_sample'])} | "
+              f"{_fmt(s['median_delay_ratio_to_two_sample'], False)} | "
               f"{_fmt(s['median_delay_s'], False)}s | {_fmt(s['p90_delay_s'], False)}s | "
               f"{_fmt(s['inconclusive_rate'])} |")  # fmt: skip
     print(f"written: {result['out']}")
