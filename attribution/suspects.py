@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from attribution.blame import at_head
 from attribution.evidence import Evidence, PrChange, Score
 from attribution.frames import score_frames
 from attribution.priors import History, score_priors
@@ -52,7 +53,7 @@ def _weights(
     weights = {s.number: CODE_CAUSE_PRIOR * s.ratio / total for s in priors}
     reasons: dict[int, list[str]] = {c.number: [] for c in changes}
     sources: list[list[Score]] = [
-        score_frames(evidence.errors, changes),
+        score_frames(evidence.errors, at_head(changes)),
         score_routes(evidence.routes, evidence.route_label, evidence.route_globs, changes),
         score_alerts(evidence.alerts, evidence.route_globs, changes),
     ]
