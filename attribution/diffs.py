@@ -9,6 +9,7 @@ path) are what priors and reports group by.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -113,6 +114,7 @@ def matches(path: str, globs: Sequence[str]) -> bool:
     return any(_glob(pattern).match(path) for pattern in globs)
 
 
+@functools.lru_cache(maxsize=4096)
 def _glob(pattern: str) -> re.Pattern[str]:
     out, i = [], 0
     while i < len(pattern):

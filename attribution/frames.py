@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 from attribution.evidence import ErrorEvent, Frame, PrChange, Score
 
-LR_LINE = 150.0
+LR_LINE = 600.0
 """Likelihood ratio of the innermost frame falling on a line the PR changed."""
-LR_NEAR = 12.0
+LR_NEAR = 48.0
 """... within `NEAR_LINES` of a changed range (a changed call site, an edited condition)."""
 LR_FILE = 5.0
 """... in a file the PR changed, but away from its changed lines."""

@@ -20,6 +20,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from attribution.blame import at_head
+from attribution.calibration import rescale
 from attribution.evidence import Evidence, PrChange, Score
 from attribution.frames import score_frames
 from attribution.priors import History, score_priors
@@ -30,8 +31,10 @@ CODE_CAUSE_PRIOR = 0.95
 """Probability that a regression seen right after a deploy was caused by the deploy's code."""
 SET_SHARE = 0.8
 """Share of the code's probability an ambiguous revert unit must hold to be less than the range."""
-LR_REVERTED = 0.002
-"""Likelihood ratio of a PR whose revert did not restore health (re-ranking after a revert)."""
+LR_REVERTED = 1e-4
+"""Likelihood ratio of a PR whose revert did not restore health (re-ranking after a revert): a
+failed revert outweighs the strongest single piece of evidence (`frames.LR_LINE`), since the
+frame may have been in innocent code but the revert was the experiment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +97,10 @@ def rank(
     order = sorted(
         changes, key=lambda c: (weights[c.number], c.pr.merged_at, c.number), reverse=True
     )
+    probabilities = rescale([weights[c.number] / norm for c in order])
     suspects = tuple(
-        Suspect(c.pr.repo, c.number, weights[c.number] / norm, _reason(c, len(changes), reasons))
-        for c in order
+        Suspect(c.pr.repo, c.number, p, _reason(c, len(changes), reasons))
+        for c, p in zip(order, probabilities, strict=True)
     )
     top = suspects[0]
     if top.probability >= action_bar:
