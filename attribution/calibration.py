@@ -13,11 +13,17 @@ scales the others into what is left, never above the top, so the order never cha
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 Knot = tuple[float, float]
 
-KNOTS: tuple[Knot, ...] = ((0.0, 0.0), (1.0, 1.0))
+KNOTS: tuple[Knot, ...] = (
+    (0.0000, 0.0962), (0.0873, 0.0962), (0.1226, 0.1513), (0.1606, 0.1731), (0.1920, 0.2885),
+    (0.2662, 0.3431), (0.3507, 0.4423), (0.4620, 0.4804), (0.5469, 0.5962), (0.5902, 0.6346),
+    (0.6829, 0.7157), (0.8255, 0.9038), (0.9026, 0.9314), (0.9459, 0.9503), (0.9786, 0.9776),
+    (0.9949, 0.9923), (1.0000, 0.9923),
+)  # fmt: skip
 """(raw, calibrated) points of the map, raw ascending; fitted by `fit_isotonic`."""
 MIN_BLOCK = 25
 """Fewest incidents behind each step of the fitted map, so that it does not chase noise."""
@@ -29,7 +35,7 @@ def calibrated(raw: float, knots: Sequence[Knot] | None = None) -> float:
     raw = min(max(raw, 0.0), 1.0)
     if raw <= knots[0][0]:
         return knots[0][1]
-    for (x0, y0), (x1, y1) in zip(knots, knots[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(knots):
         if raw <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (raw - x0) / (x1 - x0)
     return knots[-1][1]
@@ -50,7 +56,8 @@ def rescale(probabilities: Sequence[float], knots: Sequence[Knot] | None = None)
 def fit_isotonic(pairs: Sequence[tuple[float, bool]], min_block: int = MIN_BLOCK) -> list[Knot]:
     """Pool-adjacent-violators over (raw probability, was right) sorted by probability, each
     block holding at least `min_block` pairs; one knot per block at its mean raw probability,
-    plus the ends (0, first) and (1, last). Monotone non-decreasing by construction."""
+    plus the ends (0, first) and (1, last). Monotone non-decreasing by construction, and inside
+    (0, 1): a block's rate is shrunk by half an incident toward 1/2."""
     ordered = sorted(pairs)
     blocks: list[list[float]] = []  # [sum raw, sum right, count]
     for start in range(0, len(ordered), min_block):
@@ -64,7 +71,8 @@ def fit_isotonic(pairs: Sequence[tuple[float, bool]], min_block: int = MIN_BLOCK
             blocks[-1] = [a + b for a, b in zip(blocks[-1], last, strict=True)]
     if not blocks:
         return list(KNOTS)
-    knots = [(b[0] / b[2], b[1] / b[2]) for b in blocks]
+    # Each level shrunk half an incident toward 1/2 (Jeffreys), so no step says 0 or 1.
+    knots = [(b[0] / b[2], (b[1] + 0.5) / (b[2] + 1.0)) for b in blocks]
     return [(0.0, knots[0][1]), *knots, (1.0, knots[-1][1])]
 
 

@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 from attribution.evidence import ErrorEvent, Frame, PrChange, Score
 
-LR_LINE = 600.0
+LR_LINE = 212.0
 """Likelihood ratio of the innermost frame falling on a line the PR changed."""
-LR_NEAR = 48.0
+LR_NEAR = 2.1
 """... within `NEAR_LINES` of a changed range (a changed call site, an edited condition)."""
-LR_FILE = 5.0
+LR_FILE = 2.1
 """... in a file the PR changed, but away from its changed lines."""
 NEAR_LINES = 3
 MAX_FRAMES = 12

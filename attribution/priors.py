@@ -27,7 +27,7 @@ SIZE_EXPONENT = 0.4
 SENSITIVE_FACTOR = 1.5
 RETRY_FACTOR = 0.25
 MAX_RETRY_FACTOR = 2.0
-HISTORY_WEIGHT = 0.25
+HISTORY_WEIGHT = 0.6
 """How much of the history's log relative risk a prior takes (fitted: rates are noisy)."""
 DIMENSIONS = ("agent", "model", "spec", "area")
 

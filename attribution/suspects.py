@@ -27,7 +27,7 @@ from attribution.priors import History, score_priors
 from attribution.records import MergedPR, Suspect
 from attribution.signals import score_alerts, score_routes
 
-CODE_CAUSE_PRIOR = 0.95
+CODE_CAUSE_PRIOR = 0.99
 """Probability that a regression seen right after a deploy was caused by the deploy's code."""
 SET_SHARE = 0.8
 """Share of the code's probability an ambiguous revert unit must hold to be less than the range."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from attribution import calibration
@@ -24,7 +26,7 @@ def test_calibration_map_is_monotone_and_bounded(knots: tuple[tuple[float, float
     the unit interval by clamping."""
     values = [calibrated(p, knots) for p in GRID]
     assert all(0.0 <= v <= 1.0 for v in values)
-    assert all(a <= b for a, b in zip(values, values[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(values))
     assert calibrated(-1.0, knots) == values[0]
     assert calibrated(2.0, knots) == values[-1]
 
@@ -53,7 +55,7 @@ def test_rescale_keeps_the_order_and_the_mass(probabilities: list[float]) -> Non
     knots = ((0.0, 0.2), (0.5, 0.4), (1.0, 0.99))
     out = rescale(probabilities, knots)
     assert out[0] == pytest.approx(calibrated(probabilities[0], knots))
-    assert all(a >= b for a, b in zip(out, out[1:], strict=False))
+    assert all(a >= b for a, b in itertools.pairwise(out))
     assert sum(out) <= 1.0 + 1e-9
 
 

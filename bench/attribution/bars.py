@@ -33,7 +33,9 @@ def sweep(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, float | None]]:
             "share_range_revert": round(
                 sum(a and len(u) == r["prs"] for r, a, u in decided) / n, 4
             ),
-            "share_partial_revert": round(sum(a and len(u) < r["prs"] for r, a, u in decided) / n, 4),
+            "share_partial_revert": round(
+                sum(a and len(u) < r["prs"] for r, a, u in decided) / n, 4
+            ),
             "innocent_prs_reverted_per_incident": round(
                 sum(len(set(u) - set(r["culprits"])) for r, _, u in decided) / n, 3
             ),
