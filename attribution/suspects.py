@@ -4,9 +4,10 @@ Each PR starts from its prior (`attribution.priors`: history, size, sensitive pa
 normalised so that the deploy's code as a whole carries `CODE_CAUSE_PRIOR` (a regression is not
 always code: config, traffic and dependencies break things too, so even a deploy of one PR is not
 certain). Each evidence source multiplies a PR's weight by its likelihood ratio (`frames`,
-`signals`); the weights are normalised against that "not the code" remainder. The ratios were
-chosen so that the probabilities are calibrated on the attribution benchmark (`make
-bench-attribution` measures the calibration error on a seed it was not tuned on).
+`signals`); the weights are normalised against that "not the code" remainder, and the top
+probability goes through the calibration map (`attribution.calibration`). The ratios and the map
+were fitted on the benchmark's training seeds 1, 4 and 5 (`bench/attribution/fit.py`); `make
+bench-attribution` measures them on seeds never fitted on.
 
 At or above the action bar, the top suspect alone is reverted. Below it the incident is
 ambiguous and the revert unit is the fewest top suspects that together hold `SET_SHARE` of the

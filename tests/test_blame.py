@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from attribution.blame import at_head, carry
 from attribution.diffs import FileChange, changed_edits
 from attribution.evidence import ErrorEvent, Evidence, Frame, PrChange
+from attribution.evidence_store import EvidenceStore
+from attribution.store import Store
 from attribution.suspects import rank
 from tests.test_suspects import BAR, pr
 
@@ -85,3 +89,17 @@ def test_a_frame_on_a_moved_line_names_the_pr_that_wrote_it() -> None:
     ranking = rank([c.pr for c in changes], BAR, changes=changes, evidence=evidence)
     assert ranking.suspects[0].number == 1
     assert not ranking.ambiguous
+
+
+async def test_edits_survive_the_store(tmp_path: Path) -> None:
+    """A PR's files go into DuckDB and come back with their edits, so the Watch carries lines."""
+    store = await Store.open(tmp_path / "rearguard.duckdb")
+    try:
+        record = pr(7)
+        await store.record_pr(record, 1.0)
+        kept = _file("svc/lib/money.py", ((10, 17),), ((10, 0, 10, 8), (40, 2, 48, 1)))
+        await EvidenceStore(store).record_pr_files(record.repo, 7, [kept])
+        [back] = await EvidenceStore(store).changes([record])
+        assert back.files == (kept,)
+    finally:
+        await store.close()
