@@ -31,8 +31,8 @@ Case = tuple[Incident, Evidence, History]
 PARAMS: tuple[tuple[str, str, float, float], ...] = (
     # module, constant, lower, upper
     ("attribution.frames", "LR_LINE", 2.0, 5000.0),
-    ("attribution.frames", "LR_NEAR", 1.0, 500.0),
-    ("attribution.frames", "LR_FILE", 1.0, 100.0),
+    ("attribution.frames", "LR_NEAR", 5.0, 500.0),
+    ("attribution.frames", "LR_FILE", 5.0, 100.0),  # held: see frames.LR_FILE
     ("attribution.signals", "LR_ROUTE", 1.0, 1000.0),
     ("attribution.signals", "ROUTE_LINE_SHARE", 0.01, 1.0),
     ("attribution.signals", "LR_ALERT", 1.0, 1000.0),
