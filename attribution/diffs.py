@@ -9,14 +9,19 @@ path) are what priors and reports group by.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 _HUNK = re.compile(r"^@@ -\d+(?:,\d+)? \+(\d+)(?:,(\d+))? @@")
+_HUNK_BOTH = re.compile(r"^@@ -(\d+)(?:,\d+)? \+(\d+)(?:,\d+)? @@")
 
 LineRange = tuple[int, int]
 """Inclusive (first, last) line numbers in the file after the change."""
+Edit = tuple[int, int, int, int]
+"""One run of removed and added lines: (old first line, old count, new first line, new count).
+A pure insertion has old count 0 and its old first line is the line it was inserted before."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +34,7 @@ class FileChange:
     deletions: int = 0
     ranges: tuple[LineRange, ...] = ()
     previous_path: str | None = None
+    edits: tuple[Edit, ...] = ()
 
     def holds(self, line: int, slack: int = 0) -> bool:
         """Whether `line` is in (or within `slack` lines of) a changed range."""
@@ -57,6 +63,35 @@ def changed_ranges(patch: str) -> tuple[LineRange, ...]:
     return merge_lines(lines)
 
 
+def changed_edits(patch: str) -> tuple[Edit, ...]:
+    """The runs of `-`/`+` lines of a unified diff, with both sides' positions: what a later
+    PR did to the lines an earlier PR of the same deploy wrote (`attribution.blame`)."""
+    edits: list[Edit] = []
+    old = new = 0
+    run: list[int] | None = None  # [old first, old count, new first, new count]
+    in_hunk = False
+    for raw in patch.splitlines():
+        if raw.startswith("\\"):  # "\ No newline at end of file"
+            continue
+        header = _HUNK_BOTH.match(raw)
+        changed = in_hunk and not header and raw[:1] in ("-", "+")
+        if not changed and run is not None:
+            edits.append((run[0], run[1], run[2], run[3]))
+            run = None
+        if header:
+            old, new, in_hunk = int(header.group(1)), int(header.group(2)), True
+        elif changed:
+            run = run or [old, 0, new, 0]
+            side = 1 if raw.startswith("-") else 3
+            run[side] += 1
+            old, new = (old + 1, new) if side == 1 else (old, new + 1)
+        elif in_hunk:
+            old, new = old + 1, new + 1
+    if run is not None:
+        edits.append((run[0], run[1], run[2], run[3]))
+    return tuple(edits)
+
+
 def merge_lines(lines: Iterable[int]) -> tuple[LineRange, ...]:
     """Sorted line numbers folded into inclusive ranges of consecutive lines."""
     ranges: list[LineRange] = []
@@ -79,6 +114,7 @@ def matches(path: str, globs: Sequence[str]) -> bool:
     return any(_glob(pattern).match(path) for pattern in globs)
 
 
+@functools.lru_cache(maxsize=4096)
 def _glob(pattern: str) -> re.Pattern[str]:
     out, i = [], 0
     while i < len(pattern):

@@ -38,7 +38,9 @@ class EvidenceStore:
             cur.execute("DELETE FROM pr_files WHERE repo = ? AND number = ?", [repo, number])
             for f in files:
                 cur.execute(
-                    "INSERT INTO pr_files VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    "INSERT INTO pr_files (repo, number, path, previous_path, status, additions, "
+                    "deletions, ranges, edits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
                     [
                         repo,
                         number,
@@ -48,6 +50,7 @@ class EvidenceStore:
                         f.additions,
                         f.deletions,
                         json.dumps([list(r) for r in f.ranges]),
+                        json.dumps([list(e) for e in f.edits]),
                     ],
                 )
             cur.execute(
@@ -82,14 +85,19 @@ class EvidenceStore:
             return []
         repo, numbers = prs[0].repo, [p.number for p in prs]
         rows = await self._store.fetch(
-            "SELECT number, path, status, additions, deletions, ranges, previous_path "
+            "SELECT number, path, status, additions, deletions, ranges, previous_path, edits "
             "FROM pr_files WHERE repo = ? AND list_contains(?, number) ORDER BY number, path",
             [repo, numbers],
         )
         files: dict[int, list[FileChange]] = {}
-        for n, path, status, adds, dels, ranges, previous in rows:
+        for n, path, status, adds, dels, ranges, previous, edits in rows:
             spans = tuple((int(a), int(b)) for a, b in json.loads(ranges))
-            files.setdefault(n, []).append(FileChange(path, status, adds, dels, spans, previous))
+            kept = tuple(
+                (int(a), int(b), int(c), int(d)) for a, b, c, d in json.loads(edits or "[]")
+            )
+            files.setdefault(n, []).append(
+                FileChange(path, status, adds, dels, spans, previous, kept)
+            )
         ci = await self._store.fetch(
             "SELECT number, count(*), count(*) FILTER (WHERE conclusion NOT IN "
             "('success', 'neutral', 'skipped')) FROM ci_runs WHERE repo = ? "

@@ -27,6 +27,8 @@ SIZE_EXPONENT = 0.4
 SENSITIVE_FACTOR = 1.5
 RETRY_FACTOR = 0.25
 MAX_RETRY_FACTOR = 2.0
+HISTORY_WEIGHT = 0.6
+"""How much of the history's log relative risk a prior takes (fitted: rates are noisy)."""
 DIMENSIONS = ("agent", "model", "spec", "area")
 
 
@@ -99,7 +101,7 @@ def _history_factor(change: PrChange, history: History) -> tuple[float, list[str
                     f"{dimension} {value} regressed {seen.culprits:g} of {seen.prs} PRs "
                     f"({rate:.2f} smoothed vs {base:.2f})"
                 )
-    return math.exp(log_risk), notes
+    return math.exp(HISTORY_WEIGHT * log_risk), notes
 
 
 def score_priors(

@@ -4,9 +4,10 @@ Each PR starts from its prior (`attribution.priors`: history, size, sensitive pa
 normalised so that the deploy's code as a whole carries `CODE_CAUSE_PRIOR` (a regression is not
 always code: config, traffic and dependencies break things too, so even a deploy of one PR is not
 certain). Each evidence source multiplies a PR's weight by its likelihood ratio (`frames`,
-`signals`); the weights are normalised against that "not the code" remainder. The ratios were
-chosen so that the probabilities are calibrated on the attribution benchmark (`make
-bench-attribution` measures the calibration error on a seed it was not tuned on).
+`signals`); the weights are normalised against that "not the code" remainder, and the top
+probability goes through the calibration map (`attribution.calibration`). The ratios and the map
+were fitted on the benchmark's training seeds 1, 4 and 5 (`bench/attribution/fit.py`); `make
+bench-attribution` measures them on seeds never fitted on.
 
 At or above the action bar, the top suspect alone is reverted. Below it the incident is
 ambiguous and the revert unit is the fewest top suspects that together hold `SET_SHARE` of the
@@ -19,18 +20,22 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
+from attribution.blame import at_head
+from attribution.calibration import rescale
 from attribution.evidence import Evidence, PrChange, Score
 from attribution.frames import score_frames
 from attribution.priors import History, score_priors
 from attribution.records import MergedPR, Suspect
 from attribution.signals import score_alerts, score_routes
 
-CODE_CAUSE_PRIOR = 0.95
+CODE_CAUSE_PRIOR = 0.99
 """Probability that a regression seen right after a deploy was caused by the deploy's code."""
 SET_SHARE = 0.8
 """Share of the code's probability an ambiguous revert unit must hold to be less than the range."""
-LR_REVERTED = 0.002
-"""Likelihood ratio of a PR whose revert did not restore health (re-ranking after a revert)."""
+LR_REVERTED = 1e-4
+"""Likelihood ratio of a PR whose revert did not restore health (re-ranking after a revert): a
+failed revert outweighs the strongest single piece of evidence (`frames.LR_LINE`), since the
+frame may have been in innocent code but the revert was the experiment."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +57,7 @@ def _weights(
     weights = {s.number: CODE_CAUSE_PRIOR * s.ratio / total for s in priors}
     reasons: dict[int, list[str]] = {c.number: [] for c in changes}
     sources: list[list[Score]] = [
-        score_frames(evidence.errors, changes),
+        score_frames(evidence.errors, at_head(changes)),
         score_routes(evidence.routes, evidence.route_label, evidence.route_globs, changes),
         score_alerts(evidence.alerts, evidence.route_globs, changes),
     ]
@@ -93,9 +98,10 @@ def rank(
     order = sorted(
         changes, key=lambda c: (weights[c.number], c.pr.merged_at, c.number), reverse=True
     )
+    probabilities = rescale([weights[c.number] / norm for c in order])
     suspects = tuple(
-        Suspect(c.pr.repo, c.number, weights[c.number] / norm, _reason(c, len(changes), reasons))
-        for c in order
+        Suspect(c.pr.repo, c.number, p, _reason(c, len(changes), reasons))
+        for c, p in zip(order, probabilities, strict=True)
     )
     top = suspects[0]
     if top.probability >= action_bar:

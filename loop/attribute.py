@@ -16,7 +16,7 @@ import math
 from collections.abc import Sequence
 
 from attribution.changes import RangeCommit, mainline
-from attribution.diffs import FileChange, changed_ranges, matches
+from attribution.diffs import FileChange, changed_edits, changed_ranges, matches
 from attribution.evidence import Evidence, PrChange, RouteCounts
 from attribution.evidence_store import EvidenceStore
 from attribution.feedback import history
@@ -39,7 +39,8 @@ MAX_COMMIT_LOOKUPS = 50
 def file_change(f: PullFile) -> FileChange:
     """A forge's file entry as attribution keeps it, line ranges read from the patch."""
     ranges = changed_ranges(f.patch) if f.patch else ()
-    return FileChange(f.path, f.status, f.additions, f.deletions, ranges, f.previous_path)
+    edits = changed_edits(f.patch) if f.patch else ()
+    return FileChange(f.path, f.status, f.additions, f.deletions, ranges, f.previous_path, edits)
 
 
 def _merged_pr(repo: str, sha: str, info: PullInfo) -> MergedPR:

@@ -23,6 +23,7 @@ from attribution.evidence import Evidence, PrChange
 from attribution.feedback import Blame, Signal, history
 from attribution.frames import suffix_ranking
 from attribution.suspects import rank
+from bench.attribution import bars
 from bench.attribution.generate import (
     KINDS,
     Incident,
@@ -88,7 +89,9 @@ def _baselines(changes: Sequence[PrChange], evidence: Evidence) -> dict[str, lis
     }
 
 
-def evaluate(made: list[tuple[Incident, Evidence]]) -> list[dict[str, Any]]:
+def evaluate(
+    made: list[tuple[Incident, Evidence]], action_bar: float = ACTION_BAR
+) -> list[dict[str, Any]]:
     """Rank each incident with the history of the incidents before it; one row per incident."""
     deployed: list[PrChange] = []
     blames: list[Blame] = []
@@ -97,14 +100,18 @@ def evaluate(made: list[tuple[Incident, Evidence]]) -> list[dict[str, Any]]:
     for incident, evidence in made:
         changes = incident.deploy.changes
         prs = [c.pr for c in changes]
-        ranking = rank(
-            prs,
-            ACTION_BAR,
-            changes=changes,
-            evidence=evidence,
-            history=history(deployed, blames, signals),
-            sensitive=DEFAULT_HUMAN_GATES,
-        )
+        past = history(deployed, blames, signals)
+        by_bar = {}  # the last rank, at `action_bar`, is the one the row reports
+        for bar in (*bars.BARS, action_bar):
+            ranking = rank(
+                prs,
+                bar,
+                changes=changes,
+                evidence=evidence,
+                history=past,
+                sensitive=DEFAULT_HUMAN_GATES,
+            )
+            by_bar[f"{bar:.2f}"] = (ranking.ambiguous, list(ranking.revert_unit))
         culprits = set(incident.culprits)
         order = [s.number for s in ranking.suspects]
         row = {
@@ -117,6 +124,7 @@ def evaluate(made: list[tuple[Incident, Evidence]]) -> list[dict[str, Any]]:
             "revert_unit": list(ranking.revert_unit),
             "order": order[:3],
             "baselines": {k: v[:3] for k, v in _baselines(changes, evidence).items()},
+            "by_bar": by_bar,
         }
         rows.append(row)
         # What the store would learn: the outcome of the revert, and a person's word after it.
@@ -188,6 +196,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ),
         "precision_above_bar": _rate(sum(r["top"] in r["culprits"] for r in above), len(above)),
         "calibration_error": ece([(r["confidence"], r["top"] in r["culprits"]) for r in rows]),
+        "calibration_error_noise_floor": bars.noise_floor([r["confidence"] for r in rows], ece),
         "innocent_prs_reverted_per_incident": round(
             sum(_innocent(r, r["revert_unit"]) for r in rows) / len(rows), 3
         ),
@@ -227,7 +236,7 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
     summary["targets"] = {
         k: {"target": v, "met": _met(k, summary[k], v)} for k, v in TARGETS.items()
     }
-    return {"summary": summary, "by_kind": by_kind}
+    return {"summary": summary, "by_kind": by_kind, "action_bars": bars.sweep(rows)}
 
 
 def _met(key: str, value: float | None, target: float) -> bool:
@@ -271,8 +280,10 @@ def table(result: dict[str, Any]) -> str:
         f"above the bar {s['share_above_bar']:.2f}, "
         f"partial revert {s['share_partial_revert']:.2f}, "
         f"range revert {s['share_range_revert']:.2f}; never below the best baseline: "
-        f"{s['never_below_best_baseline']}"
+        f"{s['never_below_best_baseline']}; calibration error noise floor "
+        f"{s['calibration_error_noise_floor']:.3f}"
     )
+    lines += ["", bars.table(result["action_bars"])]
     return "\n".join(lines)
 
 
@@ -281,19 +292,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--streams", type=int, default=24)
     parser.add_argument("--deploys", type=int, default=12)
+    parser.add_argument("--bar", type=float, default=ACTION_BAR, help="the action bar")
     parser.add_argument("--out", type=Path, default=Path("bench/results/attribution.json"))
     args = parser.parse_args(argv)
     started = time.monotonic()
     with new_workdir() as tmp:
         made = build(args.seed, args.streams, args.deploys, Path(tmp))
     built = time.monotonic() - started
-    rows = evaluate(made)
+    rows = evaluate(made, args.bar)
     result = summarise(rows)
     result["run"] = {
         "seed": args.seed,
         "streams": args.streams,
         "deploys_per_stream": args.deploys,
-        "action_bar": ACTION_BAR,
+        "action_bar": args.bar,
         "build_seconds": round(built, 1),
         "total_seconds": round(time.monotonic() - started, 1),
     }

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from attribution.changes import RangeCommit, change_set
-from attribution.diffs import FileChange, changed_ranges, matches
+from attribution.diffs import FileChange, changed_edits, changed_ranges, matches
 from attribution.evidence import PrChange
 from attribution.identity import identify
 from attribution.records import MergedPR
@@ -217,6 +217,7 @@ def patches(path: Path) -> dict[str, list[FileChange]]:
                 f.deletions,
                 changed_ranges(f.patch) if f.patch else (),
                 f.previous_path,
+                changed_edits(f.patch) if f.patch else (),
             )
             for f in files
         ]
