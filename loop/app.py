@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from attribution.store import Store
-from loop import evidence_api
+from loop import evidence_api, openapi
 from loop.clock import Clock, WallClock
 from loop.config import Settings
 from loop.deps import WatchDeps, build_fixer
@@ -32,6 +32,8 @@ from loop.ingest import (
     parse_json,
     parse_merged_pr,
 )
+from loop.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from loop.metrics import OwnMetrics
 from loop.phases import Phase
 from loop.retry import INLINE_WAIT
 from loop.revert_events import apply_closed_revert, parse_closed_revert
@@ -51,6 +53,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", WatchDeps)
 CLOCK = web.AppKey("clock", Clock)
+METRICS = web.AppKey("metrics", OwnMetrics)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -154,9 +157,27 @@ def build_app(
         web.get("/v1/incidents/{id}", get_incident),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
+        web.get("/metrics", metrics),
+        web.get("/openapi.json", openapi_json),
     ])  # fmt: skip
     app.add_routes(evidence_api.routes(SETTINGS, DEPS))
+    app[METRICS] = OwnMetrics()
+    app.on_cleanup.append(_shutdown_metrics)
     return app
+
+
+async def _shutdown_metrics(app: web.Application) -> None:
+    app[METRICS].shutdown()
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Rearguard's own state for Prometheus, read from the store at scrape time."""
+    body = await request.app[METRICS].render(request.app[DEPS].store)
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
 
 
 async def post_deploy(request: web.Request) -> web.Response:
