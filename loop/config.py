@@ -110,7 +110,7 @@ class Settings:
     slack_api_url: str = "https://slack.com/api/"
     slack_channel: str = ""
     mode: Mode = Mode.PROPOSE
-    action_bar: float = 0.6
+    action_bar: float = 0.8
     human_gates: tuple[str, ...] = DEFAULT_HUMAN_GATES
     allow_rest_merge: bool = True
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
@@ -368,7 +368,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
     slack = _table(data, "slack", where)
     policy = _table(data, "policy", where)
     mode = _mode(_typed(policy, "mode", str, "propose", f"{where}:policy"), f"{where}:policy.mode")
-    action_bar = _typed(policy, "action_bar", float, 0.6, f"{where}:policy")
+    action_bar = _typed(policy, "action_bar", float, 0.8, f"{where}:policy")
     if not 0 < action_bar <= 1:
         raise ConfigError(f"{where}:policy.action_bar: expected a probability in (0, 1]")
     services_table = _table(data, "services", where)

@@ -58,7 +58,7 @@ def demo_settings(store: Path, env: Mapping[str, str] | None = None) -> Settings
     return settings_from(
         {
             "server": {"store": str(store)},
-            "policy": {"mode": "propose", "action_bar": 0.6},
+            "policy": {"mode": "propose", "action_bar": 0.8},
             "services": {
                 SERVICE: {
                     "repo": "acme/checkout",

@@ -36,7 +36,7 @@ from bench.attribution.generate import (
 from bench.attribution.world import Stream, new_workdir, resolve
 from rollback.policy import DEFAULT_HUMAN_GATES
 
-ACTION_BAR = 0.6
+ACTION_BAR = 0.8
 BASELINES = ("newest_first", "largest_first", "sentry_suffix", "whole_range")
 TARGETS = {"top1_with_trace_or_route": 0.90, "precision_above_bar": 0.98, "calibration_error": 0.05}
 
