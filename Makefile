@@ -20,7 +20,7 @@ $(TSTAMP): pyproject.toml | $(PY)
 	touch $@ $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/rearguard demo $(ARGS)
+	@$(VENV)/bin/rearguard demo $(ARGS)
 
 # Debian packages behind the integration tests: a real Prometheus on loopback, git, curl.
 test-deps:
