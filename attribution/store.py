@@ -275,6 +275,20 @@ class Store:
         )
         return WatchState(*rows[0]) if rows else None
 
+    async def watch_deploy(self, deploy_id: str) -> tuple[WatchState, Deploy] | None:
+        """A Watch and its deploy in one read (the start of every Watch step)."""
+        cols = ", ".join(f"d.{c}" if "(" not in c else c.replace("(", "(d.")
+                         for c in self._DEPLOY_COLS.split(", "))  # fmt: skip
+        rows = await self._call(
+            lambda cur: cur.execute(
+                "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, "
+                f"{cols} FROM watches w JOIN deploys d ON d.id = w.deploy_id "
+                "WHERE w.deploy_id = ?",
+                [deploy_id],
+            ).fetchall()
+        )
+        return (WatchState(*rows[0][:4]), Deploy(*rows[0][4:])) if rows else None
+
     async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
         """Watches in one of `phases` whose next step is due, oldest first."""
         rows = await self._call(
@@ -356,23 +370,32 @@ class Store:
         self, deploy_id: str, observed_at: float, results: Sequence[dict[str, Any]]
     ) -> None:
         """Keep one evaluation's per-SLI results (counts, rates, statistic, threshold)."""
+        await self._tx(lambda cur: self.insert_observations(cur, deploy_id, observed_at, results))
 
-        def insert(cur: duckdb.DuckDBPyConnection) -> None:
-            seq = cur.execute(
-                "SELECT coalesce(max(seq), 0) + 1 FROM observations WHERE deploy_id = ?",
-                [deploy_id],
-            ).fetchall()[0][0]
-            for r in results:
-                cur.execute(
-                    f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}) VALUES "
-                    "(?, ?, to_timestamp(?), "
-                    + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3))
-                    + ")",
-                    [deploy_id, seq, observed_at]
-                    + [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]],
-                )
-
-        await self._tx(insert)
+    @staticmethod
+    def insert_observations(
+        cur: duckdb.DuckDBPyConnection,
+        deploy_id: str,
+        observed_at: float,
+        results: Sequence[dict[str, Any]],
+    ) -> None:
+        """Write one evaluation's rows under the deploy's next `seq`, all in one INSERT; used
+        inside the Watch's transition so that an evaluation and its transition are one fact."""
+        if not results:
+            return
+        seq = cur.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM observations WHERE deploy_id = ?", [deploy_id]
+        ).fetchall()[0][0]
+        row = "(?, ?, to_timestamp(?), " + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3)) + ")"
+        params: list[Any] = []
+        for r in results:
+            params += [deploy_id, seq, observed_at]
+            params += [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]]
+        cur.execute(
+            f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}) VALUES "
+            + ", ".join([row] * len(results)),
+            params,
+        )
 
     async def observations(self, deploy_id: str, latest_only: bool = True) -> list[dict[str, Any]]:
         """Kept evaluations of a deploy, oldest first; only the last evaluation by default."""
@@ -620,15 +643,19 @@ class Store:
         url: str | None = None,
         detail: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
-        """Mark an action completed, failed or skipped, with what it made or why it failed."""
-        await self._call(
-            lambda cur: cur.execute(
+    ) -> Action:
+        """Mark an action completed, failed or skipped, with what it made or why it failed;
+        the action as stored afterwards (read in the same call)."""
+
+        def finish(cur: duckdb.DuckDBPyConnection) -> Action:
+            cur.execute(
                 "UPDATE actions SET status = ?, updated_at = to_timestamp(?), "
                 "url = coalesce(?, url), detail = coalesce(?, detail), error = ? WHERE id = ?",
                 [status, now, url, None if detail is None else json.dumps(detail), error, key],
             )
-        )
+            return self._action(cur, key)
+
+        return await self._call(finish)
 
     async def note_action_error(self, key: str, now: float, error: str) -> None:
         """Keep the last error of a still-pending action (it will be retried)."""

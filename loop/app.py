@@ -35,7 +35,7 @@ from loop.ingest import (
 from loop.phases import Phase
 from loop.retry import INLINE_WAIT
 from loop.revert_events import apply_closed_revert, parse_closed_revert
-from loop.scheduler import run_forever
+from loop.scheduler import Scheduler
 from loop.slack_webhook import post_slack
 from loop.views import deploy_view, incident_view
 from observer.prometheus import PrometheusSource
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", WatchDeps)
 CLOCK = web.AppKey("clock", Clock)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -119,9 +120,10 @@ def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: b
             stack.push_async_callback(_close, fixer)
             deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK], fixer=fixer)
             app[DEPS] = deps
-            task = (
-                asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None
-            )
+            task = None
+            if scheduler:
+                app[SCHEDULER] = Scheduler(deps, settings.tick_seconds)
+                task = asyncio.create_task(app[SCHEDULER].run_forever())
             yield
             if task is not None:
                 task.cancel()
@@ -171,7 +173,15 @@ async def post_deploy(request: web.Request) -> web.Response:
     await deps.store.journal("cd", "deploy", delivery, status="accepted", received_at=now,
                              body=parse_json(body))  # fmt: skip
     created = await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+    _wake(request.app)
     return web.json_response({"id": deploy.id, "created": created}, status=202)
+
+
+def _wake(app: web.Application) -> None:
+    """A new Watch starts at once rather than at the scheduler's next look."""
+    scheduler = app.get(SCHEDULER)
+    if scheduler is not None:
+        scheduler.wake()
 
 
 async def post_github(request: web.Request) -> web.Response:
@@ -211,8 +221,10 @@ async def post_github(request: web.Request) -> web.Response:
         await evidence_api.record_ci(deps.store, ci)
     if deploy is not None:
         await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+        _wake(request.app)
     if closed is not None:
         await apply_closed_revert(deps.store, closed, now)
+        _wake(request.app)
     if deploy or pr or ci or closed:
         await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)

@@ -15,6 +15,7 @@ Anthropic budget is spent; every model call's tokens and cost are stored before 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import math
@@ -258,4 +259,5 @@ async def sli_plot(deps: WatchDeps, deploy: Deploy, service: ServiceSettings,
     if len(points) < 2:  # noqa: PLR2004 - a line needs two points
         return None
     title = f"{service.name} {sli.name} around deploy {deploy.sha[:10]}"
-    return sli_png(sorted(points), deploy.finished_at, title, sli.unit)
+    # Rendering is CPU work of tens of milliseconds: off the event loop, like the store's calls.
+    return await asyncio.to_thread(sli_png, sorted(points), deploy.finished_at, title, sli.unit)

@@ -12,9 +12,11 @@ stable version over the same steps. A source failure on one SLI makes that SLI n
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar, cast
 
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
 from observer.gauge import assess_gauge_baselines
@@ -22,6 +24,8 @@ from observer.sequential import Baseline, Step, assess_ratio_steps
 from observer.slis import Sli, SliKind
 from observer.sources import MetricsError, MetricsSource, Series
 from observer.verdict import SliResult, Status, Verdict
+
+T = TypeVar("T")
 
 SEASONAL_LABELS = {86400.0: "1d", 604800.0: "7d"}
 
@@ -112,10 +116,22 @@ async def _points(
     """Raw series per role for one window."""
     start, end = span
     if sli.kind is SliKind.RATIO:
-        bad = await source.query_range(queries["bad"], start, end, step)
-        total = await source.query_range(queries["total"], start, end, step)
+        bad, total = await _all(
+            source.query_range(queries["bad"], start, end, step),
+            source.query_range(queries["total"], start, end, step),
+        )
         return {"ratio": (bad, total)}
     return {"gauge": (await source.query_range(queries["value"], start, end, step),)}
+
+
+async def _all(*calls: Awaitable[T]) -> list[T]:
+    """Await the queries together (each one round trip to the source, not one after another);
+    the first error is raised once all have ended, so none is left running or unobserved."""
+    done = await asyncio.gather(*calls, return_exceptions=True)
+    for item in done:
+        if isinstance(item, BaseException):
+            raise item
+    return cast(list[T], done)
 
 
 def _reduce(sli: Sli, raw: dict[str, tuple[list[Series], ...]]) -> tuple[Point, ...]:
@@ -153,12 +169,11 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
         # the null's confidence bound and slow detection without telling more about the season.
         whole = windows.deployed_at + windows.watch
         spans[label] = [watch_span[0] - offset, min(whole - offset, now)]
-    watch = _reduce(sli, await _points(source, sli, queries, watch_span, step))
-    baselines: list[tuple[str, tuple[Point, ...]]] = []
-    for label, span in spans.items():
-        if label != "watch":
-            baselines.append((label, _reduce(sli, await _points(source, sli, queries, span, step))))
-    return SliData(watch, tuple(baselines), queries, spans, "before_after")
+    labels = list(spans)  # "watch" first, then the baselines in order
+    fetched = await _all(*(_points(source, sli, queries, spans[label], step) for label in labels))
+    points = [_reduce(sli, r) for r in fetched]
+    baselines = tuple(zip(labels[1:], points[1:], strict=True))
+    return SliData(points[0], baselines, queries, spans, "before_after")
 
 
 def judge(
