@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -92,7 +93,10 @@ class Store:
         self._executor.shutdown(wait=True)
 
     async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        times: list[float] = []
+
         def run() -> T:
+            times.append(time.perf_counter())
             with self._lock:
                 cur = self._con.cursor()
                 try:
@@ -101,10 +105,19 @@ class Store:
                     raise StoreError(f"{getattr(fn, '__name__', 'store call')}: {exc}") from exc
                 finally:
                     cur.close()
+                    times.append(time.perf_counter())
 
         with _tracer.start_as_current_span("store.call") as span:
             span.set_attribute("rearguard.store.op", getattr(fn, "__name__", "call"))
-            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            submitted = time.perf_counter()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            finally:
+                # The span is the caller's wait; these say how much of it was the writer queue
+                # (other calls ahead on the one writer thread) and how much DuckDB's own work.
+                if len(times) == 2:  # noqa: PLR2004 - started and ended
+                    span.set_attribute("rearguard.store.queued_seconds", times[0] - submitted)
+                    span.set_attribute("rearguard.store.run_seconds", times[1] - times[0])
 
     async def _tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction: all of it is written, or none."""
@@ -347,14 +360,48 @@ class Store:
         return await self._tx(move)
 
     async def timeline(self, deploy_id: str) -> list[dict[str, Any]]:
-        rows = await self._call(
-            lambda cur: cur.execute(
-                "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
-                "WHERE deploy_id = ? ORDER BY seq",
+        return await self._call(lambda cur: self._timeline(cur, deploy_id))
+
+    @staticmethod
+    def _timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
+        rows = cur.execute(
+            "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
+            "WHERE deploy_id = ? ORDER BY seq",
+            [deploy_id],
+        ).fetchall()
+        return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
+
+    async def deploy_summary(
+        self, deploy_id: str
+    ) -> tuple[
+        WatchState | None, dict[str, Any] | None, list[MergedPR], list[dict[str, Any]], str | None
+    ]:
+        """What a deploy's view shows besides the deploy, read in one call (the view is polled
+        while Watches run, and each call waits its turn on the one writer thread): the Watch, its
+        verdict, the PRs, the timeline and the incident's id."""
+
+        def read(cur: duckdb.DuckDBPyConnection) -> Any:
+            watch = cur.execute(
+                "SELECT deploy_id, phase, epoch(next_due), reason, verdict FROM watches "
+                "WHERE deploy_id = ?",
                 [deploy_id],
             ).fetchall()
-        )
-        return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
+            incident = cur.execute(
+                "SELECT id FROM incidents WHERE deploy_id = ?", [deploy_id]
+            ).fetchall()
+            return (
+                WatchState(*watch[0][:4]) if watch else None,
+                json.loads(watch[0][4]) if watch and watch[0][4] else None,
+                self._deploy_prs(cur, deploy_id),
+                self._timeline(cur, deploy_id),
+                str(incident[0][0]) if incident else None,
+            )
+
+        summary: tuple[
+            WatchState | None, dict[str, Any] | None, list[MergedPR], list[dict[str, Any]],
+            str | None,
+        ] = await self._call(read)  # fmt: skip
+        return summary
 
     async def watch_verdict(self, deploy_id: str) -> dict[str, Any] | None:
         rows = await self._call(
@@ -528,19 +575,21 @@ class Store:
         await self._tx(write)
 
     async def deploy_prs(self, deploy_id: str) -> list[MergedPR]:
+        return await self._call(lambda cur: self._deploy_prs(cur, deploy_id))
+
+    @classmethod
+    def _deploy_prs(cls, cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[MergedPR]:
         cols = ", ".join(
             f"p.{c.strip()}" if "(" not in c else c.replace("(", "(p.")
-            for c in self._PR_COLS.split(",")
+            for c in cls._PR_COLS.split(",")
         )
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {cols} FROM deploy_prs d JOIN pull_requests p "
-                "ON p.repo = d.repo AND p.number = d.number WHERE d.deploy_id = ? "
-                "ORDER BY p.merged_at",
-                [deploy_id],
-            ).fetchall()
-        )
-        return [self._pr(r) for r in rows]
+        rows = cur.execute(
+            f"SELECT {cols} FROM deploy_prs d JOIN pull_requests p "
+            "ON p.repo = d.repo AND p.number = d.number WHERE d.deploy_id = ? "
+            "ORDER BY p.merged_at",
+            [deploy_id],
+        ).fetchall()
+        return [cls._pr(r) for r in rows]
 
     # -- incidents and suspects --------------------------------------------------------------
 
@@ -763,8 +812,14 @@ class Store:
             [r.incident_id, r.round, list(r.prs), r.action_id, r.decided_at, r.reason],
         )
 
-    async def ensure_round(self, r: RevertRound) -> None:
-        await self._call(lambda cur: self.insert_round(cur, r))
+    async def ensure_round(self, r: RevertRound) -> list[RevertRound]:
+        """Write round `r` unless it exists; the incident's rounds as stored after, in one call."""
+
+        def ensure(cur: duckdb.DuckDBPyConnection) -> list[RevertRound]:
+            self.insert_round(cur, r)
+            return self._rounds(cur, r.incident_id)
+
+        return await self._call(ensure)
 
     _ROUND_COLS = (
         "incident_id, round, prs, action_id, epoch(decided_at), reason, deploy_id, outcome, "
@@ -773,13 +828,14 @@ class Store:
 
     async def rounds(self, incident_id: str) -> list[RevertRound]:
         """An incident's revert rounds, first round first."""
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {self._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? "
-                "ORDER BY round",
-                [incident_id],
-            ).fetchall()
-        )
+        return await self._call(lambda cur: self._rounds(cur, incident_id))
+
+    @classmethod
+    def _rounds(cls, cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
+        rows = cur.execute(
+            f"SELECT {cls._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? ORDER BY round",
+            [incident_id],
+        ).fetchall()
         return [RevertRound(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
 
     async def awaiting_reverts(

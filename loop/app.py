@@ -38,6 +38,7 @@ from loop.revert_events import apply_closed_revert, parse_closed_revert
 from loop.scheduler import Scheduler
 from loop.slack_webhook import post_slack
 from loop.views import deploy_view, incident_view
+from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.prometheus import PrometheusSource
 from observer.sources import MetricsSource
 from rollback.console import ConsoleNotifier
@@ -104,7 +105,11 @@ async def _close(*things: object) -> None:
                 break
 
 
-def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: bool) -> Any:
+def _runtime(
+    clients: tuple[MetricsSource, Forge, Notifier] | None,
+    scheduler: bool,
+    detector: DetectorSettings,
+) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = await Store.open(settings.store_path)
@@ -118,7 +123,8 @@ def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: b
                     await stack.enter_async_context(forge)
             fixer = build_fixer(settings)
             stack.push_async_callback(_close, fixer)
-            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK], fixer=fixer)
+            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK],
+                             detector=detector, fixer=fixer)  # fmt: skip
             app[DEPS] = deps
             task = None
             if scheduler:
@@ -140,12 +146,14 @@ def build_app(
     clock: Clock | None = None,
     clients: tuple[MetricsSource, Forge, Notifier] | None = None,
     scheduler: bool = True,
+    detector: DetectorSettings = DEFAULT_SETTINGS,
 ) -> web.Application:
-    """The HTTP app; `clients` replaces the configured ones (tests pass their own wiring)."""
+    """The HTTP app; `clients` replaces the configured ones (tests pass their own wiring), and
+    `detector` the detector's settings (the loop benchmark scales the blip to its 1 s step)."""
     app = web.Application(middlewares=[errors], client_max_size=5 * 1024 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or WallClock()
-    app.cleanup_ctx.append(_runtime(clients, scheduler))
+    app.cleanup_ctx.append(_runtime(clients, scheduler, detector))
     app.add_routes([
         web.post("/v1/deploys", post_deploy),
         web.post("/v1/webhooks/github", post_github),

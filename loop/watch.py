@@ -110,7 +110,8 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
         service.seasonal, deploy.sha,
     )  # fmt: skip
     now = deps.clock.now()
-    with tracer.start_as_current_span("prometheus.evaluate"):
+    # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
+    with tracer.start_as_current_span("watch.evaluate"):
         verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
     rows = [r.to_json() for r in verdict.results]
 

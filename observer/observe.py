@@ -18,6 +18,8 @@ from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
 from typing import TypeVar, cast
 
+from opentelemetry import trace
+
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
 from observer.gauge import assess_gauge_baselines
 from observer.sequential import Baseline, Step, assess_ratio_steps
@@ -26,6 +28,7 @@ from observer.sources import MetricsError, MetricsSource, Series
 from observer.verdict import SliResult, Status, Verdict
 
 T = TypeVar("T")
+tracer = trace.get_tracer("rearguard.observer")
 
 SEASONAL_LABELS = {86400.0: "1d", 604800.0: "7d"}
 
@@ -155,7 +158,8 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
     watch_span = [windows.deployed_at + step, windows.watch_end(now)]
     spans = {"watch": watch_span}
     if sli.version_label:
-        raw = await _points(source, sli, queries, watch_span, step)
+        with tracer.start_as_current_span("prometheus.fetch"):
+            raw = await _points(source, sli, queries, watch_span, step)
         canary_raw = {k: tuple(_split(v, sli.version_label, windows.version)[0] for v in vs)
                       for k, vs in raw.items()}  # fmt: skip
         stable_raw = {k: tuple(_split(v, sli.version_label, windows.version)[1] for v in vs)
@@ -170,7 +174,10 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
         whole = windows.deployed_at + windows.watch
         spans[label] = [watch_span[0] - offset, min(whole - offset, now)]
     labels = list(spans)  # "watch" first, then the baselines in order
-    fetched = await _all(*(_points(source, sli, queries, spans[label], step) for label in labels))
+    with tracer.start_as_current_span("prometheus.fetch"):
+        fetched = await _all(
+            *(_points(source, sli, queries, spans[label], step) for label in labels)
+        )
     points = [_reduce(sli, r) for r in fetched]
     baselines = tuple(zip(labels[1:], points[1:], strict=True))
     return SliData(points[0], baselines, queries, spans, "before_after")
