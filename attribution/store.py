@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -92,7 +93,10 @@ class Store:
         self._executor.shutdown(wait=True)
 
     async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        times: list[float] = []
+
         def run() -> T:
+            times.append(time.perf_counter())
             with self._lock:
                 cur = self._con.cursor()
                 try:
@@ -101,10 +105,19 @@ class Store:
                     raise StoreError(f"{getattr(fn, '__name__', 'store call')}: {exc}") from exc
                 finally:
                     cur.close()
+                    times.append(time.perf_counter())
 
         with _tracer.start_as_current_span("store.call") as span:
             span.set_attribute("rearguard.store.op", getattr(fn, "__name__", "call"))
-            return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            submitted = time.perf_counter()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            finally:
+                # The span is the caller's wait; these say how much of it was the writer queue
+                # (other calls ahead on the one writer thread) and how much DuckDB's own work.
+                if len(times) == 2:  # noqa: PLR2004 - started and ended
+                    span.set_attribute("rearguard.store.queued_seconds", times[0] - submitted)
+                    span.set_attribute("rearguard.store.run_seconds", times[1] - times[0])
 
     async def _tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction: all of it is written, or none."""
@@ -275,6 +288,20 @@ class Store:
         )
         return WatchState(*rows[0]) if rows else None
 
+    async def watch_deploy(self, deploy_id: str) -> tuple[WatchState, Deploy] | None:
+        """A Watch and its deploy in one read (the start of every Watch step)."""
+        cols = ", ".join(f"d.{c}" if "(" not in c else c.replace("(", "(d.")
+                         for c in self._DEPLOY_COLS.split(", "))  # fmt: skip
+        rows = await self._call(
+            lambda cur: cur.execute(
+                "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, "
+                f"{cols} FROM watches w JOIN deploys d ON d.id = w.deploy_id "
+                "WHERE w.deploy_id = ?",
+                [deploy_id],
+            ).fetchall()
+        )
+        return (WatchState(*rows[0][:4]), Deploy(*rows[0][4:])) if rows else None
+
     async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
         """Watches in one of `phases` whose next step is due, oldest first."""
         rows = await self._call(
@@ -333,14 +360,48 @@ class Store:
         return await self._tx(move)
 
     async def timeline(self, deploy_id: str) -> list[dict[str, Any]]:
-        rows = await self._call(
-            lambda cur: cur.execute(
-                "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
-                "WHERE deploy_id = ? ORDER BY seq",
+        return await self._call(lambda cur: self._timeline(cur, deploy_id))
+
+    @staticmethod
+    def _timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
+        rows = cur.execute(
+            "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
+            "WHERE deploy_id = ? ORDER BY seq",
+            [deploy_id],
+        ).fetchall()
+        return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
+
+    async def deploy_summary(
+        self, deploy_id: str
+    ) -> tuple[
+        WatchState | None, dict[str, Any] | None, list[MergedPR], list[dict[str, Any]], str | None
+    ]:
+        """What a deploy's view shows besides the deploy, read in one call (the view is polled
+        while Watches run, and each call waits its turn on the one writer thread): the Watch, its
+        verdict, the PRs, the timeline and the incident's id."""
+
+        def read(cur: duckdb.DuckDBPyConnection) -> Any:
+            watch = cur.execute(
+                "SELECT deploy_id, phase, epoch(next_due), reason, verdict FROM watches "
+                "WHERE deploy_id = ?",
                 [deploy_id],
             ).fetchall()
-        )
-        return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
+            incident = cur.execute(
+                "SELECT id FROM incidents WHERE deploy_id = ?", [deploy_id]
+            ).fetchall()
+            return (
+                WatchState(*watch[0][:4]) if watch else None,
+                json.loads(watch[0][4]) if watch and watch[0][4] else None,
+                self._deploy_prs(cur, deploy_id),
+                self._timeline(cur, deploy_id),
+                str(incident[0][0]) if incident else None,
+            )
+
+        summary: tuple[
+            WatchState | None, dict[str, Any] | None, list[MergedPR], list[dict[str, Any]],
+            str | None,
+        ] = await self._call(read)  # fmt: skip
+        return summary
 
     async def watch_verdict(self, deploy_id: str) -> dict[str, Any] | None:
         rows = await self._call(
@@ -356,23 +417,32 @@ class Store:
         self, deploy_id: str, observed_at: float, results: Sequence[dict[str, Any]]
     ) -> None:
         """Keep one evaluation's per-SLI results (counts, rates, statistic, threshold)."""
+        await self._tx(lambda cur: self.insert_observations(cur, deploy_id, observed_at, results))
 
-        def insert(cur: duckdb.DuckDBPyConnection) -> None:
-            seq = cur.execute(
-                "SELECT coalesce(max(seq), 0) + 1 FROM observations WHERE deploy_id = ?",
-                [deploy_id],
-            ).fetchall()[0][0]
-            for r in results:
-                cur.execute(
-                    f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}) VALUES "
-                    "(?, ?, to_timestamp(?), "
-                    + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3))
-                    + ")",
-                    [deploy_id, seq, observed_at]
-                    + [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]],
-                )
-
-        await self._tx(insert)
+    @staticmethod
+    def insert_observations(
+        cur: duckdb.DuckDBPyConnection,
+        deploy_id: str,
+        observed_at: float,
+        results: Sequence[dict[str, Any]],
+    ) -> None:
+        """Write one evaluation's rows under the deploy's next `seq`, all in one INSERT; used
+        inside the Watch's transition so that an evaluation and its transition are one fact."""
+        if not results:
+            return
+        seq = cur.execute(
+            "SELECT coalesce(max(seq), 0) + 1 FROM observations WHERE deploy_id = ?", [deploy_id]
+        ).fetchall()[0][0]
+        row = "(?, ?, to_timestamp(?), " + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3)) + ")"
+        params: list[Any] = []
+        for r in results:
+            params += [deploy_id, seq, observed_at]
+            params += [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]]
+        cur.execute(
+            f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}) VALUES "
+            + ", ".join([row] * len(results)),
+            params,
+        )
 
     async def observations(self, deploy_id: str, latest_only: bool = True) -> list[dict[str, Any]]:
         """Kept evaluations of a deploy, oldest first; only the last evaluation by default."""
@@ -505,19 +575,21 @@ class Store:
         await self._tx(write)
 
     async def deploy_prs(self, deploy_id: str) -> list[MergedPR]:
+        return await self._call(lambda cur: self._deploy_prs(cur, deploy_id))
+
+    @classmethod
+    def _deploy_prs(cls, cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[MergedPR]:
         cols = ", ".join(
             f"p.{c.strip()}" if "(" not in c else c.replace("(", "(p.")
-            for c in self._PR_COLS.split(",")
+            for c in cls._PR_COLS.split(",")
         )
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {cols} FROM deploy_prs d JOIN pull_requests p "
-                "ON p.repo = d.repo AND p.number = d.number WHERE d.deploy_id = ? "
-                "ORDER BY p.merged_at",
-                [deploy_id],
-            ).fetchall()
-        )
-        return [self._pr(r) for r in rows]
+        rows = cur.execute(
+            f"SELECT {cols} FROM deploy_prs d JOIN pull_requests p "
+            "ON p.repo = d.repo AND p.number = d.number WHERE d.deploy_id = ? "
+            "ORDER BY p.merged_at",
+            [deploy_id],
+        ).fetchall()
+        return [cls._pr(r) for r in rows]
 
     # -- incidents and suspects --------------------------------------------------------------
 
@@ -620,15 +692,19 @@ class Store:
         url: str | None = None,
         detail: dict[str, Any] | None = None,
         error: str | None = None,
-    ) -> None:
-        """Mark an action completed, failed or skipped, with what it made or why it failed."""
-        await self._call(
-            lambda cur: cur.execute(
+    ) -> Action:
+        """Mark an action completed, failed or skipped, with what it made or why it failed;
+        the action as stored afterwards (read in the same call)."""
+
+        def finish(cur: duckdb.DuckDBPyConnection) -> Action:
+            cur.execute(
                 "UPDATE actions SET status = ?, updated_at = to_timestamp(?), "
                 "url = coalesce(?, url), detail = coalesce(?, detail), error = ? WHERE id = ?",
                 [status, now, url, None if detail is None else json.dumps(detail), error, key],
             )
-        )
+            return self._action(cur, key)
+
+        return await self._call(finish)
 
     async def note_action_error(self, key: str, now: float, error: str) -> None:
         """Keep the last error of a still-pending action (it will be retried)."""
@@ -736,8 +812,14 @@ class Store:
             [r.incident_id, r.round, list(r.prs), r.action_id, r.decided_at, r.reason],
         )
 
-    async def ensure_round(self, r: RevertRound) -> None:
-        await self._call(lambda cur: self.insert_round(cur, r))
+    async def ensure_round(self, r: RevertRound) -> list[RevertRound]:
+        """Write round `r` unless it exists; the incident's rounds as stored after, in one call."""
+
+        def ensure(cur: duckdb.DuckDBPyConnection) -> list[RevertRound]:
+            self.insert_round(cur, r)
+            return self._rounds(cur, r.incident_id)
+
+        return await self._call(ensure)
 
     _ROUND_COLS = (
         "incident_id, round, prs, action_id, epoch(decided_at), reason, deploy_id, outcome, "
@@ -746,13 +828,14 @@ class Store:
 
     async def rounds(self, incident_id: str) -> list[RevertRound]:
         """An incident's revert rounds, first round first."""
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {self._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? "
-                "ORDER BY round",
-                [incident_id],
-            ).fetchall()
-        )
+        return await self._call(lambda cur: self._rounds(cur, incident_id))
+
+    @classmethod
+    def _rounds(cls, cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
+        rows = cur.execute(
+            f"SELECT {cls._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? ORDER BY round",
+            [incident_id],
+        ).fetchall()
         return [RevertRound(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
 
     async def awaiting_reverts(

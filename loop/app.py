@@ -37,9 +37,10 @@ from loop.metrics import OwnMetrics
 from loop.phases import Phase
 from loop.retry import INLINE_WAIT
 from loop.revert_events import apply_closed_revert, parse_closed_revert
-from loop.scheduler import run_forever
+from loop.scheduler import Scheduler
 from loop.slack_webhook import post_slack
 from loop.views import deploy_view, incident_view
+from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.prometheus import PrometheusSource
 from observer.sources import MetricsSource
 from rollback.console import ConsoleNotifier
@@ -54,6 +55,7 @@ SETTINGS = web.AppKey("settings", Settings)
 DEPS = web.AppKey("deps", WatchDeps)
 CLOCK = web.AppKey("clock", Clock)
 METRICS = web.AppKey("metrics", OwnMetrics)
+SCHEDULER = web.AppKey("scheduler", Scheduler)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -106,7 +108,11 @@ async def _close(*things: object) -> None:
                 break
 
 
-def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: bool) -> Any:
+def _runtime(
+    clients: tuple[MetricsSource, Forge, Notifier] | None,
+    scheduler: bool,
+    detector: DetectorSettings,
+) -> Any:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = await Store.open(settings.store_path)
@@ -120,11 +126,13 @@ def _runtime(clients: tuple[MetricsSource, Forge, Notifier] | None, scheduler: b
                     await stack.enter_async_context(forge)
             fixer = build_fixer(settings)
             stack.push_async_callback(_close, fixer)
-            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK], fixer=fixer)
+            deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK],
+                             detector=detector, fixer=fixer)  # fmt: skip
             app[DEPS] = deps
-            task = (
-                asyncio.create_task(run_forever(deps, settings.tick_seconds)) if scheduler else None
-            )
+            task = None
+            if scheduler:
+                app[SCHEDULER] = Scheduler(deps, settings.tick_seconds)
+                task = asyncio.create_task(app[SCHEDULER].run_forever())
             yield
             if task is not None:
                 task.cancel()
@@ -141,12 +149,14 @@ def build_app(
     clock: Clock | None = None,
     clients: tuple[MetricsSource, Forge, Notifier] | None = None,
     scheduler: bool = True,
+    detector: DetectorSettings = DEFAULT_SETTINGS,
 ) -> web.Application:
-    """The HTTP app; `clients` replaces the configured ones (tests pass their own wiring)."""
+    """The HTTP app; `clients` replaces the configured ones (tests pass their own wiring), and
+    `detector` the detector's settings (the loop benchmark scales the blip to its 1 s step)."""
     app = web.Application(middlewares=[errors], client_max_size=5 * 1024 * 1024)
     app[SETTINGS] = settings
     app[CLOCK] = clock or WallClock()
-    app.cleanup_ctx.append(_runtime(clients, scheduler))
+    app.cleanup_ctx.append(_runtime(clients, scheduler, detector))
     app.add_routes([
         web.post("/v1/deploys", post_deploy),
         web.post("/v1/webhooks/github", post_github),
@@ -192,7 +202,15 @@ async def post_deploy(request: web.Request) -> web.Response:
     await deps.store.journal("cd", "deploy", delivery, status="accepted", received_at=now,
                              body=parse_json(body))  # fmt: skip
     created = await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+    _wake(request.app)
     return web.json_response({"id": deploy.id, "created": created}, status=202)
+
+
+def _wake(app: web.Application) -> None:
+    """A new Watch starts at once rather than at the scheduler's next look."""
+    scheduler = app.get(SCHEDULER)
+    if scheduler is not None:
+        scheduler.wake()
 
 
 async def post_github(request: web.Request) -> web.Response:
@@ -232,8 +250,10 @@ async def post_github(request: web.Request) -> web.Response:
         await evidence_api.record_ci(deps.store, ci)
     if deploy is not None:
         await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+        _wake(request.app)
     if closed is not None:
         await apply_closed_revert(deps.store, closed, now)
+        _wake(request.app)
     if deploy or pr or ci or closed:
         await deps.store.mark_journal("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)

@@ -15,12 +15,15 @@ Anthropic budget is spent; every model call's tokens and cost are stored before 
 
 from __future__ import annotations
 
+import asyncio
 import difflib
 import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
+
+from opentelemetry import trace
 
 from attribution.records import Action, Deploy, Incident, MergedPR
 from loop.config import ServiceSettings
@@ -34,6 +37,7 @@ from rollback.plot import sli_png
 from rollback.policy import Plan
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("rearguard.loop")
 
 Run = Callable[[WatchDeps, str, Incident, str, Any], Awaitable[Action]]
 DAY = 86_400.0
@@ -248,8 +252,11 @@ async def sli_plot(deps: WatchDeps, deploy: Deploy, service: ServiceSettings,
     queries, step = sli.queries(service.step), service.step
     start, end = deploy.finished_at - service.baseline, deps.clock.now()
     try:
-        bad = await deps.source.query_range(queries["bad"], start, end, step)
-        total = await deps.source.query_range(queries["total"], start, end, step)
+        with tracer.start_as_current_span("prometheus.fetch"):
+            bad, total = await asyncio.gather(
+                deps.source.query_range(queries["bad"], start, end, step),
+                deps.source.query_range(queries["total"], start, end, step),
+            )
     except MetricsError as exc:
         log.warning("no SLI plot for deploy %s: %s", deploy.id, exc)
         return None
@@ -258,4 +265,5 @@ async def sli_plot(deps: WatchDeps, deploy: Deploy, service: ServiceSettings,
     if len(points) < 2:  # noqa: PLR2004 - a line needs two points
         return None
     title = f"{service.name} {sli.name} around deploy {deploy.sha[:10]}"
-    return sli_png(sorted(points), deploy.finished_at, title, sli.unit)
+    # Rendering is CPU work of tens of milliseconds: off the event loop, like the store's calls.
+    return await asyncio.to_thread(sli_png, sorted(points), deploy.finished_at, title, sli.unit)

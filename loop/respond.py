@@ -125,16 +125,14 @@ async def _run_action(
                 f"retrying in {delay:.0f}s: {exc}",
                 delay,
             ) from exc
-        await deps.store.finish_action(
+        return await deps.store.finish_action(
             key, "failed", now=deps.clock.now(),
             error=f"gave up after {action.attempts} attempts: {exc}",
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any other failure is final for this action
-        await deps.store.finish_action(key, "failed", now=deps.clock.now(), error=str(exc))
-    else:
-        await deps.store.finish_action(key, "completed", now=deps.clock.now(), url=url,
-                                       detail=detail)  # fmt: skip
-    return await deps.store.begin_action(key, incident.id, kind, deps.clock.now())
+        return await deps.store.finish_action(key, "failed", now=deps.clock.now(), error=str(exc))
+    return await deps.store.finish_action(key, "completed", now=deps.clock.now(), url=url,
+                                          detail=detail)  # fmt: skip
 
 
 async def _revert(deps: WatchDeps, case: Case) -> Action | None:

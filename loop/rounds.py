@@ -24,12 +24,9 @@ def notice_key(incident_id: str, number: int) -> str:
 
 
 async def current_round(store: Store, incident: Incident, now: float) -> RevertRound:
-    """The incident's latest round, writing round 1 (its revert unit) the first time."""
-    rounds = await store.rounds(incident.id)
-    if rounds:
-        return rounds[-1]
+    """The incident's latest round, writing round 1 (its revert unit) the first time; one store
+    call either way."""
     first = RevertRound(
         incident.id, 1, incident.revert_unit, round_key(incident.id, 1), now, incident.reason
     )
-    await store.ensure_round(first)
-    return (await store.rounds(incident.id))[-1]
+    return (await store.ensure_round(first))[-1]

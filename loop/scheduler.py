@@ -2,17 +2,24 @@
 
 A Watch that raises is logged with its deploy id, pushed back by one tick and retried; the loop
 itself never dies of one bad deploy.
+
+Two drivers share that rule. `run_due` steps every due Watch round by round (tests and the demo,
+on a manual clock). `Scheduler` is the server's: each due Watch is advanced in a task of its own,
+so one Watch waiting on GitHub never holds up another's evaluation, and the scheduler sleeps
+until the earliest `next_due` (at most a tick), woken early when a Watch finishes a transition
+or a deploy arrives; a Watch is advanced as soon as it is due, not up to a tick later.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from opentelemetry import trace
 
 from loop.deps import WatchDeps
-from loop.phases import ACTIVE, WAITING
+from loop.phases import ACTIVE, WAITING, Phase
 from loop.watch import advance
 
 log = logging.getLogger(__name__)
@@ -21,12 +28,29 @@ tracer = trace.get_tracer("rearguard.loop")
 MAX_ROUNDS = 20
 """Transitions one tick may take per Watch (regressed -> rolling_back -> reverted is three)."""
 
+_PHASES = [str(p) for p in (*ACTIVE, *WAITING)]
 
-async def _advance_traced(deps: WatchDeps, deploy_id: str) -> None:
+
+async def _advance_traced(deps: WatchDeps, deploy_id: str) -> Phase | None:
     with tracer.start_as_current_span("watch.advance") as span:
         span.set_attribute("deployment.id", deploy_id)
         phase = await advance(deps, deploy_id)
         span.set_attribute("rearguard.phase", str(phase))
+        return phase
+
+
+async def _advance_once(deps: WatchDeps, deploy_id: str, tick: float) -> None:
+    """One transition; on an error, the Watch is logged and pushed back by one tick."""
+    try:
+        await _advance_traced(deps, deploy_id)
+    except Exception:
+        log.exception("watch %s failed; retrying in %.0fs", deploy_id, tick)
+        phase = await _phase(deps, deploy_id)
+        now = deps.clock.now()
+        await deps.store.transition(
+            deploy_id, phase, phase, now=now, next_due=now + tick,
+            reason="internal error; see the logs",
+        )  # fmt: skip
 
 
 async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -> int:
@@ -36,19 +60,10 @@ async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -
 
     async def one(deploy_id: str) -> None:
         async with gate:
-            try:
-                await _advance_traced(deps, deploy_id)
-            except Exception:
-                log.exception("watch %s failed; retrying in %.0fs", deploy_id, tick)
-                phase = await _phase(deps, deploy_id)
-                now = deps.clock.now()
-                await deps.store.transition(
-                    deploy_id, phase, phase, now=now, next_due=now + tick,
-                    reason="internal error; see the logs",
-                )  # fmt: skip
+            await _advance_once(deps, deploy_id, tick)
 
     for _ in range(MAX_ROUNDS):
-        due = await deps.store.due_watches([str(p) for p in (*ACTIVE, *WAITING)], deps.clock.now())
+        due = await deps.store.due_watches(_PHASES, deps.clock.now())
         if not due:
             break
         await asyncio.gather(*(one(w.deploy_id) for w in due))
@@ -61,11 +76,69 @@ async def _phase(deps: WatchDeps, deploy_id: str) -> str:
     return state.phase if state else ""
 
 
-async def run_forever(deps: WatchDeps, tick: float) -> None:
-    """The background task: run what is due, then sleep one tick; until cancelled."""
-    while True:
+class Scheduler:
+    """The server's background scheduler on the wall clock; `wake()` makes it look again now."""
+
+    def __init__(self, deps: WatchDeps, tick: float, *, concurrency: int = 8) -> None:
+        self._deps = deps
+        self._tick = tick
+        self._gate = asyncio.Semaphore(concurrency)
+        self._running: dict[str, asyncio.Task[None]] = {}
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something changed (a deploy arrived, a Watch moved on): look for due Watches now."""
+        self._wake.set()
+
+    @property
+    def running(self) -> frozenset[str]:
+        """Deploy ids whose Watch is being advanced right now."""
+        return frozenset(self._running)
+
+    async def dispatch(self) -> float:
+        """Start a task for every due Watch not already running; seconds until the next is due
+        (at most a tick, which also bounds how late a Watch woken from outside is seen)."""
+        now = self._deps.clock.now()
+        upcoming = await self._deps.store.due_watches(_PHASES, now + self._tick)
+        wait = self._tick
+        for w in upcoming:
+            if w.next_due > now:
+                wait = min(wait, w.next_due - now)
+            elif w.deploy_id not in self._running:
+                self._running[w.deploy_id] = asyncio.create_task(self._drive(w.deploy_id))
+        return max(wait, 0.0)
+
+    async def _drive(self, deploy_id: str) -> None:
         try:
-            await run_due(deps, tick=tick)
+            async with self._gate:
+                await _advance_once(self._deps, deploy_id, self._tick)
         except Exception:
-            log.exception("scheduler tick failed; continuing")
-        await deps.clock.sleep(tick)
+            log.exception("watch %s: could not record its failure", deploy_id)
+        finally:
+            self._running.pop(deploy_id, None)
+            self._wake.set()  # its next transition may be due at once (regressed -> rolling_back)
+
+    async def run_forever(self) -> None:
+        """Dispatch, then sleep until the next Watch is due or something wakes us; until
+        cancelled, when the Watches being advanced are cancelled too (each resumes on restart
+        from its last written transition)."""
+        try:
+            while True:
+                self._wake.clear()
+                try:
+                    wait = await self.dispatch()
+                except Exception:
+                    log.exception("scheduler dispatch failed; continuing")
+                    wait = self._tick
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+        finally:
+            tasks = list(self._running.values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_forever(deps: WatchDeps, tick: float) -> None:
+    """The background task: advance Watches as they fall due; until cancelled."""
+    await Scheduler(deps, tick).run_forever()

@@ -33,17 +33,16 @@ def pr_view(pr: MergedPR) -> dict[str, Any]:
 
 
 async def deploy_view(store: Store, deploy: Deploy) -> dict[str, Any]:
-    """A deploy with its Watch phase, verdict, PRs, timeline and incident id."""
-    watch = await store.watch(deploy.id)
-    incident = await store.incident_for_deploy(deploy.id)
+    """A deploy with its Watch phase, verdict, PRs, timeline and incident id (one store call)."""
+    watch, verdict, prs, timeline, incident_id = await store.deploy_summary(deploy.id)
     return {
         **asdict(deploy),
         "phase": watch.phase if watch else None,
         "reason": watch.reason if watch else None,
-        "verdict": await store.watch_verdict(deploy.id),
-        "prs": [pr_view(p) for p in await store.deploy_prs(deploy.id)],
-        "timeline": await store.timeline(deploy.id),
-        "incident_id": incident.id if incident else None,
+        "verdict": verdict,
+        "prs": [pr_view(p) for p in prs],
+        "timeline": timeline,
+        "incident_id": incident_id,
     }
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 
+import duckdb
 from opentelemetry import trace
 
 from attribution.changes import RangeCommit, change_set
@@ -38,10 +40,10 @@ def incident_id_for(deploy_id: str) -> str:
 
 async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
     """Take the next transition of one Watch; None when the Watch is unknown or final."""
-    state = await deps.store.watch(deploy_id)
-    deploy = await deps.store.deploy(deploy_id)
-    if state is None or deploy is None:
+    found = await deps.store.watch_deploy(deploy_id)
+    if found is None:
         return None
+    state, deploy = found
     phase = Phase(state.phase)
     service = deps.settings.service(deploy.service)
     now = deps.clock.now()
@@ -108,31 +110,52 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
         service.seasonal, deploy.sha,
     )  # fmt: skip
     now = deps.clock.now()
-    with tracer.start_as_current_span("prometheus.evaluate"):
+    # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
+    with tracer.start_as_current_span("watch.evaluate"):
         verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
-    await deps.store.record_observations(deploy.id, now, [r.to_json() for r in verdict.results])
+    rows = [r.to_json() for r in verdict.results]
+
+    def observed(cur: duckdb.DuckDBPyConnection) -> None:
+        deps.store.insert_observations(cur, deploy.id, now, rows)
+
     if verdict.status is Status.OBSERVING:
-        next_due = min(now + service.step, deploy.finished_at + service.watch)
+        next_due = min(next_step_due(deploy.finished_at, service.step, now),
+                       deploy.finished_at + service.watch)  # fmt: skip
         await deps.store.transition(
             deploy.id, Phase.OBSERVING, Phase.OBSERVING, now=now,
             next_due=max(next_due, now), reason=verdict.reason, verdict=verdict.to_json(),
+            also=observed,
         )  # fmt: skip
         return Phase.OBSERVING
     if verdict.status is Status.REGRESSED:
         with tracer.start_as_current_span("attribution.rank"):
             incident = await _incident(deps, deploy, service, verdict, now)
+
+        def opened(cur: duckdb.DuckDBPyConnection) -> None:
+            observed(cur)
+            deps.store.insert_incident(cur, incident)
+
         await deps.store.transition(
             deploy.id, Phase.OBSERVING, Phase.REGRESSED, now=now, next_due=now,
-            reason=verdict.reason, verdict=verdict.to_json(),
-            also=lambda cur: deps.store.insert_incident(cur, incident),
+            reason=verdict.reason, verdict=verdict.to_json(), also=opened,
         )  # fmt: skip
         return Phase.REGRESSED
     final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
     await deps.store.transition(
         deploy.id, Phase.OBSERVING, final, now=now, next_due=now,
-        reason=verdict.reason, verdict=verdict.to_json(),
+        reason=verdict.reason, verdict=verdict.to_json(), also=observed,
     )  # fmt: skip
     return final
+
+
+def next_step_due(deployed_at: float, step: float, now: float) -> float:
+    """When the next watch step's data can exist: the first step boundary of the deploy's grid
+    (`deployed_at + k * step`) after `now`, so evaluations stay on the grid instead of drifting
+    later by each evaluation's own duration (and by the scheduler's wake-up) as `now + step` did."""
+    if step <= 0:
+        return now
+    done = math.floor((now - deployed_at) / step + 1e-9)
+    return deployed_at + (max(done, 0) + 1) * step
 
 
 async def _incident(

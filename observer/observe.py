@@ -12,9 +12,13 @@ stable version over the same steps. A source failure on one SLI makes that SLI n
 
 from __future__ import annotations
 
+import asyncio
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
+from typing import TypeVar, cast
+
+from opentelemetry import trace
 
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
 from observer.gauge import assess_gauge_baselines
@@ -22,6 +26,9 @@ from observer.sequential import Baseline, Step, assess_ratio_steps
 from observer.slis import Sli, SliKind
 from observer.sources import MetricsError, MetricsSource, Series
 from observer.verdict import SliResult, Status, Verdict
+
+T = TypeVar("T")
+tracer = trace.get_tracer("rearguard.observer")
 
 SEASONAL_LABELS = {86400.0: "1d", 604800.0: "7d"}
 
@@ -112,10 +119,22 @@ async def _points(
     """Raw series per role for one window."""
     start, end = span
     if sli.kind is SliKind.RATIO:
-        bad = await source.query_range(queries["bad"], start, end, step)
-        total = await source.query_range(queries["total"], start, end, step)
+        bad, total = await _all(
+            source.query_range(queries["bad"], start, end, step),
+            source.query_range(queries["total"], start, end, step),
+        )
         return {"ratio": (bad, total)}
     return {"gauge": (await source.query_range(queries["value"], start, end, step),)}
+
+
+async def _all(*calls: Awaitable[T]) -> list[T]:
+    """Await the queries together (each one round trip to the source, not one after another);
+    the first error is raised once all have ended, so none is left running or unobserved."""
+    done = await asyncio.gather(*calls, return_exceptions=True)
+    for item in done:
+        if isinstance(item, BaseException):
+            raise item
+    return cast(list[T], done)
 
 
 def _reduce(sli: Sli, raw: dict[str, tuple[list[Series], ...]]) -> tuple[Point, ...]:
@@ -139,7 +158,8 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
     watch_span = [windows.deployed_at + step, windows.watch_end(now)]
     spans = {"watch": watch_span}
     if sli.version_label:
-        raw = await _points(source, sli, queries, watch_span, step)
+        with tracer.start_as_current_span("prometheus.fetch"):
+            raw = await _points(source, sli, queries, watch_span, step)
         canary_raw = {k: tuple(_split(v, sli.version_label, windows.version)[0] for v in vs)
                       for k, vs in raw.items()}  # fmt: skip
         stable_raw = {k: tuple(_split(v, sli.version_label, windows.version)[1] for v in vs)
@@ -153,12 +173,14 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
         # the null's confidence bound and slow detection without telling more about the season.
         whole = windows.deployed_at + windows.watch
         spans[label] = [watch_span[0] - offset, min(whole - offset, now)]
-    watch = _reduce(sli, await _points(source, sli, queries, watch_span, step))
-    baselines: list[tuple[str, tuple[Point, ...]]] = []
-    for label, span in spans.items():
-        if label != "watch":
-            baselines.append((label, _reduce(sli, await _points(source, sli, queries, span, step))))
-    return SliData(watch, tuple(baselines), queries, spans, "before_after")
+    labels = list(spans)  # "watch" first, then the baselines in order
+    with tracer.start_as_current_span("prometheus.fetch"):
+        fetched = await _all(
+            *(_points(source, sli, queries, spans[label], step) for label in labels)
+        )
+    points = [_reduce(sli, r) for r in fetched]
+    baselines = tuple(zip(labels[1:], points[1:], strict=True))
+    return SliData(points[0], baselines, queries, spans, "before_after")
 
 
 def judge(

@@ -318,6 +318,56 @@ async def test_observations_count_evaluations(store: Store) -> None:
     assert await store.observation_count("cd_none") == 0
 
 
+async def test_observations_batched_in_the_transition_keep_every_row(store: Store) -> None:
+    """One evaluation's rows go in with its transition, in one INSERT: each SLI's row reads back
+    as it was given, all under the same sequence number; a transition that does not apply (the
+    Watch already moved on) writes no observation either."""
+    await store.record_deploy(DEPLOY, "observing", now=T0)
+    rows: list[dict[str, object]] = [
+        {"sli": "errors", "status": "observing", "reason": "watching", "baseline_value": 0.005,
+         "watch_value": 0.02, "baseline_bad": 60.0, "baseline_total": 12000.0, "watch_bad": 3.0,
+         "watch_total": 150.0, "statistic": 1.5, "threshold": 6.9, "effect": 4.0,
+         "null_value": 0.006, "onset": 15.0, "mode": "before_after",
+         "queries": {"bad": "b", "total": "t"}, "windows": {"watch": [T0 + 15, T0 + 30]}},
+        {"sli": "latency", "status": "observing", "reason": "no data", "baseline_value": None,
+         "watch_value": None, "baseline_bad": None, "baseline_total": None, "watch_bad": None,
+         "watch_total": None, "statistic": None, "threshold": None, "effect": None,
+         "null_value": None, "onset": None, "mode": None, "queries": None, "windows": None},
+    ]  # fmt: skip
+
+    def observed(at: float) -> Callable[[duckdb.DuckDBPyConnection], None]:
+        return lambda cur: store.insert_observations(cur, DEPLOY.id, at, rows)
+
+    for at in (T0 + 30, T0 + 45):
+        moved = await store.transition(
+            DEPLOY.id, "observing", "observing", now=at, next_due=at + 15, reason="watching",
+            also=observed(at),
+        )  # fmt: skip
+        assert moved
+    stale = await store.transition(
+        DEPLOY.id, "regressed", "observing", now=T0 + 60, next_due=T0 + 75, reason="stale",
+        also=observed(T0 + 60),
+    )  # fmt: skip
+    assert not stale
+    kept = await store.observations(DEPLOY.id, latest_only=False)
+    assert [(r["seq"], r["sli"], r["observed_at"]) for r in kept] == [
+        (1, "errors", T0 + 30), (1, "latency", T0 + 30),
+        (2, "errors", T0 + 45), (2, "latency", T0 + 45),
+    ]  # fmt: skip
+    for got in kept:
+        given = next(r for r in rows if r["sli"] == got["sli"])
+        assert {k: got[k] for k in given} == given
+    assert await store.observation_count(DEPLOY.id) == 2
+
+
+async def test_a_watch_and_its_deploy_read_together(store: Store) -> None:
+    """The read at the start of every Watch step: the same as the two separate reads."""
+    assert await store.watch_deploy(DEPLOY.id) is None
+    await store.record_deploy(DEPLOY, "deployed", now=T0)
+    found = await store.watch_deploy(DEPLOY.id)
+    assert found == (await store.watch(DEPLOY.id), DEPLOY)
+
+
 async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     """Everything written before `close` reads back the same from a new `Store` on the file."""
     path = tmp_path / "rearguard.duckdb"

@@ -40,6 +40,7 @@ from tests.fakes.git_repo import GitFailed, GitRepo
 from tests.fakes.github_api import ApiError, GitHubApi
 from tests.fakes.github_changes_api import FakeIssue
 from tests.fakes.github_payloads import FakePR, Json, MergeMethod
+from tests.fakes.latency import Latency
 
 __all__ = ["ApiError", "FakeGitHub", "FakeIssue", "FakePR", "GitFailed"]
 
@@ -69,6 +70,7 @@ class FakeGitHub(GitRepo):
         self._failures: list[_Fault] = []
         self._rate_limits: list[tuple[int, bool]] = []
         self._delay = 0.0
+        self._latency = Latency(0.0)
         self._runner: web.AppRunner | None = None
         self._api = GitHubApi(self)
         self.app = web.Application(middlewares=[self._faults, self._auth])
@@ -221,9 +223,11 @@ class FakeGitHub(GitRepo):
         self._failures.clear()
         self._rate_limits.clear()
 
-    def delay(self, seconds: float) -> None:
-        """Hold every answer `seconds` before sending it (0 to stop)."""
+    def delay(self, seconds: float, upto: float | None = None, *, seed: int = 0) -> None:
+        """Hold every answer `seconds` before sending it (0 to stop); with `upto`, a time drawn
+        uniformly between the two for each answer, from a generator seeded with `seed`."""
         self._delay = seconds
+        self._latency = Latency(seconds, upto, seed)
 
     def refuse_graphql_reverts(
         self, message: str = "Could not revert: not merged on GitHub"
@@ -236,7 +240,7 @@ class FakeGitHub(GitRepo):
         line = f"{request.method} {request.path}"
         self.requests.append(line)
         if self._delay:
-            await asyncio.sleep(self._delay)
+            await asyncio.sleep(self._latency.draw())
         fault = next((f for f in self._failures if f.match is None or f.match in line), None)
         if fault is not None:
             self._failures.remove(fault)

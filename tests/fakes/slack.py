@@ -31,6 +31,8 @@ from typing import Any, Self
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from tests.fakes.latency import Latency
+
 TOKEN = "xoxb-0000000000-fake-rearguard-token"
 TEAM_ID = "T0REARGRD"
 BOT_ID = "B0REARGRD"
@@ -90,6 +92,7 @@ class FakeSlack:
         self.app.router.add_post("/upload/{file_id}", self._upload)
         self._faults: list[_Fault] = []
         self._delay = 0.0
+        self._latency = Latency(0.0)
         self._seq = 0
         self._server: TestServer | None = None
         self._owns_server = False
@@ -158,9 +161,11 @@ class FakeSlack:
         body = {"ok": False, "error": error} if error is not None else None
         self._faults.append(_Fault(count, status, method, body=body))
 
-    def delay(self, seconds: float) -> None:
-        """Hold every later request for `seconds` before answering (0 to stop)."""
+    def delay(self, seconds: float, upto: float | None = None, *, seed: int = 0) -> None:
+        """Hold every later request for `seconds` before answering (0 to stop); with `upto`, a
+        time drawn uniformly between the two for each request, seeded with `seed`."""
         self._delay = seconds
+        self._latency = Latency(seconds, upto, seed)
 
     # -- the API ---------------------------------------------------------------------------
 
@@ -170,7 +175,7 @@ class FakeSlack:
         if self._delay:
             # Returns early when the fake closes, so shutdown never waits out the delay.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._closing.wait(), self._delay)
+                await asyncio.wait_for(self._closing.wait(), self._latency.draw())
         fault = self._take_fault(method)
         if fault is not None:
             return _fault_response(fault)

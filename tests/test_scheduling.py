@@ -1,0 +1,64 @@
+"""When a Watch is advanced: on the deploy's step grid, and by the server's scheduler as soon as
+it is due rather than at its next tick."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from attribution.records import Deploy
+from loop.clock import WallClock
+from loop.phases import Phase
+from loop.scheduler import Scheduler
+from loop.watch import next_step_due
+from tests.embedded import STEP, make_rig
+
+
+@pytest.mark.parametrize(
+    ("now", "expected"),
+    [
+        pytest.param(100.0, 130.0, id="at-the-deploy-first-step-end"),
+        pytest.param(95.0, 130.0, id="before-the-deploy"),
+        pytest.param(130.0, 160.0, id="on-a-boundary-the-next-one"),
+        pytest.param(130.4, 160.0, id="late-evaluation-does-not-drift"),
+        pytest.param(159.99, 160.0, id="just-before-a-boundary"),
+        pytest.param(100.0 + 30 * 7 + 1e-12, 100.0 + 30 * 8, id="float-noise-on-a-boundary"),
+    ],
+)
+def test_next_step_is_the_next_boundary_of_the_deploys_grid(now: float, expected: float) -> None:
+    assert next_step_due(100.0, 30.0, now) == pytest.approx(expected)
+
+
+async def test_scheduler_evaluates_a_watch_when_due_not_a_tick_later(tmp_path: Path) -> None:
+    """A 60 s tick, a deploy whose first step ends in half a second: the Watch is started at
+    once (woken by the deploy) and evaluated when its step is due, not a minute later."""
+    rig = await make_rig(tmp_path)
+    deps = replace(rig.deps, clock=WallClock())
+    scheduler = Scheduler(deps, tick=60.0)
+    task = asyncio.create_task(scheduler.run_forever())
+    try:
+        await asyncio.sleep(0.2)  # the scheduler has looked, found nothing, and sleeps a tick
+        planned = rig.repo.deploys[0]
+        deploy = Deploy(
+            id="deploy-1", service="checkout", environment="production", sha=planned.sha,
+            finished_at=time.time() - STEP + 0.5, source="test", repo=rig.repo.repo,
+            previous_sha=planned.previous_sha,
+        )  # fmt: skip
+        await deps.store.record_deploy(deploy, Phase.DEPLOYED, time.time())
+        scheduler.wake()
+        deadline = time.monotonic() + 20
+        while await deps.store.observation_count(deploy.id) == 0:
+            assert time.monotonic() < deadline, "the Watch was not evaluated when due"
+            await asyncio.sleep(0.05)
+        state = await deps.store.watch(deploy.id)
+        assert state is not None
+        assert state.phase == Phase.OBSERVING
+        assert state.next_due == pytest.approx(deploy.finished_at + 2 * STEP)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await deps.store.close()
