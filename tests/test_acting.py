@@ -25,7 +25,7 @@ FIX = """--- a/app/charge.py
 +++ b/tests/test_charge.py
 @@ -0,0 +1,2 @@
 +def test_charge_retries():
-+    assert True
++    assert charge(1) == 1
 """
 WORKFLOW = """--- a/.github/workflows/ci.yml
 +++ b/.github/workflows/ci.yml
