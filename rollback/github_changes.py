@@ -4,9 +4,10 @@ It owns the calls a fix and a merge need: reading file contents at a commit (Git
 blobs), building a branch whose tree sets given contents (blobs, tree, commit, ref) and opening it
 as a draft PR with labels and assignees, opening the refined bug issue, asking for auto-merge
 (GraphQL `enablePullRequestAutoMerge`, then REST merge when GitHub says the PR is already clean
-and policy allows it), and closing a PR a person called a false alarm. It is a mixin of
-`rollback.github.GitHubForge` and runs every call through that class's one retry policy
-(`_call`/`_rest`); what to do with GitHub's auto-merge answer is `rollback.policy`'s decision.
+and policy allows it), and closing a PR a person called a false alarm. It is a base of
+`rollback.github.GitHubForge` and runs every call through `rollback.github_client`'s one retry
+policy (`_call`/`_rest`); what to do with GitHub's auto-merge answer is `rollback.policy`'s
+decision.
 Each write is idempotent per key: the marker in the body, or the key's branch, finds it again.
 """
 
@@ -15,9 +16,8 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, cast
 
-from githubkit import GitHub, Response
 from githubkit_schemas.latest.models import Issue
 
 from rollback.forge import (
@@ -30,14 +30,11 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
+from rollback.github_client import GitHubClient, Repo, _GraphQLRefused, _Opened, _opened, _split
 from rollback.policy import MergeNext, after_auto_merge
 
 if TYPE_CHECKING:
-    from rollback.github import Repo, _Opened
     from rollback.revert_plan import Tree
-
-T = TypeVar("T")
-P = ParamSpec("P")
 
 MERGE_METHOD = "SQUASH"  # one commit per revert on the default branch, easy to read and undo
 PER_PAGE = 100
@@ -55,23 +52,10 @@ def issue_marker(key: str) -> str:
     return f"<!-- rearguard-key: {key} -->"
 
 
-class GitHubChanges:
-    """Mixin: the fix, issue, merge and close calls of `GitHubForge` (see the module doc)."""
+class GitHubChanges(GitHubClient):
+    """The fix, issue, merge and close calls of `GitHubForge` (see the module doc)."""
 
-    if TYPE_CHECKING:  # provided by GitHubForge
-        _gh: GitHub[Any]
-
-        async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T: ...
-
-        async def _rest(
-            self,
-            what: str,
-            at: Repo,
-            method: Callable[Concatenate[str, str, P], Awaitable[Response[T, Any]]],
-            /,
-            *args: P.args,
-            **kwargs: P.kwargs,
-        ) -> T: ...
+    if TYPE_CHECKING:  # the revert helpers these calls share, provided by GitHubForge
 
         async def _tree(self, at: Repo, sha: str, cache: dict[str, Tree]) -> Tree: ...
 
@@ -97,8 +81,6 @@ class GitHubChanges:
         self, repo: str, ref: str, paths: Sequence[str]
     ) -> Mapping[str, str | None]:
         """Each path's text at commit `ref` (`sha^`: its first parent) through the Git Data API."""
-        from rollback.github import _split  # noqa: PLC0415 - github imports this module
-
         at, git = _split(repo), self._gh.rest.git
         sha = ref.removesuffix("^")
         commit = await self._rest(f"read commit {sha}", at, git.async_get_commit, sha)
@@ -123,8 +105,6 @@ class GitHubChanges:
 
     async def open_change(self, request: ChangeRequest) -> RevertResult:
         """Find the open PR for `request.key`, or build its branch and open it (draft)."""
-        from rollback.github import _opened, _split  # noqa: PLC0415 - github imports this module
-
         at, git = _split(request.repo), self._gh.rest.git
 
         async def find() -> _Opened | None:
@@ -181,8 +161,6 @@ class GitHubChanges:
 
     async def open_issue(self, request: IssueRequest) -> IssueResult:
         """Find the open issue carrying `request.key`'s marker, or open it."""
-        from rollback.github import _split  # noqa: PLC0415 - github imports this module
-
         at, attempted = _split(request.repo), False
 
         async def op() -> IssueResult:
@@ -216,8 +194,6 @@ class GitHubChanges:
 
     async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
         """GraphQL auto-merge; a clean PR is merged through REST if allowed; else left."""
-        from rollback.github import _GraphQLRefused, _split  # noqa: PLC0415
-
         at, pulls = _split(repo), self._gh.rest.pulls
         pull = await self._rest(f"read PR #{number}", at, pulls.async_get, number)
         if pull.merged:
@@ -247,8 +223,6 @@ class GitHubChanges:
 
     async def close_pull(self, repo: str, number: int, comment: str) -> None:
         """Comment why, then close PR `number` (closing a closed PR changes nothing)."""
-        from rollback.github import _split  # noqa: PLC0415 - github imports this module
-
         at = _split(repo)
         comment_on = self._gh.rest.issues.async_create_comment
         await self._rest(f"comment on PR #{number}", at, comment_on, number, body=comment)

@@ -1,0 +1,215 @@
+"""`GitHubClient`: one githubkit client and the one retry policy for every call to GitHub.
+
+`rollback.github.GitHubForge` (reverts) and `rollback.github_changes.GitHubChanges` (fixes,
+issues, merges, closes) build on it and reach GitHub only through `_call` and `_rest`.
+githubkit's own retry is off because it may sleep until the rate-limit reset, up to an hour.
+githubkit's errors are mapped here, at the edge::
+
+    RateLimitExceeded, retry_after <= cap  -> wait retry_after, retry       ┐ ForgeUnavailable
+    RateLimitExceeded, retry_after >  cap  -> ForgeUnavailable at once     │ once max_attempts
+    5xx, RequestTimeout, RequestError      -> back off, retry              ┘ are spent
+    other 4xx (401 bad token, 404, 422)    -> ForgeError, not retried
+    GraphQLFailed                          -> ForgeError (a revert falls back to the Git Data API)
+    pydantic ValidationError               -> ForgeError (GitHub answered in an unexpected shape)
+
+The token never appears in a message or log line (`_redact`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+
+from githubkit import GitHub, Response
+from githubkit.exception import (
+    GraphQLFailed,
+    RateLimitExceeded,
+    RequestError,
+    RequestFailed,
+    RequestTimeout,
+)
+from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
+from pydantic import ValidationError
+
+from rollback.forge import ForgeError, ForgeUnavailable
+
+T = TypeVar("T")
+P = ParamSpec("P")
+Sleep = Callable[[float], Awaitable[object]]
+Repo = tuple[str, str]  # (owner, name)
+
+# The forge's one logger keeps the name it has always had, so log configuration still applies.
+logger = logging.getLogger("rollback.github")
+
+BACKOFF_FIRST = 0.5
+BACKOFF_CAP = 8.0
+
+
+class _Rejected(ForgeError):
+    """GitHub answered 4xx: the same call will not succeed by retrying."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class _GraphQLRefused(ForgeError):
+    """GraphQL answered with errors (for a revert: conflicts, or a PR not merged on GitHub)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Opened:
+    """A revert PR as GitHub reports it."""
+
+    number: int
+    url: str
+    branch: str
+    head_sha: str
+    labels: frozenset[str]
+
+
+class GitHubClient:
+    """One githubkit client with bounded retries; use `async with` (or call `aclose`)."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        max_retry_after: float = 60.0,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        if max_attempts < 1:
+            raise ValueError("max_attempts must be at least 1")
+        self._token = token
+        self._max_attempts = max_attempts
+        self._max_retry_after = max_retry_after
+        self._sleep = sleep
+        self._gh = GitHub(
+            token, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False
+        )
+        self._stack = AsyncExitStack()
+
+    async def __aenter__(self) -> Self:
+        # githubkit keeps the pooled client in a ContextVar: tasks that do not see it still work,
+        # each call then opening its own connection.
+        await self._stack.enter_async_context(self._gh)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._stack.aclose()
+
+    async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
+        """Run `op` with bounded retries; raise only `ForgeError`s, token redacted."""
+        failure: Exception | None = None
+        for attempt in range(1, self._max_attempts + 1):
+            try:
+                return await op()
+            except RateLimitExceeded as exc:
+                wait = exc.retry_after.total_seconds()
+                if wait > self._max_retry_after:
+                    cap = self._max_retry_after
+                    raise ForgeUnavailable(
+                        self._redact(f"{what}: rate limited for {wait:.0f}s (we wait {cap:.0f}s)"),
+                        retry_after=wait,
+                    ) from exc
+                failure = exc
+            except RequestFailed as exc:
+                if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
+                    raise self._rejected(what, exc) from exc
+                wait, failure = _backoff(attempt), exc
+            except RequestError as exc:  # timeouts and connection errors
+                wait, failure = _backoff(attempt), exc
+            except GraphQLFailed as exc:
+                messages = "; ".join(error.message for error in exc.response.errors or [])
+                raise _GraphQLRefused(self._redact(f"{what}: {messages}")) from exc
+            except ValidationError as exc:
+                raise ForgeError(
+                    f"{what}: a request or answer did not fit GitHub's schema"
+                ) from exc
+            if attempt < self._max_attempts:
+                logger.warning(
+                    "%s; retrying in %.1fs (attempt %d of %d)",
+                    self._redact(f"{what}: {_describe(failure)}"),
+                    wait,
+                    attempt,
+                    self._max_attempts,
+                )
+                await self._sleep(wait)
+        raise ForgeUnavailable(
+            self._redact(f"{what}: {_describe(failure)} after {self._max_attempts} attempts")
+        ) from failure
+
+    async def _rest(
+        self,
+        what: str,
+        at: Repo,
+        method: Callable[Concatenate[str, str, P], Awaitable[Response[T, Any]]],
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """One REST call on repository `at` under `_call`, parsed there so shape errors map too."""
+
+        async def op() -> T:
+            return (await method(at[0], at[1], *args, **kwargs)).parsed_data
+
+        return await self._call(what, op)
+
+    def _rejected(self, what: str, exc: RequestFailed) -> ForgeError:
+        status = exc.response.status_code
+        if status == 401:  # noqa: PLR2004 (HTTP Unauthorized)
+            return ForgeError(f"{what}: GitHub rejected the token (HTTP 401)")
+        return _Rejected(self._redact(f"{what}: {_describe(exc)}"), status)
+
+    def _redact(self, text: str) -> str:
+        return text.replace(self._token, "***") if self._token else text
+
+
+def _split(repo: str) -> Repo:
+    owner, _, name = repo.partition("/")
+    if not owner or not name or "/" in name:
+        raise ForgeError(f"repository must be 'owner/name', got {repo!r}")
+    return owner, name
+
+
+def _backoff(attempt: int) -> float:
+    return min(BACKOFF_FIRST * 2.0 ** (attempt - 1), BACKOFF_CAP)
+
+
+def _describe(exc: Exception | None) -> str:
+    """A short reason for a githubkit failure: status and GitHub's message, never headers."""
+    if isinstance(exc, RateLimitExceeded):
+        return f"rate limited (retry after {exc.retry_after.total_seconds():.0f}s)"
+    if isinstance(exc, RequestFailed):
+        try:
+            message = str(exc.response.raw_response.json().get("message", ""))[:200]
+        except (ValueError, AttributeError):
+            message = ""
+        return f"HTTP {exc.response.status_code}" + (f": {message}" if message else "")
+    if isinstance(exc, RequestTimeout):
+        return "timed out"
+    if isinstance(exc, RequestError):
+        return f"connection failed ({type(exc.exc).__name__})"
+    return "failed"
+
+
+def _opened(pull: PullRequest | PullRequestSimple) -> _Opened:
+    labels = frozenset(label.name for label in pull.labels)
+    return _Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)
