@@ -1,0 +1,182 @@
+"""Incident queries: incidents with their ranked suspects, the actions taken on each (revert,
+notify, close: written `pending` first so a crash retries rather than repeats), and the
+feedback people and the loop give on them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import duckdb
+
+from attribution.records import Action, Incident, Suspect
+from attribution.store_writer import StoreWriter
+
+
+class IncidentQueries(StoreWriter):
+    """Incidents and suspects, the actions taken on them, and feedback on them."""
+
+    @staticmethod
+    def insert_incident(cur: duckdb.DuckDBPyConnection, incident: Incident) -> None:
+        """Write an incident and its suspects; used inside a Watch transition."""
+        cur.execute(
+            "INSERT INTO incidents VALUES (?, ?, ?, ?, ?, to_timestamp(?), ?, ?, ?, ?, ?)",
+            [
+                incident.id,
+                incident.deploy_id,
+                incident.service,
+                incident.environment,
+                incident.sli,
+                incident.opened_at,
+                json.dumps(incident.verdict),
+                incident.ambiguous,
+                incident.confidence,
+                list(incident.revert_unit),
+                incident.reason,
+            ],
+        )
+        for rank, s in enumerate(incident.suspects, start=1):
+            cur.execute(
+                "INSERT INTO suspects VALUES (?, ?, ?, ?, ?, ?)",
+                [incident.id, rank, s.repo, s.number, s.probability, s.reason],
+            )
+
+    async def incident(self, incident_id: str) -> Incident | None:
+        return await self._call(lambda cur: self._incident(cur, "id", incident_id))
+
+    async def incident_for_deploy(self, deploy_id: str) -> Incident | None:
+        return await self._call(lambda cur: self._incident(cur, "deploy_id", deploy_id))
+
+    @staticmethod
+    def _incident(cur: duckdb.DuckDBPyConnection, column: str, value: str) -> Incident | None:
+        rows = cur.execute(
+            "SELECT id, deploy_id, service, environment, sli, epoch(opened_at), verdict, "
+            f"ambiguous, confidence, revert_unit, reason FROM incidents WHERE {column} = ?",
+            [value],
+        ).fetchall()
+        if not rows:
+            return None
+        r = rows[0]
+        suspects = cur.execute(
+            "SELECT repo, number, probability, reason FROM suspects WHERE incident_id = ? "
+            "ORDER BY rank",
+            [r[0]],
+        ).fetchall()
+        return Incident(
+            id=r[0],
+            deploy_id=r[1],
+            service=r[2],
+            environment=r[3],
+            sli=r[4],
+            opened_at=r[5],
+            verdict=json.loads(r[6]),
+            ambiguous=r[7],
+            confidence=r[8],
+            revert_unit=tuple(r[9]),
+            reason=r[10],
+            suspects=tuple(Suspect(*s) for s in suspects),
+        )
+
+    async def incidents(self, limit: int = 100) -> list[Incident]:
+        ids = await self._call(
+            lambda cur: cur.execute(
+                "SELECT id FROM incidents ORDER BY opened_at DESC LIMIT ?", [limit]
+            ).fetchall()
+        )
+        found = [await self.incident(str(i[0])) for i in ids]
+        return [i for i in found if i is not None]
+
+    # -- actions -----------------------------------------------------------------------------
+
+    async def begin_action(self, key: str, incident_id: str, kind: str, now: float) -> Action:
+        """Write the action `pending` unless it exists; return it as stored, attempts counted."""
+
+        def upsert(cur: duckdb.DuckDBPyConnection) -> Action:
+            cur.execute(
+                "INSERT INTO actions VALUES (?, ?, ?, 'pending', 0, to_timestamp(?), "
+                "to_timestamp(?), NULL, NULL, NULL) ON CONFLICT DO NOTHING",
+                [key, incident_id, kind, now, now],
+            )
+            cur.execute(
+                "UPDATE actions SET attempts = attempts + 1, updated_at = to_timestamp(?)"
+                " WHERE id = ? AND status = 'pending'",
+                [now, key],
+            )
+            return self._action(cur, key)
+
+        return await self._tx(upsert)
+
+    async def finish_action(
+        self,
+        key: str,
+        status: str,
+        *,
+        now: float,
+        url: str | None = None,
+        detail: dict[str, Any] | None = None,
+        error: str | None = None,
+    ) -> Action:
+        """Mark an action completed, failed or skipped, with what it made or why it failed;
+        the action as stored afterwards (read in the same call)."""
+
+        def finish(cur: duckdb.DuckDBPyConnection) -> Action:
+            cur.execute(
+                "UPDATE actions SET status = ?, updated_at = to_timestamp(?), "
+                "url = coalesce(?, url), detail = coalesce(?, detail), error = ? WHERE id = ?",
+                [status, now, url, None if detail is None else json.dumps(detail), error, key],
+            )
+            return self._action(cur, key)
+
+        return await self._call(finish)
+
+    async def note_action_error(self, key: str, now: float, error: str) -> None:
+        """Keep the last error of a still-pending action (it will be retried)."""
+        await self._call(
+            lambda cur: cur.execute(
+                "UPDATE actions SET error = ?, updated_at = to_timestamp(?) WHERE id = ?",
+                [error, now, key],
+            )
+        )
+
+    @staticmethod
+    def _action(cur: duckdb.DuckDBPyConnection, key: str) -> Action:
+        r = cur.execute(
+            "SELECT id, incident_id, kind, status, attempts, url, detail, error "
+            "FROM actions WHERE id = ?",
+            [key],
+        ).fetchall()[0]
+        return Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7])
+
+    async def actions(self, incident_id: str) -> list[Action]:
+        keys = await self._call(
+            lambda cur: cur.execute(
+                "SELECT id FROM actions WHERE incident_id = ? ORDER BY created_at, id",
+                [incident_id],
+            ).fetchall()
+        )
+        return await self._call(lambda cur: [self._action(cur, str(k[0])) for k in keys])
+
+    # -- feedback ------------------------------------------------------------------------------
+
+    async def record_feedback(
+        self,
+        key: str,
+        incident_id: str,
+        kind: str,
+        *,
+        actor: str,
+        source: str,
+        now: float,
+        pr_number: int | None = None,
+        note: str | None = None,
+    ) -> bool:
+        """Keep one outcome or verdict on an incident; False when `key` was already recorded."""
+        rows = await self._call(
+            lambda cur: cur.execute(
+                "INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, to_timestamp(?)) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                [key, incident_id, kind, pr_number, actor, source, note, now],
+            ).fetchall()
+        )
+        return bool(rows)

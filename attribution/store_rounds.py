@@ -1,0 +1,202 @@
+"""Revert-round queries (schema 006): each round of reverts for an incident, the deploy that
+carried it and its outcome, and the incident's times (onset, detection, revert opened,
+recovery) from which time-to-revert and time-to-restore are kept.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+
+from attribution.records import Incident, IncidentTimes, RevertRound
+from attribution.store_writer import StoreWriter
+
+
+class RevertRoundQueries(StoreWriter):
+    """Revert rounds, their deploys and outcomes, and each incident's recovery times."""
+
+    @staticmethod
+    def insert_round(cur: duckdb.DuckDBPyConnection, r: RevertRound) -> None:
+        """Write a revert round unless it exists; used inside a Watch transition."""
+        cur.execute(
+            "INSERT INTO revert_rounds VALUES (?, ?, ?, ?, to_timestamp(?), ?, NULL, NULL, NULL, "
+            "NULL) ON CONFLICT DO NOTHING",
+            [r.incident_id, r.round, list(r.prs), r.action_id, r.decided_at, r.reason],
+        )
+
+    async def ensure_round(self, r: RevertRound) -> list[RevertRound]:
+        """Write round `r` unless it exists; the incident's rounds as stored after, in one call."""
+
+        def ensure(cur: duckdb.DuckDBPyConnection) -> list[RevertRound]:
+            self.insert_round(cur, r)
+            return self._rounds(cur, r.incident_id)
+
+        return await self._call(ensure)
+
+    _ROUND_COLS = (
+        "incident_id, round, prs, action_id, epoch(decided_at), reason, deploy_id, outcome, "
+        "epoch(outcome_at), note"
+    )
+
+    async def rounds(self, incident_id: str) -> list[RevertRound]:
+        """An incident's revert rounds, first round first."""
+        return await self._call(lambda cur: self._rounds(cur, incident_id))
+
+    @classmethod
+    def _rounds(cls, cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
+        rows = cur.execute(
+            f"SELECT {cls._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? ORDER BY round",
+            [incident_id],
+        ).fetchall()
+        return [RevertRound(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
+
+    async def awaiting_reverts(
+        self, service: str, environment: str
+    ) -> list[tuple[RevertRound, dict[str, Any]]]:
+        """Rounds whose revert is opened and not yet deployed, with the revert action's detail."""
+        cols = ", ".join(f"r.{c}" if "(" not in c else c.replace("(", "(r.")
+                         for c in self._ROUND_COLS.split(", "))  # fmt: skip
+        rows = await self._call(
+            lambda cur: cur.execute(
+                f"SELECT {cols}, a.detail FROM revert_rounds r "
+                "JOIN incidents i ON i.id = r.incident_id "
+                "JOIN watches w ON w.deploy_id = i.deploy_id "
+                "JOIN actions a ON a.id = r.action_id "
+                "WHERE i.service = ? AND i.environment = ? AND w.phase = 'reverted' "
+                "AND a.status = 'completed' AND r.deploy_id IS NULL AND r.outcome IS NULL",
+                [service, environment],
+            ).fetchall()
+        )
+        return [
+            (RevertRound(r[0], r[1], tuple(r[2]), *r[3:10]), json.loads(r[10]) if r[10] else {})
+            for r in rows
+        ]
+
+    async def link_round_deploy(
+        self, r: RevertRound, deploy_id: str, watch_of: str, *, now: float, due: float, reason: str
+    ) -> bool:
+        """Record that `deploy_id` carries round `r`, and wake the incident's Watch at `due`."""
+
+        def link(cur: duckdb.DuckDBPyConnection) -> bool:
+            rows = cur.execute(
+                "UPDATE revert_rounds SET deploy_id = ? WHERE incident_id = ? AND round = ? "
+                "AND deploy_id IS NULL RETURNING round",
+                [deploy_id, r.incident_id, r.round],
+            ).fetchall()
+            if rows:
+                cur.execute(
+                    "UPDATE watches SET next_due = to_timestamp(?), updated_at = to_timestamp(?), "
+                    "reason = ? WHERE deploy_id = ? AND phase = 'reverted'",
+                    [due, now, reason, watch_of],
+                )
+            return bool(rows)
+
+        return await self._tx(link)
+
+    @staticmethod
+    def set_round_outcome(
+        cur: duckdb.DuckDBPyConnection, r: RevertRound, outcome: str, now: float, note: str
+    ) -> bool:
+        """Settle a round once (a later call changes nothing); used inside transactions."""
+        rows = cur.execute(
+            "UPDATE revert_rounds SET outcome = ?, outcome_at = to_timestamp(?), note = ? "
+            "WHERE incident_id = ? AND round = ? AND outcome IS NULL RETURNING round",
+            [outcome, now, note, r.incident_id, r.round],
+        ).fetchall()
+        return bool(rows)
+
+    async def settle_round(
+        self,
+        r: RevertRound,
+        outcome: str,
+        *,
+        now: float,
+        note: str,
+        recovered_at: float | None = None,
+        feedback: Sequence[tuple[str, str, int | None]] = (),
+    ) -> None:
+        """Settle a round, with the incident's recovery time and the outcome feedback, at once."""
+
+        def write(cur: duckdb.DuckDBPyConnection) -> None:
+            if not self.set_round_outcome(cur, r, outcome, now, note):
+                return
+            if recovered_at is not None:
+                cur.execute(
+                    "UPDATE incident_times SET recovered_at = to_timestamp(?), "
+                    "time_to_restore = ? - epoch(onset_at) WHERE incident_id = ?",
+                    [recovered_at, recovered_at, r.incident_id],
+                )
+            for key, kind, number in feedback:
+                cur.execute(
+                    "INSERT INTO feedback VALUES (?, ?, ?, ?, 'rearguard', 'loop', ?, "
+                    "to_timestamp(?)) ON CONFLICT DO NOTHING",
+                    [key, r.incident_id, kind, number, note, now],
+                )
+
+        await self._tx(write)
+
+    async def revert_opened(self, incident: Incident, onset_at: float, now: float) -> None:
+        """Keep when the first revert PR was opened (later rounds leave it as it is)."""
+        await self._tx(lambda cur: self._revert_opened(cur, incident, onset_at, now))
+
+    @staticmethod
+    def _revert_opened(
+        cur: duckdb.DuckDBPyConnection, incident: Incident, onset_at: float, now: float
+    ) -> None:
+        cur.execute(
+            "INSERT INTO incident_times VALUES (?, to_timestamp(?), to_timestamp(?), NULL, NULL, "
+            "NULL, NULL) ON CONFLICT DO NOTHING",
+            [incident.id, onset_at, incident.opened_at],
+        )
+        cur.execute(
+            "UPDATE incident_times SET revert_opened_at = to_timestamp(?), "
+            "time_to_revert = ? - epoch(detected_at) "
+            "WHERE incident_id = ? AND revert_opened_at IS NULL",
+            [now, now, incident.id],
+        )
+
+    async def incident_times(self, incident_id: str) -> IncidentTimes | None:
+        rows = await self._call(
+            lambda cur: cur.execute(
+                "SELECT incident_id, epoch(onset_at), epoch(detected_at), epoch(revert_opened_at), "
+                "epoch(recovered_at), time_to_revert, time_to_restore FROM incident_times "
+                "WHERE incident_id = ?",
+                [incident_id],
+            ).fetchall()
+        )
+        return IncidentTimes(*rows[0]) if rows else None
+
+    async def close_revert(self, key: str, *, now: float, note: str) -> str | None:
+        """A person closed the revert PR for action `key` unmerged: settle its round `closed`,
+        stop any retry of the action, and wake the incident's Watch; the incident id, if known."""
+
+        def close(cur: duckdb.DuckDBPyConnection) -> str | None:
+            rows = cur.execute(
+                "SELECT r.incident_id, r.round, i.deploy_id FROM revert_rounds r "
+                "JOIN incidents i ON i.id = r.incident_id WHERE r.action_id = ?",
+                [key],
+            ).fetchall()
+            if not rows:
+                return None
+            incident_id, number, watch_of = rows[0]
+            cur.execute(
+                "UPDATE revert_rounds SET outcome = 'closed', outcome_at = to_timestamp(?), "
+                "note = ? WHERE incident_id = ? AND round = ? AND outcome IS NULL",
+                [now, note, incident_id, number],
+            )
+            cur.execute(
+                "UPDATE actions SET status = 'skipped', error = ?, updated_at = to_timestamp(?) "
+                "WHERE id = ? AND status = 'pending'",
+                [note, now, key],
+            )
+            cur.execute(
+                "UPDATE watches SET next_due = to_timestamp(?) WHERE deploy_id = ? "
+                "AND phase IN ('reverted', 'rolling_back')",
+                [now, watch_of],
+            )
+            return str(incident_id)
+
+        return await self._tx(close)

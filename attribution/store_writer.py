@@ -1,0 +1,84 @@
+"""The store's one writer: a DuckDB connection used only from one dedicated thread.
+
+Every call runs on that thread with its own cursor, under a lock, so there is exactly one writer
+and writes are ordered; callers `await` it from the event loop. `_tx` wraps a call in one
+transaction. The query groups (`store_*.py`) are mixins over this class and reach the database
+only through `_call` and `_tx`; `attribution.store.Store` composes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+import duckdb
+from opentelemetry import trace
+
+T = TypeVar("T")
+_tracer = trace.get_tracer("rearguard.store")
+
+
+class StoreError(Exception):
+    """A store operation failed; the message names the operation."""
+
+
+class StoreWriter:
+    """The connection, its executor thread and lock; the base every query group builds on."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
+        self._con = con
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rearguard-store")
+        self._lock = threading.Lock()
+
+    async def close(self) -> None:
+        await self._call(lambda cur: self._con.close())
+        self._executor.shutdown(wait=True)
+
+    async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        times: list[float] = []
+
+        def run() -> T:
+            times.append(time.perf_counter())
+            with self._lock:
+                cur = self._con.cursor()
+                try:
+                    return fn(cur)
+                except duckdb.Error as exc:
+                    raise StoreError(f"{getattr(fn, '__name__', 'store call')}: {exc}") from exc
+                finally:
+                    cur.close()
+                    times.append(time.perf_counter())
+
+        with _tracer.start_as_current_span("store.call") as span:
+            span.set_attribute("rearguard.store.op", getattr(fn, "__name__", "call"))
+            submitted = time.perf_counter()
+            try:
+                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+            finally:
+                # The span is the caller's wait; these say how much of it was the writer queue
+                # (other calls ahead on the one writer thread) and how much DuckDB's own work.
+                if len(times) == 2:  # noqa: PLR2004 - started and ended
+                    span.set_attribute("rearguard.store.queued_seconds", times[0] - submitted)
+                    span.set_attribute("rearguard.store.run_seconds", times[1] - times[0])
+
+    async def _tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` in one transaction: all of it is written, or none."""
+
+        def wrapped(cur: duckdb.DuckDBPyConnection) -> T:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                result = fn(cur)
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            cur.execute("COMMIT")
+            return result
+
+        wrapped.__name__ = getattr(fn, "__name__", "transaction")
+        return await self._call(wrapped)
