@@ -63,13 +63,22 @@ def thread_of(notified: Action | None) -> Delivery | None:
     return Delivery(channel=str(detail.get("channel", "")), ts=str(detail["ts"]))
 
 
+async def first_notice(deps: WatchDeps, incident: Incident) -> Action | None:
+    """The action that posted the incident's first message (the thread's parent)."""
+    first = f"notify-{incident.id}"
+    return next((a for a in await deps.store.actions(incident.id) if a.id == first), None)
+
+
+async def incident_thread(deps: WatchDeps, incident: Incident) -> Delivery | None:
+    """The thread of the incident's first message, once that message has landed."""
+    return thread_of(await first_notice(deps, incident))
+
+
 async def reply(
     deps: WatchDeps, run: Run, incident: Incident, thread: Delivery | None, *, what: str, text: str
 ) -> Action | None:
-    """Post `text` in the incident's thread once (key `reply-<what>-<incident>`).
-
-    The hook 5b's recovery step calls for "recovered" and "escalated" replies.
-    """
+    """Post `text` in the incident's thread once (key `reply-<what>-<incident>`); None when the
+    incident has no thread (its first message never landed)."""
     if thread is None:
         return None
 

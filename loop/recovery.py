@@ -26,6 +26,7 @@ from attribution.records import Deploy, Incident, RevertRound
 from attribution.revert_match import OpenedRevert, carries
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
+from loop.followup import incident_thread, reply
 from loop.phases import Phase
 from loop.respond import Case, _culprit_result, _run_action, build_notice
 from loop.retry import ActionRetry
@@ -201,7 +202,12 @@ async def _announce(
     what: str,
     text: str,
 ) -> None:
-    """Tell people how the incident ended, once (an idempotent notify action)."""
+    """Tell people how the incident ended, once: a reply in the incident's thread, or a notice
+    of its own when the first message never landed (an idempotent action either way)."""
+    thread = await incident_thread(deps, incident)
+    if thread is not None:
+        await reply(deps, _run_action, incident, thread, what=what, text=text)
+        return
     decision = plan(deps.settings.mode, incident.revert_unit, [], deps.settings.human_gates)
     case = Case(deploy, service, incident, [], decision)
     notice = replace(await build_notice(deps, case, None), key=f"notify-{incident.id}-{what}",

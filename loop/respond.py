@@ -20,7 +20,14 @@ from opentelemetry import trace
 from attribution.records import Action, Deploy, Incident, MergedPR, RevertRound
 from loop.config import ServiceSettings
 from loop.deps import WatchDeps
-from loop.followup import Followed, follow_up, sli_plot
+from loop.followup import (
+    Followed,
+    first_notice,
+    follow_up,
+    incident_thread,
+    reply,
+    sli_plot,
+)
 from loop.phases import Phase
 from loop.retry import ActionRetry, retry_delay
 from loop.rounds import current_round, notice_key
@@ -74,6 +81,8 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
         if revert is not None and revert.status == "completed":
             await deps.store.revert_opened(incident, deploy.finished_at, deps.clock.now())
         notified = await _notify(deps, case, revert)
+        if current.round > 1:  # replies go under the first message, never under a reply
+            notified = await first_notice(deps, incident)
         followed = Followed(deploy, service, incident, prs, decision, gates)
         await follow_up(deps, followed, revert, notified, _run_action)
     except ActionRetry as exc:
@@ -184,11 +193,16 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
     return await _run_action(deps, key, incident, "revert", call)
 
 
-async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action:
+async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action | None:
     notice = await build_notice(deps, case, revert)
     if case.round is not None and case.round.round > 1:
         notice = replace(notice, key=notice_key(case.incident.id, case.round.round),
                          action=f"{case.round.reason}; {notice.action}")  # fmt: skip
+        thread = await incident_thread(deps, case.incident)
+        if thread is not None:  # a later round is told in the incident's thread
+            text = notice.action + (f": {notice.action_url}" if notice.action_url else "")
+            return await reply(deps, _run_action, case.incident, thread,
+                               what=f"round{case.round.round}", text=text)  # fmt: skip
 
     async def call() -> tuple[str | None, dict[str, Any]]:
         plot = await sli_plot(deps, case.deploy, case.service, case.incident.sli)

@@ -90,7 +90,8 @@ async def test_deployed_revert_that_restores_the_sli_is_recovered(tmp_path: Path
     )
     assert feedback == [("recovered", rig.repo.culprit_number, "rearguard", "loop")]
     text = rig.out.getvalue()
-    assert text.count("[notify ") == 2
+    assert text.count("[notify ") == 1  # one thread: the outcome is a reply in it
+    assert "[reply #deploys" in text
     assert "RECOVERED after reverting #103" in text
     assert "time to restore" in text
     await rig.deps.store.close()

@@ -252,8 +252,9 @@ async def test_revert_deployed_by_deployment_status_is_verified_recovered(world:
     assert view["recovery"]["rounds"][0]["deploy_id"] == "gh_4242"
     assert view["time_to_restore_seconds"] > 300
     assert view["time_to_revert_seconds"] >= 0
-    assert len(_opening(world)) == 2
-    assert "RECOVERED" in _opening(world)[1].text
+    (opening,) = _opening(world)
+    outcome = [m for m in world.slack.messages if m.thread_ts == opening.ts]
+    assert "RECOVERED" in outcome[-1].text  # told in the incident's thread
 
 
 async def test_revert_pr_closed_unmerged_is_respected(world: World) -> None:
@@ -274,4 +275,6 @@ async def test_revert_pr_closed_unmerged_is_respected(world: World) -> None:
     assert "closed unmerged by @" in first["note"]
     assert len(world.github.created_pulls()) == 1
     assert world.github.open_pulls() == []
-    assert "opens no other revert" in _opening(world)[-1].text
+    (opening,) = _opening(world)
+    outcome = [m for m in world.slack.messages if m.thread_ts == opening.ts]
+    assert "opens no other revert" in outcome[-1].text  # told in the incident's thread
