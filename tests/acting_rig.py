@@ -29,6 +29,8 @@ from tests.fakes.slack import FakeSlack
 
 TOKEN = "ghp_ActingRigToken0123456789"
 CHANNEL = "C0ROLLBACK"
+
+
 BAD = 'sum(increase(errors_total{service="shop"}[30s]))'
 TOTAL = 'sum(increase(requests_total{service="shop"}[30s]))'
 STEP = 30.0

@@ -8,12 +8,17 @@ with an outage) leaves the next test a running server with the same URL and hist
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from tests.acting_rig import CHANNEL as ACTING_CHANNEL
+from tests.acting_rig import TOKEN as ACTING_TOKEN
+from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
+from tests.fakes.slack import FakeSlack
 from tests.prometheus_server import PrometheusServer
 
 
@@ -61,3 +66,17 @@ def traffic(sample_app: SampleApp, prometheus_session: PrometheusServer) -> Samp
         sample_app.configure(name, rate=rate, error_ratio=0.005)
     time.sleep(22)  # a 20 s baseline of history, scraped every second
     return sample_app
+
+
+@pytest.fixture
+async def github(tmp_path: Path) -> AsyncIterator[FakeGitHub]:
+    """The GitHub stand-in of the acting tests (a module may define its own `github`)."""
+    async with FakeGitHub(tmp_path / "gh", token=ACTING_TOKEN) as fake:
+        yield fake
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    """The Slack stand-in, knowing the rollback channel of the acting tests."""
+    async with FakeSlack(channels=[ACTING_CHANNEL]) as fake:
+        yield fake

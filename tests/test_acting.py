@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rollback.anthropic_fixer import AnthropicFixer
-from tests.acting_rig import CHANNEL, TOKEN, ActingRig, Sleeps, make_acting_rig
+from tests.acting_rig import CHANNEL, ActingRig, Sleeps, make_acting_rig
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
@@ -33,18 +33,6 @@ WORKFLOW = """--- a/.github/workflows/ci.yml
 -on: push
 +on: workflow_dispatch
 """
-
-
-@pytest.fixture
-async def github(tmp_path: Path) -> AsyncIterator[FakeGitHub]:
-    async with FakeGitHub(tmp_path / "gh", token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(channels=[CHANNEL]) as fake:
-        yield fake
 
 
 @pytest.fixture

@@ -20,23 +20,11 @@ from pytest_aiohttp import AiohttpClient
 from loop.app import DEPS, build_app
 from loop.clock import ManualClock
 from loop.config import Secret
-from tests.acting_rig import CHANNEL, TOKEN, make_acting_rig
+from tests.acting_rig import make_acting_rig
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeSlack
 
 SECRET = "slack-signing-secret-for-tests"
-
-
-@pytest.fixture
-async def github(tmp_path: Path) -> AsyncIterator[FakeGitHub]:
-    async with FakeGitHub(tmp_path / "gh", token=TOKEN) as fake:
-        yield fake
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    async with FakeSlack(channels=[CHANNEL]) as fake:
-        yield fake
 
 
 def click(incident_id: str, action_id: str, user: str = "ana") -> bytes:
