@@ -16,10 +16,10 @@ from attribution.records import Deploy, MergedPR
 from attribution.store import Store
 from loop.clock import ManualClock
 from loop.config import settings_from
-from loop.deps import WatchDeps
-from loop.phases import ACTIVE, Phase
-from loop.scheduler import run_due
-from loop.watch import advance
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import ACTIVE, Phase
+from loop.watch.scheduler import run_due
+from loop.watch.steps import advance
 from observer.simulated import SimulatedSource
 from rollback.fixer import Fixer, TemplateFixer
 from rollback.github import GitHubForge

@@ -15,11 +15,11 @@ from attribution.records import Deploy
 from attribution.store import Store
 from loop.clock import ManualClock
 from loop.config import Settings, settings_from
-from loop.demo_repo import DemoRepo, build_demo_repo
-from loop.deps import WatchDeps
-from loop.phases import ACTIVE, Phase
-from loop.scheduler import run_due
-from loop.watch import advance
+from loop.demo.repo import DemoRepo, build_demo_repo
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import ACTIVE, Phase
+from loop.watch.scheduler import run_due
+from loop.watch.steps import advance
 from observer.simulated import SimulatedSource
 from observer.sources import SourceUnavailable
 from rollback.console import ConsoleNotifier

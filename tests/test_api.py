@@ -23,7 +23,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 from attribution.records import MergedPR
 from attribution.store import Store
-from loop.app import build_app
+from loop.api.app import build_app
 from loop.clock import ManualClock
 from loop.config import ENV_API_TOKEN, ENV_GITHUB_WEBHOOK_SECRET, Settings, settings_from
 from observer.simulated import SimulatedSource

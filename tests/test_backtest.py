@@ -18,7 +18,7 @@ import pytest
 
 from attribution.records import Deploy
 from attribution.store import Store
-from loop.cli import main
+from loop.cli.main import main
 from tests.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.prometheus

@@ -14,8 +14,8 @@ from attribution.records import Deploy
 from attribution.store import Store
 from loop.clock import ManualClock
 from loop.config import settings_from
-from loop.deps import WatchDeps
-from loop.watch import resolve_changes
+from loop.watch.deps import WatchDeps
+from loop.watch.steps import resolve_changes
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.github import GitHubForge

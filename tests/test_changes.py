@@ -12,7 +12,7 @@ import pytest
 
 from attribution.changes import ChangeSet, RangeCommit, change_set, mainline, pr_number_in
 from attribution.records import AgentIdentity, MergedPR
-from loop.demo_repo import DemoRepo, build_demo_repo
+from loop.demo.repo import DemoRepo, build_demo_repo
 from rollback.localgit import LocalGitForge
 
 BASE = "b0"  # the previous deploy's commit: outside every range

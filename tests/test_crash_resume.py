@@ -76,7 +76,7 @@ class Server:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "loop.cli", "serve", "--config", str(self.config)],
+                [sys.executable, "-m", "loop.cli.main", "serve", "--config", str(self.config)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
 

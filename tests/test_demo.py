@@ -12,7 +12,7 @@ import duckdb
 
 def _demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "loop.cli", "demo", "--dir", str(tmp_path / "demo"), *args],
+        [sys.executable, "-m", "loop.cli.main", "demo", "--dir", str(tmp_path / "demo"), *args],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from attribution.store import Store
-from loop.app import build_app
+from loop.api.app import build_app
 from loop.config import load_settings, settings_from
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from loop.api.views import incident_view
 from loop.config import settings_from
-from loop.phases import Phase
-from loop.views import incident_view
+from loop.watch.phases import Phase
 from observer.observe import Windows, evaluate
 from observer.simulated import SimulatedSource
 from observer.slis import Sli, SliKind

@@ -22,7 +22,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 from attribution.records import Incident, Suspect
 from attribution.store import Store
-from loop.app import DEPS, build_app
+from loop.api.app import DEPS, build_app
 from loop.clock import ManualClock
 from loop.config import (
     ENV_ALERTMANAGER_TOKEN,

@@ -13,7 +13,7 @@ import pytest
 
 from attribution.identity import identify, trailers
 from attribution.records import AgentIdentity
-from loop.demo_repo import DemoRepo, build_demo_repo
+from loop.demo.repo import DemoRepo, build_demo_repo
 from rollback.localgit import LocalGitForge
 
 SESSION = """Validate quantity and price before pricing a cart.

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from attribution.records import MergedPR
-from loop.demo_repo import DemoRepo, build_demo_repo
+from loop.demo.repo import DemoRepo, build_demo_repo
 from rollback.forge import ForgeError, PullRef, RevertConflict, RevertRequest
 from rollback.localgit import LocalGitForge
 

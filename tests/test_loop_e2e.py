@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from loop.app import build_app
+from loop.api.app import build_app
 from observer.prometheus import PrometheusSource
 from rollback.github import GitHubForge
 from rollback.slack import SlackNotifier

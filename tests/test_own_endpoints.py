@@ -6,8 +6,8 @@ import io
 from pathlib import Path
 from typing import Any
 
-from loop import openapi
-from loop.app import DEPS, build_app
+from loop.api import openapi
+from loop.api.app import DEPS, build_app
 from loop.config import settings_from
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier

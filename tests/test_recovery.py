@@ -8,9 +8,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from attribution.records import Deploy
-from loop.phases import Phase
-from loop.scheduler import run_due
-from loop.views import incident_view
+from loop.api.views import incident_view
+from loop.watch.phases import Phase
+from loop.watch.scheduler import run_due
 from tests.embedded import STEP, Rig, make_rig
 
 GIT_ENV = {

@@ -12,7 +12,7 @@ from attribution.identity import identify
 from attribution.next_suspect import next_round
 from attribution.records import MergedPR, Suspect
 from attribution.revert_match import OpenedRevert, carries
-from loop.retry import MAX_RETRY_AFTER, retry_delay
+from loop.watch.retry import MAX_RETRY_AFTER, retry_delay
 from observer.recovery import assess_recovery
 from observer.slis import Sli, SliKind
 from observer.verdict import Status

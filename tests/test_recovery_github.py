@@ -15,14 +15,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from attribution.store import Store
-from loop.app import DEPS, build_app
+from loop.api.app import DEPS, build_app
 from loop.clock import ManualClock
 from loop.config import Settings, settings_from
-from loop.deps import WatchDeps
-from loop.phases import Phase
-from loop.retry import INLINE_WAIT
-from loop.scheduler import run_due
-from loop.watch import advance
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import Phase
+from loop.watch.retry import INLINE_WAIT
+from loop.watch.scheduler import run_due
+from loop.watch.steps import advance
 from observer.simulated import SimulatedSource
 from rollback.github import GitHubForge
 from rollback.slack import SlackNotifier

@@ -12,9 +12,9 @@ import pytest
 
 from attribution.records import Deploy
 from loop.clock import WallClock
-from loop.phases import Phase
-from loop.scheduler import Scheduler
-from loop.watch import next_step_due
+from loop.watch.phases import Phase
+from loop.watch.scheduler import Scheduler
+from loop.watch.steps import next_step_due
 from tests.embedded import STEP, make_rig
 
 

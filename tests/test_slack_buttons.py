@@ -17,7 +17,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from loop.app import DEPS, build_app
+from loop.api.app import DEPS, build_app
 from loop.clock import ManualClock
 from loop.config import Secret
 from tests.acting_rig import make_acting_rig

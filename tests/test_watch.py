@@ -8,8 +8,8 @@ import subprocess
 from pathlib import Path
 
 from attribution.store import Store
-from loop.deps import WatchDeps
-from loop.phases import Phase
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import Phase
 from rollback.console import ConsoleNotifier
 from rollback.forge import PullRef, RevertRequest
 from rollback.localgit import LocalGitForge

@@ -41,7 +41,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from bench.loop.standins import StandIns
-from loop.app import build_app
+from loop.api.app import build_app
 from loop.config import settings_from
 from loop.telemetry import install_tracing
 from observer.detect import DetectorSettings

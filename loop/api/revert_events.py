@@ -3,7 +3,7 @@
 Rearguard's revert PRs carry `<!-- rearguard-key: KEY -->` in their body. When GitHub reports one
 closed without a merge, a person decided against it: the incident records who and when, the
 revert action stops being retried, and the incident's Watch escalates without opening another
-revert (see `loop.recovery`).
+revert (see `loop.watch.recovery`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attribution.store import Store
-from loop.ingest import IngestError
+from loop.api.ingest import IngestError
 
 _MARKER = re.compile(r"<!--\s*rearguard-key:\s*([\w.-]+)\s*-->")
 

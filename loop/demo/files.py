@@ -1,7 +1,7 @@
 """The demo service's files: the initial tree, and each version a demo PR writes.
 
 `INITIAL_FILES` is the first commit of `acme/checkout`; the `NAME_N` texts are what PR #N writes
-(whole files, most of them an edit of the initial text). `loop.demo_data.PR_SPECS` says which PR
+(whole files, most of them an edit of the initial text). `loop.demo.data.PR_SPECS` says which PR
 writes which; changing any text changes the generated shas, which tests and docs name.
 """
 

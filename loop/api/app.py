@@ -18,12 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from attribution.store import Store
-from loop import evidence_api, openapi
-from loop.clock import Clock, WallClock
-from loop.config import Settings
-from loop.deps import WatchDeps, build_fixer
-from loop.evidence_ingest import parse_ci
-from loop.ingest import (
+from loop.api import evidence, openapi
+from loop.api.evidence_ingest import parse_ci
+from loop.api.ingest import (
     IngestError,
     check_bearer,
     check_github_signature,
@@ -32,14 +29,17 @@ from loop.ingest import (
     parse_json,
     parse_merged_pr,
 )
-from loop.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from loop.metrics import OwnMetrics
-from loop.phases import Phase
-from loop.retry import INLINE_WAIT
-from loop.revert_events import apply_closed_revert, parse_closed_revert
-from loop.scheduler import Scheduler
-from loop.slack_webhook import post_slack
-from loop.views import deploy_view, incident_view
+from loop.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from loop.api.metrics import OwnMetrics
+from loop.api.revert_events import apply_closed_revert, parse_closed_revert
+from loop.api.slack import post_slack
+from loop.api.views import deploy_view, incident_view
+from loop.clock import Clock, WallClock
+from loop.config import Settings
+from loop.watch.deps import WatchDeps, build_fixer
+from loop.watch.phases import Phase
+from loop.watch.retry import INLINE_WAIT
+from loop.watch.scheduler import Scheduler
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.prometheus import PrometheusSource
 from observer.sources import MetricsSource
@@ -170,7 +170,7 @@ def build_app(
         web.get("/metrics", metrics),
         web.get("/openapi.json", openapi_json),
     ])  # fmt: skip
-    app.add_routes(evidence_api.routes(SETTINGS, DEPS))
+    app.add_routes(evidence.routes(SETTINGS, DEPS))
     app[METRICS] = OwnMetrics()
     app.on_cleanup.append(_shutdown_metrics)
     return app
@@ -245,9 +245,9 @@ async def post_github(request: web.Request) -> web.Response:
         return web.json_response({"status": "duplicate", "delivery": delivery})
     if pr is not None:
         await deps.store.record_pr(pr, now)
-        await evidence_api.record_pr_facts(deps.store, pr, data)
+        await evidence.record_pr_facts(deps.store, pr, data)
     if ci is not None:
-        await evidence_api.record_ci(deps.store, ci)
+        await evidence.record_ci(deps.store, ci)
     if deploy is not None:
         await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
         _wake(request.app)
@@ -260,7 +260,7 @@ async def post_github(request: web.Request) -> web.Response:
 
 
 async def post_slack_webhook(request: web.Request) -> web.Response:
-    """Slack's interactivity requests (the incident buttons); see `loop.slack_webhook`."""
+    """Slack's interactivity requests (the incident buttons); see `loop.api.slack`."""
     settings, deps = request.app[SETTINGS], request.app[DEPS]
     secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
     return await post_slack(request, deps, secret)

@@ -1,6 +1,6 @@
 """The demo repository's data: its people, and the six PRs to simulate.
 
-`loop.demo_repo` builds the repository from this: the initial tree (`loop.demo_files`), then
+`loop.demo.repo` builds the repository from this: the initial tree (`loop.demo.files`), then
 each of `PR_SPECS` committed and merged in order. Each spec carries the agent session its trailers
 state (`AgentIdentity`), so attribution can be tested against it. Changing any of it changes the
 generated shas, which tests and docs name.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from attribution.records import AgentIdentity
-from loop.demo_files import (
+from loop.demo.files import (
     API_106,
     CART_101,
     MAKEFILE_102,

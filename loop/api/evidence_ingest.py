@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attribution.evidence import ErrorEvent, FiringAlert, Frame
+from loop.api.ingest import IngestError, _field, _time
 from loop.config import ServiceSettings, Settings
-from loop.ingest import IngestError, _field, _time
 
 SENTRY_RESOURCES = ("event_alert", "error", "issue")
 GITHUB_CI_EVENTS = ("workflow_run", "check_suite")

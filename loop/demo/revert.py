@@ -1,7 +1,7 @@
 """The demo's last act: a person merges Rearguard's revert, CD deploys it, and Rearguard
 recognises that deploy and verifies recovery against the baseline from before the regression.
 
-Kept apart from `loop.demo` so the demo's steps stay short: this module merges the revert branch
+Kept apart from `loop.demo.run` so the demo's steps stay short: this module merges the revert branch
 in the demo's git repository, records the deploy as CD would, and runs the same scheduler until
 the incident's Watch is final, printing both Watches' transitions.
 """
@@ -12,10 +12,10 @@ from collections.abc import Callable
 
 from attribution.records import Deploy
 from loop.clock import ManualClock
-from loop.demo_repo import DemoRepo, merge_branch
-from loop.deps import WatchDeps
-from loop.phases import ACTIVE, WAITING, Phase
-from loop.scheduler import run_due
+from loop.demo.repo import DemoRepo, merge_branch
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import ACTIVE, WAITING, Phase
+from loop.watch.scheduler import run_due
 
 Say = Callable[[str], None]
 

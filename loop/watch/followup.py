@@ -27,7 +27,7 @@ from opentelemetry import trace
 
 from attribution.records import Action, Deploy, Incident, MergedPR
 from loop.config import ServiceSettings
-from loop.deps import WatchDeps
+from loop.watch.deps import WatchDeps
 from observer.sources import MetricsError
 from rollback.fix import draft_fix, fix_key
 from rollback.fixer import FixContext, Fixer, TemplateFixer, Usage

@@ -25,12 +25,12 @@ from attribution.next_suspect import next_round
 from attribution.records import Deploy, Incident, RevertRound
 from attribution.revert_match import OpenedRevert, carries
 from loop.config import ServiceSettings
-from loop.deps import WatchDeps
-from loop.followup import incident_thread, reply
-from loop.phases import Phase
-from loop.respond import Case, _culprit_result, _run_action, build_notice
-from loop.retry import ActionRetry
-from loop.rounds import round_key
+from loop.watch.deps import WatchDeps
+from loop.watch.followup import incident_thread, reply
+from loop.watch.phases import Phase
+from loop.watch.respond import Case, _culprit_result, _run_action, build_notice
+from loop.watch.retry import ActionRetry
+from loop.watch.rounds import round_key
 from observer.recovery import RecoveryWindows, observe_recovery
 from observer.verdict import SliResult, Status
 from rollback.forge import ForgeError

@@ -20,14 +20,14 @@ from attribution.evidence_store import EvidenceStore
 from attribution.feedback import PEOPLE_KINDS, report
 from attribution.records import Incident, MergedPR
 from attribution.store import Store
-from loop.evidence_ingest import (
+from loop.api.evidence_ingest import (
     CiRun,
     body_digest,
     check_sentry_signature,
     parse_alertmanager,
     parse_sentry,
 )
-from loop.ingest import IngestError, _time, check_bearer, parse_json
+from loop.api.ingest import IngestError, _time, check_bearer, parse_json
 
 REPORTS = {"agents": "agent", "models": "model", "specs": "spec", "areas": "area"}
 
@@ -64,7 +64,7 @@ async def record_ci(store: Store, run: CiRun) -> None:
 
 
 def routes(settings_key: Any, deps_key: Any) -> list[web.RouteDef]:
-    """The routes, given the app keys under which `loop.app` keeps settings and deps."""
+    """The routes, given the app keys under which `loop.api.app` keeps settings and deps."""
     handlers = _Handlers(settings_key, deps_key)
     return [
         web.post("/v1/webhooks/sentry", handlers.sentry),

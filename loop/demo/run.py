@@ -24,14 +24,14 @@ from typing import Any, TextIO
 from attribution.identity import identify
 from attribution.records import Deploy
 from attribution.store import Store
+from loop.api.views import incident_view, pr_view
 from loop.clock import ManualClock
 from loop.config import Settings, settings_from
-from loop.demo_repo import DemoRepo, build_demo_repo
-from loop.demo_revert import deploy_the_revert
-from loop.deps import WatchDeps, build_fixer
-from loop.phases import ACTIVE, Phase
-from loop.scheduler import run_due
-from loop.views import incident_view, pr_view
+from loop.demo.repo import DemoRepo, build_demo_repo
+from loop.demo.revert import deploy_the_revert
+from loop.watch.deps import WatchDeps, build_fixer
+from loop.watch.phases import ACTIVE, Phase
+from loop.watch.scheduler import run_due
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge

@@ -18,12 +18,12 @@ from opentelemetry import trace
 
 from attribution.changes import RangeCommit, change_set
 from attribution.records import Deploy, Incident, MergedPR
-from loop import attribute
 from loop.config import ServiceSettings
-from loop.deps import WatchDeps
-from loop.phases import Phase
-from loop.recovery import link_revert_deploy, verify
-from loop.respond import respond
+from loop.watch import attribute
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import Phase
+from loop.watch.recovery import link_revert_deploy, verify
+from loop.watch.respond import respond
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
 from rollback.forge import ForgeError

@@ -20,8 +20,8 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from loop.deps import WatchDeps
-from loop.ingest import IngestError
+from loop.api.ingest import IngestError
+from loop.watch.deps import WatchDeps
 from rollback.notify import BUTTONS
 from rollback.policy import Mode, effective
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from attribution.records import MergedPR
-from loop.demo_data import (
+from loop.demo.data import (
     CULPRIT_NUMBER,
     GITHUB_COMMITTER,
     MERGER,
@@ -31,7 +31,7 @@ from loop.demo_data import (
     Person,
     PRSpec,
 )
-from loop.demo_files import INITIAL_FILES
+from loop.demo.files import INITIAL_FILES
 
 DEFAULT_BRANCH = "main"
 # Deploy 1 ships #101 and #102, deploy 2 the culprit alone, deploy 3 the rest.

@@ -15,7 +15,7 @@ from loop.config import ConfigError, load_settings
 def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web  # noqa: PLC0415 - keep `rearguard demo` start-up light
 
-    from loop.app import build_app  # noqa: PLC0415
+    from loop.api.app import build_app  # noqa: PLC0415
     from loop.telemetry import install_tracing  # noqa: PLC0415
 
     try:
@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from loop.demo import main as demo_main  # noqa: PLC0415
+    from loop.demo.run import main as demo_main  # noqa: PLC0415
 
     workdir = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="rearguard-demo-"))
     if workdir.exists() and any(workdir.iterdir()):
@@ -47,7 +47,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _backtest(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
 
-    from loop.backtest_cli import run_backtest  # noqa: PLC0415
+    from loop.cli.backtest_io import run_backtest  # noqa: PLC0415
 
     try:
         settings = load_settings(Path(args.config), os.environ)

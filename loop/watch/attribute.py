@@ -25,7 +25,7 @@ from attribution.records import Deploy, MergedPR
 from attribution.signals import split_query
 from attribution.suspects import Ranking, rank
 from loop.config import ServiceSettings
-from loop.deps import WatchDeps
+from loop.watch.deps import WatchDeps
 from observer.slis import SliKind
 from observer.sources import MetricsError, Series
 from rollback.forge import ForgeError, PullFile, PullInfo

@@ -18,9 +18,9 @@ import logging
 
 from opentelemetry import trace
 
-from loop.deps import WatchDeps
-from loop.phases import ACTIVE, WAITING, Phase
-from loop.watch import advance
+from loop.watch.deps import WatchDeps
+from loop.watch.phases import ACTIVE, WAITING, Phase
+from loop.watch.steps import advance
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rearguard.loop")

@@ -8,7 +8,7 @@ import sys
 import time
 
 from attribution.store import Store, StoreError
-from loop.backtest import Replayed, backtest, render
+from loop.cli.backtest import Replayed, backtest, render
 from loop.config import ConfigError, Settings, parse_duration
 from observer.prometheus import PrometheusSource
 

@@ -2,11 +2,11 @@
 Notifier, each as an action row written `pending` before the call and finished after it.
 
 A restart re-enters here: a completed action is not repeated, a pending one is retried (the Forge
-and the Notifier are idempotent per key) after a growing delay (`loop.retry`), and after
+and the Notifier are idempotent per key) after a growing delay (`loop.watch.retry`), and after
 `max_action_attempts` it is marked `failed` with the reason, which the notice then reports. The
-auto-merge request, the thread's replies and the fix step follow (`loop.followup`). The Watch
+auto-merge request, the thread's replies and the fix step follow (`loop.watch.followup`). The Watch
 ends `reverted` when a revert exists, `escalated` otherwise. Each revert round (the next suspect
-after a revert that did not restore health) has its own keys (`loop.rounds`).
+after a revert that did not restore health) has its own keys (`loop.watch.rounds`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from opentelemetry import trace
 
 from attribution.records import Action, Deploy, Incident, MergedPR, RevertRound
 from loop.config import ServiceSettings
-from loop.deps import WatchDeps
-from loop.followup import (
+from loop.watch.deps import WatchDeps
+from loop.watch.followup import (
     Followed,
     first_notice,
     follow_up,
@@ -28,9 +28,9 @@ from loop.followup import (
     reply,
     sli_plot,
 )
-from loop.phases import Phase
-from loop.retry import ActionRetry, retry_delay
-from loop.rounds import current_round, notice_key
+from loop.watch.phases import Phase
+from loop.watch.retry import ActionRetry, retry_delay
+from loop.watch.rounds import current_round, notice_key
 from rollback.fixer import FixerUnavailable
 from rollback.forge import ForgeUnavailable, PullRef
 from rollback.notify import Notice, NotifyRetryable, SuspectLine
