@@ -4,6 +4,7 @@ incidents, suspects and actions."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,8 @@ class WatchState:
     phase: str
     next_due: float
     reason: str | None
+    version: int = 0
+    """Applied transitions so far: a step claims the Watch at the version it read."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,18 +101,52 @@ class Incident:
     suspects: tuple[Suspect, ...] = ()
 
 
+class ActionKind(StrEnum):
+    """What an action does to the outside world."""
+
+    REVERT = "revert"
+    MERGE = "merge"
+    NOTIFY = "notify"
+    REPLY = "reply"
+    FIX = "fix"
+    CLOSE = "close"
+
+
+class ActionStatus(StrEnum):
+    """Where an action is: `pending` until its call succeeded (`completed`), was given up on
+    (`failed`), or was made moot by a person (`skipped`, e.g. the revert PR closed unmerged)."""
+
+    PENDING = "pending"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class RoundOutcome(StrEnum):
+    """What the deploy carrying a revert round showed, or what a person decided about it."""
+
+    RECOVERED = "recovered"
+    NOT_RECOVERED = "not_recovered"
+    INCONCLUSIVE = "inconclusive"
+    CLOSED = "closed"
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     """A side effect (revert, notify) keyed for idempotency; written `pending` before the call."""
 
     id: str
     incident_id: str
-    kind: str
-    status: str
+    kind: ActionKind
+    status: ActionStatus
     attempts: int
     url: str | None = None
     detail: dict[str, object] | None = None
     error: str | None = None
+
+    def __post_init__(self) -> None:  # rows come from the store as plain strings
+        object.__setattr__(self, "kind", ActionKind(self.kind))
+        object.__setattr__(self, "status", ActionStatus(self.status))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,9 +160,13 @@ class RevertRound:
     decided_at: float
     reason: str
     deploy_id: str | None = None
-    outcome: str | None = None
+    outcome: RoundOutcome | None = None
     outcome_at: float | None = None
     note: str | None = None
+
+    def __post_init__(self) -> None:  # rows come from the store as plain strings
+        if self.outcome is not None:
+            object.__setattr__(self, "outcome", RoundOutcome(self.outcome))
 
 
 @dataclass(frozen=True, slots=True)

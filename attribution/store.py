@@ -97,7 +97,7 @@ class Store(
 
         def read(cur: duckdb.DuckDBPyConnection) -> Any:
             watch = cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason, verdict FROM watches "
+                "SELECT deploy_id, phase, epoch(next_due), reason, version, verdict FROM watches "
                 "WHERE deploy_id = ?",
                 [deploy_id],
             ).fetchall()
@@ -105,8 +105,8 @@ class Store(
                 "SELECT id FROM incidents WHERE deploy_id = ?", [deploy_id]
             ).fetchall()
             return (
-                WatchState(*watch[0][:4]) if watch else None,
-                json.loads(watch[0][4]) if watch and watch[0][4] else None,
+                WatchState(*watch[0][:5]) if watch else None,
+                json.loads(watch[0][5]) if watch and watch[0][5] else None,
                 self._deploy_prs(cur, deploy_id),
                 self._timeline(cur, deploy_id),
                 str(incident[0][0]) if incident else None,

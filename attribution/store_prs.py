@@ -105,12 +105,16 @@ class PullRequestQueries(StoreWriter):
         return [self._pr(r) for r in rows]
 
     async def set_deploy_prs(self, deploy_id: str, repo: str, numbers: Sequence[int]) -> None:
-        def write(cur: duckdb.DuckDBPyConnection) -> None:
-            cur.execute("DELETE FROM deploy_prs WHERE deploy_id = ?", [deploy_id])
-            for n in numbers:
-                cur.execute("INSERT INTO deploy_prs VALUES (?, ?, ?)", [deploy_id, repo, n])
+        await self._tx(lambda cur: self.write_deploy_prs(cur, deploy_id, repo, numbers))
 
-        await self._tx(write)
+    @staticmethod
+    def write_deploy_prs(
+        cur: duckdb.DuckDBPyConnection, deploy_id: str, repo: str, numbers: Sequence[int]
+    ) -> None:
+        """Replace the PRs a deploy carries; used inside a Watch transition too."""
+        cur.execute("DELETE FROM deploy_prs WHERE deploy_id = ?", [deploy_id])
+        for n in numbers:
+            cur.execute("INSERT INTO deploy_prs VALUES (?, ?, ?)", [deploy_id, repo, n])
 
     async def deploy_prs(self, deploy_id: str) -> list[MergedPR]:
         return await self._call(lambda cur: self._deploy_prs(cur, deploy_id))

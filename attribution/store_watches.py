@@ -8,13 +8,17 @@ transaction, so two steps of the same Watch can never both win.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import duckdb
 
 from attribution.records import Deploy, WatchState
+from attribution.store_incidents import IncidentQueries
+from attribution.store_prs import PullRequestQueries
+from attribution.store_rounds import RevertRoundQueries
 from attribution.store_writer import StoreWriter
+from attribution.watch_rows import DeployPrs, NextRound, Observations, OpenIncident, WatchRow
 
 _OBSERVATION_COLUMNS = (
     "deploy_id", "seq", "observed_at", "sli", "status", "reason", "baseline_value",
@@ -55,7 +59,8 @@ class WatchQueries(StoreWriter):
             if not rows:
                 return False
             cur.execute(
-                "INSERT INTO watches VALUES (?, ?, to_timestamp(?), to_timestamp(?), NULL, NULL)",
+                "INSERT INTO watches (deploy_id, phase, next_due, updated_at, version) "
+                "VALUES (?, ?, to_timestamp(?), to_timestamp(?), 0)",
                 [deploy.id, phase, now, now],
             )
             cur.execute(
@@ -113,7 +118,8 @@ class WatchQueries(StoreWriter):
     async def watch(self, deploy_id: str) -> WatchState | None:
         rows = await self._call(
             lambda cur: cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason FROM watches WHERE deploy_id = ?",
+                "SELECT deploy_id, phase, epoch(next_due), reason, version FROM watches "
+                "WHERE deploy_id = ?",
                 [deploy_id],
             ).fetchall()
         )
@@ -125,19 +131,19 @@ class WatchQueries(StoreWriter):
                          for c in self._DEPLOY_COLS.split(", "))  # fmt: skip
         rows = await self._call(
             lambda cur: cur.execute(
-                "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, "
+                "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, w.version, "
                 f"{cols} FROM watches w JOIN deploys d ON d.id = w.deploy_id "
                 "WHERE w.deploy_id = ?",
                 [deploy_id],
             ).fetchall()
         )
-        return (WatchState(*rows[0][:4]), Deploy(*rows[0][4:])) if rows else None
+        return (WatchState(*rows[0][:5]), Deploy(*rows[0][5:])) if rows else None
 
     async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
         """Watches in one of `phases` whose next step is due, oldest first."""
         rows = await self._call(
             lambda cur: cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason FROM watches "
+                "SELECT deploy_id, phase, epoch(next_due), reason, version FROM watches "
                 "WHERE list_contains(?, phase) AND next_due <= to_timestamp(?) ORDER BY next_due",
                 [list(phases), now],
             ).fetchall()
@@ -154,18 +160,23 @@ class WatchQueries(StoreWriter):
         next_due: float,
         reason: str,
         verdict: dict[str, Any] | None = None,
-        also: Callable[[duckdb.DuckDBPyConnection], None] | None = None,
+        rows: Sequence[WatchRow] = (),
+        version: int | None = None,
     ) -> bool:
-        """Move a Watch from `from_phase` to `to_phase` (with `also` in the same transaction).
+        """Move a Watch from `from_phase` to `to_phase`, writing `rows` in the same transaction;
+        the Watch's version goes up by one.
 
-        False, and nothing written, when the Watch is no longer in `from_phase`.
+        False, and nothing written, when the Watch is no longer in `from_phase` (or, with
+        `version`, no longer at that version).
         """
 
         def move(cur: duckdb.DuckDBPyConnection) -> bool:
-            rows = cur.execute(
+            moved = cur.execute(
                 "UPDATE watches SET phase = ?, next_due = to_timestamp(?), "
-                "updated_at = to_timestamp(?), reason = ?, verdict = coalesce(?, verdict) "
-                "WHERE deploy_id = ? AND phase = ? RETURNING deploy_id",
+                "updated_at = to_timestamp(?), reason = ?, verdict = coalesce(?, verdict), "
+                "version = version + 1 "
+                "WHERE deploy_id = ? AND phase = ? AND (CAST(? AS BIGINT) IS NULL OR version = ?) "
+                "RETURNING deploy_id",
                 [
                     to_phase,
                     next_due,
@@ -174,9 +185,11 @@ class WatchQueries(StoreWriter):
                     None if verdict is None else json.dumps(verdict),
                     deploy_id,
                     from_phase,
+                    version,
+                    version,
                 ],
             ).fetchall()
-            if not rows:
+            if not moved:
                 return False
             if from_phase != to_phase:
                 cur.execute(
@@ -184,11 +197,24 @@ class WatchQueries(StoreWriter):
                     "to_timestamp(?), ? FROM transitions WHERE deploy_id = ?",
                     [deploy_id, from_phase, to_phase, now, reason, deploy_id],
                 )
-            if also is not None:
-                also(cur)
+            for row in rows:
+                self._write_row(cur, row)
             return True
 
         return await self._tx(move)
+
+    @classmethod
+    def _write_row(cls, cur: duckdb.DuckDBPyConnection, row: WatchRow) -> None:
+        """Write one of a transition's rows (see `attribution.watch_rows`)."""
+        match row:
+            case Observations(deploy_id, observed_at, results):
+                cls.insert_observations(cur, deploy_id, observed_at, results)
+            case OpenIncident(incident):
+                IncidentQueries.insert_incident(cur, incident)
+            case NextRound(revert_round):
+                RevertRoundQueries.insert_round(cur, revert_round)
+            case DeployPrs(deploy_id, repo, numbers):
+                PullRequestQueries.write_deploy_prs(cur, deploy_id, repo, numbers)
 
     async def timeline(self, deploy_id: str) -> list[dict[str, Any]]:
         return await self._call(lambda cur: self._timeline(cur, deploy_id))

@@ -7,7 +7,8 @@ the test statistic and its threshold, the effect) so an incident can show why it
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -53,6 +54,22 @@ class SliResult:
                 out[key] = None
         out["status"] = str(self.status)
         return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> SliResult:
+        """The result kept by `to_json` (None back to NaN; unknown keys ignored)."""
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            if f.name not in data:
+                continue
+            value = data[f.name]
+            if value is None and f.type == "float":
+                value = math.nan
+            values[f.name] = value
+        values["status"] = Status(values.get("status", Status.INCONCLUSIVE))
+        values.setdefault("sli", "")
+        values.setdefault("reason", "")
+        return cls(**values)
 
 
 @dataclass(frozen=True, slots=True)

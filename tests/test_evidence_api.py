@@ -22,6 +22,7 @@ from pytest_aiohttp.plugin import AiohttpClient
 
 from attribution.records import Incident, Suspect
 from attribution.store import Store
+from attribution.watch_rows import OpenIncident
 from loop.api.app import DEPS, build_app
 from loop.clock import ManualClock
 from loop.config import (
@@ -253,7 +254,7 @@ async def _incident_blaming(client: Client, agent_pr: int) -> str:
         now=START,
         next_due=START,
         reason="x",
-        also=lambda cur: store.insert_incident(cur, incident),
+        rows=(OpenIncident(incident),),
     )
     return incident.id
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from attribution.records import AgentIdentity, Deploy, Incident, MergedPR, Suspect
-from attribution.store import Store
+from attribution.store import Store, StoreError
+from attribution.watch_rows import Observations, OpenIncident
 
 T0 = 1_740_992_400.0  # 2025-03-03T09:00:00Z
 
@@ -77,9 +77,9 @@ INCIDENT = Incident(
 )
 
 
-def writes(incident: Incident) -> Callable[[duckdb.DuckDBPyConnection], None]:
-    """The `also` of a transition that opens `incident`."""
-    return lambda cur: Store.insert_incident(cur, incident)
+def writes(incident: Incident) -> tuple[OpenIncident]:
+    """The rows of a transition that opens `incident`."""
+    return (OpenIncident(incident),)
 
 
 @pytest.fixture
@@ -168,14 +168,13 @@ async def test_staying_in_a_phase_reschedules_without_a_timeline_row(store: Stor
 
 
 async def test_transition_from_the_wrong_phase_writes_nothing(store: Store) -> None:
-    """A Watch no longer in `from_phase` is left alone, and `also` is not run."""
+    """A Watch no longer in `from_phase` is left alone, and its rows are not written."""
     await store.record_deploy(DEPLOY, "observing", now=T0)
-    ran: list[bool] = []
     moved = await store.transition(DEPLOY.id, "deployed", "regressed", now=T0 + 5,
                                    next_due=T0 + 5, reason="late replay",
-                                   also=lambda cur: ran.append(True))  # fmt: skip
+                                   rows=writes(INCIDENT))  # fmt: skip
     assert moved is False
-    assert ran == []
+    assert await store.incident(INCIDENT.id) is None
     watch = await store.watch(DEPLOY.id)
     assert watch is not None
     assert (watch.phase, watch.next_due) == ("observing", T0)
@@ -184,18 +183,13 @@ async def test_transition_from_the_wrong_phase_writes_nothing(store: Store) -> N
                                   reason="x") is False  # fmt: skip
 
 
-async def test_transition_whose_also_fails_rolls_back_everything(store: Store) -> None:
-    """If the work done inside a transition raises, neither it nor the phase change is kept."""
+async def test_transition_whose_rows_fail_rolls_back_everything(store: Store) -> None:
+    """If a row written inside a transition fails, neither it nor the phase change is kept."""
     await store.record_deploy(DEPLOY, "observing", now=T0)
-
-    def write_then_fail(cur: duckdb.DuckDBPyConnection) -> None:
-        Store.insert_incident(cur, INCIDENT)
-        raise RuntimeError("ranking failed half way")
-
-    with pytest.raises(RuntimeError, match="half way"):
+    with pytest.raises(StoreError, match=r"(?i)duplicate|constraint"):  # the second row repeats
         await store.transition(DEPLOY.id, "observing", "regressed", now=T0 + 300,
                                next_due=T0 + 300, reason="regressed",
-                               also=write_then_fail)  # fmt: skip
+                               rows=(OpenIncident(INCIDENT), OpenIncident(INCIDENT)))  # fmt: skip
     watch = await store.watch(DEPLOY.id)
     assert watch is not None
     assert watch.phase == "observing"
@@ -205,7 +199,7 @@ async def test_transition_whose_also_fails_rolls_back_everything(store: Store) -
     # The store is still usable: the same transition succeeds once the work does.
     assert await store.transition(DEPLOY.id, "observing", "regressed", now=T0 + 300,
                                   next_due=T0 + 300, reason="regressed",
-                                  also=writes(INCIDENT))  # fmt: skip
+                                  rows=writes(INCIDENT))  # fmt: skip
     assert await store.incident(INCIDENT.id) == INCIDENT
 
 
@@ -219,7 +213,7 @@ async def test_incident_and_suspects_round_trip(store: Store) -> None:
     for deploy_id, incident in (("cd_1", INCIDENT), ("cd_2", later)):
         await store.transition(deploy_id, "observing", "regressed", now=incident.opened_at,
                                next_due=incident.opened_at, reason="regressed",
-                               also=writes(incident))  # fmt: skip
+                               rows=writes(incident))  # fmt: skip
     assert await store.incident(INCIDENT.id) == INCIDENT
     assert await store.incident_for_deploy("cd_2") == later
     assert await store.incident("inc_missing") is None
@@ -335,18 +329,18 @@ async def test_observations_batched_in_the_transition_keep_every_row(store: Stor
          "null_value": None, "onset": None, "mode": None, "queries": None, "windows": None},
     ]  # fmt: skip
 
-    def observed(at: float) -> Callable[[duckdb.DuckDBPyConnection], None]:
-        return lambda cur: store.insert_observations(cur, DEPLOY.id, at, rows)
+    def observed(at: float) -> tuple[Observations]:
+        return (Observations(DEPLOY.id, at, rows),)
 
     for at in (T0 + 30, T0 + 45):
         moved = await store.transition(
             DEPLOY.id, "observing", "observing", now=at, next_due=at + 15, reason="watching",
-            also=observed(at),
+            rows=observed(at),
         )  # fmt: skip
         assert moved
     stale = await store.transition(
         DEPLOY.id, "regressed", "observing", now=T0 + 60, next_due=T0 + 75, reason="stale",
-        also=observed(T0 + 60),
+        rows=observed(T0 + 60),
     )  # fmt: skip
     assert not stale
     kept = await store.observations(DEPLOY.id, latest_only=False)
@@ -377,7 +371,7 @@ async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:
     await store.set_deploy_prs(DEPLOY.id, "acme/checkout", [103])
     await store.transition(DEPLOY.id, "observing", "regressed", now=T0 + 300, next_due=T0 + 300,
                            reason="regressed",
-                           also=writes(INCIDENT))  # fmt: skip
+                           rows=writes(INCIDENT))  # fmt: skip
     await store.begin_action("revert:inc", INCIDENT.id, "revert", now=T0 + 301)
     await store.journal("cd", "deploy", "d-9", status="accepted", received_at=T0)
     await store.close()

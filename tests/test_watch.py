@@ -45,7 +45,7 @@ async def test_regression_names_the_culprit_and_reverts_it(tmp_path: Path) -> No
     assert verdict["baseline_value"] == 0.005
     assert verdict["watch_value"] == 0.05
     assert verdict["statistic"] >= verdict["threshold"]
-    actions = {a.kind: a for a in await rig.deps.store.actions(incident.id)}
+    actions = {str(a.kind): a for a in await rig.deps.store.actions(incident.id)}
     assert actions["revert"].status == "completed"
     assert actions["notify"].status == "completed"
     assert _branches(rig.repo.path) == [f"rearguard/revert-{incident.id}"]
@@ -151,7 +151,7 @@ async def test_pending_action_is_retried_without_duplicates(tmp_path: Path) -> N
         labels=(),
     ))  # fmt: skip
     assert await rig.run(deploy.id) == Phase.REVERTED
-    actions = {a.kind: a for a in await rig.deps.store.actions(incident.id)}
+    actions = {str(a.kind): a for a in await rig.deps.store.actions(incident.id)}
     assert (actions["revert"].detail or {}).get("reused") is True
     assert len(_branches(rig.repo.path)) == 1
     await rig.deps.store.close()

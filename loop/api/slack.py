@@ -20,7 +20,9 @@ from urllib.parse import parse_qs
 
 from aiohttp import web
 
+from attribution.records import ActionKind, ActionStatus
 from loop.api.ingest import IngestError
+from loop.watch.actions import completed
 from loop.watch.deps import WatchDeps
 from rollback.notify import BUTTONS
 from rollback.policy import Mode, effective
@@ -96,25 +98,28 @@ async def handle_click(deps: WatchDeps, click: Click, now: float) -> dict[str, A
     service = deps.settings.service(incident.service)
     if click.kind == "false_alarm" and service is not None:
         mode, _ = effective(deps.settings.mode, deps.settings.human_gates, service.mode, None)
-        revert = next((a for a in await store.actions(incident.id) if a.kind == "revert"), None)
+        revert = next(
+            (a for a in await store.actions(incident.id) if a.kind is ActionKind.REVERT), None
+        )
         number = (revert.detail or {}).get("number") if revert else None
-        if mode is Mode.PROPOSE and revert is not None and revert.status == "completed" and number:
+        if mode is Mode.PROPOSE and revert is not None and completed(revert) and number:
             closed = await _close(deps, incident.id, service.repo, int(str(number)), click.user)
     return {"recorded": fresh, "kind": click.kind, "closed_revert": closed}
 
 
 async def _close(deps: WatchDeps, incident_id: str, repo: str, number: int, user: str) -> bool:
     key, now = f"close-revert-{incident_id}", deps.clock.now()
-    action = await deps.store.begin_action(key, incident_id, "close", now)
-    if action.status == "completed":
+    action = await deps.store.begin_action(key, incident_id, ActionKind.CLOSE, now)
+    if completed(action):
         return True
     comment = f"Closed by Rearguard: {user} marked the incident a false alarm in Slack."
     try:
         await deps.forge.close_pull(repo, number, comment)
     except Exception as exc:  # noqa: BLE001 - recorded on the action; the click itself is kept
-        await deps.store.finish_action(key, "failed", now=deps.clock.now(), error=str(exc))
+        await deps.store.finish_action(key, ActionStatus.FAILED, now=deps.clock.now(),
+                                       error=str(exc))  # fmt: skip
         return False
-    await deps.store.finish_action(key, "completed", now=deps.clock.now(),
+    await deps.store.finish_action(key, ActionStatus.COMPLETED, now=deps.clock.now(),
                                    detail={"number": number, "by": user})  # fmt: skip
     return True
 

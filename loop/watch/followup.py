@@ -1,8 +1,9 @@
 """What follows the revert and the first message of an incident: the auto-merge request, the
 replies in the incident's Slack thread, the fix step, and the SLI plot.
 
-Each is an action row with its own idempotency key, run through `respond`'s `run` (written
-`pending` before the call, finished after it), so a restart neither asks twice nor posts twice:
+Each is an action with its own idempotency key, run through `loop.watch.actions.run_action`
+(written `pending` before the call, finished after it), so a restart neither asks twice nor posts
+twice:
 
     merge-<incident>         act mode, revert opened, no human gate: auto-merge (or REST merge)
     reply-revert-<incident>  the thread's reply saying what became of the revert
@@ -18,15 +19,14 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
-import math
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry import trace
 
-from attribution.records import Action, Deploy, Incident, MergedPR
+from attribution.records import Action, ActionKind, Deploy, Incident, MergedPR
 from loop.config import ServiceSettings
+from loop.watch.actions import completed, culprit_result, is_ratio, run_action, shown
 from loop.watch.deps import WatchDeps
 from observer.sources import MetricsError
 from rollback.fix import draft_fix, fix_key
@@ -39,7 +39,6 @@ from rollback.policy import Plan
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rearguard.loop")
 
-Run = Callable[[WatchDeps, str, Incident, str, Any], Awaitable[Action]]
 DAY = 86_400.0
 
 
@@ -57,7 +56,7 @@ class Followed:
 
 def thread_of(notified: Action | None) -> Delivery | None:
     """The incident's Slack thread: where its first message landed."""
-    detail = notified.detail if notified is not None and notified.status == "completed" else None
+    detail = notified.detail if notified is not None and completed(notified) else None
     if not detail or not detail.get("ts"):
         return None
     return Delivery(channel=str(detail.get("channel", "")), ts=str(detail["ts"]))
@@ -75,7 +74,7 @@ async def incident_thread(deps: WatchDeps, incident: Incident) -> Delivery | Non
 
 
 async def reply(
-    deps: WatchDeps, run: Run, incident: Incident, thread: Delivery | None, *, what: str, text: str
+    deps: WatchDeps, incident: Incident, thread: Delivery | None, *, what: str, text: str
 ) -> Action | None:
     """Post `text` in the incident's thread once (key `reply-<what>-<incident>`); None when the
     incident has no thread (its first message never landed)."""
@@ -87,48 +86,47 @@ async def reply(
                                                          incident.id, text))  # fmt: skip
         return None, {"channel": landed.channel, "ts": landed.ts, "text": text}
 
-    return await run(deps, f"reply-{what}-{incident.id}", incident, "reply", call)
+    return await run_action(deps, f"reply-{what}-{incident.id}", incident, ActionKind.REPLY, call)
 
 
 async def follow_up(
-    deps: WatchDeps, case: Followed, revert: Action | None, notified: Action | None, run: Run
+    deps: WatchDeps, case: Followed, revert: Action | None, notified: Action | None
 ) -> None:
     """Merge request, revert reply, fix, fix reply; each once."""
     thread = thread_of(notified)
     if revert is None:
         return
-    merge = await _merge(deps, case, revert, run)
-    await reply(deps, run, case.incident, thread, what="revert",
-                text=_revert_text(case, revert, merge))  # fmt: skip
-    if revert.status != "completed":
+    merge = await _merge(deps, case, revert)
+    await reply(deps, case.incident, thread, what="revert", text=_revert_text(case, revert, merge))
+    if not completed(revert):
         return
-    fix = await _fix(deps, case, revert, run)
-    if fix.status == "completed":
+    fix = await _fix(deps, case, revert)
+    if completed(fix):
         kind = (fix.detail or {}).get("kind")
         what = "Draft fix PR opened" if kind == "fix_pr" else "Bug issue opened (no fix PR)"
         why = (fix.detail or {}).get("reason", "")
         text = f"{what}: {fix.url}" + (f" ({why})" if kind != "fix_pr" and why else "")
     else:
         text = f"Fix step FAILED: {fix.error}"
-    await reply(deps, run, case.incident, thread, what="fix", text=text)
+    await reply(deps, case.incident, thread, what="fix", text=text)
 
 
 def _revert_text(case: Followed, revert: Action, merge: Action | None) -> str:
-    if revert.status != "completed":
+    if not completed(revert):
         return f"Revert FAILED, a person must revert by hand: {revert.error}"
     text = f"Revert PR opened: {revert.url}"
     if case.decision.needs_human:
         return f"{text}. needs-human: {'; '.join(case.decision.reasons)}"
     if merge is None:
         return f"{text}. {'; '.join(case.decision.reasons)}"
-    if merge.status == "completed":
+    if completed(merge):
         return f"{text}. {(merge.detail or {}).get('note', '')}"
     return f"{text}. Auto-merge request FAILED: {merge.error}; a person merges it"
 
 
-async def _merge(deps: WatchDeps, case: Followed, revert: Action, run: Run) -> Action | None:
+async def _merge(deps: WatchDeps, case: Followed, revert: Action) -> Action | None:
     number = (revert.detail or {}).get("number")
-    if not case.decision.auto_merge or revert.status != "completed" or not number:
+    if not case.decision.auto_merge or not completed(revert) or not number:
         return None
 
     async def call() -> tuple[str | None, dict[str, Any]]:
@@ -137,7 +135,8 @@ async def _merge(deps: WatchDeps, case: Followed, revert: Action, run: Run) -> A
         )
         return revert.url, {"state": str(done.state), "note": done.note}
 
-    return await run(deps, f"merge-{case.incident.id}", case.incident, "merge", call)
+    return await run_action(deps, f"merge-{case.incident.id}", case.incident, ActionKind.MERGE,
+                            call)  # fmt: skip
 
 
 async def _fixer(deps: WatchDeps, incident: Incident) -> Fixer:
@@ -154,7 +153,7 @@ async def _fixer(deps: WatchDeps, incident: Incident) -> Fixer:
     return deps.fixer
 
 
-async def _fix(deps: WatchDeps, case: Followed, revert: Action, run: Run) -> Action:
+async def _fix(deps: WatchDeps, case: Followed, revert: Action) -> Action:
     incident = case.incident
 
     async def call() -> tuple[str | None, dict[str, Any]]:
@@ -189,7 +188,7 @@ async def _fix(deps: WatchDeps, case: Followed, revert: Action, run: Run) -> Act
             "cost_usd": cost,
         }
 
-    return await run(deps, fix_key(incident.id), incident, "fix", call)
+    return await run_action(deps, fix_key(incident.id), incident, ActionKind.FIX, call)
 
 
 def _culprit(case: Followed) -> MergedPR:
@@ -205,21 +204,12 @@ def _culprit(case: Followed) -> MergedPR:
 
 def evidence(incident: Incident) -> tuple[str, ...]:
     """The regression and the suspects in lines a person (or a model) reads."""
-    results = incident.verdict.get("results", [])
-    result: dict[str, Any] = {}
-    if isinstance(results, list):
-        result = next((r for r in results if r.get("sli") == incident.sli), {})
-    ratio = bool(result.get("baseline_total"))
-
-    def fmt(value: Any) -> str:
-        if not isinstance(value, int | float) or math.isnan(value):
-            return "n/a"
-        return f"{value * 100:.2f}%" if ratio else f"{value:.4g}"
-
+    result = culprit_result(incident)
+    ratio = is_ratio(result)
     lines = [
-        f"{incident.sli}: {fmt(result.get('baseline_value'))} before the deploy, "
-        f"{fmt(result.get('watch_value'))} after (statistic {result.get('statistic', 0):.2f} "
-        f">= threshold {result.get('threshold', 0):.2f})"
+        f"{incident.sli}: {shown(result.baseline_value, ratio)} before the deploy, "
+        f"{shown(result.watch_value, ratio)} after (statistic {result.statistic:.2f} "
+        f">= threshold {result.threshold:.2f})"
     ]
     lines += [f"suspect #{s.number} (p={s.probability:.2f}): {s.reason}" for s in incident.suspects]
     return tuple(lines)

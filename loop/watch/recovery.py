@@ -16,21 +16,23 @@ before its side effect:
 
 from __future__ import annotations
 
-import math
 from dataclasses import replace
 from typing import Any
 
 from attribution.changes import RangeCommit
 from attribution.next_suspect import next_round
-from attribution.records import Deploy, Incident, RevertRound
+from attribution.records import ActionKind, Deploy, Incident, RevertRound, RoundOutcome
 from attribution.revert_match import OpenedRevert, carries
+from attribution.watch_rows import NextRound
 from loop.config import ServiceSettings
+from loop.watch.actions import culprit_result, run_action
 from loop.watch.deps import WatchDeps
 from loop.watch.followup import incident_thread, reply
 from loop.watch.phases import Phase
-from loop.watch.respond import Case, _culprit_result, _run_action, build_notice
+from loop.watch.respond import Case, build_notice
 from loop.watch.retry import ActionRetry
 from loop.watch.rounds import round_key
+from loop.watch.transitions import Turn, claim, moved
 from observer.recovery import RecoveryWindows, observe_recovery
 from observer.verdict import SliResult, Status
 from rollback.forge import ForgeError
@@ -40,7 +42,7 @@ RECHECK_WAITING = 3600.0
 """How often a Watch waiting for its revert to be deployed wakes by itself (a carrying deploy
 wakes it at once)."""
 
-_OUTCOMES = {Status.HEALTHY: "recovered", Status.REGRESSED: "not_recovered"}
+_OUTCOMES = {Status.HEALTHY: RoundOutcome.RECOVERED, Status.REGRESSED: RoundOutcome.NOT_RECOVERED}
 
 
 async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> None:
@@ -78,43 +80,41 @@ async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSe
         )  # fmt: skip
 
 
-async def verify(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
-    """One step of a `reverted` Watch (`deploy` is the bad deploy): wait, judge, or act."""
+async def verify(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
+    """One step of a `reverted` Watch (its deploy is the bad deploy): wait, judge, or act; None
+    when another step holds the Watch."""
+    deploy = turn.deploy
     incident = await deps.store.incident_for_deploy(deploy.id)
     rounds = await deps.store.rounds(incident.id) if incident else []
     if incident is None or not rounds:
         raise RuntimeError(f"deploy {deploy.id} is reverted but has no incident or revert round")
     current = rounds[-1]
     now = deps.clock.now()
+    result: SliResult | None = None
     if current.outcome is None:
         if current.deploy_id is None:
-            await _stay(deps, deploy, now + RECHECK_WAITING, "revert opened; waiting for a deploy "
-                        "that carries it")  # fmt: skip
-            return Phase.REVERTED
+            reason = "revert opened; waiting for a deploy that carries it"
+            return await moved(deps, turn.stay(now + RECHECK_WAITING, reason))
         result = await _judge(deps, deploy, service, incident, current)
         if result.status is Status.OBSERVING:
-            await _stay(deps, deploy, now + service.step, f"verifying recovery: {result.reason}")
-            return Phase.REVERTED
-        outcome = _OUTCOMES.get(result.status, "inconclusive")
-        feedback = [(f"{outcome}-{incident.id}-{n}", outcome, n) for n in current.prs]
+            reason = f"verifying recovery: {result.reason}"
+            return await moved(deps, turn.stay(now + service.step, reason))
+    acting = await claim(deps, turn, "acting on the revert's outcome")
+    if acting is None:
+        return None
+    if result is not None:
+        outcome = _OUTCOMES.get(result.status, RoundOutcome.INCONCLUSIVE)
+        feedback = [(f"{outcome}-{incident.id}-{n}", str(outcome), n) for n in current.prs]
         await deps.store.settle_round(
             current, outcome, now=now, note=result.reason,
-            recovered_at=now if outcome == "recovered" else None,
-            feedback=feedback if outcome != "inconclusive" else (),
+            recovered_at=now if outcome is RoundOutcome.RECOVERED else None,
+            feedback=feedback if outcome is not RoundOutcome.INCONCLUSIVE else (),
         )  # fmt: skip
         current = (await deps.store.rounds(incident.id))[-1]
     try:
-        return await _act(deps, deploy, service, incident, [*rounds[:-1], current])
+        return await _act(deps, acting, service, incident, [*rounds[:-1], current])
     except ActionRetry as exc:
-        await _stay(deps, deploy, deps.clock.now() + exc.delay, str(exc))
-        return Phase.REVERTED
-
-
-async def _stay(deps: WatchDeps, deploy: Deploy, due: float, reason: str) -> None:
-    now = deps.clock.now()
-    await deps.store.transition(
-        deploy.id, Phase.REVERTED, Phase.REVERTED, now=now, next_due=due, reason=reason
-    )
+        return await moved(deps, acting.stay(deps.clock.now() + exc.delay, str(exc)))
 
 
 async def _judge(
@@ -130,7 +130,7 @@ async def _judge(
     if carrier is None or sli is None:
         why = "the carrying deploy is gone" if carrier is None else f"no SLI {incident.sli!r}"
         return SliResult(sli=str(incident.sli), status=Status.INCONCLUSIVE, reason=why)
-    regressed = _culprit_result(incident).get("watch_value")
+    regressed = culprit_result(incident).watch_value
     windows = RecoveryWindows(
         baseline_start=deploy.finished_at - service.baseline,
         baseline_end=deploy.finished_at,
@@ -138,32 +138,30 @@ async def _judge(
         length=service.watch,
         step=service.step,
     )
-    rate = float(regressed) if isinstance(regressed, int | float) else math.nan
     now = deps.clock.now()
-    return await observe_recovery(deps.source, sli, windows, rate, now, settings=deps.detector)
+    return await observe_recovery(deps.source, sli, windows, regressed, now, settings=deps.detector)
 
 
 async def _act(
     deps: WatchDeps,
-    deploy: Deploy,
+    acting: Turn,
     service: ServiceSettings,
     incident: Incident,
     rounds: list[RevertRound],
-) -> Phase:
+) -> Phase | None:
     """Carry out a settled round: notice and final phase, or the next round's revert."""
+    deploy = acting.deploy
     current = rounds[-1]
     reverted = ", ".join(f"#{n}" for n in current.prs)
     now = deps.clock.now()
-    if current.outcome == "recovered":
+    if current.outcome is RoundOutcome.RECOVERED:
         times = await deps.store.incident_times(incident.id)
         restore = times.time_to_restore if times and times.time_to_restore is not None else None
         took = f"; time to restore {_duration(restore)}" if restore is not None else ""
         text = f"RECOVERED after reverting {reverted}: {current.note}{took}"
         await _announce(deps, deploy, service, incident, what="recovered", text=text)
-        await deps.store.transition(deploy.id, Phase.REVERTED, Phase.RECOVERED, now=now,
-                                    next_due=now, reason=text)  # fmt: skip
-        return Phase.RECOVERED
-    if current.outcome == "not_recovered":
+        return await moved(deps, acting.to(Phase.RECOVERED, text, now))
+    if current.outcome is RoundOutcome.NOT_RECOVERED:
         reverted_all = {n for r in rounds for n in r.prs}
         following = next_round(incident.suspects, reverted_all, deps.settings.action_bar)
         if following is not None:
@@ -172,15 +170,12 @@ async def _act(
             upcoming = RevertRound(
                 incident.id, number, following.revert_unit, key, now, following.reason
             )
-            await deps.store.transition(
-                deploy.id, Phase.REVERTED, Phase.ROLLING_BACK, now=now, next_due=now,
-                reason=f"{current.note}; {following.reason}",
-                also=lambda cur: deps.store.insert_round(cur, upcoming),
-            )  # fmt: skip
-            return Phase.ROLLING_BACK
+            reason = f"{current.note}; {following.reason}"
+            return await moved(deps, acting.to(Phase.ROLLING_BACK, reason, now,
+                                               rows=(NextRound(upcoming),)))  # fmt: skip
         text = (f"ESCALATED: reverting {reverted} did not restore health ({current.note}) and no "
                 "suspect is left to revert: a person must investigate")  # fmt: skip
-    elif current.outcome == "closed":
+    elif current.outcome is RoundOutcome.CLOSED:
         text = (f"ESCALATED: {current.note}; Rearguard respects it and opens no other revert for "
                 "this incident")  # fmt: skip
     else:
@@ -188,9 +183,7 @@ async def _act(
             f"ESCALATED: recovery after reverting {reverted} could not be verified: {current.note}"
         )
     await _announce(deps, deploy, service, incident, what="escalated", text=text)
-    await deps.store.transition(deploy.id, Phase.REVERTED, Phase.ESCALATED, now=now,
-                                next_due=now, reason=text)  # fmt: skip
-    return Phase.ESCALATED
+    return await moved(deps, acting.to(Phase.ESCALATED, text, now))
 
 
 async def _announce(
@@ -206,7 +199,7 @@ async def _announce(
     of its own when the first message never landed (an idempotent action either way)."""
     thread = await incident_thread(deps, incident)
     if thread is not None:
-        await reply(deps, _run_action, incident, thread, what=what, text=text)
+        await reply(deps, incident, thread, what=what, text=text)
         return
     decision = plan(deps.settings.mode, incident.revert_unit, [], deps.settings.human_gates)
     case = Case(deploy, service, incident, [], decision)
@@ -217,7 +210,7 @@ async def _announce(
         delivery = await deps.notifier.send(notice)
         return None, {"channel": delivery.channel, "ts": delivery.ts, "outcome": what}
 
-    await _run_action(deps, notice.key, incident, "notify", call)
+    await run_action(deps, notice.key, incident, ActionKind.NOTIFY, call)
 
 
 def _duration(seconds: float) -> str:

@@ -11,14 +11,22 @@ after a revert that did not restore health) has its own keys (`loop.watch.rounds
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from opentelemetry import trace
 
-from attribution.records import Action, Deploy, Incident, MergedPR, RevertRound
+from attribution.records import (
+    Action,
+    ActionKind,
+    ActionStatus,
+    Deploy,
+    Incident,
+    MergedPR,
+    RevertRound,
+)
 from loop.config import ServiceSettings
+from loop.watch.actions import completed, culprit_result, is_ratio, run_action, shown
 from loop.watch.deps import WatchDeps
 from loop.watch.followup import (
     Followed,
@@ -29,11 +37,11 @@ from loop.watch.followup import (
     sli_plot,
 )
 from loop.watch.phases import Phase
-from loop.watch.retry import ActionRetry, retry_delay
+from loop.watch.retry import ActionRetry
 from loop.watch.rounds import current_round, notice_key
-from rollback.fixer import FixerUnavailable
-from rollback.forge import ForgeUnavailable, PullRef
-from rollback.notify import Notice, NotifyRetryable, SuspectLine
+from loop.watch.transitions import Turn, claim, moved
+from rollback.forge import PullRef
+from rollback.notify import Notice, SuspectLine
 from rollback.policy import Plan, effective, plan
 from rollback.revert import RevertContext, revert_key, revert_request
 
@@ -52,23 +60,16 @@ class Case:
     round: RevertRound | None = None
 
 
-def _fmt(value: Any, unit: str) -> str:
-    if not isinstance(value, int | float) or math.isnan(value):
-        return "n/a"
-    return f"{value * 100:.2f}%" if unit == "ratio" else f"{value:.4g}"
-
-
-def _culprit_result(incident: Incident) -> dict[str, Any]:
-    results = incident.verdict.get("results", [])
-    assert isinstance(results, list)
-    return next((r for r in results if r.get("sli") == incident.sli), {})
-
-
-async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
-    """Carry out the plan for the deploy's incident, one idempotent action at a time."""
+async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
+    """Carry out the plan for the deploy's incident, one idempotent action at a time; None when
+    another step holds the Watch (then nothing is done)."""
+    deploy = turn.deploy
     incident = await deps.store.incident_for_deploy(deploy.id)
     if incident is None:
         raise RuntimeError(f"deploy {deploy.id} is rolling back but has no incident row")
+    acting = await claim(deps, turn, "carrying out the incident's plan")
+    if acting is None:
+        return None
     current = await current_round(deps.store, incident, deps.clock.now())
     prs = await deps.store.prs(service.repo, current.prs)
     files = sorted({f for pr in prs for f in pr.files})
@@ -78,70 +79,22 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
     case = Case(deploy, service, incident, prs, decision, current)
     try:
         revert = await _revert(deps, case)
-        if revert is not None and revert.status == "completed":
+        if completed(revert):
             await deps.store.revert_opened(incident, deploy.finished_at, deps.clock.now())
         notified = await _notify(deps, case, revert)
         if current.round > 1:  # replies go under the first message, never under a reply
             notified = await first_notice(deps, incident)
         followed = Followed(deploy, service, incident, prs, decision, gates)
-        await follow_up(deps, followed, revert, notified, _run_action)
+        await follow_up(deps, followed, revert, notified)
     except ActionRetry as exc:
         now = deps.clock.now()
-        await deps.store.transition(
-            deploy.id, Phase.ROLLING_BACK, Phase.ROLLING_BACK, now=now,
-            next_due=now + exc.delay, reason=str(exc),
-        )  # fmt: skip
-        return Phase.ROLLING_BACK
-    if revert is not None and revert.status == "completed":
-        now = deps.clock.now()
-        await deps.store.transition(
-            deploy.id, Phase.ROLLING_BACK, Phase.REVERTED, now=now, next_due=now,
-            reason=f"revert opened: {revert.url}; waiting for it to be merged and deployed",
-        )  # fmt: skip
-        return Phase.REVERTED
+        return await moved(deps, acting.stay(now + exc.delay, str(exc)))
+    now = deps.clock.now()
+    if revert is not None and completed(revert):
+        reason = f"revert opened: {revert.url}; waiting for it to be merged and deployed"
+        return await moved(deps, acting.to(Phase.REVERTED, reason, now))
     why = revert.error if revert is not None and revert.error else "; ".join(decision.reasons)
-    now = deps.clock.now()
-    await deps.store.transition(
-        deploy.id, Phase.ROLLING_BACK, Phase.ESCALATED, now=now, next_due=now,
-        reason=f"no revert opened: {why}",
-    )  # fmt: skip
-    return Phase.ESCALATED
-
-
-async def _run_action(
-    deps: WatchDeps, key: str, incident: Incident, kind: str, call: Any
-) -> Action:
-    """Begin (or resume) an action, make the call if it is pending, and record the outcome.
-
-    `call` is a coroutine factory returning (url, detail); ForgeUnavailable/NotifyRetryable are
-    retried until the budget is spent, any other error fails the action at once.
-    """
-    now = deps.clock.now()
-    action = await deps.store.begin_action(key, incident.id, kind, now)
-    if action.status != "pending":
-        return action
-    try:
-        url, detail = await call()
-    except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
-        if action.attempts < deps.max_action_attempts:
-            await deps.store.note_action_error(key, deps.clock.now(), str(exc))
-            hint = getattr(exc, "retry_after", None)
-            delay = retry_delay(
-                action.attempts, deps.action_retry_seconds, deps.action_retry_cap, hint
-            )
-            raise ActionRetry(
-                f"{kind} attempt {action.attempts} of {deps.max_action_attempts} failed, "
-                f"retrying in {delay:.0f}s: {exc}",
-                delay,
-            ) from exc
-        return await deps.store.finish_action(
-            key, "failed", now=deps.clock.now(),
-            error=f"gave up after {action.attempts} attempts: {exc}",
-        )  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - any other failure is final for this action
-        return await deps.store.finish_action(key, "failed", now=deps.clock.now(), error=str(exc))
-    return await deps.store.finish_action(key, "completed", now=deps.clock.now(), url=url,
-                                          detail=detail)  # fmt: skip
+    return await moved(deps, acting.to(Phase.ESCALATED, f"no revert opened: {why}", now))
 
 
 async def _revert(deps: WatchDeps, case: Case) -> Action | None:
@@ -149,17 +102,17 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
         case.deploy, case.service, case.incident, case.prs, case.decision)  # fmt: skip
     if not decision.open_revert:
         return None
-    result = _culprit_result(incident)
-    unit = "ratio" if result.get("baseline_total") else ""
+    result = culprit_result(incident)
+    ratio = is_ratio(result)
     context = RevertContext(
         incident_id=incident.id,
         service=service.name,
         environment=deploy.environment,
         deploy_sha=deploy.sha,
         sli=incident.sli or "unknown",
-        before=_fmt(result.get("baseline_value"), unit),
-        after=_fmt(result.get("watch_value"), unit),
-        statistic=f"statistic {result.get('statistic', 0):.2f} >= {result.get('threshold', 0):.2f}",
+        before=shown(result.baseline_value, ratio),
+        after=shown(result.watch_value, ratio),
+        statistic=f"statistic {result.statistic:.2f} >= {result.threshold:.2f}",
         suspects=tuple(f"#{s.number} (p={s.probability:.2f}): {s.reason}"
                        for s in incident.suspects),
         agent_sessions=tuple(p.identity.session for p in prs if p.identity.session),
@@ -190,7 +143,7 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
     key = case.round.action_id if case.round else revert_key(incident.id)
     if key != request.key:  # a later round: its own key, branch and marker
         request = replace(request, key=key, body=request.body.replace(request.key, key))
-    return await _run_action(deps, key, incident, "revert", call)
+    return await run_action(deps, key, incident, ActionKind.REVERT, call)
 
 
 async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action | None:
@@ -201,8 +154,8 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action 
         thread = await incident_thread(deps, case.incident)
         if thread is not None:  # a later round is told in the incident's thread
             text = notice.action + (f": {notice.action_url}" if notice.action_url else "")
-            return await reply(deps, _run_action, case.incident, thread,
-                               what=f"round{case.round.round}", text=text)  # fmt: skip
+            return await reply(deps, case.incident, thread, what=f"round{case.round.round}",
+                               text=text)  # fmt: skip
 
     async def call() -> tuple[str | None, dict[str, Any]]:
         plot = await sli_plot(deps, case.deploy, case.service, case.incident.sli)
@@ -210,7 +163,7 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action 
             delivery = await deps.notifier.send(replace(notice, plot_png=plot))
         return None, {"channel": delivery.channel, "ts": delivery.ts}
 
-    return await _run_action(deps, notice.key, case.incident, "notify", call)
+    return await run_action(deps, notice.key, case.incident, ActionKind.NOTIFY, call)
 
 
 async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> Notice:
@@ -228,15 +181,15 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         ))  # fmt: skip
     if revert is None:
         action, url = "; ".join(decision.reasons), None
-    elif revert.status == "completed":
+    elif completed(revert):
         what = "revert PR opened" if (revert.detail or {}).get("number") else "revert created"
         action = f"{what}; {'; '.join(decision.reasons)}"
         url = revert.url
-    elif revert.status == "skipped":
+    elif revert.status is ActionStatus.SKIPPED:
         action, url = f"revert not pursued: {revert.error}", None
     else:
         action, url = f"revert FAILED: {revert.error}", None
-    result = _culprit_result(incident)
+    result = culprit_result(incident)
     return Notice(
         key=f"notify-{incident.id}",
         incident_id=incident.id,
@@ -244,10 +197,10 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         environment=deploy.environment,
         deploy_sha=deploy.sha,
         sli=incident.sli or "unknown",
-        baseline_value=float(result.get("baseline_value") or math.nan),
-        watch_value=float(result.get("watch_value") or math.nan),
-        unit="ratio" if result.get("baseline_total") else "",
-        verdict_reason=str(result.get("reason", incident.reason)),
+        baseline_value=result.baseline_value,
+        watch_value=result.watch_value,
+        unit="ratio" if is_ratio(result) else "",
+        verdict_reason=result.reason or incident.reason,
         suspects=tuple(lines),
         ambiguous=incident.ambiguous,
         action=action,

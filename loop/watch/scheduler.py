@@ -19,8 +19,9 @@ import logging
 from opentelemetry import trace
 
 from loop.watch.deps import WatchDeps
-from loop.watch.phases import ACTIVE, WAITING, Phase
+from loop.watch.phases import ACTIVE, WAITING, Phase, allowed
 from loop.watch.steps import advance
+from loop.watch.transitions import Transition, apply
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rearguard.loop")
@@ -45,12 +46,13 @@ async def _advance_once(deps: WatchDeps, deploy_id: str, tick: float) -> None:
         await _advance_traced(deps, deploy_id)
     except Exception:
         log.exception("watch %s failed; retrying in %.0fs", deploy_id, tick)
-        phase = await _phase(deps, deploy_id)
-        now = deps.clock.now()
-        await deps.store.transition(
-            deploy_id, phase, phase, now=now, next_due=now + tick,
-            reason="internal error; see the logs",
-        )  # fmt: skip
+        state = await deps.store.watch(deploy_id)
+        if state is None or not allowed(Phase(state.phase), Phase(state.phase)):
+            return
+        phase = Phase(state.phase)
+        again = Transition(deploy_id, phase, phase, "internal error; see the logs",
+                           deps.clock.now() + tick, version=state.version)  # fmt: skip
+        await apply(deps, again)
 
 
 async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -> int:
@@ -69,11 +71,6 @@ async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -
         await asyncio.gather(*(one(w.deploy_id) for w in due))
         taken += len(due)
     return taken
-
-
-async def _phase(deps: WatchDeps, deploy_id: str) -> str:
-    state = await deps.store.watch(deploy_id)
-    return state.phase if state else ""
 
 
 class Scheduler:

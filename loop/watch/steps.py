@@ -12,18 +12,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+from collections.abc import Awaitable, Callable
 
-import duckdb
 from opentelemetry import trace
 
 from attribution.changes import RangeCommit, change_set
 from attribution.records import Deploy, Incident, MergedPR
+from attribution.watch_rows import DeployPrs, Observations, OpenIncident
 from loop.config import ServiceSettings
 from loop.watch import attribute
 from loop.watch.deps import WatchDeps
 from loop.watch.phases import Phase
 from loop.watch.recovery import link_revert_deploy, verify
 from loop.watch.respond import respond
+from loop.watch.transitions import Turn, moved
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
 from rollback.forge import ForgeError
@@ -39,22 +41,22 @@ def incident_id_for(deploy_id: str) -> str:
 
 
 async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
-    """Take the next transition of one Watch; None when the Watch is unknown or final."""
+    """Take the next transition of one Watch: the phase it is in afterwards, or None when the
+    Watch is unknown or final, or another step moved it first (nothing was done then)."""
     found = await deps.store.watch_deploy(deploy_id)
     if found is None:
         return None
     state, deploy = found
-    phase = Phase(state.phase)
+    turn = Turn(deploy, Phase(state.phase), state.version)
+    step = _STEPS.get(turn.phase)
+    if step is None:
+        return None
     service = deps.settings.service(deploy.service)
-    now = deps.clock.now()
     if service is None:
         reason = f"service {deploy.service!r} is not in the config: nothing to watch"
-        await deps.store.transition(
-            deploy_id, phase, Phase.INCONCLUSIVE, now=now, next_due=now, reason=reason
-        )
-        return Phase.INCONCLUSIVE
-    step = _STEPS.get(phase)
-    return await step(deps, deploy, service) if step else None
+        now = deps.clock.now()
+        return await moved(deps, turn.to(Phase.INCONCLUSIVE, reason, now))
+    return await step(deps, turn, service)
 
 
 async def resolve_changes(
@@ -88,23 +90,23 @@ async def resolve_changes(
     return prs, note.strip()
 
 
-async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+async def _start(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
+    deploy = turn.deploy
     prs, note = await resolve_changes(deps, deploy, service)
-    await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
     await link_revert_deploy(deps, deploy, service)
     reason = (
         f"watching {len(service.slis)} SLI(s) for {service.watch:.0f}s at a {service.step:.0f}s "
         f"step; {len(prs)} PR(s) in the deploy" + (f"; {note}" if note else "")
     )
     now = deps.clock.now()
-    next_due = max(now, deploy.finished_at + service.step)
-    await deps.store.transition(
-        deploy.id, Phase.DEPLOYED, Phase.OBSERVING, now=now, next_due=next_due, reason=reason
-    )
-    return Phase.OBSERVING
+    carried = DeployPrs(deploy.id, service.repo, tuple(p.number for p in prs))
+    move = turn.to(Phase.OBSERVING, reason, max(now, deploy.finished_at + service.step),
+                   rows=(carried,))  # fmt: skip
+    return await moved(deps, move)
 
 
-async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
+async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
+    deploy = turn.deploy
     windows = Windows(
         deploy.finished_at, service.baseline, service.watch, service.step,
         service.seasonal, deploy.sha,
@@ -113,39 +115,22 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
     # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
     with tracer.start_as_current_span("watch.evaluate"):
         verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
-    rows = [r.to_json() for r in verdict.results]
-
-    def observed(cur: duckdb.DuckDBPyConnection) -> None:
-        deps.store.insert_observations(cur, deploy.id, now, rows)
-
+    observed = Observations(deploy.id, now, [r.to_json() for r in verdict.results])
+    kept = verdict.to_json()
     if verdict.status is Status.OBSERVING:
         next_due = min(next_step_due(deploy.finished_at, service.step, now),
                        deploy.finished_at + service.watch)  # fmt: skip
-        await deps.store.transition(
-            deploy.id, Phase.OBSERVING, Phase.OBSERVING, now=now,
-            next_due=max(next_due, now), reason=verdict.reason, verdict=verdict.to_json(),
-            also=observed,
-        )  # fmt: skip
-        return Phase.OBSERVING
-    if verdict.status is Status.REGRESSED:
+        move = turn.to(Phase.OBSERVING, verdict.reason, max(next_due, now), verdict=kept,
+                       rows=(observed,))  # fmt: skip
+    elif verdict.status is Status.REGRESSED:
         with tracer.start_as_current_span("attribution.rank"):
-            incident = await _incident(deps, deploy, service, verdict, now)
-
-        def opened(cur: duckdb.DuckDBPyConnection) -> None:
-            observed(cur)
-            deps.store.insert_incident(cur, incident)
-
-        await deps.store.transition(
-            deploy.id, Phase.OBSERVING, Phase.REGRESSED, now=now, next_due=now,
-            reason=verdict.reason, verdict=verdict.to_json(), also=opened,
-        )  # fmt: skip
-        return Phase.REGRESSED
-    final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
-    await deps.store.transition(
-        deploy.id, Phase.OBSERVING, final, now=now, next_due=now,
-        reason=verdict.reason, verdict=verdict.to_json(), also=observed,
-    )  # fmt: skip
-    return final
+            incident, carried = await _incident(deps, deploy, service, verdict, now)
+        move = turn.to(Phase.REGRESSED, verdict.reason, now, verdict=kept,
+                       rows=(*carried, observed, OpenIncident(incident)))  # fmt: skip
+    else:
+        final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
+        move = turn.to(final, verdict.reason, now, verdict=kept, rows=(observed,))
+    return await moved(deps, move)
 
 
 def next_step_due(deployed_at: float, step: float, now: float) -> float:
@@ -160,15 +145,17 @@ def next_step_due(deployed_at: float, step: float, now: float) -> float:
 
 async def _incident(
     deps: WatchDeps, deploy: Deploy, service: ServiceSettings, verdict: Verdict, now: float
-) -> Incident:
+) -> tuple[Incident, tuple[DeployPrs, ...]]:
+    """The incident to open, and the deploy's PRs when they were resolved only now."""
     prs = await deps.store.deploy_prs(deploy.id)
+    carried: tuple[DeployPrs, ...] = ()
     if not prs:  # the range could not be resolved at deploy time; try once more now
         prs, _ = await resolve_changes(deps, deploy, service)
-        await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+        carried = (DeployPrs(deploy.id, service.repo, tuple(p.number for p in prs)),)
     ranking = await attribute.rank_incident(
         deps, deploy, service, verdict.culprit_sli, prs, now=now
     )
-    return Incident(
+    incident = Incident(
         id=incident_id_for(deploy.id),
         deploy_id=deploy.id,
         service=deploy.service,
@@ -182,26 +169,25 @@ async def _incident(
         reason=ranking.reason,
         suspects=ranking.suspects,
     )
+    return incident, carried
 
 
-async def _plan(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
-    incident = await deps.store.incident_for_deploy(deploy.id)
+async def _plan(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
+    incident = await deps.store.incident_for_deploy(turn.deploy.id)
     now = deps.clock.now()
     if incident is None:  # cannot happen: the incident is written with the transition
-        raise RuntimeError(f"deploy {deploy.id} is regressed but has no incident row")
+        raise RuntimeError(f"deploy {turn.deploy.id} is regressed but has no incident row")
     prs = await deps.store.prs(service.repo, incident.revert_unit)
     files = sorted({f for pr in prs for f in pr.files})
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
     decision = plan(mode, incident.revert_unit, files, gates)
-    await deps.store.transition(
-        deploy.id, Phase.REGRESSED, Phase.ROLLING_BACK, now=now, next_due=now,
-        reason="; ".join(decision.reasons),
-    )  # fmt: skip
-    return Phase.ROLLING_BACK
+    return await moved(deps, turn.to(Phase.ROLLING_BACK, "; ".join(decision.reasons), now))
 
 
-_STEPS = {
+Step = Callable[[WatchDeps, Turn, ServiceSettings], Awaitable[Phase | None]]
+
+_STEPS: dict[Phase, Step] = {
     Phase.DEPLOYED: _start,
     Phase.OBSERVING: _observe,
     Phase.REGRESSED: _plan,
