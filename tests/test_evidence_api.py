@@ -23,7 +23,8 @@ from pytest_aiohttp.plugin import AiohttpClient
 from attribution.records import Incident, Suspect
 from attribution.store import Store
 from attribution.watch_rows import OpenIncident
-from loop.api.app import DEPS, build_app
+from loop.api.app import build_app
+from loop.api.context import DEPS
 from loop.clock import ManualClock
 from loop.config import (
     ENV_ALERTMANAGER_TOKEN,

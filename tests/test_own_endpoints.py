@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from loop.api import openapi
-from loop.api.app import DEPS, build_app
+from loop.api.app import build_app
+from loop.api.context import DEPS
 from loop.config import settings_from
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
@@ -58,7 +59,7 @@ async def test_metrics_count_what_the_store_holds(tmp_path: Path, aiohttp_client
     assert response.headers["Content-Type"].startswith("text/plain")
     text = await response.text()
     assert 'rearguard_watches{phase="deployed"} 1.0' in text
-    assert 'rearguard_deliveries{source="cd",status="accepted"} 1.0' in text
+    assert 'rearguard_deliveries{source="cd",status="applied"} 1.0' in text
     assert 'rearguard_deliveries{source="github",status="rejected"} 1.0' in text
     deploy_id = (await answer.json())["id"]
     store = client.app[DEPS].store

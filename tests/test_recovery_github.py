@@ -15,7 +15,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from attribution.store import Store
-from loop.api.app import DEPS, build_app
+from loop.api.app import build_app
+from loop.api.context import DEPS
 from loop.clock import ManualClock
 from loop.config import Settings, settings_from
 from loop.watch.deps import WatchDeps

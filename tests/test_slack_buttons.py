@@ -17,7 +17,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pytest_aiohttp import AiohttpClient
 
-from loop.api.app import DEPS, build_app
+from loop.api.app import build_app
+from loop.api.context import DEPS
 from loop.clock import ManualClock
 from loop.config import Secret
 from tests.acting_rig import make_acting_rig

@@ -14,6 +14,15 @@ from loop.watch.steps import advance
 from loop.watch.transitions import InvalidMove, Transition, apply
 from tests.embedded import make_rig
 
+
+def _revert_branches(repo: Path) -> list[str]:
+    out = subprocess.run(
+        ["git", "-C", str(repo), "branch", "--list", "rearguard/*"],
+        check=True, capture_output=True, text=True,
+    ).stdout  # fmt: skip
+    return out.split()
+
+
 FINAL = (Phase.HEALTHY, Phase.INCONCLUSIVE, Phase.RECOVERED, Phase.ESCALATED)
 
 
@@ -88,11 +97,7 @@ async def test_two_steps_from_rolling_back_open_one_revert_and_one_notice(tmp_pa
     await rig.step_until(deploy.id, Phase.ROLLING_BACK)
     results = await asyncio.gather(advance(rig.deps, deploy.id), advance(rig.deps, deploy.id))
     assert sorted(results, key=str) == [None, Phase.REVERTED]
-    branches = subprocess.run(
-        ["git", "-C", str(rig.repo.path), "branch", "--list", "rearguard/*"],
-        check=True, capture_output=True, text=True,
-    ).stdout.split()  # fmt: skip
-    assert len(branches) == 1
+    assert len(_revert_branches(rig.repo.path)) == 1
     assert rig.out.getvalue().count("[notify ") == 1
     timeline = await rig.deps.store.timeline(deploy.id)
     assert [t["to"] for t in timeline].count(Phase.REVERTED) == 1

@@ -11,33 +11,19 @@ import asyncio
 import contextlib
 import logging
 import sys
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
 from attribution.store import Store
-from loop.api import evidence, openapi
-from loop.api.evidence_ingest import parse_ci
-from loop.api.ingest import (
-    IngestError,
-    check_bearer,
-    check_github_signature,
-    parse_deploy_request,
-    parse_deployment_status,
-    parse_json,
-    parse_merged_pr,
-)
-from loop.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from loop.api import cd, evidence, feedback, github, reads, reports, slack
+from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS, error_response
+from loop.api.ingest import IngestError
 from loop.api.metrics import OwnMetrics
-from loop.api.revert_events import apply_closed_revert, parse_closed_revert
-from loop.api.slack import post_slack
-from loop.api.views import deploy_view, incident_view
 from loop.clock import Clock, WallClock
 from loop.config import Settings
 from loop.watch.deps import WatchDeps, build_fixer
-from loop.watch.phases import Phase
 from loop.watch.retry import INLINE_WAIT
 from loop.watch.scheduler import Scheduler
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
@@ -51,17 +37,7 @@ from rollback.slack import SlackNotifier
 
 log = logging.getLogger(__name__)
 
-SETTINGS = web.AppKey("settings", Settings)
-DEPS = web.AppKey("deps", WatchDeps)
-CLOCK = web.AppKey("clock", Clock)
-METRICS = web.AppKey("metrics", OwnMetrics)
-SCHEDULER = web.AppKey("scheduler", Scheduler)
-
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
 @web.middleware
@@ -70,14 +46,14 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except IngestError as exc:
-        return _error(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status < 400:  # noqa: PLR2004 - redirects pass through
             raise
-        return _error(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
+        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return _error(500, "internal", "internal error; see the server log")
+        return error_response(500, "internal", "internal error; see the server log")
 
 
 def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
@@ -158,19 +134,9 @@ def build_app(
     app[CLOCK] = clock or WallClock()
     app.cleanup_ctx.append(_runtime(clients, scheduler, detector))
     app.add_routes([
-        web.post("/v1/deploys", post_deploy),
-        web.post("/v1/webhooks/github", post_github),
-        web.post("/v1/webhooks/slack", post_slack_webhook),
-        web.get("/v1/deploys", list_deploys),
-        web.get("/v1/deploys/{id}", get_deploy),
-        web.get("/v1/incidents", list_incidents),
-        web.get("/v1/incidents/{id}", get_incident),
-        web.get("/healthz", healthz),
-        web.get("/readyz", readyz),
-        web.get("/metrics", metrics),
-        web.get("/openapi.json", openapi_json),
+        *cd.routes(), *github.routes(), *evidence.routes(), *slack.routes(),
+        *feedback.routes(), *reports.routes(), *reads.routes(),
     ])  # fmt: skip
-    app.add_routes(evidence.routes(SETTINGS, DEPS))
     app[METRICS] = OwnMetrics()
     app.on_cleanup.append(_shutdown_metrics)
     return app
@@ -178,131 +144,3 @@ def build_app(
 
 async def _shutdown_metrics(app: web.Application) -> None:
     app[METRICS].shutdown()
-
-
-async def metrics(request: web.Request) -> web.Response:
-    """Rearguard's own state for Prometheus, read from the store at scrape time."""
-    body = await request.app[METRICS].render(request.app[DEPS].store)
-    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
-
-
-async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document())
-
-
-async def post_deploy(request: web.Request) -> web.Response:
-    """Generic CD hook: journal, then record the deploy and start its Watch; 202 with its id."""
-    settings, deps = request.app[SETTINGS], request.app[DEPS]
-    token = settings.api_token.reveal() if settings.api_token else None
-    check_bearer(request.headers.get("Authorization"), token)
-    body = await request.read()
-    now = deps.clock.now()
-    deploy = parse_deploy_request(parse_json(body), settings, now)
-    delivery = request.headers.get("Idempotency-Key") or deploy.id
-    await deps.store.journal("cd", "deploy", delivery, status="accepted", received_at=now,
-                             body=parse_json(body))  # fmt: skip
-    created = await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
-    _wake(request.app)
-    return web.json_response({"id": deploy.id, "created": created}, status=202)
-
-
-def _wake(app: web.Application) -> None:
-    """A new Watch starts at once rather than at the scheduler's next look."""
-    scheduler = app.get(SCHEDULER)
-    if scheduler is not None:
-        scheduler.wake()
-
-
-async def post_github(request: web.Request) -> web.Response:
-    """GitHub webhooks: signature, journal (deduped on X-GitHub-Delivery), then apply."""
-    settings, deps = request.app[SETTINGS], request.app[DEPS]
-    body = await request.read()
-    now = deps.clock.now()
-    event = request.headers.get("X-GitHub-Event", "")
-    delivery = request.headers.get("X-GitHub-Delivery", "")
-    secret = settings.github_webhook_secret.reveal() if settings.github_webhook_secret else None
-    try:
-        check_github_signature(
-            body, event, delivery, request.headers.get("X-Hub-Signature-256"), secret
-        )
-        data = parse_json(body)
-        deploy = parse_deployment_status(data, settings) if event == "deployment_status" else None
-        pr = parse_merged_pr(data) if event == "pull_request" else None
-        ci = parse_ci(event, data)
-        closed = parse_closed_revert(data) if event == "pull_request" else None
-    except IngestError as exc:
-        # A refused request gets a key of its own: it must not claim the delivery id, or the
-        # genuine (re)delivery of that id would later be taken for a duplicate and dropped.
-        await deps.store.journal("github", event or "unknown",
-                                 f"rejected:{delivery or '-'}:{uuid.uuid4().hex}",
-                                 status="rejected", received_at=now, error=exc.message)  # fmt: skip
-        raise
-    status = "accepted" if (deploy or pr or ci or closed) else "ignored"
-    fresh = await deps.store.journal("github", event, delivery, status=status, received_at=now,
-                                     body=data)  # fmt: skip
-    # A delivery journaled but never applied (the process died in between) is applied now.
-    if not fresh and await deps.store.journal_status("github", delivery) != "accepted":
-        return web.json_response({"status": "duplicate", "delivery": delivery})
-    if pr is not None:
-        await deps.store.record_pr(pr, now)
-        await evidence.record_pr_facts(deps.store, pr, data)
-    if ci is not None:
-        await evidence.record_ci(deps.store, ci)
-    if deploy is not None:
-        await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
-        _wake(request.app)
-    if closed is not None:
-        await apply_closed_revert(deps.store, closed, now)
-        _wake(request.app)
-    if deploy or pr or ci or closed:
-        await deps.store.mark_journal("github", delivery, "applied")
-    return web.json_response({"status": status, "delivery": delivery}, status=202)
-
-
-async def post_slack_webhook(request: web.Request) -> web.Response:
-    """Slack's interactivity requests (the incident buttons); see `loop.api.slack`."""
-    settings, deps = request.app[SETTINGS], request.app[DEPS]
-    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
-    return await post_slack(request, deps, secret)
-
-
-async def list_deploys(request: web.Request) -> web.Response:
-    store = request.app[DEPS].store
-    return web.json_response(
-        {"deploys": [await deploy_view(store, d) for d in await store.deploys(limit=100)]}
-    )
-
-
-async def get_deploy(request: web.Request) -> web.Response:
-    store = request.app[DEPS].store
-    deploy = await store.deploy(request.match_info["id"])
-    if deploy is None:
-        raise IngestError(404, "not_found", f"no deploy {request.match_info['id']!r}")
-    return web.json_response(await deploy_view(store, deploy))
-
-
-async def list_incidents(request: web.Request) -> web.Response:
-    store = request.app[DEPS].store
-    return web.json_response(
-        {"incidents": [await incident_view(store, i) for i in await store.incidents(limit=100)]}
-    )
-
-
-async def get_incident(request: web.Request) -> web.Response:
-    store = request.app[DEPS].store
-    incident = await store.incident(request.match_info["id"])
-    if incident is None:
-        raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
-    return web.json_response(await incident_view(store, incident))
-
-
-async def healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    deps = request.app.get(DEPS)
-    if deps is None:
-        return _error(503, "starting", "the store is not open yet")
-    await deps.store.fetch("SELECT 1")
-    return web.json_response({"status": "ready"})

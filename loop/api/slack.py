@@ -21,7 +21,9 @@ from urllib.parse import parse_qs
 from aiohttp import web
 
 from attribution.records import ActionKind, ActionStatus
+from loop.api.context import DEPS, SETTINGS
 from loop.api.ingest import IngestError
+from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.actions import completed
 from loop.watch.deps import WatchDeps
 from rollback.notify import BUTTONS
@@ -124,19 +126,42 @@ async def _close(deps: WatchDeps, incident_id: str, repo: str, number: int, user
     return True
 
 
-async def post_slack(request: web.Request, deps: WatchDeps, secret: str | None) -> web.Response:
-    """Verify, journal, record; Slack wants an answer within three seconds."""
-    body = await request.read()
-    now = deps.clock.now()
+def _verify(request: web.Request, body: bytes) -> None:
+    settings, deps = request.app[SETTINGS], request.app[DEPS]
+    secret = settings.slack_signing_secret.reveal() if settings.slack_signing_secret else None
     check_slack_signature(body, request.headers.get("X-Slack-Request-Timestamp"),
-                          request.headers.get("X-Slack-Signature"), secret, now)  # fmt: skip
+                          request.headers.get("X-Slack-Signature"), secret,
+                          deps.clock.now())  # fmt: skip
+
+
+def _parse(request: web.Request, body: bytes) -> Parsed[Click]:
     click = parse_click(body)
     if click is None:
-        return web.json_response({"status": "ignored"})
+        return Parsed("block_actions", "", None, None)
     delivery = f"{click.incident_id}:{click.user}:{click.action_id}:{click.action_ts}"
     kept = {"action_id": click.action_id, "incident_id": click.incident_id, "user": click.user}
-    await deps.store.journal("slack", "block_actions", delivery, status="accepted",
-                             received_at=now, body=kept)  # fmt: skip
-    result = await handle_click(deps, click, now)
-    await deps.store.mark_journal("slack", delivery, "applied")
-    return web.json_response({"status": "applied", **result})
+    return Parsed("block_actions", delivery, kept, click)
+
+
+async def _apply(request: web.Request, click: Click) -> dict[str, Any]:
+    deps = request.app[DEPS]
+    return await handle_click(deps, click, deps.clock.now())
+
+
+def _answer(parsed: Parsed[Click], applied: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "applied", **applied} if parsed.record else {"status": "ignored"}
+
+
+SLACK: Sender[Click] = Sender(
+    "slack", _verify, _parse, _apply, journal_rejections=False, dedupe=False,
+    journal_ignored=False, ok_status=200, answer=_answer,
+)  # fmt: skip
+
+
+async def post_slack(request: web.Request) -> web.Response:
+    """Verify, journal, record; Slack wants an answer within three seconds."""
+    return await receive(request, SLACK)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/v1/webhooks/slack", post_slack)]

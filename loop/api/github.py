@@ -1,0 +1,102 @@
+"""`POST /v1/webhooks/github`: what GitHub tells Rearguard (X-Hub-Signature-256).
+
+Merged PRs (`pull_request` closed by a merge) become PR records with their agent identity and
+opening time; a Rearguard revert PR closed unmerged is applied to its incident (a person decided
+against it, see `loop.api.revert_events`); `deployment_status` success is a deploy; `workflow_run`
+and `check_suite` are CI evidence. Every delivery is journaled and deduplicated on
+`X-GitHub-Delivery`; anything else is acknowledged as ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from attribution.records import Deploy, MergedPR
+from loop.api.context import DEPS, SETTINGS, wake
+from loop.api.evidence import record_ci, record_pr_facts
+from loop.api.evidence_ingest import CiRun, parse_ci
+from loop.api.ingest import (
+    check_github_signature,
+    parse_deployment_status,
+    parse_json,
+    parse_merged_pr,
+)
+from loop.api.revert_events import ClosedRevert, apply_closed_revert, parse_closed_revert
+from loop.api.webhook import Parsed, Sender, receive
+from loop.watch.phases import Phase
+
+
+@dataclass(frozen=True, slots=True)
+class GitHubEvent:
+    """What one delivery holds for Rearguard (at least one field is set)."""
+
+    data: Any
+    deploy: Deploy | None
+    pr: MergedPR | None
+    ci: CiRun | None
+    closed: ClosedRevert | None
+
+
+def _headers(request: web.Request) -> tuple[str, str]:
+    return request.headers.get("X-GitHub-Event", ""), request.headers.get("X-GitHub-Delivery", "")
+
+
+def _verify(request: web.Request, body: bytes) -> None:
+    settings = request.app[SETTINGS]
+    event, delivery = _headers(request)
+    secret = settings.github_webhook_secret.reveal() if settings.github_webhook_secret else None
+    check_github_signature(
+        body, event, delivery, request.headers.get("X-Hub-Signature-256"), secret
+    )
+
+
+def _parse(request: web.Request, body: bytes) -> Parsed[GitHubEvent]:
+    event, delivery = _headers(request)
+    data = parse_json(body)
+    is_pr = event == "pull_request"
+    found = GitHubEvent(
+        data,
+        parse_deployment_status(data, request.app[SETTINGS])
+        if event == "deployment_status"
+        else None,
+        parse_merged_pr(data) if is_pr else None,
+        parse_ci(event, data),
+        parse_closed_revert(data) if is_pr else None,
+    )
+    meaningful = found.deploy or found.pr or found.ci or found.closed
+    return Parsed(event, delivery, data, found if meaningful else None)
+
+
+async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
+    deps = request.app[DEPS]
+    now = deps.clock.now()
+    if found.pr is not None:
+        await deps.store.record_pr(found.pr, now)
+        await record_pr_facts(deps.store, found.pr, found.data)
+    if found.ci is not None:
+        await record_ci(deps.store, found.ci)
+    if found.deploy is not None:
+        await deps.store.record_deploy(found.deploy, Phase.DEPLOYED, now)
+        wake(request.app)
+    if found.closed is not None:
+        await apply_closed_revert(deps.store, found.closed, now)
+        wake(request.app)
+    return {}
+
+
+GITHUB: Sender[GitHubEvent] = Sender(
+    "github", _verify, _parse, _apply,
+    rejected_event=lambda request: _headers(request)[0] or "unknown",
+)  # fmt: skip
+
+
+async def post_github(request: web.Request) -> web.Response:
+    """Verify, journal (deduped on X-GitHub-Delivery), then apply."""
+    return await receive(request, GITHUB)
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.post("/v1/webhooks/github", post_github)]

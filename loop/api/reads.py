@@ -1,0 +1,77 @@
+"""The read routes: deploys and incidents, health and readiness, Rearguard's own metrics and the
+OpenAPI document."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from loop.api import openapi
+from loop.api.context import DEPS, METRICS, error_response
+from loop.api.ingest import IngestError
+from loop.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from loop.api.views import deploy_view, incident_view
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Rearguard's own state for Prometheus, read from the store at scrape time."""
+    body = await request.app[METRICS].render(request.app[DEPS].store)
+    return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(openapi.document())
+
+
+async def list_deploys(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    return web.json_response(
+        {"deploys": [await deploy_view(store, d) for d in await store.deploys(limit=100)]}
+    )
+
+
+async def get_deploy(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    deploy = await store.deploy(request.match_info["id"])
+    if deploy is None:
+        raise IngestError(404, "not_found", f"no deploy {request.match_info['id']!r}")
+    return web.json_response(await deploy_view(store, deploy))
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    return web.json_response(
+        {"incidents": [await incident_view(store, i) for i in await store.incidents(limit=100)]}
+    )
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    store = request.app[DEPS].store
+    incident = await store.incident(request.match_info["id"])
+    if incident is None:
+        raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
+    return web.json_response(await incident_view(store, incident))
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    deps = request.app.get(DEPS)
+    if deps is None:
+        return error_response(503, "starting", "the store is not open yet")
+    await deps.store.fetch("SELECT 1")
+    return web.json_response({"status": "ready"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/v1/deploys", list_deploys),
+        web.get("/v1/deploys/{id}", get_deploy),
+        web.get("/v1/incidents", list_incidents),
+        web.get("/v1/incidents/{id}", get_incident),
+        web.get("/healthz", healthz),
+        web.get("/readyz", readyz),
+        web.get("/metrics", metrics),
+        web.get("/openapi.json", openapi_json),
+    ]
