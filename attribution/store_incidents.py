@@ -1,6 +1,8 @@
 """Incident queries: incidents with their ranked suspects, the actions taken on each (revert,
-notify, close: written `pending` first so a crash retries rather than repeats), and the
-feedback people and the loop give on them.
+notify, close: written `pending` first so a crash retries rather than repeats), the feedback
+people and the loop give on them, and the model usage spent on them (tokens and cost of each
+model call, kept against its incident so the per-incident and per-day budgets can be checked
+before the next call).
 """
 
 from __future__ import annotations
@@ -14,8 +16,11 @@ from attribution.records import Action, Incident, Suspect
 from attribution.store_writer import StoreWriter
 
 
-class IncidentQueries(StoreWriter):
+class IncidentQueries:
     """Incidents and suspects, the actions taken on them, and feedback on them."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     @staticmethod
     def insert_incident(cur: duckdb.DuckDBPyConnection, incident: Incident) -> None:
@@ -43,10 +48,10 @@ class IncidentQueries(StoreWriter):
             )
 
     async def incident(self, incident_id: str) -> Incident | None:
-        return await self._call(lambda cur: self._incident(cur, "id", incident_id))
+        return await self._writer.call(lambda cur: self._incident(cur, "id", incident_id))
 
     async def incident_for_deploy(self, deploy_id: str) -> Incident | None:
-        return await self._call(lambda cur: self._incident(cur, "deploy_id", deploy_id))
+        return await self._writer.call(lambda cur: self._incident(cur, "deploy_id", deploy_id))
 
     @staticmethod
     def _incident(cur: duckdb.DuckDBPyConnection, column: str, value: str) -> Incident | None:
@@ -78,8 +83,8 @@ class IncidentQueries(StoreWriter):
             suspects=tuple(Suspect(*s) for s in suspects),
         )
 
-    async def incidents(self, limit: int = 100) -> list[Incident]:
-        ids = await self._call(
+    async def recent(self, limit: int = 100) -> list[Incident]:
+        ids = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT id FROM incidents ORDER BY opened_at DESC LIMIT ?", [limit]
             ).fetchall()
@@ -105,7 +110,7 @@ class IncidentQueries(StoreWriter):
             )
             return self._action(cur, key)
 
-        return await self._tx(upsert)
+        return await self._writer.tx(upsert)
 
     async def finish_action(
         self,
@@ -128,11 +133,11 @@ class IncidentQueries(StoreWriter):
             )
             return self._action(cur, key)
 
-        return await self._call(finish)
+        return await self._writer.call(finish)
 
     async def note_action_error(self, key: str, now: float, error: str) -> None:
         """Keep the last error of a still-pending action (it will be retried)."""
-        await self._call(
+        await self._writer.call(
             lambda cur: cur.execute(
                 "UPDATE actions SET error = ?, updated_at = to_timestamp(?) WHERE id = ?",
                 [error, now, key],
@@ -149,13 +154,13 @@ class IncidentQueries(StoreWriter):
         return Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7])
 
     async def actions(self, incident_id: str) -> list[Action]:
-        keys = await self._call(
+        keys = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT id FROM actions WHERE incident_id = ? ORDER BY created_at, id",
                 [incident_id],
             ).fetchall()
         )
-        return await self._call(lambda cur: [self._action(cur, str(k[0])) for k in keys])
+        return await self._writer.call(lambda cur: [self._action(cur, str(k[0])) for k in keys])
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -172,7 +177,7 @@ class IncidentQueries(StoreWriter):
         note: str | None = None,
     ) -> bool:
         """Keep one outcome or verdict on an incident; False when `key` was already recorded."""
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, to_timestamp(?)) "
                 "ON CONFLICT DO NOTHING RETURNING id",
@@ -180,3 +185,48 @@ class IncidentQueries(StoreWriter):
             ).fetchall()
         )
         return bool(rows)
+
+
+class UsageQueries:
+    """Tokens and USD spent on model calls, per incident and over time."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+
+    async def record(
+        self,
+        incident_id: str,
+        *,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        now: float,
+    ) -> None:
+        """Keep one model call's tokens and cost against its incident."""
+
+        def insert(cur: duckdb.DuckDBPyConnection) -> None:
+            row = cur.execute(
+                "SELECT count(*) FROM llm_usage WHERE incident_id = ?", [incident_id]
+            ).fetchall()
+            cur.execute(
+                "INSERT INTO llm_usage VALUES (?, ?, ?, ?, ?, ?, to_timestamp(?))",
+                [f"{incident_id}:{row[0][0] + 1}", incident_id, model, input_tokens,
+                 output_tokens, cost_usd, now],
+            )  # fmt: skip
+
+        await self._writer.tx(insert)
+
+    async def spent(
+        self, *, incident_id: str | None = None, since: float | None = None
+    ) -> tuple[int, float]:
+        """Tokens and USD spent on one incident, or on all since `since` (Unix seconds)."""
+        rows = await self._writer.call(
+            lambda cur: cur.execute(
+                "SELECT coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
+                " FROM llm_usage WHERE (? IS NULL OR incident_id = ?)"
+                " AND (? IS NULL OR created_at >= to_timestamp(?))",
+                [incident_id, incident_id, since, since],
+            ).fetchall()
+        )
+        return int(rows[0][0]), float(rows[0][1])

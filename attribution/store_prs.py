@@ -13,8 +13,11 @@ from attribution.records import AgentIdentity, MergedPR
 from attribution.store_writer import StoreWriter
 
 
-class PullRequestQueries(StoreWriter):
+class PullRequestQueries:
     """Merged PRs, agent sessions, and the PRs each deploy shipped."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     async def record_pr(self, pr: MergedPR, now: float) -> None:
         """Insert or refresh a merged PR, and its agent session when it names one."""
@@ -64,7 +67,7 @@ class PullRequestQueries(StoreWriter):
                     ],
                 )
 
-        await self._tx(upsert)
+        await self._writer.tx(upsert)
 
     _PR_COLS = (
         "repo, number, title, author, url, merge_sha, head_sha, base_ref, "
@@ -92,14 +95,14 @@ class PullRequestQueries(StoreWriter):
             identity=identity,
         )
 
-    async def prs(self, repo: str, numbers: Sequence[int] | None = None) -> list[MergedPR]:
+    async def of_repo(self, repo: str, numbers: Sequence[int] | None = None) -> list[MergedPR]:
         """PRs of `repo` (all, or those numbered), oldest merge first."""
         sql = f"SELECT {self._PR_COLS} FROM pull_requests WHERE repo = ?"
         params: list[Any] = [repo]
         if numbers is not None:
             sql += " AND list_contains(?, number)"
             params.append(list(numbers))
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(sql + " ORDER BY merged_at", params).fetchall()
         )
         return [self._pr(r) for r in rows]
@@ -110,13 +113,14 @@ class PullRequestQueries(StoreWriter):
             for n in numbers:
                 cur.execute("INSERT INTO deploy_prs VALUES (?, ?, ?)", [deploy_id, repo, n])
 
-        await self._tx(write)
+        await self._writer.tx(write)
 
     async def deploy_prs(self, deploy_id: str) -> list[MergedPR]:
-        return await self._call(lambda cur: self._deploy_prs(cur, deploy_id))
+        return await self._writer.call(lambda cur: self.read_deploy_prs(cur, deploy_id))
 
     @classmethod
-    def _deploy_prs(cls, cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[MergedPR]:
+    def read_deploy_prs(cls, cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[MergedPR]:
+        """The PRs a deploy carried, oldest merge first, read on `cur` (also by `Store`)."""
         cols = ", ".join(
             f"p.{c.strip()}" if "(" not in c else c.replace("(", "(p.")
             for c in cls._PR_COLS.split(",")

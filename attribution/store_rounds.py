@@ -15,8 +15,11 @@ from attribution.records import Incident, IncidentTimes, RevertRound
 from attribution.store_writer import StoreWriter
 
 
-class RevertRoundQueries(StoreWriter):
+class RevertRoundQueries:
     """Revert rounds, their deploys and outcomes, and each incident's recovery times."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     @staticmethod
     def insert_round(cur: duckdb.DuckDBPyConnection, r: RevertRound) -> None:
@@ -34,16 +37,16 @@ class RevertRoundQueries(StoreWriter):
             self.insert_round(cur, r)
             return self._rounds(cur, r.incident_id)
 
-        return await self._call(ensure)
+        return await self._writer.call(ensure)
 
     _ROUND_COLS = (
         "incident_id, round, prs, action_id, epoch(decided_at), reason, deploy_id, outcome, "
         "epoch(outcome_at), note"
     )
 
-    async def rounds(self, incident_id: str) -> list[RevertRound]:
+    async def of_incident(self, incident_id: str) -> list[RevertRound]:
         """An incident's revert rounds, first round first."""
-        return await self._call(lambda cur: self._rounds(cur, incident_id))
+        return await self._writer.call(lambda cur: self._rounds(cur, incident_id))
 
     @classmethod
     def _rounds(cls, cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
@@ -59,7 +62,7 @@ class RevertRoundQueries(StoreWriter):
         """Rounds whose revert is opened and not yet deployed, with the revert action's detail."""
         cols = ", ".join(f"r.{c}" if "(" not in c else c.replace("(", "(r.")
                          for c in self._ROUND_COLS.split(", "))  # fmt: skip
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 f"SELECT {cols}, a.detail FROM revert_rounds r "
                 "JOIN incidents i ON i.id = r.incident_id "
@@ -94,7 +97,7 @@ class RevertRoundQueries(StoreWriter):
                 )
             return bool(rows)
 
-        return await self._tx(link)
+        return await self._writer.tx(link)
 
     @staticmethod
     def set_round_outcome(
@@ -136,11 +139,11 @@ class RevertRoundQueries(StoreWriter):
                     [key, r.incident_id, kind, number, note, now],
                 )
 
-        await self._tx(write)
+        await self._writer.tx(write)
 
     async def revert_opened(self, incident: Incident, onset_at: float, now: float) -> None:
         """Keep when the first revert PR was opened (later rounds leave it as it is)."""
-        await self._tx(lambda cur: self._revert_opened(cur, incident, onset_at, now))
+        await self._writer.tx(lambda cur: self._revert_opened(cur, incident, onset_at, now))
 
     @staticmethod
     def _revert_opened(
@@ -159,7 +162,7 @@ class RevertRoundQueries(StoreWriter):
         )
 
     async def incident_times(self, incident_id: str) -> IncidentTimes | None:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT incident_id, epoch(onset_at), epoch(detected_at), epoch(revert_opened_at), "
                 "epoch(recovered_at), time_to_revert, time_to_restore FROM incident_times "
@@ -199,4 +202,4 @@ class RevertRoundQueries(StoreWriter):
             )
             return str(incident_id)
 
-        return await self._tx(close)
+        return await self._writer.tx(close)

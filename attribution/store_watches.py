@@ -28,8 +28,11 @@ def _json_or_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-class WatchQueries(StoreWriter):
+class WatchQueries:
     """Deploys, their Watches and transitions, and the observations kept while watching."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     async def record_deploy(self, deploy: Deploy, phase: str, now: float) -> bool:
         """Insert a deploy and its Watch in one transaction; False if the id already exists."""
@@ -64,7 +67,7 @@ class WatchQueries(StoreWriter):
             )
             return True
 
-        return await self._tx(insert)
+        return await self._writer.tx(insert)
 
     _DEPLOY_COLS = (
         "id, service, environment, sha, epoch(finished_at), source, repo, "
@@ -72,7 +75,7 @@ class WatchQueries(StoreWriter):
     )
 
     async def deploy(self, deploy_id: str) -> Deploy | None:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE id = ?", [deploy_id]
             ).fetchall()
@@ -80,7 +83,7 @@ class WatchQueries(StoreWriter):
         return Deploy(*rows[0]) if rows else None
 
     async def deploys(self, limit: int = 100) -> list[Deploy]:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 f"SELECT {self._DEPLOY_COLS} FROM deploys ORDER BY finished_at DESC LIMIT ?",
                 [limit],
@@ -90,7 +93,7 @@ class WatchQueries(StoreWriter):
 
     async def service_deploys(self, service: str, since: float) -> list[Deploy]:
         """A service's deploys finished at or after `since` (Unix seconds), oldest first."""
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? "
                 "AND finished_at >= to_timestamp(?) ORDER BY finished_at, id",
@@ -101,7 +104,7 @@ class WatchQueries(StoreWriter):
 
     async def previous_deploy(self, deploy: Deploy) -> Deploy | None:
         """The latest earlier deploy of the same service and environment."""
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? AND environment = ? "
                 "AND finished_at < to_timestamp(?) AND id <> ? ORDER BY finished_at DESC LIMIT 1",
@@ -111,7 +114,7 @@ class WatchQueries(StoreWriter):
         return Deploy(*rows[0]) if rows else None
 
     async def watch(self, deploy_id: str) -> WatchState | None:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT deploy_id, phase, epoch(next_due), reason FROM watches WHERE deploy_id = ?",
                 [deploy_id],
@@ -123,7 +126,7 @@ class WatchQueries(StoreWriter):
         """A Watch and its deploy in one read (the start of every Watch step)."""
         cols = ", ".join(f"d.{c}" if "(" not in c else c.replace("(", "(d.")
                          for c in self._DEPLOY_COLS.split(", "))  # fmt: skip
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, "
                 f"{cols} FROM watches w JOIN deploys d ON d.id = w.deploy_id "
@@ -135,7 +138,7 @@ class WatchQueries(StoreWriter):
 
     async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
         """Watches in one of `phases` whose next step is due, oldest first."""
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT deploy_id, phase, epoch(next_due), reason FROM watches "
                 "WHERE list_contains(?, phase) AND next_due <= to_timestamp(?) ORDER BY next_due",
@@ -188,13 +191,14 @@ class WatchQueries(StoreWriter):
                 also(cur)
             return True
 
-        return await self._tx(move)
+        return await self._writer.tx(move)
 
     async def timeline(self, deploy_id: str) -> list[dict[str, Any]]:
-        return await self._call(lambda cur: self._timeline(cur, deploy_id))
+        return await self._writer.call(lambda cur: self.read_timeline(cur, deploy_id))
 
     @staticmethod
-    def _timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
+    def read_timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
+        """A Watch's transitions in order, read on `cur` (also by `Store.deploy_summary`)."""
         rows = cur.execute(
             "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
             "WHERE deploy_id = ? ORDER BY seq",
@@ -203,7 +207,7 @@ class WatchQueries(StoreWriter):
         return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
 
     async def watch_verdict(self, deploy_id: str) -> dict[str, Any] | None:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT verdict FROM watches WHERE deploy_id = ?", [deploy_id]
             ).fetchall()
@@ -216,7 +220,9 @@ class WatchQueries(StoreWriter):
         self, deploy_id: str, observed_at: float, results: Sequence[dict[str, Any]]
     ) -> None:
         """Keep one evaluation's per-SLI results (counts, rates, statistic, threshold)."""
-        await self._tx(lambda cur: self.insert_observations(cur, deploy_id, observed_at, results))
+        await self._writer.tx(
+            lambda cur: self.insert_observations(cur, deploy_id, observed_at, results)
+        )
 
     @staticmethod
     def insert_observations(
@@ -254,7 +260,7 @@ class WatchQueries(StoreWriter):
             else ""
         )
         params = [deploy_id, deploy_id] if latest_only else [deploy_id]
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 f"SELECT {columns} FROM observations WHERE {where} ORDER BY seq, sli", params
             ).fetchall()
@@ -268,7 +274,7 @@ class WatchQueries(StoreWriter):
         return out
 
     async def observation_count(self, deploy_id: str) -> int:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT count(DISTINCT seq) FROM observations WHERE deploy_id = ?", [deploy_id]
             ).fetchall()

@@ -1,9 +1,10 @@
 """The store's one writer: a DuckDB connection used only from one dedicated thread.
 
 Every call runs on that thread with its own cursor, under a lock, so there is exactly one writer
-and writes are ordered; callers `await` it from the event loop. `_tx` wraps a call in one
-transaction. The query groups (`store_*.py`) are mixins over this class and reach the database
-only through `_call` and `_tx`; `attribution.store.Store` composes them.
+and writes are ordered; callers `await` it from the event loop. `call` runs a function on a
+cursor, `tx` runs it in one transaction. Each query group (`store_*.py`) is a plain class over
+one `StoreWriter` and reaches the database only through `call` and `tx`; `attribution.store.Store`
+holds the writer and the groups.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class StoreError(Exception):
 
 
 class StoreWriter:
-    """The connection, its executor thread and lock; the base every query group builds on."""
+    """The connection, its executor thread and lock: the one way every query group writes."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self._con = con
@@ -37,10 +38,13 @@ class StoreWriter:
         self._lock = threading.Lock()
 
     async def close(self) -> None:
-        await self._call(lambda cur: self._con.close())
+        """Close the connection on the writer thread (after the calls queued before), then stop
+        the thread."""
+        await self.call(lambda cur: self._con.close())
         self._executor.shutdown(wait=True)
 
-    async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    async def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` on a fresh cursor on the writer thread; DuckDB errors become `StoreError`."""
         times: list[float] = []
 
         def run() -> T:
@@ -67,7 +71,7 @@ class StoreWriter:
                     span.set_attribute("rearguard.store.queued_seconds", times[0] - submitted)
                     span.set_attribute("rearguard.store.run_seconds", times[1] - times[0])
 
-    async def _tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    async def tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction: all of it is written, or none."""
 
         def wrapped(cur: duckdb.DuckDBPyConnection) -> T:
@@ -81,4 +85,4 @@ class StoreWriter:
             return result
 
         wrapped.__name__ = getattr(fn, "__name__", "transaction")
-        return await self._call(wrapped)
+        return await self.call(wrapped)

@@ -231,7 +231,7 @@ async def _incident_blaming(client: Client, agent_pr: int) -> str:
         json={"service": "hello", "environment": "production", "sha": SHA},
     )
     deploy_id = (await answer.json())["id"]
-    await store.set_deploy_prs(deploy_id, REPO, [agent_pr])
+    await store.prs.set_deploy_prs(deploy_id, REPO, [agent_pr])
     incident = Incident(
         "inc_1",
         deploy_id,
@@ -246,14 +246,14 @@ async def _incident_blaming(client: Client, agent_pr: int) -> str:
         "blamed",
         (Suspect(REPO, agent_pr, 0.9, "frame"),),
     )
-    await store.transition(
+    await store.watches.transition(
         deploy_id,
         "deployed",
         "regressed",
         now=START,
         next_due=START,
         reason="x",
-        also=lambda cur: store.insert_incident(cur, incident),
+        also=lambda cur: store.incidents.insert_incident(cur, incident),
     )
     return incident.id
 

@@ -199,9 +199,9 @@ async def post_deploy(request: web.Request) -> web.Response:
     now = deps.clock.now()
     deploy = parse_deploy_request(parse_json(body), settings, now)
     delivery = request.headers.get("Idempotency-Key") or deploy.id
-    await deps.store.journal("cd", "deploy", delivery, status="accepted", received_at=now,
-                             body=parse_json(body))  # fmt: skip
-    created = await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+    await deps.store.journal.record("cd", "deploy", delivery, status="accepted", received_at=now,
+                                    body=parse_json(body))  # fmt: skip
+    created = await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, now)
     _wake(request.app)
     return web.json_response({"id": deploy.id, "created": created}, status=202)
 
@@ -233,29 +233,30 @@ async def post_github(request: web.Request) -> web.Response:
     except IngestError as exc:
         # A refused request gets a key of its own: it must not claim the delivery id, or the
         # genuine (re)delivery of that id would later be taken for a duplicate and dropped.
-        await deps.store.journal("github", event or "unknown",
-                                 f"rejected:{delivery or '-'}:{uuid.uuid4().hex}",
-                                 status="rejected", received_at=now, error=exc.message)  # fmt: skip
+        await deps.store.journal.record("github", event or "unknown",
+                                        f"rejected:{delivery or '-'}:{uuid.uuid4().hex}",
+                                        status="rejected", received_at=now,
+                                        error=exc.message)  # fmt: skip
         raise
     status = "accepted" if (deploy or pr or ci or closed) else "ignored"
-    fresh = await deps.store.journal("github", event, delivery, status=status, received_at=now,
-                                     body=data)  # fmt: skip
+    fresh = await deps.store.journal.record("github", event, delivery, status=status,
+                                            received_at=now, body=data)  # fmt: skip
     # A delivery journaled but never applied (the process died in between) is applied now.
-    if not fresh and await deps.store.journal_status("github", delivery) != "accepted":
+    if not fresh and await deps.store.journal.status("github", delivery) != "accepted":
         return web.json_response({"status": "duplicate", "delivery": delivery})
     if pr is not None:
-        await deps.store.record_pr(pr, now)
+        await deps.store.prs.record_pr(pr, now)
         await evidence.record_pr_facts(deps.store, pr, data)
     if ci is not None:
         await evidence.record_ci(deps.store, ci)
     if deploy is not None:
-        await deps.store.record_deploy(deploy, Phase.DEPLOYED, now)
+        await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, now)
         _wake(request.app)
     if closed is not None:
         await apply_closed_revert(deps.store, closed, now)
         _wake(request.app)
     if deploy or pr or ci or closed:
-        await deps.store.mark_journal("github", delivery, "applied")
+        await deps.store.journal.mark("github", delivery, "applied")
     return web.json_response({"status": status, "delivery": delivery}, status=202)
 
 
@@ -269,13 +270,13 @@ async def post_slack_webhook(request: web.Request) -> web.Response:
 async def list_deploys(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
     return web.json_response(
-        {"deploys": [await deploy_view(store, d) for d in await store.deploys(limit=100)]}
+        {"deploys": [await deploy_view(store, d) for d in await store.watches.deploys(limit=100)]}
     )
 
 
 async def get_deploy(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
-    deploy = await store.deploy(request.match_info["id"])
+    deploy = await store.watches.deploy(request.match_info["id"])
     if deploy is None:
         raise IngestError(404, "not_found", f"no deploy {request.match_info['id']!r}")
     return web.json_response(await deploy_view(store, deploy))
@@ -284,13 +285,17 @@ async def get_deploy(request: web.Request) -> web.Response:
 async def list_incidents(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
     return web.json_response(
-        {"incidents": [await incident_view(store, i) for i in await store.incidents(limit=100)]}
+        {
+            "incidents": [
+                await incident_view(store, i) for i in await store.incidents.recent(limit=100)
+            ]
+        }
     )
 
 
 async def get_incident(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
-    incident = await store.incident(request.match_info["id"])
+    incident = await store.incidents.incident(request.match_info["id"])
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
     return web.json_response(await incident_view(store, incident))

@@ -3,8 +3,8 @@
 Webhooks follow the GitHub webhook's order: verify, parse (a 4xx and nothing stored but a
 `rejected` journal row without the body), journal before the 2xx (a redelivery is recognised and
 not applied twice), apply, mark applied. Feedback (`POST /v1/incidents/{id}/feedback`, bearer
-token) stores people's verdicts with `Store.record_feedback`; reports (`GET /v1/reports/{agents|
-models|specs|areas}`) show what the labels taught, corrections included.
+token) stores people's verdicts with `Store.incidents.record_feedback`; reports
+(`GET /v1/reports/{agents|models|specs|areas}`) show what the labels taught, corrections included.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from typing import Any
 
 from aiohttp import web
 
-from attribution.evidence_store import EvidenceStore
 from attribution.feedback import PEOPLE_KINDS, report
 from attribution.records import Incident, MergedPR
 from attribution.store import Store
@@ -37,9 +36,7 @@ async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
     opened = data.get("pull_request", {}).get("created_at") if isinstance(data, Mapping) else None
     if isinstance(opened, str):
         with contextlib.suppress(IngestError):  # a bad time loses the lead time, not the PR
-            await EvidenceStore(store).record_opened_at(
-                pr.repo, pr.number, _time(opened, "created_at")
-            )
+            await store.evidence.record_opened_at(pr.repo, pr.number, _time(opened, "created_at"))
 
 
 async def record_ci(store: Store, run: CiRun) -> None:
@@ -51,7 +48,7 @@ async def record_ci(store: Store, run: CiRun) -> None:
             [run.repo, run.head_sha],
         )
         numbers = [int(r[0]) for r in rows]
-    await EvidenceStore(store).record_ci_run(
+    await store.evidence.record_ci_run(
         run.id,
         run.repo,
         numbers,
@@ -76,7 +73,7 @@ def routes(settings_key: Any, deps_key: Any) -> list[web.RouteDef]:
 
 async def _reject(store: Store, source: str, event: str, now: float, exc: IngestError) -> None:
     """Journal a refused request under a key of its own (never the sender's delivery id)."""
-    await store.journal(
+    await store.journal.record(
         source,
         event,
         f"rejected:{uuid.uuid4().hex}",
@@ -91,9 +88,11 @@ async def _fresh(
 ) -> bool:
     """Journal the delivery; False when it is a redelivery that was already applied."""
     status = "accepted" if applies else "ignored"
-    if await store.journal(source, event, delivery, status=status, received_at=now, body=body):
+    if await store.journal.record(
+        source, event, delivery, status=status, received_at=now, body=body
+    ):
         return True
-    return await store.journal_status(source, delivery) == "accepted"
+    return await store.journal.status(source, delivery) == "accepted"
 
 
 class _Handlers:
@@ -120,8 +119,8 @@ class _Handlers:
         if not fresh:
             return web.json_response({"status": "duplicate", "delivery": delivery})
         if found is not None:
-            await EvidenceStore(deps.store).record_errors(found.service.name, [found.event])
-            await deps.store.mark_journal("sentry", delivery, "applied")
+            await deps.store.evidence.record_errors(found.service.name, [found.event])
+            await deps.store.journal.mark("sentry", delivery, "applied")
         status = "accepted" if found else "ignored"
         return web.json_response({"status": status, "delivery": delivery}, status=202)
 
@@ -142,11 +141,11 @@ class _Handlers:
         )
         if not fresh:
             return web.json_response({"status": "duplicate", "delivery": delivery})
-        evidence = EvidenceStore(deps.store)
+        evidence = deps.store.evidence
         for service, alert in found:
             await evidence.record_alerts(service.name, [alert])
         if found:
-            await deps.store.mark_journal("alertmanager", delivery, "applied")
+            await deps.store.journal.mark("alertmanager", delivery, "applied")
         status = "accepted" if found else "ignored"
         body_out = {"status": status, "delivery": delivery, "alerts": len(found)}
         return web.json_response(body_out, status=202)
@@ -155,7 +154,7 @@ class _Handlers:
         settings, deps = request.app[self._settings_key], request.app[self._deps_key]
         token = settings.api_token.reveal() if settings.api_token else None
         check_bearer(request.headers.get("Authorization"), token)
-        incident = await deps.store.incident(request.match_info["id"])
+        incident = await deps.store.incidents.incident(request.match_info["id"])
         if incident is None:
             raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
         verdict = _verdict(parse_json(await request.read()), incident)
@@ -166,7 +165,7 @@ class _Handlers:
             rows.append((f"api:{key}:culprit", "confirmed", verdict["culprit"]))
         created = False
         for row_key, kind, pr in rows:
-            created |= await deps.store.record_feedback(
+            created |= await deps.store.incidents.record_feedback(
                 row_key,
                 incident.id,
                 kind,
@@ -192,7 +191,7 @@ class _Handlers:
             raise IngestError(404, "not_found", f"repository {wanted!r} is not in the config")
         rows: list[dict[str, object]] = []
         for repo in [wanted] if wanted else repos:
-            deployed, blames, signals = await EvidenceStore(deps.store).learning(repo)
+            deployed, blames, signals = await deps.store.evidence.learning(repo)
             rows += [{"repo": repo, **r} for r in report(REPORTS[kind], deployed, blames, signals)]
         return web.json_response({"report": kind, "rows": rows})
 

@@ -50,4 +50,4 @@ def parse_closed_revert(data: Any) -> ClosedRevert | None:
 async def apply_closed_revert(store: Store, closed: ClosedRevert, now: float) -> str | None:
     """Record the closure on its incident; the incident id, or None for an unknown key."""
     note = f"revert PR #{closed.number} ({closed.url}) was closed unmerged by @{closed.actor}"
-    return await store.close_revert(closed.key, now=now, note=note)
+    return await store.rounds.close_revert(closed.key, now=now, note=note)

@@ -66,11 +66,11 @@ def _culprit_result(incident: Incident) -> dict[str, Any]:
 
 async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
     """Carry out the plan for the deploy's incident, one idempotent action at a time."""
-    incident = await deps.store.incident_for_deploy(deploy.id)
+    incident = await deps.store.incidents.incident_for_deploy(deploy.id)
     if incident is None:
         raise RuntimeError(f"deploy {deploy.id} is rolling back but has no incident row")
     current = await current_round(deps.store, incident, deps.clock.now())
-    prs = await deps.store.prs(service.repo, current.prs)
+    prs = await deps.store.prs.of_repo(service.repo, current.prs)
     files = sorted({f for pr in prs for f in pr.files})
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
@@ -79,7 +79,7 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
     try:
         revert = await _revert(deps, case)
         if revert is not None and revert.status == "completed":
-            await deps.store.revert_opened(incident, deploy.finished_at, deps.clock.now())
+            await deps.store.rounds.revert_opened(incident, deploy.finished_at, deps.clock.now())
         notified = await _notify(deps, case, revert)
         if current.round > 1:  # replies go under the first message, never under a reply
             notified = await first_notice(deps, incident)
@@ -87,21 +87,21 @@ async def respond(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> 
         await follow_up(deps, followed, revert, notified, _run_action)
     except ActionRetry as exc:
         now = deps.clock.now()
-        await deps.store.transition(
+        await deps.store.watches.transition(
             deploy.id, Phase.ROLLING_BACK, Phase.ROLLING_BACK, now=now,
             next_due=now + exc.delay, reason=str(exc),
         )  # fmt: skip
         return Phase.ROLLING_BACK
     if revert is not None and revert.status == "completed":
         now = deps.clock.now()
-        await deps.store.transition(
+        await deps.store.watches.transition(
             deploy.id, Phase.ROLLING_BACK, Phase.REVERTED, now=now, next_due=now,
             reason=f"revert opened: {revert.url}; waiting for it to be merged and deployed",
         )  # fmt: skip
         return Phase.REVERTED
     why = revert.error if revert is not None and revert.error else "; ".join(decision.reasons)
     now = deps.clock.now()
-    await deps.store.transition(
+    await deps.store.watches.transition(
         deploy.id, Phase.ROLLING_BACK, Phase.ESCALATED, now=now, next_due=now,
         reason=f"no revert opened: {why}",
     )  # fmt: skip
@@ -117,14 +117,14 @@ async def _run_action(
     retried until the budget is spent, any other error fails the action at once.
     """
     now = deps.clock.now()
-    action = await deps.store.begin_action(key, incident.id, kind, now)
+    action = await deps.store.incidents.begin_action(key, incident.id, kind, now)
     if action.status != "pending":
         return action
     try:
         url, detail = await call()
     except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
         if action.attempts < deps.max_action_attempts:
-            await deps.store.note_action_error(key, deps.clock.now(), str(exc))
+            await deps.store.incidents.note_action_error(key, deps.clock.now(), str(exc))
             hint = getattr(exc, "retry_after", None)
             delay = retry_delay(
                 action.attempts, deps.action_retry_seconds, deps.action_retry_cap, hint
@@ -134,14 +134,16 @@ async def _run_action(
                 f"retrying in {delay:.0f}s: {exc}",
                 delay,
             ) from exc
-        return await deps.store.finish_action(
+        return await deps.store.incidents.finish_action(
             key, "failed", now=deps.clock.now(),
             error=f"gave up after {action.attempts} attempts: {exc}",
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any other failure is final for this action
-        return await deps.store.finish_action(key, "failed", now=deps.clock.now(), error=str(exc))
-    return await deps.store.finish_action(key, "completed", now=deps.clock.now(), url=url,
-                                          detail=detail)  # fmt: skip
+        return await deps.store.incidents.finish_action(
+            key, "failed", now=deps.clock.now(), error=str(exc)
+        )
+    return await deps.store.incidents.finish_action(key, "completed", now=deps.clock.now(), url=url,
+                                                    detail=detail)  # fmt: skip
 
 
 async def _revert(deps: WatchDeps, case: Case) -> Action | None:
@@ -216,7 +218,7 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action 
 async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> Notice:
     """The notice for an incident, saying truthfully what was (or was not) done."""
     deploy, service, incident, decision = case.deploy, case.service, case.incident, case.decision
-    prs = {p.number: p for p in await deps.store.deploy_prs(deploy.id)}
+    prs = {p.number: p for p in await deps.store.prs.deploy_prs(deploy.id)}
     lines = []
     for s in incident.suspects:
         pr = prs.get(s.number)

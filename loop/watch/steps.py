@@ -40,7 +40,7 @@ def incident_id_for(deploy_id: str) -> str:
 
 async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
     """Take the next transition of one Watch; None when the Watch is unknown or final."""
-    found = await deps.store.watch_deploy(deploy_id)
+    found = await deps.store.watches.watch_deploy(deploy_id)
     if found is None:
         return None
     state, deploy = found
@@ -49,7 +49,7 @@ async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
     now = deps.clock.now()
     if service is None:
         reason = f"service {deploy.service!r} is not in the config: nothing to watch"
-        await deps.store.transition(
+        await deps.store.watches.transition(
             deploy_id, phase, Phase.INCONCLUSIVE, now=now, next_due=now, reason=reason
         )
         return Phase.INCONCLUSIVE
@@ -63,7 +63,7 @@ async def resolve_changes(
     """The PRs between the previous deploy and this one, and a note when that is not known."""
     base = deploy.previous_sha
     if base is None:
-        previous = await deps.store.previous_deploy(deploy)
+        previous = await deps.store.watches.previous_deploy(deploy)
         base = previous.sha if previous else None
     if base is None:
         return [], "no previous deploy or previous_sha: the change range is unknown"
@@ -72,13 +72,13 @@ async def resolve_changes(
             commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
     except ForgeError as exc:
         return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
-    known = await deps.store.prs(service.repo)
+    known = await deps.store.prs.of_repo(service.repo)
     in_range = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
     changes = change_set(in_range, known)
     if (changes.unknown_numbers or changes.unattributed) and await attribute.find_missing_prs(
         deps, service, in_range, known
     ):
-        changes = change_set(in_range, await deps.store.prs(service.repo))
+        changes = change_set(in_range, await deps.store.prs.of_repo(service.repo))
     prs, outside = await attribute.in_service_paths(deps, service, list(changes.prs))
     note = f" {outside} PR(s) outside the service's paths left out" if outside else ""
     if changes.unknown_numbers:
@@ -90,7 +90,7 @@ async def resolve_changes(
 
 async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
     prs, note = await resolve_changes(deps, deploy, service)
-    await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+    await deps.store.prs.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
     await link_revert_deploy(deps, deploy, service)
     reason = (
         f"watching {len(service.slis)} SLI(s) for {service.watch:.0f}s at a {service.step:.0f}s "
@@ -98,7 +98,7 @@ async def _start(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> P
     )
     now = deps.clock.now()
     next_due = max(now, deploy.finished_at + service.step)
-    await deps.store.transition(
+    await deps.store.watches.transition(
         deploy.id, Phase.DEPLOYED, Phase.OBSERVING, now=now, next_due=next_due, reason=reason
     )
     return Phase.OBSERVING
@@ -116,12 +116,12 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
     rows = [r.to_json() for r in verdict.results]
 
     def observed(cur: duckdb.DuckDBPyConnection) -> None:
-        deps.store.insert_observations(cur, deploy.id, now, rows)
+        deps.store.watches.insert_observations(cur, deploy.id, now, rows)
 
     if verdict.status is Status.OBSERVING:
         next_due = min(next_step_due(deploy.finished_at, service.step, now),
                        deploy.finished_at + service.watch)  # fmt: skip
-        await deps.store.transition(
+        await deps.store.watches.transition(
             deploy.id, Phase.OBSERVING, Phase.OBSERVING, now=now,
             next_due=max(next_due, now), reason=verdict.reason, verdict=verdict.to_json(),
             also=observed,
@@ -133,15 +133,15 @@ async def _observe(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) ->
 
         def opened(cur: duckdb.DuckDBPyConnection) -> None:
             observed(cur)
-            deps.store.insert_incident(cur, incident)
+            deps.store.incidents.insert_incident(cur, incident)
 
-        await deps.store.transition(
+        await deps.store.watches.transition(
             deploy.id, Phase.OBSERVING, Phase.REGRESSED, now=now, next_due=now,
             reason=verdict.reason, verdict=verdict.to_json(), also=opened,
         )  # fmt: skip
         return Phase.REGRESSED
     final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
-    await deps.store.transition(
+    await deps.store.watches.transition(
         deploy.id, Phase.OBSERVING, final, now=now, next_due=now,
         reason=verdict.reason, verdict=verdict.to_json(), also=observed,
     )  # fmt: skip
@@ -161,10 +161,10 @@ def next_step_due(deployed_at: float, step: float, now: float) -> float:
 async def _incident(
     deps: WatchDeps, deploy: Deploy, service: ServiceSettings, verdict: Verdict, now: float
 ) -> Incident:
-    prs = await deps.store.deploy_prs(deploy.id)
+    prs = await deps.store.prs.deploy_prs(deploy.id)
     if not prs:  # the range could not be resolved at deploy time; try once more now
         prs, _ = await resolve_changes(deps, deploy, service)
-        await deps.store.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
+        await deps.store.prs.set_deploy_prs(deploy.id, service.repo, [p.number for p in prs])
     ranking = await attribute.rank_incident(
         deps, deploy, service, verdict.culprit_sli, prs, now=now
     )
@@ -185,16 +185,16 @@ async def _incident(
 
 
 async def _plan(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> Phase:
-    incident = await deps.store.incident_for_deploy(deploy.id)
+    incident = await deps.store.incidents.incident_for_deploy(deploy.id)
     now = deps.clock.now()
     if incident is None:  # cannot happen: the incident is written with the transition
         raise RuntimeError(f"deploy {deploy.id} is regressed but has no incident row")
-    prs = await deps.store.prs(service.repo, incident.revert_unit)
+    prs = await deps.store.prs.of_repo(service.repo, incident.revert_unit)
     files = sorted({f for pr in prs for f in pr.files})
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
     decision = plan(mode, incident.revert_unit, files, gates)
-    await deps.store.transition(
+    await deps.store.watches.transition(
         deploy.id, Phase.REGRESSED, Phase.ROLLING_BACK, now=now, next_due=now,
         reason="; ".join(decision.reasons),
     )  # fmt: skip
