@@ -29,7 +29,6 @@ Exception tree::
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -115,17 +114,13 @@ class Store:
         verdict, the PRs, the timeline and the incident's id."""
 
         def read(cur: duckdb.DuckDBPyConnection) -> Any:
-            watch = cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason, verdict FROM watches "
-                "WHERE deploy_id = ?",
-                [deploy_id],
-            ).fetchall()
+            watch, verdict = WatchQueries.read_watch_verdict(cur, deploy_id)
             incident = cur.execute(
                 "SELECT id FROM incidents WHERE deploy_id = ?", [deploy_id]
             ).fetchall()
             return (
-                WatchState(*watch[0][:4]) if watch else None,
-                json.loads(watch[0][4]) if watch and watch[0][4] else None,
+                watch,
+                verdict,
                 PullRequestQueries.read_deploy_prs(cur, deploy_id),
                 WatchQueries.read_timeline(cur, deploy_id),
                 str(incident[0][0]) if incident else None,

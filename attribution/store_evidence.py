@@ -9,7 +9,7 @@ the frozen values of `attribution.evidence` and `attribution.diffs`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -20,7 +20,29 @@ from attribution.evidence import ErrorEvent, FiringAlert, Frame, PrChange
 from attribution.feedback import Blame, Signal
 from attribution.records import MergedPR
 from attribution.store_prs import PullRequestQueries
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import R, StoreWriter, fetch_records
+
+_FILE_COLUMNS = "number, path, status, additions, deletions, ranges, previous_path, edits"
+
+
+def _numbered_file(
+    *, number: int, ranges: str, edits: str | None, **columns: Any
+) -> tuple[int, FileChange]:
+    """A `pr_files` row as its PR's number and the file, line ranges and edits decoded."""
+    spans = tuple((int(a), int(b)) for a, b in json.loads(ranges))
+    kept = tuple((int(a), int(b), int(c), int(d)) for a, b, c, d in json.loads(edits or "[]"))
+    return number, FileChange(ranges=spans, edits=kept, **columns)
+
+
+def _blame(
+    *, suspects: list[int], ambiguous: bool, revert_unit: list[int], **columns: Any
+) -> Blame:
+    return Blame(
+        suspects=tuple(suspects),
+        ambiguous=bool(ambiguous),
+        revert_unit=tuple(revert_unit),
+        **columns,
+    )
 
 
 class EvidenceQueries:
@@ -32,6 +54,11 @@ class EvidenceQueries:
 
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         return await self._writer.call(lambda cur: cur.execute(sql, list(params)).fetchall())
+
+    async def _records(self, sql: str, params: Sequence[Any], make: Callable[..., R]) -> list[R]:
+        return await self._writer.call(
+            lambda cur: fetch_records(cur.execute(sql, list(params)), make)
+        )
 
     async def record_pr_files(
         self, repo: str, number: int, files: Sequence[FileChange], opened_at: float | None = None
@@ -88,20 +115,15 @@ class EvidenceQueries:
         if not prs:
             return []
         repo, numbers = prs[0].repo, [p.number for p in prs]
-        rows = await self._fetch(
-            "SELECT number, path, status, additions, deletions, ranges, previous_path, edits "
-            "FROM pr_files WHERE repo = ? AND list_contains(?, number) ORDER BY number, path",
+        rows = await self._records(
+            f"SELECT {_FILE_COLUMNS} FROM pr_files WHERE repo = ? AND list_contains(?, number) "
+            "ORDER BY number, path",
             [repo, numbers],
+            _numbered_file,
         )
         files: dict[int, list[FileChange]] = {}
-        for n, path, status, adds, dels, ranges, previous, edits in rows:
-            spans = tuple((int(a), int(b)) for a, b in json.loads(ranges))
-            kept = tuple(
-                (int(a), int(b), int(c), int(d)) for a, b, c, d in json.loads(edits or "[]")
-            )
-            files.setdefault(n, []).append(
-                FileChange(path, status, adds, dels, spans, previous, kept)
-            )
+        for number, change in rows:
+            files.setdefault(number, []).append(change)
         ci = await self._fetch(
             "SELECT number, count(*), count(*) FILTER (WHERE conclusion NOT IN "
             "('success', 'neutral', 'skipped')) FROM ci_runs WHERE repo = ? "
@@ -193,16 +215,16 @@ class EvidenceQueries:
         numbers = await self._fetch("SELECT DISTINCT number FROM deploy_prs WHERE repo = ?", [repo])
         prs = await self._prs.of_repo(repo, [int(r[0]) for r in numbers])
         deployed = await self.changes(prs)
-        incidents = await self._fetch(
-            "SELECT i.id, i.ambiguous, i.revert_unit, list(s.number ORDER BY s.rank) "
-            "FROM incidents i JOIN suspects s ON s.incident_id = i.id WHERE s.repo = ? "
-            "GROUP BY i.id, i.ambiguous, i.revert_unit ORDER BY i.id",
+        blames = await self._records(
+            "SELECT i.id AS incident_id, s.repo, list(s.number ORDER BY s.rank) AS suspects, "
+            "i.ambiguous, i.revert_unit FROM incidents i JOIN suspects s ON s.incident_id = i.id "
+            "WHERE s.repo = ? GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit ORDER BY i.id",
             [repo],
+            _blame,
         )
-        blames = [Blame(r[0], repo, tuple(r[3]), bool(r[1]), tuple(r[2])) for r in incidents]
-        rows = await self._fetch(
-            "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id"
+        signals = await self._records(
+            "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id", (), Signal
         )
         ids = {b.incident_id for b in blames}
-        signals = [Signal(r[0], r[1], r[2]) for r in rows if r[0] in ids]
+        signals = [s for s in signals if s.incident_id in ids]
         return deployed, blames, signals

@@ -8,12 +8,29 @@ before the next call).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 
 from attribution.records import Action, Incident, Suspect
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
+
+_INCIDENT_COLUMNS = (
+    "id, deploy_id, service, environment, sli, epoch(opened_at) AS opened_at, verdict, "
+    "ambiguous, confidence, revert_unit, reason"
+)
+_SUSPECT_COLUMNS = "repo, number, probability, reason"
+_ACTION_COLUMNS = "id, incident_id, kind, status, attempts, url, detail, error"
+
+
+def _incident(*, verdict: str, revert_unit: list[int], **columns: Any) -> Incident:
+    """An incident row (its suspects are read apart)."""
+    return Incident(verdict=json.loads(verdict), revert_unit=tuple(revert_unit), **columns)
+
+
+def _action(*, detail: str | None, **columns: Any) -> Action:
+    return Action(detail=json.loads(detail) if detail else None, **columns)
 
 
 class IncidentQueries:
@@ -48,40 +65,27 @@ class IncidentQueries:
             )
 
     async def incident(self, incident_id: str) -> Incident | None:
-        return await self._writer.call(lambda cur: self._incident(cur, "id", incident_id))
+        return await self._writer.call(lambda cur: self._read_incident(cur, "id", incident_id))
 
     async def incident_for_deploy(self, deploy_id: str) -> Incident | None:
-        return await self._writer.call(lambda cur: self._incident(cur, "deploy_id", deploy_id))
+        return await self._writer.call(lambda cur: self._read_incident(cur, "deploy_id", deploy_id))
 
     @staticmethod
-    def _incident(cur: duckdb.DuckDBPyConnection, column: str, value: str) -> Incident | None:
-        rows = cur.execute(
-            "SELECT id, deploy_id, service, environment, sli, epoch(opened_at), verdict, "
-            f"ambiguous, confidence, revert_unit, reason FROM incidents WHERE {column} = ?",
-            [value],
-        ).fetchall()
-        if not rows:
-            return None
-        r = rows[0]
-        suspects = cur.execute(
-            "SELECT repo, number, probability, reason FROM suspects WHERE incident_id = ? "
-            "ORDER BY rank",
-            [r[0]],
-        ).fetchall()
-        return Incident(
-            id=r[0],
-            deploy_id=r[1],
-            service=r[2],
-            environment=r[3],
-            sli=r[4],
-            opened_at=r[5],
-            verdict=json.loads(r[6]),
-            ambiguous=r[7],
-            confidence=r[8],
-            revert_unit=tuple(r[9]),
-            reason=r[10],
-            suspects=tuple(Suspect(*s) for s in suspects),
+    def _read_incident(cur: duckdb.DuckDBPyConnection, column: str, value: str) -> Incident | None:
+        found = fetch_records(
+            cur.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE {column} = ?", [value]),
+            _incident,
         )
+        if not found:
+            return None
+        suspects = fetch_records(
+            cur.execute(
+                f"SELECT {_SUSPECT_COLUMNS} FROM suspects WHERE incident_id = ? ORDER BY rank",
+                [found[0].id],
+            ),
+            Suspect,
+        )
+        return replace(found[0], suspects=tuple(suspects))
 
     async def recent(self, limit: int = 100) -> list[Incident]:
         ids = await self._writer.call(
@@ -108,7 +112,7 @@ class IncidentQueries:
                 " WHERE id = ? AND status = 'pending'",
                 [now, key],
             )
-            return self._action(cur, key)
+            return self._read_action(cur, key)
 
         return await self._writer.tx(upsert)
 
@@ -131,7 +135,7 @@ class IncidentQueries:
                 "url = coalesce(?, url), detail = coalesce(?, detail), error = ? WHERE id = ?",
                 [status, now, url, None if detail is None else json.dumps(detail), error, key],
             )
-            return self._action(cur, key)
+            return self._read_action(cur, key)
 
         return await self._writer.call(finish)
 
@@ -145,13 +149,10 @@ class IncidentQueries:
         )
 
     @staticmethod
-    def _action(cur: duckdb.DuckDBPyConnection, key: str) -> Action:
-        r = cur.execute(
-            "SELECT id, incident_id, kind, status, attempts, url, detail, error "
-            "FROM actions WHERE id = ?",
-            [key],
-        ).fetchall()[0]
-        return Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7])
+    def _read_action(cur: duckdb.DuckDBPyConnection, key: str) -> Action:
+        return fetch_records(
+            cur.execute(f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", [key]), _action
+        )[0]
 
     async def actions(self, incident_id: str) -> list[Action]:
         keys = await self._writer.call(
@@ -160,7 +161,9 @@ class IncidentQueries:
                 [incident_id],
             ).fetchall()
         )
-        return await self._writer.call(lambda cur: [self._action(cur, str(k[0])) for k in keys])
+        return await self._writer.call(
+            lambda cur: [self._read_action(cur, str(k[0])) for k in keys]
+        )
 
     # -- feedback ------------------------------------------------------------------------------
 

@@ -12,7 +12,26 @@ from typing import Any
 import duckdb
 
 from attribution.records import Incident, IncidentTimes, RevertRound
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
+
+_ROUND_COLUMNS = (
+    "r.incident_id, r.round, r.prs, r.action_id, epoch(r.decided_at) AS decided_at, r.reason, "
+    "r.deploy_id, r.outcome, epoch(r.outcome_at) AS outcome_at, r.note"
+)
+_TIMES_COLUMNS = (
+    "incident_id, epoch(onset_at) AS onset_at, epoch(detected_at) AS detected_at, "
+    "epoch(revert_opened_at) AS revert_opened_at, epoch(recovered_at) AS recovered_at, "
+    "time_to_revert, time_to_restore"
+)
+
+
+def _round(*, prs: list[int], **columns: Any) -> RevertRound:
+    return RevertRound(prs=tuple(prs), **columns)
+
+
+def _round_and_detail(*, detail: str | None, **columns: Any) -> tuple[RevertRound, dict[str, Any]]:
+    """A round and the detail of its revert action (`{}` when it kept none)."""
+    return _round(**columns), json.loads(detail) if detail else {}
 
 
 class RevertRoundQueries:
@@ -35,48 +54,43 @@ class RevertRoundQueries:
 
         def ensure(cur: duckdb.DuckDBPyConnection) -> list[RevertRound]:
             self.insert_round(cur, r)
-            return self._rounds(cur, r.incident_id)
+            return self._read_rounds(cur, r.incident_id)
 
         return await self._writer.call(ensure)
 
-    _ROUND_COLS = (
-        "incident_id, round, prs, action_id, epoch(decided_at), reason, deploy_id, outcome, "
-        "epoch(outcome_at), note"
-    )
-
     async def of_incident(self, incident_id: str) -> list[RevertRound]:
         """An incident's revert rounds, first round first."""
-        return await self._writer.call(lambda cur: self._rounds(cur, incident_id))
+        return await self._writer.call(lambda cur: self._read_rounds(cur, incident_id))
 
-    @classmethod
-    def _rounds(cls, cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
-        rows = cur.execute(
-            f"SELECT {cls._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? ORDER BY round",
-            [incident_id],
-        ).fetchall()
-        return [RevertRound(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
+    @staticmethod
+    def _read_rounds(cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
+        return fetch_records(
+            cur.execute(
+                f"SELECT {_ROUND_COLUMNS} FROM revert_rounds r WHERE r.incident_id = ? "
+                "ORDER BY r.round",
+                [incident_id],
+            ),
+            _round,
+        )
 
     async def awaiting_reverts(
         self, service: str, environment: str
     ) -> list[tuple[RevertRound, dict[str, Any]]]:
         """Rounds whose revert is opened and not yet deployed, with the revert action's detail."""
-        cols = ", ".join(f"r.{c}" if "(" not in c else c.replace("(", "(r.")
-                         for c in self._ROUND_COLS.split(", "))  # fmt: skip
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                f"SELECT {cols}, a.detail FROM revert_rounds r "
-                "JOIN incidents i ON i.id = r.incident_id "
-                "JOIN watches w ON w.deploy_id = i.deploy_id "
-                "JOIN actions a ON a.id = r.action_id "
-                "WHERE i.service = ? AND i.environment = ? AND w.phase = 'reverted' "
-                "AND a.status = 'completed' AND r.deploy_id IS NULL AND r.outcome IS NULL",
-                [service, environment],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_ROUND_COLUMNS}, a.detail FROM revert_rounds r "
+                    "JOIN incidents i ON i.id = r.incident_id "
+                    "JOIN watches w ON w.deploy_id = i.deploy_id "
+                    "JOIN actions a ON a.id = r.action_id "
+                    "WHERE i.service = ? AND i.environment = ? AND w.phase = 'reverted' "
+                    "AND a.status = 'completed' AND r.deploy_id IS NULL AND r.outcome IS NULL",
+                    [service, environment],
+                ),
+                _round_and_detail,
+            )
         )
-        return [
-            (RevertRound(r[0], r[1], tuple(r[2]), *r[3:10]), json.loads(r[10]) if r[10] else {})
-            for r in rows
-        ]
 
     async def link_round_deploy(
         self, r: RevertRound, deploy_id: str, watch_of: str, *, now: float, due: float, reason: str
@@ -162,15 +176,16 @@ class RevertRoundQueries:
         )
 
     async def incident_times(self, incident_id: str) -> IncidentTimes | None:
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                "SELECT incident_id, epoch(onset_at), epoch(detected_at), epoch(revert_opened_at), "
-                "epoch(recovered_at), time_to_revert, time_to_restore FROM incident_times "
-                "WHERE incident_id = ?",
-                [incident_id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_TIMES_COLUMNS} FROM incident_times WHERE incident_id = ?",
+                    [incident_id],
+                ),
+                IncidentTimes,
+            )
         )
-        return IncidentTimes(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def close_revert(self, key: str, *, now: float, note: str) -> str | None:
         """A person closed the revert PR for action `key` unmerged: settle its round `closed`,

@@ -9,23 +9,52 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
 import duckdb
 
 from attribution.records import Deploy, WatchState
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
 
+_DEPLOY_COLUMNS = (
+    "d.id, d.service, d.environment, d.sha, epoch(d.finished_at) AS finished_at, d.source, "
+    "d.repo, d.previous_sha, epoch(d.started_at) AS started_at, d.url"
+)
+_WATCH_COLUMNS = "w.deploy_id, w.phase, epoch(w.next_due) AS next_due, w.reason"
 _OBSERVATION_COLUMNS = (
     "deploy_id", "seq", "observed_at", "sli", "status", "reason", "baseline_value",
     "watch_value", "baseline_bad", "baseline_total", "watch_bad", "watch_total", "statistic",
     "threshold", "effect", "null_value", "onset", "mode", "queries", "windows",
 )  # fmt: skip
+_OBSERVATION_READ = ", ".join(
+    c if c != "observed_at" else "epoch(observed_at) AS observed_at" for c in _OBSERVATION_COLUMNS
+)
 
 
 def _json_or_value(value: Any) -> Any:
     """Dicts and lists go into JSON columns as text; everything else is bound as it is."""
     return json.dumps(value) if isinstance(value, dict | list) else value
+
+
+def _watch_and_deploy(**columns: Any) -> tuple[WatchState, Deploy]:
+    """A row of `_WATCH_COLUMNS` and `_DEPLOY_COLUMNS` (no field name in both) as its records."""
+    watch = {f.name: columns.pop(f.name) for f in fields(WatchState)}
+    return WatchState(**watch), Deploy(**columns)
+
+
+def _watch_and_verdict(
+    *, verdict: str | None, **columns: Any
+) -> tuple[WatchState, dict[str, Any] | None]:
+    return WatchState(**columns), json.loads(verdict) if verdict else None
+
+
+def _observation(*, queries: str | None, windows: str | None, **columns: Any) -> dict[str, Any]:
+    """One SLI's kept result, its JSON columns decoded (in `_OBSERVATION_COLUMNS` order)."""
+    return columns | {
+        "queries": json.loads(queries) if queries else None,
+        "windows": json.loads(windows) if windows else None,
+    }
 
 
 class WatchQueries:
@@ -69,83 +98,105 @@ class WatchQueries:
 
         return await self._writer.tx(insert)
 
-    _DEPLOY_COLS = (
-        "id, service, environment, sha, epoch(finished_at), source, repo, "
-        "previous_sha, epoch(started_at), url"
-    )
-
     async def deploy(self, deploy_id: str) -> Deploy | None:
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE id = ?", [deploy_id]
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.id = ?", [deploy_id]),
+                Deploy,
+            )
         )
-        return Deploy(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def deploys(self, limit: int = 100) -> list[Deploy]:
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys ORDER BY finished_at DESC LIMIT ?",
-                [limit],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d ORDER BY d.finished_at DESC LIMIT ?",
+                    [limit],
+                ),
+                Deploy,
+            )
         )
-        return [Deploy(*r) for r in rows]
 
     async def service_deploys(self, service: str, since: float) -> list[Deploy]:
         """A service's deploys finished at or after `since` (Unix seconds), oldest first."""
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? "
-                "AND finished_at >= to_timestamp(?) ORDER BY finished_at, id",
-                [service, since],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.service = ? "
+                    "AND d.finished_at >= to_timestamp(?) ORDER BY d.finished_at, d.id",
+                    [service, since],
+                ),
+                Deploy,
+            )
         )
-        return [Deploy(*r) for r in rows]
 
     async def previous_deploy(self, deploy: Deploy) -> Deploy | None:
         """The latest earlier deploy of the same service and environment."""
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? AND environment = ? "
-                "AND finished_at < to_timestamp(?) AND id <> ? ORDER BY finished_at DESC LIMIT 1",
-                [deploy.service, deploy.environment, deploy.finished_at, deploy.id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.service = ? "
+                    "AND d.environment = ? AND d.finished_at < to_timestamp(?) AND d.id <> ? "
+                    "ORDER BY d.finished_at DESC LIMIT 1",
+                    [deploy.service, deploy.environment, deploy.finished_at, deploy.id],
+                ),
+                Deploy,
+            )
         )
-        return Deploy(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def watch(self, deploy_id: str) -> WatchState | None:
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason FROM watches WHERE deploy_id = ?",
-                [deploy_id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_WATCH_COLUMNS} FROM watches w WHERE w.deploy_id = ?", [deploy_id]
+                ),
+                WatchState,
+            )
         )
-        return WatchState(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def watch_deploy(self, deploy_id: str) -> tuple[WatchState, Deploy] | None:
         """A Watch and its deploy in one read (the start of every Watch step)."""
-        cols = ", ".join(f"d.{c}" if "(" not in c else c.replace("(", "(d.")
-                         for c in self._DEPLOY_COLS.split(", "))  # fmt: skip
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, "
-                f"{cols} FROM watches w JOIN deploys d ON d.id = w.deploy_id "
-                "WHERE w.deploy_id = ?",
-                [deploy_id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_WATCH_COLUMNS}, {_DEPLOY_COLUMNS} FROM watches w "
+                    "JOIN deploys d ON d.id = w.deploy_id WHERE w.deploy_id = ?",
+                    [deploy_id],
+                ),
+                _watch_and_deploy,
+            )
         )
-        return (WatchState(*rows[0][:4]), Deploy(*rows[0][4:])) if rows else None
+        return found[0] if found else None
+
+    @staticmethod
+    def read_watch_verdict(
+        cur: duckdb.DuckDBPyConnection, deploy_id: str
+    ) -> tuple[WatchState | None, dict[str, Any] | None]:
+        """A Watch and its last verdict, read on `cur` (by `Store.deploy_summary`)."""
+        found = fetch_records(
+            cur.execute(
+                f"SELECT {_WATCH_COLUMNS}, w.verdict FROM watches w WHERE w.deploy_id = ?",
+                [deploy_id],
+            ),
+            _watch_and_verdict,
+        )
+        return found[0] if found else (None, None)
 
     async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
         """Watches in one of `phases` whose next step is due, oldest first."""
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason FROM watches "
-                "WHERE list_contains(?, phase) AND next_due <= to_timestamp(?) ORDER BY next_due",
-                [list(phases), now],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_WATCH_COLUMNS} FROM watches w WHERE list_contains(?, w.phase) "
+                    "AND w.next_due <= to_timestamp(?) ORDER BY w.next_due",
+                    [list(phases), now],
+                ),
+                WatchState,
+            )
         )
-        return [WatchState(*r) for r in rows]
 
     async def transition(
         self,
@@ -199,12 +250,14 @@ class WatchQueries:
     @staticmethod
     def read_timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
         """A Watch's transitions in order, read on `cur` (also by `Store.deploy_summary`)."""
-        rows = cur.execute(
-            "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
-            "WHERE deploy_id = ? ORDER BY seq",
-            [deploy_id],
-        ).fetchall()
-        return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
+        return fetch_records(
+            cur.execute(
+                'SELECT seq, from_phase AS "from", to_phase AS "to", epoch(changed_at) AS "at", '
+                "reason FROM transitions WHERE deploy_id = ? ORDER BY seq",
+                [deploy_id],
+            ),
+            dict,
+        )
 
     async def watch_verdict(self, deploy_id: str) -> dict[str, Any] | None:
         rows = await self._writer.call(
@@ -251,27 +304,21 @@ class WatchQueries:
 
     async def observations(self, deploy_id: str, latest_only: bool = True) -> list[dict[str, Any]]:
         """Kept evaluations of a deploy, oldest first; only the last evaluation by default."""
-        columns = ", ".join(
-            c if c != "observed_at" else "epoch(observed_at)" for c in _OBSERVATION_COLUMNS
-        )
         where = "deploy_id = ?" + (
             " AND seq = (SELECT max(seq) FROM observations WHERE deploy_id = ?)"
             if latest_only
             else ""
         )
         params = [deploy_id, deploy_id] if latest_only else [deploy_id]
-        rows = await self._writer.call(
-            lambda cur: cur.execute(
-                f"SELECT {columns} FROM observations WHERE {where} ORDER BY seq, sli", params
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_OBSERVATION_READ} FROM observations WHERE {where} ORDER BY seq, sli",
+                    params,
+                ),
+                _observation,
+            )
         )
-        out = []
-        for row in rows:
-            item = dict(zip(_OBSERVATION_COLUMNS, row, strict=True))
-            for key in ("queries", "windows"):
-                item[key] = json.loads(item[key]) if item[key] else None
-            out.append(item)
-        return out
 
     async def observation_count(self, deploy_id: str) -> int:
         rows = await self._writer.call(

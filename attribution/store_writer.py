@@ -5,6 +5,10 @@ and writes are ordered; callers `await` it from the event loop. `call` runs a fu
 cursor, `tx` runs it in one transaction. Each query group (`store_*.py`) is a plain class over
 one `StoreWriter` and reaches the database only through `call` and `tx`; `attribution.store.Store`
 holds the writer and the groups.
+
+Rows become records by column name, never by position: each group's SELECT names (or aliases)
+its columns after the fields of the record it reads, and `fetch_records` passes every row to the
+record's constructor (or a small function that decodes JSON and lists first) as keywords.
 """
 
 from __future__ import annotations
@@ -21,11 +25,19 @@ import duckdb
 from opentelemetry import trace
 
 T = TypeVar("T")
+R = TypeVar("R")
 _tracer = trace.get_tracer("rearguard.store")
 
 
 class StoreError(Exception):
     """A store operation failed; the message names the operation."""
+
+
+def fetch_records(cur: duckdb.DuckDBPyConnection, make: Callable[..., R]) -> list[R]:
+    """Every row of the query just run on `cur`, as `make(**row)` with each value under its
+    column's name (so the SELECT names its columns after `make`'s parameters)."""
+    names = [column[0] for column in cur.description]
+    return [make(**dict(zip(names, row, strict=True))) for row in cur.fetchall()]
 
 
 class StoreWriter:
