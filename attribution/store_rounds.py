@@ -74,9 +74,10 @@ class RevertRoundQueries:
         )
 
     async def awaiting_reverts(
-        self, service: str, environment: str
+        self, service: str, environment: str, *, phase: str
     ) -> list[tuple[RevertRound, dict[str, Any]]]:
-        """Rounds whose revert is opened and not yet deployed, with the revert action's detail."""
+        """Rounds whose revert is opened and not yet deployed, with the revert action's detail,
+        of incidents whose Watch is in `phase` (the caller's phase of waiting for the revert)."""
         return await self._writer.call(
             lambda cur: fetch_records(
                 cur.execute(
@@ -84,18 +85,27 @@ class RevertRoundQueries:
                     "JOIN incidents i ON i.id = r.incident_id "
                     "JOIN watches w ON w.deploy_id = i.deploy_id "
                     "JOIN actions a ON a.id = r.action_id "
-                    "WHERE i.service = ? AND i.environment = ? AND w.phase = 'reverted' "
+                    "WHERE i.service = ? AND i.environment = ? AND w.phase = ? "
                     "AND a.status = 'completed' AND r.deploy_id IS NULL AND r.outcome IS NULL",
-                    [service, environment],
+                    [service, environment, phase],
                 ),
                 _round_and_detail,
             )
         )
 
     async def link_round_deploy(
-        self, r: RevertRound, deploy_id: str, watch_of: str, *, now: float, due: float, reason: str
+        self,
+        r: RevertRound,
+        deploy_id: str,
+        watch_of: str,
+        *,
+        phase: str,
+        now: float,
+        due: float,
+        reason: str,
     ) -> bool:
-        """Record that `deploy_id` carries round `r`, and wake the incident's Watch at `due`."""
+        """Record that `deploy_id` carries round `r`, and wake the incident's Watch at `due`
+        (in the same transaction, and only while that Watch is still in `phase`)."""
 
         def link(cur: duckdb.DuckDBPyConnection) -> bool:
             rows = cur.execute(
@@ -106,8 +116,8 @@ class RevertRoundQueries:
             if rows:
                 cur.execute(
                     "UPDATE watches SET next_due = to_timestamp(?), updated_at = to_timestamp(?), "
-                    "reason = ? WHERE deploy_id = ? AND phase = 'reverted'",
-                    [due, now, reason, watch_of],
+                    "reason = ? WHERE deploy_id = ? AND phase = ?",
+                    [due, now, reason, watch_of, phase],
                 )
             return bool(rows)
 
@@ -187,9 +197,12 @@ class RevertRoundQueries:
         )
         return found[0] if found else None
 
-    async def close_revert(self, key: str, *, now: float, note: str) -> str | None:
+    async def close_revert(
+        self, key: str, *, phases: Sequence[str], now: float, note: str
+    ) -> str | None:
         """A person closed the revert PR for action `key` unmerged: settle its round `closed`,
-        stop any retry of the action, and wake the incident's Watch; the incident id, if known."""
+        stop any retry of the action, and wake the incident's Watch if it is in one of `phases`
+        (all in one transaction); the incident id, if known."""
 
         def close(cur: duckdb.DuckDBPyConnection) -> str | None:
             rows = cur.execute(
@@ -212,8 +225,8 @@ class RevertRoundQueries:
             )
             cur.execute(
                 "UPDATE watches SET next_due = to_timestamp(?) WHERE deploy_id = ? "
-                "AND phase IN ('reverted', 'rolling_back')",
-                [now, watch_of],
+                "AND list_contains(?, phase)",
+                [now, watch_of, list(phases)],
             )
             return str(incident_id)
 

@@ -9,7 +9,14 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from attribution.records import AgentIdentity, Deploy, Incident, MergedPR, Suspect
+from attribution.records import (
+    AgentIdentity,
+    Deploy,
+    Incident,
+    MergedPR,
+    RevertRound,
+    Suspect,
+)
 from attribution.store import Store
 from attribution.store_incidents import IncidentQueries
 
@@ -374,6 +381,44 @@ async def test_a_watch_and_its_deploy_read_together(store: Store) -> None:
     await store.watches.record_deploy(DEPLOY, "deployed", now=T0)
     found = await store.watches.watch_deploy(DEPLOY.id)
     assert found == (await store.watches.watch(DEPLOY.id), DEPLOY)
+
+
+async def test_revert_rounds_wake_the_watch_only_in_the_phases_given(store: Store) -> None:
+    """Linking a revert's deploy and closing a revert PR move the Watch's `next_due` only while
+    it is in the phase(s) the caller names; the round itself is linked or settled either way."""
+    await store.watches.record_deploy(DEPLOY, "observing", now=T0)
+    await store.watches.transition(DEPLOY.id, "observing", "regressed", now=T0 + 300,
+                                   next_due=T0 + 900, reason="regressed",
+                                   also=writes(INCIDENT))  # fmt: skip
+    first = RevertRound(INCIDENT.id, 1, (103,), "revert:inc", T0 + 301, "top suspect")
+    second = RevertRound(INCIDENT.id, 2, (104,), "revert:inc:2", T0 + 302, "next suspect")
+    await store.rounds.ensure_round(first)
+    await store.rounds.ensure_round(second)
+
+    async def next_due() -> float:
+        watch = await store.watches.watch(DEPLOY.id)
+        assert watch is not None
+        return watch.next_due
+
+    linked = await store.rounds.link_round_deploy(
+        first, "cd_2", DEPLOY.id, phase="reverted", now=T0 + 400, due=T0 + 415, reason="deployed"
+    )
+    assert linked is True
+    assert await next_due() == T0 + 900
+    linked = await store.rounds.link_round_deploy(
+        second, "cd_3", DEPLOY.id, phase="regressed", now=T0 + 450, due=T0 + 465, reason="deployed"
+    )
+    assert linked is True
+    assert await next_due() == T0 + 465
+    assert [r.deploy_id for r in await store.rounds.of_incident(INCIDENT.id)] == ["cd_2", "cd_3"]
+
+    closed = await store.rounds.close_revert("revert:inc", phases=("reverted", "rolling_back"),
+                                             now=T0 + 500, note="closed by @ana")  # fmt: skip
+    assert closed == INCIDENT.id
+    assert await next_due() == T0 + 465
+    assert (await store.rounds.of_incident(INCIDENT.id))[0].outcome == "closed"
+    await store.rounds.close_revert("revert:inc", phases=("regressed",), now=T0 + 600, note="x")
+    assert await next_due() == T0 + 600
 
 
 async def test_data_survives_close_and_reopen(tmp_path: Path) -> None:

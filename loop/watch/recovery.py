@@ -46,7 +46,9 @@ _OUTCOMES = {Status.HEALTHY: "recovered", Status.REGRESSED: "not_recovered"}
 async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> None:
     """If `deploy` carries an opened revert of this service and environment, say so and wake the
     incident's Watch to verify recovery from the deploy's first step."""
-    waiting = await deps.store.rounds.awaiting_reverts(deploy.service, deploy.environment)
+    waiting = await deps.store.rounds.awaiting_reverts(
+        deploy.service, deploy.environment, phase=Phase.REVERTED
+    )
     if not waiting:
         return
     base = deploy.previous_sha
@@ -73,7 +75,7 @@ async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSe
             f"verifying {incident.sli} against the baseline before the regression"
         )
         await deps.store.rounds.link_round_deploy(
-            found, deploy.id, incident.deploy_id, now=now,
+            found, deploy.id, incident.deploy_id, phase=Phase.REVERTED, now=now,
             due=max(now, deploy.finished_at + service.step), reason=reason,
         )  # fmt: skip
 
