@@ -1,5 +1,6 @@
-"""Evidence queries: the attribution tables of the store (schema `004_attribution.sql`): PR files
-and facts, CI runs, errors and alerts, and the rows feedback learns from.
+"""Evidence queries (`store.evidence`): the attribution tables of the store (schema
+`004_attribution.sql`): PR files and facts, CI runs, errors and alerts, and the rows feedback
+learns from.
 
 Like every query group it runs on the store's one writer (`StoreWriter.call`), so its writes stay
 ordered with the rest; it reads merged PRs through the PR group. Records go in and come out as

@@ -1,8 +1,8 @@
-"""Incident queries: incidents with their ranked suspects, the actions taken on each (revert,
-notify, close: written `pending` first so a crash retries rather than repeats), the feedback
-people and the loop give on them, and the model usage spent on them (tokens and cost of each
-model call, kept against its incident so the per-incident and per-day budgets can be checked
-before the next call).
+"""Incident queries (`store.incidents`, and `store.usage`): incidents with their ranked suspects,
+the actions taken on each (revert, notify, close: written `pending` first so a crash retries rather
+than repeats), the feedback people and the loop give on them, and the model usage spent on them
+(tokens and cost of each model call, kept against its incident so the per-incident and per-day
+budgets can be checked before the next call).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Journal queries: every webhook delivery kept once, so a redelivery is recognised and its
-effect is applied at most once (`accepted` -> `applied`).
+"""Journal queries (`store.journal`): every webhook delivery kept once, so a redelivery is
+recognised and its effect is applied at most once (`accepted` -> `applied`).
 """
 
 from __future__ import annotations

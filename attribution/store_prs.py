@@ -1,5 +1,5 @@
-"""Pull-request queries: merged PRs with the agent identity behind them, the agent sessions
-they name, and which PRs each deploy carried (`deploy_prs`).
+"""Pull-request queries (`store.prs`): merged PRs with the agent identity behind them, the agent
+sessions they name, and which PRs each deploy carried (`deploy_prs`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,9 @@
-"""Revert-round queries (schema 006): each round of reverts for an incident, the deploy that
-carried it and its outcome, and the incident's times (onset, detection, revert opened,
+"""Revert-round queries (`store.rounds`, schema 006): each round of reverts for an incident, the
+deploy that carried it and its outcome, and the incident's times (onset, detection, revert opened,
 recovery) from which time-to-revert and time-to-restore are kept.
+
+A round wakes its incident's Watch only while that Watch is in the phase(s) the caller names
+(the loop's `Phase.REVERTED`, say): the phases are the loop's, so none is named here.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Deploy and Watch queries: the deploys seen, each one's Watch (phase, next step due, verdict),
-its transition history, and the per-SLI observations each evaluation kept.
+"""Deploy and Watch queries (`store.watches`): the deploys seen, each one's Watch (phase, next step
+due, verdict), its transition history, and the per-SLI observations each evaluation kept.
 
 A Watch moves only through `transition`, a compare-and-set on the current phase inside one
 transaction, so two steps of the same Watch can never both win.
