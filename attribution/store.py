@@ -5,11 +5,21 @@ writes are ordered; callers `await` it from the event loop. Results are fetched 
 call (DuckDB 2.0 streams results). Times go in as Unix seconds through `to_timestamp` and come out
 through `epoch`, so no timezone library is involved.
 
-The writer itself is `attribution.store_writer.StoreWriter`; the SQL lives in one mixin per query
-group (`store_journal`, `store_watches`, `store_prs`, `store_incidents`, `store_rounds`,
-`store_usage`), each using only the writer's `_call` and `_tx`. `Store` composes them, so callers
-use one object: `await Store.open(path)`, then `store.record_deploy(...)` and the rest. Reads that
-span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the composition.
+The writer is `attribution.store_writer.StoreWriter` (`call`, `tx`); the SQL lives in one plain
+class per query group, each over that one writer. `Store` holds the writer and the groups as
+attributes, so callers use one object: `await Store.open(path)`, then
+`store.watches.record_deploy(...)`, `store.incidents.begin_action(...)` and the rest:
+
+    store.journal     webhook deliveries, kept once (`store_journal`)
+    store.watches     deploys, Watches, transitions, observations (`store_watches`)
+    store.prs         merged PRs, agent sessions, the PRs each deploy carried (`store_prs`)
+    store.incidents   incidents, suspects, actions, feedback (`store_incidents`)
+    store.usage       model tokens and cost per incident (`store_incidents`)
+    store.rounds      revert rounds and incident times (`store_rounds`)
+    store.evidence    PR files, CI runs, error and alert signals (`store_evidence`)
+
+Reads that span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the
+composition, built from the groups' static row readers.
 
 Exception tree::
 
@@ -19,7 +29,6 @@ Exception tree::
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -28,11 +37,11 @@ from typing import Any
 import duckdb
 
 from attribution.records import MergedPR, WatchState
-from attribution.store_incidents import IncidentQueries
+from attribution.store_evidence import EvidenceQueries
+from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
 from attribution.store_prs import PullRequestQueries
 from attribution.store_rounds import RevertRoundQueries
-from attribution.store_usage import UsageQueries
 from attribution.store_watches import WatchQueries
 from attribution.store_writer import StoreError, StoreWriter
 
@@ -49,16 +58,35 @@ def _migrations() -> list[tuple[int, str]]:
     return sorted(found)
 
 
-class Store(
-    JournalQueries,
-    WatchQueries,
-    PullRequestQueries,
-    IncidentQueries,
-    RevertRoundQueries,
-    UsageQueries,
-    StoreWriter,
-):
-    """The single writer of the DuckDB file; open with `await Store.open(path)`."""
+def _migrate(cur: duckdb.DuckDBPyConnection) -> None:
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations "
+        "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations").fetchall()}
+    for version, sql in _migrations():
+        if version in done:
+            continue
+        cur.execute("BEGIN TRANSACTION")
+        cur.execute(sql)
+        cur.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+        cur.execute("COMMIT")
+
+
+class Store:
+    """The DuckDB file, its one writer and the query groups over it; open with
+    `await Store.open(path)`."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self.writer = writer
+        self.path = writer.path
+        self.journal = JournalQueries(writer)
+        self.watches = WatchQueries(writer)
+        self.prs = PullRequestQueries(writer)
+        self.incidents = IncidentQueries(writer)
+        self.usage = UsageQueries(writer)
+        self.rounds = RevertRoundQueries(writer)
+        self.evidence = EvidenceQueries(writer, self.prs)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -68,23 +96,13 @@ class Store(
             con = await asyncio.to_thread(duckdb.connect, str(path))
         except duckdb.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
-        store = cls(con, path)
-        await store._call(store._migrate)
-        return store
+        writer = StoreWriter(con, path)
+        await writer.call(_migrate)
+        return cls(writer)
 
-    def _migrate(self, cur: duckdb.DuckDBPyConnection) -> None:
-        cur.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations "
-            "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
-        )
-        done = {row[0] for row in cur.execute("SELECT version FROM schema_migrations").fetchall()}
-        for version, sql in _migrations():
-            if version in done:
-                continue
-            cur.execute("BEGIN TRANSACTION")
-            cur.execute(sql)
-            cur.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
-            cur.execute("COMMIT")
+    async def close(self) -> None:
+        """Close the file once the calls already queued have run."""
+        await self.writer.close()
 
     async def deploy_summary(
         self, deploy_id: str
@@ -96,28 +114,24 @@ class Store(
         verdict, the PRs, the timeline and the incident's id."""
 
         def read(cur: duckdb.DuckDBPyConnection) -> Any:
-            watch = cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason, version, verdict FROM watches "
-                "WHERE deploy_id = ?",
-                [deploy_id],
-            ).fetchall()
+            watch, verdict = WatchQueries.read_watch_verdict(cur, deploy_id)
             incident = cur.execute(
                 "SELECT id FROM incidents WHERE deploy_id = ?", [deploy_id]
             ).fetchall()
             return (
-                WatchState(*watch[0][:5]) if watch else None,
-                json.loads(watch[0][5]) if watch and watch[0][5] else None,
-                self._deploy_prs(cur, deploy_id),
-                self._timeline(cur, deploy_id),
+                watch,
+                verdict,
+                PullRequestQueries.read_deploy_prs(cur, deploy_id),
+                WatchQueries.read_timeline(cur, deploy_id),
                 str(incident[0][0]) if incident else None,
             )
 
         summary: tuple[
             WatchState | None, dict[str, Any] | None, list[MergedPR], list[dict[str, Any]],
             str | None,
-        ] = await self._call(read)  # fmt: skip
+        ] = await self.writer.call(read)  # fmt: skip
         return summary
 
     async def fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a read query of Rearguard's own (never user SQL) and fetch every row."""
-        return await self._call(lambda cur: cur.execute(sql, list(params)).fetchall())
+        return await self.writer.call(lambda cur: cur.execute(sql, list(params)).fetchall())

@@ -1,21 +1,43 @@
-"""Incident queries: incidents with their ranked suspects, the actions taken on each (revert,
-notify, close: written `pending` first so a crash retries rather than repeats), and the
-feedback people and the loop give on them.
+"""Incident queries (`store.incidents`, and `store.usage`): incidents with their ranked suspects,
+the actions taken on each (revert, notify, close: written `pending` first so a crash retries rather
+than repeats), the feedback people and the loop give on them, and the model usage spent on them
+(tokens and cost of each model call, kept against its incident so the per-incident and per-day
+budgets can be checked before the next call).
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import duckdb
 
 from attribution.records import Action, Incident, Suspect
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
+
+_INCIDENT_COLUMNS = (
+    "id, deploy_id, service, environment, sli, epoch(opened_at) AS opened_at, verdict, "
+    "ambiguous, confidence, revert_unit, reason"
+)
+_SUSPECT_COLUMNS = "repo, number, probability, reason"
+_ACTION_COLUMNS = "id, incident_id, kind, status, attempts, url, detail, error"
 
 
-class IncidentQueries(StoreWriter):
+def _incident(*, verdict: str, revert_unit: list[int], **columns: Any) -> Incident:
+    """An incident row (its suspects are read apart)."""
+    return Incident(verdict=json.loads(verdict), revert_unit=tuple(revert_unit), **columns)
+
+
+def _action(*, detail: str | None, **columns: Any) -> Action:
+    return Action(detail=json.loads(detail) if detail else None, **columns)
+
+
+class IncidentQueries:
     """Incidents and suspects, the actions taken on them, and feedback on them."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     @staticmethod
     def insert_incident(cur: duckdb.DuckDBPyConnection, incident: Incident) -> None:
@@ -43,43 +65,30 @@ class IncidentQueries(StoreWriter):
             )
 
     async def incident(self, incident_id: str) -> Incident | None:
-        return await self._call(lambda cur: self._incident(cur, "id", incident_id))
+        return await self._writer.call(lambda cur: self._read_incident(cur, "id", incident_id))
 
     async def incident_for_deploy(self, deploy_id: str) -> Incident | None:
-        return await self._call(lambda cur: self._incident(cur, "deploy_id", deploy_id))
+        return await self._writer.call(lambda cur: self._read_incident(cur, "deploy_id", deploy_id))
 
     @staticmethod
-    def _incident(cur: duckdb.DuckDBPyConnection, column: str, value: str) -> Incident | None:
-        rows = cur.execute(
-            "SELECT id, deploy_id, service, environment, sli, epoch(opened_at), verdict, "
-            f"ambiguous, confidence, revert_unit, reason FROM incidents WHERE {column} = ?",
-            [value],
-        ).fetchall()
-        if not rows:
-            return None
-        r = rows[0]
-        suspects = cur.execute(
-            "SELECT repo, number, probability, reason FROM suspects WHERE incident_id = ? "
-            "ORDER BY rank",
-            [r[0]],
-        ).fetchall()
-        return Incident(
-            id=r[0],
-            deploy_id=r[1],
-            service=r[2],
-            environment=r[3],
-            sli=r[4],
-            opened_at=r[5],
-            verdict=json.loads(r[6]),
-            ambiguous=r[7],
-            confidence=r[8],
-            revert_unit=tuple(r[9]),
-            reason=r[10],
-            suspects=tuple(Suspect(*s) for s in suspects),
+    def _read_incident(cur: duckdb.DuckDBPyConnection, column: str, value: str) -> Incident | None:
+        found = fetch_records(
+            cur.execute(f"SELECT {_INCIDENT_COLUMNS} FROM incidents WHERE {column} = ?", [value]),
+            _incident,
         )
+        if not found:
+            return None
+        suspects = fetch_records(
+            cur.execute(
+                f"SELECT {_SUSPECT_COLUMNS} FROM suspects WHERE incident_id = ? ORDER BY rank",
+                [found[0].id],
+            ),
+            Suspect,
+        )
+        return replace(found[0], suspects=tuple(suspects))
 
-    async def incidents(self, limit: int = 100) -> list[Incident]:
-        ids = await self._call(
+    async def recent(self, limit: int = 100) -> list[Incident]:
+        ids = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT id FROM incidents ORDER BY opened_at DESC LIMIT ?", [limit]
             ).fetchall()
@@ -103,9 +112,9 @@ class IncidentQueries(StoreWriter):
                 " WHERE id = ? AND status = 'pending'",
                 [now, key],
             )
-            return self._action(cur, key)
+            return self._read_action(cur, key)
 
-        return await self._tx(upsert)
+        return await self._writer.tx(upsert)
 
     async def finish_action(
         self,
@@ -126,13 +135,13 @@ class IncidentQueries(StoreWriter):
                 "url = coalesce(?, url), detail = coalesce(?, detail), error = ? WHERE id = ?",
                 [status, now, url, None if detail is None else json.dumps(detail), error, key],
             )
-            return self._action(cur, key)
+            return self._read_action(cur, key)
 
-        return await self._call(finish)
+        return await self._writer.call(finish)
 
     async def note_action_error(self, key: str, now: float, error: str) -> None:
         """Keep the last error of a still-pending action (it will be retried)."""
-        await self._call(
+        await self._writer.call(
             lambda cur: cur.execute(
                 "UPDATE actions SET error = ?, updated_at = to_timestamp(?) WHERE id = ?",
                 [error, now, key],
@@ -140,22 +149,21 @@ class IncidentQueries(StoreWriter):
         )
 
     @staticmethod
-    def _action(cur: duckdb.DuckDBPyConnection, key: str) -> Action:
-        r = cur.execute(
-            "SELECT id, incident_id, kind, status, attempts, url, detail, error "
-            "FROM actions WHERE id = ?",
-            [key],
-        ).fetchall()[0]
-        return Action(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]) if r[6] else None, r[7])
+    def _read_action(cur: duckdb.DuckDBPyConnection, key: str) -> Action:
+        return fetch_records(
+            cur.execute(f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", [key]), _action
+        )[0]
 
     async def actions(self, incident_id: str) -> list[Action]:
-        keys = await self._call(
+        keys = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT id FROM actions WHERE incident_id = ? ORDER BY created_at, id",
                 [incident_id],
             ).fetchall()
         )
-        return await self._call(lambda cur: [self._action(cur, str(k[0])) for k in keys])
+        return await self._writer.call(
+            lambda cur: [self._read_action(cur, str(k[0])) for k in keys]
+        )
 
     # -- feedback ------------------------------------------------------------------------------
 
@@ -172,7 +180,7 @@ class IncidentQueries(StoreWriter):
         note: str | None = None,
     ) -> bool:
         """Keep one outcome or verdict on an incident; False when `key` was already recorded."""
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "INSERT INTO feedback VALUES (?, ?, ?, ?, ?, ?, ?, to_timestamp(?)) "
                 "ON CONFLICT DO NOTHING RETURNING id",
@@ -180,3 +188,48 @@ class IncidentQueries(StoreWriter):
             ).fetchall()
         )
         return bool(rows)
+
+
+class UsageQueries:
+    """Tokens and USD spent on model calls, per incident and over time."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+
+    async def record(
+        self,
+        incident_id: str,
+        *,
+        model: str,
+        input_tokens: int,
+        output_tokens: int,
+        cost_usd: float,
+        now: float,
+    ) -> None:
+        """Keep one model call's tokens and cost against its incident."""
+
+        def insert(cur: duckdb.DuckDBPyConnection) -> None:
+            row = cur.execute(
+                "SELECT count(*) FROM llm_usage WHERE incident_id = ?", [incident_id]
+            ).fetchall()
+            cur.execute(
+                "INSERT INTO llm_usage VALUES (?, ?, ?, ?, ?, ?, to_timestamp(?))",
+                [f"{incident_id}:{row[0][0] + 1}", incident_id, model, input_tokens,
+                 output_tokens, cost_usd, now],
+            )  # fmt: skip
+
+        await self._writer.tx(insert)
+
+    async def spent(
+        self, *, incident_id: str | None = None, since: float | None = None
+    ) -> tuple[int, float]:
+        """Tokens and USD spent on one incident, or on all since `since` (Unix seconds)."""
+        rows = await self._writer.call(
+            lambda cur: cur.execute(
+                "SELECT coalesce(sum(input_tokens + output_tokens), 0), coalesce(sum(cost_usd), 0)"
+                " FROM llm_usage WHERE (? IS NULL OR incident_id = ?)"
+                " AND (? IS NULL OR created_at >= to_timestamp(?))",
+                [incident_id, incident_id, since, since],
+            ).fetchall()
+        )
+        return int(rows[0][0]), float(rows[0][1])

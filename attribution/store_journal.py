@@ -1,5 +1,5 @@
-"""Journal queries: every webhook delivery kept once, so a redelivery is recognised and its
-effect is applied at most once (`accepted` -> `applied`).
+"""Journal queries (`store.journal`): every webhook delivery kept once, so a redelivery is
+recognised and its effect is applied at most once (`accepted` -> `applied`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,13 @@ import duckdb
 from attribution.store_writer import StoreWriter
 
 
-class JournalQueries(StoreWriter):
+class JournalQueries:
     """The delivery journal: dedupe by `source:delivery` and track whether it was applied."""
 
-    async def journal(
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
+
+    async def record(
         self,
         source: str,
         event: str,
@@ -44,18 +47,18 @@ class JournalQueries(StoreWriter):
             ).fetchall()
             return bool(rows)
 
-        return await self._call(insert)
+        return await self._writer.call(insert)
 
-    async def mark_journal(self, source: str, delivery: str, status: str) -> None:
+    async def mark(self, source: str, delivery: str, status: str) -> None:
         """Move a journaled delivery on (`accepted` -> `applied` once its effect is stored)."""
-        await self._call(
+        await self._writer.call(
             lambda cur: cur.execute(
                 "UPDATE journal SET status = ? WHERE id = ?", [status, f"{source}:{delivery}"]
             )
         )
 
-    async def journal_status(self, source: str, delivery: str) -> str | None:
-        rows = await self._call(
+    async def status(self, source: str, delivery: str) -> str | None:
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT status FROM journal WHERE id = ?", [f"{source}:{delivery}"]
             ).fetchall()

@@ -1,5 +1,5 @@
-"""Pull-request queries: merged PRs with the agent identity behind them, the agent sessions
-they name, and which PRs each deploy carried (`deploy_prs`).
+"""Pull-request queries (`store.prs`): merged PRs with the agent identity behind them, the agent
+sessions they name, and which PRs each deploy carried (`deploy_prs`).
 """
 
 from __future__ import annotations
@@ -10,11 +10,31 @@ from typing import Any
 import duckdb
 
 from attribution.records import AgentIdentity, MergedPR
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
+
+# The agent identity comes back as one struct, its keys named after `AgentIdentity`'s fields.
+_PR_COLUMNS = (
+    "p.repo, p.number, p.title, p.author, p.url, p.merge_sha, p.head_sha, p.base_ref, "
+    "epoch(p.merged_at) AS merged_at, p.body, p.labels, p.files, p.node_id, "
+    "struct_pack(kind := p.author_kind, name := p.agent_name, session := p.agent_session, "
+    "model := p.agent_model, role := p.agent_role, spec := p.spec, tokens := p.tokens, "
+    "cost_usd := p.cost_usd) AS identity"
+)
 
 
-class PullRequestQueries(StoreWriter):
+def _merged_pr(
+    *, labels: list[str], files: list[str], identity: dict[str, Any], **columns: Any
+) -> MergedPR:
+    return MergedPR(
+        labels=tuple(labels), files=tuple(files), identity=AgentIdentity(**identity), **columns
+    )
+
+
+class PullRequestQueries:
     """Merged PRs, agent sessions, and the PRs each deploy shipped."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     async def record_pr(self, pr: MergedPR, now: float) -> None:
         """Insert or refresh a merged PR, and its agent session when it names one."""
@@ -64,48 +84,23 @@ class PullRequestQueries(StoreWriter):
                     ],
                 )
 
-        await self._tx(upsert)
+        await self._writer.tx(upsert)
 
-    _PR_COLS = (
-        "repo, number, title, author, url, merge_sha, head_sha, base_ref, "
-        "epoch(merged_at), body, labels, files, node_id, author_kind, agent_name, "
-        "agent_session, agent_model, agent_role, spec, tokens, cost_usd"
-    )
-
-    @staticmethod
-    def _pr(row: Sequence[Any]) -> MergedPR:
-        identity = AgentIdentity(*row[13:21])
-        return MergedPR(
-            repo=row[0],
-            number=row[1],
-            title=row[2],
-            author=row[3],
-            url=row[4],
-            merge_sha=row[5],
-            head_sha=row[6],
-            base_ref=row[7],
-            merged_at=row[8],
-            body=row[9],
-            labels=tuple(row[10]),
-            files=tuple(row[11]),
-            node_id=row[12],
-            identity=identity,
-        )
-
-    async def prs(self, repo: str, numbers: Sequence[int] | None = None) -> list[MergedPR]:
+    async def of_repo(self, repo: str, numbers: Sequence[int] | None = None) -> list[MergedPR]:
         """PRs of `repo` (all, or those numbered), oldest merge first."""
-        sql = f"SELECT {self._PR_COLS} FROM pull_requests WHERE repo = ?"
+        sql = f"SELECT {_PR_COLUMNS} FROM pull_requests p WHERE p.repo = ?"
         params: list[Any] = [repo]
         if numbers is not None:
-            sql += " AND list_contains(?, number)"
+            sql += " AND list_contains(?, p.number)"
             params.append(list(numbers))
-        rows = await self._call(
-            lambda cur: cur.execute(sql + " ORDER BY merged_at", params).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(sql + " ORDER BY p.merged_at", params), _merged_pr
+            )
         )
-        return [self._pr(r) for r in rows]
 
     async def set_deploy_prs(self, deploy_id: str, repo: str, numbers: Sequence[int]) -> None:
-        await self._tx(lambda cur: self.write_deploy_prs(cur, deploy_id, repo, numbers))
+        await self._writer.tx(lambda cur: self.write_deploy_prs(cur, deploy_id, repo, numbers))
 
     @staticmethod
     def write_deploy_prs(
@@ -117,18 +112,17 @@ class PullRequestQueries(StoreWriter):
             cur.execute("INSERT INTO deploy_prs VALUES (?, ?, ?)", [deploy_id, repo, n])
 
     async def deploy_prs(self, deploy_id: str) -> list[MergedPR]:
-        return await self._call(lambda cur: self._deploy_prs(cur, deploy_id))
+        return await self._writer.call(lambda cur: self.read_deploy_prs(cur, deploy_id))
 
-    @classmethod
-    def _deploy_prs(cls, cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[MergedPR]:
-        cols = ", ".join(
-            f"p.{c.strip()}" if "(" not in c else c.replace("(", "(p.")
-            for c in cls._PR_COLS.split(",")
+    @staticmethod
+    def read_deploy_prs(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[MergedPR]:
+        """The PRs a deploy carried, oldest merge first, read on `cur` (also by `Store`)."""
+        return fetch_records(
+            cur.execute(
+                f"SELECT {_PR_COLUMNS} FROM deploy_prs d JOIN pull_requests p "
+                "ON p.repo = d.repo AND p.number = d.number WHERE d.deploy_id = ? "
+                "ORDER BY p.merged_at",
+                [deploy_id],
+            ),
+            _merged_pr,
         )
-        rows = cur.execute(
-            f"SELECT {cols} FROM deploy_prs d JOIN pull_requests p "
-            "ON p.repo = d.repo AND p.number = d.number WHERE d.deploy_id = ? "
-            "ORDER BY p.merged_at",
-            [deploy_id],
-        ).fetchall()
-        return [cls._pr(r) for r in rows]

@@ -1,6 +1,9 @@
-"""Revert-round queries (schema 006): each round of reverts for an incident, the deploy that
-carried it and its outcome, and the incident's times (onset, detection, revert opened,
+"""Revert-round queries (`store.rounds`, schema 006): each round of reverts for an incident, the
+deploy that carried it and its outcome, and the incident's times (onset, detection, revert opened,
 recovery) from which time-to-revert and time-to-restore are kept.
+
+A round wakes its incident's Watch only while that Watch is in the phase(s) the caller names
+(the loop's `Phase.REVERTED`, say): the phases are the loop's, so none is named here.
 """
 
 from __future__ import annotations
@@ -12,11 +15,33 @@ from typing import Any
 import duckdb
 
 from attribution.records import Incident, IncidentTimes, RevertRound
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
+
+_ROUND_COLUMNS = (
+    "r.incident_id, r.round, r.prs, r.action_id, epoch(r.decided_at) AS decided_at, r.reason, "
+    "r.deploy_id, r.outcome, epoch(r.outcome_at) AS outcome_at, r.note"
+)
+_TIMES_COLUMNS = (
+    "incident_id, epoch(onset_at) AS onset_at, epoch(detected_at) AS detected_at, "
+    "epoch(revert_opened_at) AS revert_opened_at, epoch(recovered_at) AS recovered_at, "
+    "time_to_revert, time_to_restore"
+)
 
 
-class RevertRoundQueries(StoreWriter):
+def _round(*, prs: list[int], **columns: Any) -> RevertRound:
+    return RevertRound(prs=tuple(prs), **columns)
+
+
+def _round_and_detail(*, detail: str | None, **columns: Any) -> tuple[RevertRound, dict[str, Any]]:
+    """A round and the detail of its revert action (`{}` when it kept none)."""
+    return _round(**columns), json.loads(detail) if detail else {}
+
+
+class RevertRoundQueries:
     """Revert rounds, their deploys and outcomes, and each incident's recovery times."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     @staticmethod
     def insert_round(cur: duckdb.DuckDBPyConnection, r: RevertRound) -> None:
@@ -32,53 +57,58 @@ class RevertRoundQueries(StoreWriter):
 
         def ensure(cur: duckdb.DuckDBPyConnection) -> list[RevertRound]:
             self.insert_round(cur, r)
-            return self._rounds(cur, r.incident_id)
+            return self._read_rounds(cur, r.incident_id)
 
-        return await self._call(ensure)
+        return await self._writer.call(ensure)
 
-    _ROUND_COLS = (
-        "incident_id, round, prs, action_id, epoch(decided_at), reason, deploy_id, outcome, "
-        "epoch(outcome_at), note"
-    )
-
-    async def rounds(self, incident_id: str) -> list[RevertRound]:
+    async def of_incident(self, incident_id: str) -> list[RevertRound]:
         """An incident's revert rounds, first round first."""
-        return await self._call(lambda cur: self._rounds(cur, incident_id))
+        return await self._writer.call(lambda cur: self._read_rounds(cur, incident_id))
 
-    @classmethod
-    def _rounds(cls, cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
-        rows = cur.execute(
-            f"SELECT {cls._ROUND_COLS} FROM revert_rounds WHERE incident_id = ? ORDER BY round",
-            [incident_id],
-        ).fetchall()
-        return [RevertRound(r[0], r[1], tuple(r[2]), *r[3:]) for r in rows]
+    @staticmethod
+    def _read_rounds(cur: duckdb.DuckDBPyConnection, incident_id: str) -> list[RevertRound]:
+        return fetch_records(
+            cur.execute(
+                f"SELECT {_ROUND_COLUMNS} FROM revert_rounds r WHERE r.incident_id = ? "
+                "ORDER BY r.round",
+                [incident_id],
+            ),
+            _round,
+        )
 
     async def awaiting_reverts(
-        self, service: str, environment: str
+        self, service: str, environment: str, *, phase: str
     ) -> list[tuple[RevertRound, dict[str, Any]]]:
-        """Rounds whose revert is opened and not yet deployed, with the revert action's detail."""
-        cols = ", ".join(f"r.{c}" if "(" not in c else c.replace("(", "(r.")
-                         for c in self._ROUND_COLS.split(", "))  # fmt: skip
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {cols}, a.detail FROM revert_rounds r "
-                "JOIN incidents i ON i.id = r.incident_id "
-                "JOIN watches w ON w.deploy_id = i.deploy_id "
-                "JOIN actions a ON a.id = r.action_id "
-                "WHERE i.service = ? AND i.environment = ? AND w.phase = 'reverted' "
-                "AND a.status = 'completed' AND r.deploy_id IS NULL AND r.outcome IS NULL",
-                [service, environment],
-            ).fetchall()
+        """Rounds whose revert is opened and not yet deployed, with the revert action's detail,
+        of incidents whose Watch is in `phase` (the caller's phase of waiting for the revert)."""
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_ROUND_COLUMNS}, a.detail FROM revert_rounds r "
+                    "JOIN incidents i ON i.id = r.incident_id "
+                    "JOIN watches w ON w.deploy_id = i.deploy_id "
+                    "JOIN actions a ON a.id = r.action_id "
+                    "WHERE i.service = ? AND i.environment = ? AND w.phase = ? "
+                    "AND a.status = 'completed' AND r.deploy_id IS NULL AND r.outcome IS NULL",
+                    [service, environment, phase],
+                ),
+                _round_and_detail,
+            )
         )
-        return [
-            (RevertRound(r[0], r[1], tuple(r[2]), *r[3:10]), json.loads(r[10]) if r[10] else {})
-            for r in rows
-        ]
 
     async def link_round_deploy(
-        self, r: RevertRound, deploy_id: str, watch_of: str, *, now: float, due: float, reason: str
+        self,
+        r: RevertRound,
+        deploy_id: str,
+        watch_of: str,
+        *,
+        phase: str,
+        now: float,
+        due: float,
+        reason: str,
     ) -> bool:
-        """Record that `deploy_id` carries round `r`, and wake the incident's Watch at `due`."""
+        """Record that `deploy_id` carries round `r`, and wake the incident's Watch at `due`
+        (in the same transaction, and only while that Watch is still in `phase`)."""
 
         def link(cur: duckdb.DuckDBPyConnection) -> bool:
             rows = cur.execute(
@@ -89,12 +119,12 @@ class RevertRoundQueries(StoreWriter):
             if rows:
                 cur.execute(
                     "UPDATE watches SET next_due = to_timestamp(?), updated_at = to_timestamp(?), "
-                    "reason = ? WHERE deploy_id = ? AND phase = 'reverted'",
-                    [due, now, reason, watch_of],
+                    "reason = ? WHERE deploy_id = ? AND phase = ?",
+                    [due, now, reason, watch_of, phase],
                 )
             return bool(rows)
 
-        return await self._tx(link)
+        return await self._writer.tx(link)
 
     @staticmethod
     def set_round_outcome(
@@ -136,11 +166,11 @@ class RevertRoundQueries(StoreWriter):
                     [key, r.incident_id, kind, number, note, now],
                 )
 
-        await self._tx(write)
+        await self._writer.tx(write)
 
     async def revert_opened(self, incident: Incident, onset_at: float, now: float) -> None:
         """Keep when the first revert PR was opened (later rounds leave it as it is)."""
-        await self._tx(lambda cur: self._revert_opened(cur, incident, onset_at, now))
+        await self._writer.tx(lambda cur: self._revert_opened(cur, incident, onset_at, now))
 
     @staticmethod
     def _revert_opened(
@@ -159,19 +189,23 @@ class RevertRoundQueries(StoreWriter):
         )
 
     async def incident_times(self, incident_id: str) -> IncidentTimes | None:
-        rows = await self._call(
-            lambda cur: cur.execute(
-                "SELECT incident_id, epoch(onset_at), epoch(detected_at), epoch(revert_opened_at), "
-                "epoch(recovered_at), time_to_revert, time_to_restore FROM incident_times "
-                "WHERE incident_id = ?",
-                [incident_id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_TIMES_COLUMNS} FROM incident_times WHERE incident_id = ?",
+                    [incident_id],
+                ),
+                IncidentTimes,
+            )
         )
-        return IncidentTimes(*rows[0]) if rows else None
+        return found[0] if found else None
 
-    async def close_revert(self, key: str, *, now: float, note: str) -> str | None:
+    async def close_revert(
+        self, key: str, *, phases: Sequence[str], now: float, note: str
+    ) -> str | None:
         """A person closed the revert PR for action `key` unmerged: settle its round `closed`,
-        stop any retry of the action, and wake the incident's Watch; the incident id, if known."""
+        stop any retry of the action, and wake the incident's Watch if it is in one of `phases`
+        (all in one transaction); the incident id, if known."""
 
         def close(cur: duckdb.DuckDBPyConnection) -> str | None:
             rows = cur.execute(
@@ -194,9 +228,9 @@ class RevertRoundQueries(StoreWriter):
             )
             cur.execute(
                 "UPDATE watches SET next_due = to_timestamp(?) WHERE deploy_id = ? "
-                "AND phase IN ('reverted', 'rolling_back')",
-                [now, watch_of],
+                "AND list_contains(?, phase)",
+                [now, watch_of, list(phases)],
             )
             return str(incident_id)
 
-        return await self._tx(close)
+        return await self._writer.tx(close)

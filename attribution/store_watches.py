@@ -1,14 +1,16 @@
-"""Deploy and Watch queries: the deploys seen, each one's Watch (phase, next step due, verdict),
-its transition history, and the per-SLI observations each evaluation kept.
+"""Deploy and Watch queries (`store.watches`): the deploys seen, each one's Watch (phase, next step
+due, verdict), its transition history, and the per-SLI observations each evaluation kept.
 
-A Watch moves only through `transition`, a compare-and-set on the current phase inside one
-transaction, so two steps of the same Watch can never both win.
+A Watch moves only through `transition`, a compare-and-set on its phase (and the version its step
+read) inside one transaction, with the rows that belong to the move, so two steps of the same Watch
+can never both win.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import fields
 from typing import Any
 
 import duckdb
@@ -17,14 +19,22 @@ from attribution.records import Deploy, WatchState
 from attribution.store_incidents import IncidentQueries
 from attribution.store_prs import PullRequestQueries
 from attribution.store_rounds import RevertRoundQueries
-from attribution.store_writer import StoreWriter
+from attribution.store_writer import StoreWriter, fetch_records
 from attribution.watch_rows import DeployPrs, NextRound, Observations, OpenIncident, WatchRow
 
+_DEPLOY_COLUMNS = (
+    "d.id, d.service, d.environment, d.sha, epoch(d.finished_at) AS finished_at, d.source, "
+    "d.repo, d.previous_sha, epoch(d.started_at) AS started_at, d.url"
+)
+_WATCH_COLUMNS = "w.deploy_id, w.phase, epoch(w.next_due) AS next_due, w.reason, w.version"
 _OBSERVATION_COLUMNS = (
     "deploy_id", "seq", "observed_at", "sli", "status", "reason", "baseline_value",
     "watch_value", "baseline_bad", "baseline_total", "watch_bad", "watch_total", "statistic",
     "threshold", "effect", "null_value", "onset", "mode", "queries", "windows",
 )  # fmt: skip
+_OBSERVATION_READ = ", ".join(
+    c if c != "observed_at" else "epoch(observed_at) AS observed_at" for c in _OBSERVATION_COLUMNS
+)
 
 
 def _json_or_value(value: Any) -> Any:
@@ -32,8 +42,31 @@ def _json_or_value(value: Any) -> Any:
     return json.dumps(value) if isinstance(value, dict | list) else value
 
 
-class WatchQueries(StoreWriter):
+def _watch_and_deploy(**columns: Any) -> tuple[WatchState, Deploy]:
+    """A row of `_WATCH_COLUMNS` and `_DEPLOY_COLUMNS` (no field name in both) as its records."""
+    watch = {f.name: columns.pop(f.name) for f in fields(WatchState)}
+    return WatchState(**watch), Deploy(**columns)
+
+
+def _watch_and_verdict(
+    *, verdict: str | None, **columns: Any
+) -> tuple[WatchState, dict[str, Any] | None]:
+    return WatchState(**columns), json.loads(verdict) if verdict else None
+
+
+def _observation(*, queries: str | None, windows: str | None, **columns: Any) -> dict[str, Any]:
+    """One SLI's kept result, its JSON columns decoded (in `_OBSERVATION_COLUMNS` order)."""
+    return columns | {
+        "queries": json.loads(queries) if queries else None,
+        "windows": json.loads(windows) if windows else None,
+    }
+
+
+class WatchQueries:
     """Deploys, their Watches and transitions, and the observations kept while watching."""
+
+    def __init__(self, writer: StoreWriter) -> None:
+        self._writer = writer
 
     async def record_deploy(self, deploy: Deploy, phase: str, now: float) -> bool:
         """Insert a deploy and its Watch in one transaction; False if the id already exists."""
@@ -69,86 +102,107 @@ class WatchQueries(StoreWriter):
             )
             return True
 
-        return await self._tx(insert)
-
-    _DEPLOY_COLS = (
-        "id, service, environment, sha, epoch(finished_at), source, repo, "
-        "previous_sha, epoch(started_at), url"
-    )
+        return await self._writer.tx(insert)
 
     async def deploy(self, deploy_id: str) -> Deploy | None:
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE id = ?", [deploy_id]
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.id = ?", [deploy_id]),
+                Deploy,
+            )
         )
-        return Deploy(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def deploys(self, limit: int = 100) -> list[Deploy]:
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys ORDER BY finished_at DESC LIMIT ?",
-                [limit],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d ORDER BY d.finished_at DESC LIMIT ?",
+                    [limit],
+                ),
+                Deploy,
+            )
         )
-        return [Deploy(*r) for r in rows]
 
     async def service_deploys(self, service: str, since: float) -> list[Deploy]:
         """A service's deploys finished at or after `since` (Unix seconds), oldest first."""
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? "
-                "AND finished_at >= to_timestamp(?) ORDER BY finished_at, id",
-                [service, since],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.service = ? "
+                    "AND d.finished_at >= to_timestamp(?) ORDER BY d.finished_at, d.id",
+                    [service, since],
+                ),
+                Deploy,
+            )
         )
-        return [Deploy(*r) for r in rows]
 
     async def previous_deploy(self, deploy: Deploy) -> Deploy | None:
         """The latest earlier deploy of the same service and environment."""
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {self._DEPLOY_COLS} FROM deploys WHERE service = ? AND environment = ? "
-                "AND finished_at < to_timestamp(?) AND id <> ? ORDER BY finished_at DESC LIMIT 1",
-                [deploy.service, deploy.environment, deploy.finished_at, deploy.id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.service = ? "
+                    "AND d.environment = ? AND d.finished_at < to_timestamp(?) AND d.id <> ? "
+                    "ORDER BY d.finished_at DESC LIMIT 1",
+                    [deploy.service, deploy.environment, deploy.finished_at, deploy.id],
+                ),
+                Deploy,
+            )
         )
-        return Deploy(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def watch(self, deploy_id: str) -> WatchState | None:
-        rows = await self._call(
-            lambda cur: cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason, version FROM watches "
-                "WHERE deploy_id = ?",
-                [deploy_id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_WATCH_COLUMNS} FROM watches w WHERE w.deploy_id = ?", [deploy_id]
+                ),
+                WatchState,
+            )
         )
-        return WatchState(*rows[0]) if rows else None
+        return found[0] if found else None
 
     async def watch_deploy(self, deploy_id: str) -> tuple[WatchState, Deploy] | None:
         """A Watch and its deploy in one read (the start of every Watch step)."""
-        cols = ", ".join(f"d.{c}" if "(" not in c else c.replace("(", "(d.")
-                         for c in self._DEPLOY_COLS.split(", "))  # fmt: skip
-        rows = await self._call(
-            lambda cur: cur.execute(
-                "SELECT w.deploy_id, w.phase, epoch(w.next_due), w.reason, w.version, "
-                f"{cols} FROM watches w JOIN deploys d ON d.id = w.deploy_id "
-                "WHERE w.deploy_id = ?",
-                [deploy_id],
-            ).fetchall()
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_WATCH_COLUMNS}, {_DEPLOY_COLUMNS} FROM watches w "
+                    "JOIN deploys d ON d.id = w.deploy_id WHERE w.deploy_id = ?",
+                    [deploy_id],
+                ),
+                _watch_and_deploy,
+            )
         )
-        return (WatchState(*rows[0][:5]), Deploy(*rows[0][5:])) if rows else None
+        return found[0] if found else None
+
+    @staticmethod
+    def read_watch_verdict(
+        cur: duckdb.DuckDBPyConnection, deploy_id: str
+    ) -> tuple[WatchState | None, dict[str, Any] | None]:
+        """A Watch and its last verdict, read on `cur` (by `Store.deploy_summary`)."""
+        found = fetch_records(
+            cur.execute(
+                f"SELECT {_WATCH_COLUMNS}, w.verdict FROM watches w WHERE w.deploy_id = ?",
+                [deploy_id],
+            ),
+            _watch_and_verdict,
+        )
+        return found[0] if found else (None, None)
 
     async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
         """Watches in one of `phases` whose next step is due, oldest first."""
-        rows = await self._call(
-            lambda cur: cur.execute(
-                "SELECT deploy_id, phase, epoch(next_due), reason, version FROM watches "
-                "WHERE list_contains(?, phase) AND next_due <= to_timestamp(?) ORDER BY next_due",
-                [list(phases), now],
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_WATCH_COLUMNS} FROM watches w WHERE list_contains(?, w.phase) "
+                    "AND w.next_due <= to_timestamp(?) ORDER BY w.next_due",
+                    [list(phases), now],
+                ),
+                WatchState,
+            )
         )
-        return [WatchState(*r) for r in rows]
 
     async def transition(
         self,
@@ -174,9 +228,8 @@ class WatchQueries(StoreWriter):
             moved = cur.execute(
                 "UPDATE watches SET phase = ?, next_due = to_timestamp(?), "
                 "updated_at = to_timestamp(?), reason = ?, verdict = coalesce(?, verdict), "
-                "version = version + 1 "
-                "WHERE deploy_id = ? AND phase = ? AND (CAST(? AS BIGINT) IS NULL OR version = ?) "
-                "RETURNING deploy_id",
+                "version = version + 1 WHERE deploy_id = ? AND phase = ? "
+                "AND (CAST(? AS BIGINT) IS NULL OR version = ?) RETURNING deploy_id",
                 [
                     to_phase,
                     next_due,
@@ -201,7 +254,7 @@ class WatchQueries(StoreWriter):
                 self._write_row(cur, row)
             return True
 
-        return await self._tx(move)
+        return await self._writer.tx(move)
 
     @classmethod
     def _write_row(cls, cur: duckdb.DuckDBPyConnection, row: WatchRow) -> None:
@@ -217,19 +270,22 @@ class WatchQueries(StoreWriter):
                 PullRequestQueries.write_deploy_prs(cur, deploy_id, repo, numbers)
 
     async def timeline(self, deploy_id: str) -> list[dict[str, Any]]:
-        return await self._call(lambda cur: self._timeline(cur, deploy_id))
+        return await self._writer.call(lambda cur: self.read_timeline(cur, deploy_id))
 
     @staticmethod
-    def _timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
-        rows = cur.execute(
-            "SELECT seq, from_phase, to_phase, epoch(changed_at), reason FROM transitions "
-            "WHERE deploy_id = ? ORDER BY seq",
-            [deploy_id],
-        ).fetchall()
-        return [{"seq": r[0], "from": r[1], "to": r[2], "at": r[3], "reason": r[4]} for r in rows]
+    def read_timeline(cur: duckdb.DuckDBPyConnection, deploy_id: str) -> list[dict[str, Any]]:
+        """A Watch's transitions in order, read on `cur` (also by `Store.deploy_summary`)."""
+        return fetch_records(
+            cur.execute(
+                'SELECT seq, from_phase AS "from", to_phase AS "to", epoch(changed_at) AS "at", '
+                "reason FROM transitions WHERE deploy_id = ? ORDER BY seq",
+                [deploy_id],
+            ),
+            dict,
+        )
 
     async def watch_verdict(self, deploy_id: str) -> dict[str, Any] | None:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT verdict FROM watches WHERE deploy_id = ?", [deploy_id]
             ).fetchall()
@@ -242,7 +298,9 @@ class WatchQueries(StoreWriter):
         self, deploy_id: str, observed_at: float, results: Sequence[dict[str, Any]]
     ) -> None:
         """Keep one evaluation's per-SLI results (counts, rates, statistic, threshold)."""
-        await self._tx(lambda cur: self.insert_observations(cur, deploy_id, observed_at, results))
+        await self._writer.tx(
+            lambda cur: self.insert_observations(cur, deploy_id, observed_at, results)
+        )
 
     @staticmethod
     def insert_observations(
@@ -271,30 +329,24 @@ class WatchQueries(StoreWriter):
 
     async def observations(self, deploy_id: str, latest_only: bool = True) -> list[dict[str, Any]]:
         """Kept evaluations of a deploy, oldest first; only the last evaluation by default."""
-        columns = ", ".join(
-            c if c != "observed_at" else "epoch(observed_at)" for c in _OBSERVATION_COLUMNS
-        )
         where = "deploy_id = ?" + (
             " AND seq = (SELECT max(seq) FROM observations WHERE deploy_id = ?)"
             if latest_only
             else ""
         )
         params = [deploy_id, deploy_id] if latest_only else [deploy_id]
-        rows = await self._call(
-            lambda cur: cur.execute(
-                f"SELECT {columns} FROM observations WHERE {where} ORDER BY seq, sli", params
-            ).fetchall()
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_OBSERVATION_READ} FROM observations WHERE {where} ORDER BY seq, sli",
+                    params,
+                ),
+                _observation,
+            )
         )
-        out = []
-        for row in rows:
-            item = dict(zip(_OBSERVATION_COLUMNS, row, strict=True))
-            for key in ("queries", "windows"):
-                item[key] = json.loads(item[key]) if item[key] else None
-            out.append(item)
-        return out
 
     async def observation_count(self, deploy_id: str) -> int:
-        rows = await self._call(
+        rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT count(DISTINCT seq) FROM observations WHERE deploy_id = ?", [deploy_id]
             ).fetchall()

@@ -1,9 +1,14 @@
 """The store's one writer: a DuckDB connection used only from one dedicated thread.
 
 Every call runs on that thread with its own cursor, under a lock, so there is exactly one writer
-and writes are ordered; callers `await` it from the event loop. `_tx` wraps a call in one
-transaction. The query groups (`store_*.py`) are mixins over this class and reach the database
-only through `_call` and `_tx`; `attribution.store.Store` composes them.
+and writes are ordered; callers `await` it from the event loop. `call` runs a function on a
+cursor, `tx` runs it in one transaction. Each query group (`store_*.py`) is a plain class over
+one `StoreWriter` and reaches the database only through `call` and `tx`; `attribution.store.Store`
+holds the writer and the groups.
+
+Rows become records by column name, never by position: each group's SELECT names (or aliases)
+its columns after the fields of the record it reads, and `fetch_records` passes every row to the
+record's constructor (or a small function that decodes JSON and lists first) as keywords.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import duckdb
 from opentelemetry import trace
 
 T = TypeVar("T")
+R = TypeVar("R")
 _tracer = trace.get_tracer("rearguard.store")
 
 
@@ -27,8 +33,15 @@ class StoreError(Exception):
     """A store operation failed; the message names the operation."""
 
 
+def fetch_records(cur: duckdb.DuckDBPyConnection, make: Callable[..., R]) -> list[R]:
+    """Every row of the query just run on `cur`, as `make(**row)` with each value under its
+    column's name (so the SELECT names its columns after `make`'s parameters)."""
+    names = [column[0] for column in cur.description]
+    return [make(**dict(zip(names, row, strict=True))) for row in cur.fetchall()]
+
+
 class StoreWriter:
-    """The connection, its executor thread and lock; the base every query group builds on."""
+    """The connection, its executor thread and lock: the one way every query group writes."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self._con = con
@@ -37,10 +50,13 @@ class StoreWriter:
         self._lock = threading.Lock()
 
     async def close(self) -> None:
-        await self._call(lambda cur: self._con.close())
+        """Close the connection on the writer thread (after the calls queued before), then stop
+        the thread."""
+        await self.call(lambda cur: self._con.close())
         self._executor.shutdown(wait=True)
 
-    async def _call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    async def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+        """Run `fn` on a fresh cursor on the writer thread; DuckDB errors become `StoreError`."""
         times: list[float] = []
 
         def run() -> T:
@@ -67,7 +83,7 @@ class StoreWriter:
                     span.set_attribute("rearguard.store.queued_seconds", times[0] - submitted)
                     span.set_attribute("rearguard.store.run_seconds", times[1] - times[0])
 
-    async def _tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    async def tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction: all of it is written, or none."""
 
         def wrapped(cur: duckdb.DuckDBPyConnection) -> T:
@@ -81,4 +97,4 @@ class StoreWriter:
             return result
 
         wrapped.__name__ = getattr(fn, "__name__", "transaction")
-        return await self._call(wrapped)
+        return await self.call(wrapped)

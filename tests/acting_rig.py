@@ -81,7 +81,7 @@ class ActingRig:
     async def run_until(self, phase: str) -> None:
         """Take single transitions until the Watch is in `phase` (waiting while observing)."""
         for _ in range(100):
-            state = await self.store.watch(self.deploy.id)
+            state = await self.store.watches.watch(self.deploy.id)
             assert state is not None
             if state.phase == phase:
                 return
@@ -101,7 +101,7 @@ class ActingRig:
         """Run the scheduler step by step until the Watch is final; its phase."""
         for _ in range(100):
             await run_due(self.deps, tick=STEP)
-            state = await self.store.watch(self.deploy.id)
+            state = await self.store.watches.watch(self.deploy.id)
             assert state is not None
             if state.phase not in {str(p) for p in ACTIVE}:
                 return state.phase
@@ -137,7 +137,7 @@ async def make_acting_rig(
     culprit = github.merge_pr("Make charges faster", AGENT_BODY, files, author="octo-dev")
     store = store or await Store.open(tmp_path / "store.duckdb")
     clock = ManualClock(2_000_000_000.0)
-    await store.record_pr(_merged(culprit, github.full_name), clock.now())
+    await store.prs.record_pr(_merged(culprit, github.full_name), clock.now())
     settings = settings_from(
         {
             "server": {"store": str(tmp_path / "store.duckdb"), "public_url": "http://rg.test"},
@@ -169,5 +169,5 @@ async def make_acting_rig(
     deploy = Deploy(id="deploy-1", service="shop", environment="production",
                     sha=github.head_sha(), finished_at=clock.now(), source="test",
                     repo=github.full_name, previous_sha=previous)  # fmt: skip
-    await store.record_deploy(deploy, Phase.DEPLOYED, clock.now())
+    await store.watches.record_deploy(deploy, Phase.DEPLOYED, clock.now())
     return ActingRig(github, slack, store, deps, clock, traffic, sleeps, culprit, deploy)

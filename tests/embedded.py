@@ -107,14 +107,14 @@ class Rig:
             repo=self.repo.repo,
             previous_sha=planned.previous_sha,
         )
-        await self.deps.store.record_deploy(deploy, Phase.DEPLOYED, self.clock.now())
+        await self.deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, self.clock.now())
         return deploy
 
     async def run(self, deploy_id: str) -> str:
         """Run the scheduler tick by tick until the Watch is final; its phase."""
         for _ in range(100):
             await run_due(self.deps, tick=STEP)
-            state = await self.deps.store.watch(deploy_id)
+            state = await self.deps.store.watches.watch(deploy_id)
             assert state is not None
             if state.phase not in {str(p) for p in ACTIVE}:
                 return state.phase
@@ -124,7 +124,7 @@ class Rig:
     async def step_until(self, deploy_id: str, phase: Phase) -> None:
         """Take single transitions (waiting while observing) until the Watch is in `phase`."""
         for _ in range(100):
-            state = await self.deps.store.watch(deploy_id)
+            state = await self.deps.store.watches.watch(deploy_id)
             assert state is not None
             if state.phase == phase:
                 return
@@ -143,7 +143,7 @@ async def make_rig(tmp_path: Path, mode: str = "propose", store: Store | None = 
     store = store or await Store.open(store_path)
     clock = ManualClock(max(pr.merged_at for pr in repo.prs) + 600)
     for pr in repo.prs:
-        await store.record_pr(replace(pr, identity=identify(pr.author, pr.body)), clock.now())
+        await store.prs.record_pr(replace(pr, identity=identify(pr.author, pr.body)), clock.now())
     metrics = Metrics(clock=clock)
     source = SimulatedSource({BAD: metrics.bad, TOTAL: metrics.total})
     out = io.StringIO()

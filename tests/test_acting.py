@@ -137,9 +137,11 @@ async def test_github_down_for_the_budget_fails_says_so_and_restart_does_not_dup
         github.fail_next(1000, 502, match="/graphql")
         github.fail_next(1000, 502, match="/pulls")
         assert await rig.run() == "escalated"
-        incident = await rig.store.incident_for_deploy(rig.deploy.id)
+        incident = await rig.store.incidents.incident_for_deploy(rig.deploy.id)
         assert incident is not None
-        revert = next(a for a in await rig.store.actions(incident.id) if a.kind == "revert")
+        revert = next(
+            a for a in await rig.store.incidents.actions(incident.id) if a.kind == "revert"
+        )
         assert revert.status == "failed"
         assert "502" in (revert.error or "")
         assert "gave up after 2 attempts" in (revert.error or "")
@@ -228,7 +230,7 @@ async def test_over_the_daily_budget_no_model_is_asked_and_a_bug_issue_says_why(
         anthropic_api.key, "claude-sonnet-4-6", base_url=anthropic_api.url, sleep=Sleeps()
     )
     rig = await make_acting_rig(tmp_path, github, slack, mode="propose", fixer=fixer)
-    await rig.store.record_usage(
+    await rig.store.usage.record(
         "inc_earlier", model="m", input_tokens=1, output_tokens=1, cost_usd=25.0,
         now=rig.clock.now(),
     )  # fmt: skip

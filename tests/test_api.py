@@ -93,7 +93,7 @@ class Api:
     async def prs(self) -> list[MergedPR]:
         store = await Store.open(self.store_path)
         try:
-            return await store.prs(REPO)
+            return await store.prs.of_repo(REPO)
         finally:
             await store.close()
 

@@ -95,7 +95,7 @@ async def _record(store_path: Path, times: list[float]) -> None:
     store = await Store.open(store_path)
     for i, t in enumerate(times):
         deploy = Deploy(f"bt-{i:02d}", "bt", "production", f"{i:040x}", t, "test", "acme/bt")
-        await store.record_deploy(deploy, "healthy", t)
+        await store.watches.record_deploy(deploy, "healthy", t)
     await store.close()
 
 

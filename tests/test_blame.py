@@ -9,7 +9,6 @@ import pytest
 from attribution.blame import at_head, carry
 from attribution.diffs import FileChange, changed_edits
 from attribution.evidence import ErrorEvent, Evidence, Frame, PrChange
-from attribution.evidence_store import EvidenceStore
 from attribution.store import Store
 from attribution.suspects import rank
 from tests.test_suspects import BAR, pr
@@ -96,10 +95,10 @@ async def test_edits_survive_the_store(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "rearguard.duckdb")
     try:
         record = pr(7)
-        await store.record_pr(record, 1.0)
+        await store.prs.record_pr(record, 1.0)
         kept = _file("svc/lib/money.py", ((10, 17),), ((10, 0, 10, 8), (40, 2, 48, 1)))
-        await EvidenceStore(store).record_pr_files(record.repo, 7, [kept])
-        [back] = await EvidenceStore(store).changes([record])
+        await store.evidence.record_pr_files(record.repo, 7, [kept])
+        [back] = await store.evidence.changes([record])
         assert back.files == (kept,)
     finally:
         await store.close()

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from pytest_aiohttp import AiohttpServer
 
-from attribution.evidence_store import EvidenceStore
 from attribution.records import Deploy
 from attribution.store import Store
 from loop.clock import ManualClock
@@ -77,7 +76,7 @@ async def test_squash_and_rebase_merges_in_one_range_are_both_found(
         assert prs[0].merge_sha in (squashed.merge_sha, rebased.merge_sha)
         if not paths:
             assert prs[0].identity.name == "codex"
-            changes = await EvidenceStore(store).changes(prs)
+            changes = await store.evidence.changes(prs)
             assert [(f.path, f.ranges) for c in changes for f in c.files] == [
                 ("svc/a/pay.py", ((1, 3),)),
                 ("svc/b/cart.py", ((1, 2),)),

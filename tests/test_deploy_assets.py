@@ -55,7 +55,7 @@ async def test_cd_script_records_a_deploy(tmp_path: Path, aiohttp_server: Any) -
     await server.close()
     store = await Store.open(tmp_path / "s.duckdb")
     try:
-        (deploy,) = await store.deploys()
+        (deploy,) = await store.watches.deploys()
         assert (deploy.sha, deploy.previous_sha, deploy.environment) == (
             sha,
             previous,

@@ -186,7 +186,7 @@ async def test_error_ratio_five_fold_at_ten_per_second_is_called_within_two_minu
     rig.deps = replace(rig.deps, settings=settings, source=source)
     deploy = await rig.deploy(2)
     await rig.step_until(deploy.id, Phase.REGRESSED)
-    incident = await rig.deps.store.incident_for_deploy(deploy.id)
+    incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     assert incident.opened_at - onset <= 120
     view = await incident_view(rig.deps.store, incident)

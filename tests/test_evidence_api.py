@@ -233,7 +233,7 @@ async def _incident_blaming(client: Client, agent_pr: int) -> str:
         json={"service": "hello", "environment": "production", "sha": SHA},
     )
     deploy_id = (await answer.json())["id"]
-    await store.set_deploy_prs(deploy_id, REPO, [agent_pr])
+    await store.prs.set_deploy_prs(deploy_id, REPO, [agent_pr])
     incident = Incident(
         "inc_1",
         deploy_id,
@@ -248,7 +248,7 @@ async def _incident_blaming(client: Client, agent_pr: int) -> str:
         "blamed",
         (Suspect(REPO, agent_pr, 0.9, "frame"),),
     )
-    await store.transition(
+    await store.watches.transition(
         deploy_id,
         "deployed",
         "regressed",

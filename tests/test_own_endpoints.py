@@ -63,7 +63,7 @@ async def test_metrics_count_what_the_store_holds(tmp_path: Path, aiohttp_client
     assert 'rearguard_deliveries{source="github",status="rejected"} 1.0' in text
     deploy_id = (await answer.json())["id"]
     store = client.app[DEPS].store
-    assert await store.transition(
+    assert await store.watches.transition(
         deploy_id, "deployed", "observing", now=1.7e9, next_due=1.7e9, reason="test"
     )
     again = await (await client.get("/metrics")).text()

@@ -39,7 +39,7 @@ async def deploy_revert(rig: Rig, incident_round_key: str, previous: str, name: 
         id=name, service="checkout", environment="production", sha=sha,
         finished_at=rig.clock.now(), source="test", repo=rig.repo.repo, previous_sha=previous,
     )  # fmt: skip
-    await rig.deps.store.record_deploy(deploy, Phase.DEPLOYED, rig.clock.now())
+    await rig.deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, rig.clock.now())
     return deploy
 
 
@@ -47,7 +47,7 @@ async def run_until(rig: Rig, deploy_id: str, phases: set[str]) -> str:
     """Tick the scheduler (every Watch) until `deploy_id`'s Watch is in one of `phases`."""
     for _ in range(100):
         await run_due(rig.deps, tick=STEP)
-        state = await rig.deps.store.watch(deploy_id)
+        state = await rig.deps.store.watches.watch(deploy_id)
         assert state is not None
         if state.phase in phases:
             return state.phase
@@ -60,7 +60,7 @@ async def regress(rig: Rig, index: int) -> tuple[Deploy, str]:
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, rig.clock.now()
     deploy = await rig.deploy(index)
     assert await rig.run(deploy.id) == Phase.REVERTED
-    incident = await rig.deps.store.incident_for_deploy(deploy.id)
+    incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     await rig.clock.sleep(600)  # a person reviews and merges the revert ten minutes later
     return deploy, incident.id
@@ -73,7 +73,7 @@ async def test_deployed_revert_that_restores_the_sli_is_recovered(tmp_path: Path
     rig.metrics.recover_at = rig.clock.now()
     carrier = await deploy_revert(rig, f"revert-{incident_id}", bad.sha, "deploy-revert")
     assert await run_until(rig, bad.id, {"recovered", "escalated"}) == Phase.RECOVERED
-    incident = await rig.deps.store.incident(incident_id)
+    incident = await rig.deps.store.incidents.incident(incident_id)
     assert incident is not None
     view = await incident_view(rig.deps.store, incident)
     (first,) = view["recovery"]["rounds"]
@@ -103,14 +103,14 @@ async def test_revert_that_leaves_the_sli_regressed_escalates(tmp_path: Path) ->
     bad, incident_id = await regress(rig, 2)
     await deploy_revert(rig, f"revert-{incident_id}", bad.sha, "deploy-revert")
     assert await run_until(rig, bad.id, {"recovered", "escalated"}) == Phase.ESCALATED
-    rounds = await rig.deps.store.rounds(incident_id)
+    rounds = await rig.deps.store.rounds.of_incident(incident_id)
     assert [(r.prs, r.outcome) for r in rounds] == [((rig.repo.culprit_number,), "not_recovered")]
     assert "still regressed" in str(rounds[0].note)
     feedback = await rig.deps.store.fetch(
         "SELECT kind, pr_number FROM feedback WHERE incident_id = ?", [incident_id]
     )
     assert feedback == [("not_recovered", rig.repo.culprit_number)]
-    state = await rig.deps.store.watch(bad.id)
+    state = await rig.deps.store.watches.watch(bad.id)
     assert state is not None
     assert "no suspect is left" in str(state.reason)
     assert "no suspect is left" in rig.out.getvalue()
@@ -129,8 +129,8 @@ async def test_revert_that_does_not_help_sends_the_loop_to_the_next_suspect(
     first = await deploy_revert(rig, f"revert-{incident_id}", bad.sha, "deploy-revert-1")
     for _ in range(50):  # until the second round's revert is opened
         await run_due(rig.deps, tick=STEP)
-        rounds = await rig.deps.store.rounds(incident_id)
-        state = await rig.deps.store.watch(bad.id)
+        rounds = await rig.deps.store.rounds.of_incident(incident_id)
+        state = await rig.deps.store.watches.watch(bad.id)
         assert state is not None
         if len(rounds) == 2 and state.phase == Phase.REVERTED:
             break
@@ -142,7 +142,7 @@ async def test_revert_that_does_not_help_sends_the_loop_to_the_next_suspect(
     rig.metrics.recover_at = rig.clock.now()
     await deploy_revert(rig, f"revert-{incident_id}-r2", first.sha, "deploy-revert-2")
     assert await run_until(rig, bad.id, {"recovered", "escalated"}) == Phase.RECOVERED
-    rounds = await rig.deps.store.rounds(incident_id)
+    rounds = await rig.deps.store.rounds.of_incident(incident_id)
     assert [r.outcome for r in rounds] == ["not_recovered", "recovered"]
     text = rig.out.getvalue()
     assert "reverting #106 did not restore health; next suspect #104" in text

@@ -82,7 +82,7 @@ class World:
         await self.clock.sleep(STEP)
 
     async def phase(self, deploy_id: str | None = None) -> str:
-        state = await self.deps.store.watch(deploy_id or self.deploy_id)
+        state = await self.deps.store.watches.watch(deploy_id or self.deploy_id)
         assert state is not None
         return state.phase
 
@@ -94,7 +94,7 @@ class World:
         raise AssertionError(f"never reached {phases}")
 
     async def incident(self) -> Any:
-        incident = await self.deps.store.incident_for_deploy(self.deploy_id)
+        incident = await self.deps.store.incidents.incident_for_deploy(self.deploy_id)
         assert incident is not None
         response = await self.client.get(f"/v1/incidents/{incident.id}")
         return await response.json()
@@ -138,7 +138,7 @@ async def world(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any) -> Asy
     metrics.ratio_after, metrics.change_at = 0.05, clock.now()
     w.deploy_id = await post_deploy(w.client, "checkout", github.head_sha(), initial, clock.now())
     for _ in range(40):
-        state = await w.deps.store.watch(w.deploy_id)
+        state = await w.deps.store.watches.watch(w.deploy_id)
         assert state is not None
         if state.phase == Phase.REGRESSED:
             break
@@ -181,7 +181,7 @@ async def test_secondary_rate_limit_waits_retry_after_outside_the_watch(world: W
     """`retry-after: 30` makes the Watch due 30 s later (no 30 s sleep); then it completes."""
     world.github.rate_limit_next(30, secondary=True)
     await run_due(world.deps, tick=STEP)
-    state = await world.deps.store.watch(world.deploy_id)
+    state = await world.deps.store.watches.watch(world.deploy_id)
     assert state is not None
     assert state.phase == Phase.ROLLING_BACK
     assert state.next_due - world.clock.now() >= 30

@@ -48,13 +48,13 @@ async def test_scheduler_evaluates_a_watch_when_due_not_a_tick_later(tmp_path: P
             finished_at=time.time() - STEP + 0.5, source="test", repo=rig.repo.repo,
             previous_sha=planned.previous_sha,
         )  # fmt: skip
-        await deps.store.record_deploy(deploy, Phase.DEPLOYED, time.time())
+        await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, time.time())
         scheduler.wake()
         deadline = time.monotonic() + 20
-        while await deps.store.observation_count(deploy.id) == 0:
+        while await deps.store.watches.observation_count(deploy.id) == 0:
             assert time.monotonic() < deadline, "the Watch was not evaluated when due"
             await asyncio.sleep(0.05)
-        state = await deps.store.watch(deploy.id)
+        state = await deps.store.watches.watch(deploy.id)
         assert state is not None
         assert state.phase == Phase.OBSERVING
         assert state.next_due == pytest.approx(deploy.finished_at + 2 * STEP)

@@ -50,7 +50,7 @@ async def app(
 ) -> AsyncIterator[tuple[TestClient[Any, Any], str, ManualClock]]:
     rig = await make_acting_rig(tmp_path, github, slack, mode="propose")
     assert await rig.run() == "reverted"
-    incident = await rig.store.incident_for_deploy(rig.deploy.id)
+    incident = await rig.store.incidents.incident_for_deploy(rig.deploy.id)
     assert incident is not None
     await rig.store.close()
     settings = replace(rig.deps.settings, slack_signing_secret=Secret(SECRET))

@@ -64,7 +64,7 @@ async def test_a_move_outside_the_table_is_refused_before_anything_is_written(
     deploy = await rig.deploy(2)
     with pytest.raises(InvalidMove, match="deployed -> reverted"):
         await apply(rig.deps, Transition(deploy.id, Phase.DEPLOYED, Phase.REVERTED, "bug", 0.0))
-    state = await rig.deps.store.watch(deploy.id)
+    state = await rig.deps.store.watches.watch(deploy.id)
     assert state is not None
     assert state.phase == Phase.DEPLOYED
     await rig.deps.store.close()
@@ -80,11 +80,11 @@ async def test_two_steps_from_observing_write_one_evaluation_and_one_incident(
     deploy = await rig.deploy(2)
     await rig.step_until(deploy.id, Phase.OBSERVING)
     await rig.clock.sleep(600)
-    before = await rig.deps.store.observation_count(deploy.id)
+    before = await rig.deps.store.watches.observation_count(deploy.id)
     results = await asyncio.gather(advance(rig.deps, deploy.id), advance(rig.deps, deploy.id))
     assert sorted(results, key=str) == [None, Phase.REGRESSED]
-    assert await rig.deps.store.observation_count(deploy.id) == before + 1
-    assert len(await rig.deps.store.incidents()) == 1
+    assert await rig.deps.store.watches.observation_count(deploy.id) == before + 1
+    assert len(await rig.deps.store.incidents.recent()) == 1
     await rig.deps.store.close()
 
 
@@ -99,6 +99,6 @@ async def test_two_steps_from_rolling_back_open_one_revert_and_one_notice(tmp_pa
     assert sorted(results, key=str) == [None, Phase.REVERTED]
     assert len(_revert_branches(rig.repo.path)) == 1
     assert rig.out.getvalue().count("[notify ") == 1
-    timeline = await rig.deps.store.timeline(deploy.id)
+    timeline = await rig.deps.store.watches.timeline(deploy.id)
     assert [t["to"] for t in timeline].count(Phase.REVERTED) == 1
     await rig.deps.store.close()

@@ -34,7 +34,7 @@ async def test_regression_names_the_culprit_and_reverts_it(tmp_path: Path) -> No
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, rig.clock.now()
     deploy = await rig.deploy(2)
     assert await rig.run(deploy.id) == Phase.REVERTED
-    incident = await rig.deps.store.incident_for_deploy(deploy.id)
+    incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     assert incident.sli == "http_errors"
     assert incident.revert_unit == (rig.repo.culprit_number,)
@@ -45,7 +45,7 @@ async def test_regression_names_the_culprit_and_reverts_it(tmp_path: Path) -> No
     assert verdict["baseline_value"] == 0.005
     assert verdict["watch_value"] == 0.05
     assert verdict["statistic"] >= verdict["threshold"]
-    actions = {str(a.kind): a for a in await rig.deps.store.actions(incident.id)}
+    actions = {str(a.kind): a for a in await rig.deps.store.incidents.actions(incident.id)}
     assert actions["revert"].status == "completed"
     assert actions["notify"].status == "completed"
     assert _branches(rig.repo.path) == [f"rearguard/revert-{incident.id}"]
@@ -64,10 +64,10 @@ async def test_regression_is_called_within_two_steps(tmp_path: Path) -> None:
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, start
     deploy = await rig.deploy(2)
     await rig.step_until(deploy.id, Phase.REGRESSED)
-    incident = await rig.deps.store.incident_for_deploy(deploy.id)
+    incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     assert incident.opened_at - start <= 2 * 30
-    assert await rig.deps.store.actions(incident.id) == []  # nothing done before the plan
+    assert await rig.deps.store.incidents.actions(incident.id) == []  # nothing done before the plan
     await rig.deps.store.close()
 
 
@@ -76,7 +76,7 @@ async def test_healthy_deploy_opens_nothing(tmp_path: Path) -> None:
     rig = await make_rig(tmp_path)
     deploy = await rig.deploy(1)
     assert await rig.run(deploy.id) == Phase.HEALTHY
-    assert await rig.deps.store.incident_for_deploy(deploy.id) is None
+    assert await rig.deps.store.incidents.incident_for_deploy(deploy.id) is None
     assert _branches(rig.repo.path) == []
     assert _notices(rig) == 0
     await rig.deps.store.close()
@@ -89,7 +89,7 @@ async def test_metrics_outage_at_the_end_is_inconclusive(tmp_path: Path) -> None
     rig.metrics.down_from, rig.metrics.down_until = now + 300, now + 10_000
     deploy = await rig.deploy(2)
     assert await rig.run(deploy.id) == Phase.INCONCLUSIVE
-    state = await rig.deps.store.watch(deploy.id)
+    state = await rig.deps.store.watches.watch(deploy.id)
     assert state is not None
     assert "unreachable" in str(state.reason)
     assert _branches(rig.repo.path) == []
@@ -125,9 +125,9 @@ async def test_restart_after_incident_written_makes_one_revert_and_one_notice(
     assert await resumed.run(deploy.id) == Phase.REVERTED
     assert len(_branches(rig.repo.path)) == 1
     assert _notices(rig) == 1
-    incident = await store.incident_for_deploy(deploy.id)
+    incident = await store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
-    actions = await store.actions(incident.id)
+    actions = await store.incidents.actions(incident.id)
     assert {a.kind for a in actions} == {"revert", "notify", "reply", "fix"}
     assert all(a.attempts == 1 for a in actions)
     await store.close()
@@ -139,10 +139,10 @@ async def test_pending_action_is_retried_without_duplicates(tmp_path: Path) -> N
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, rig.clock.now()
     deploy = await rig.deploy(2)
     await rig.step_until(deploy.id, Phase.REGRESSED)
-    incident = await rig.deps.store.incident_for_deploy(deploy.id)
+    incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     # The crash came after the forge made the branch but before the row was completed.
-    await rig.deps.store.begin_action(f"revert-{incident.id}", incident.id, "revert", 0.0)
+    await rig.deps.store.incidents.begin_action(f"revert-{incident.id}", incident.id, "revert", 0.0)
 
     culprit = rig.repo.culprit
     await rig.deps.forge.open_revert(RevertRequest(
@@ -151,7 +151,7 @@ async def test_pending_action_is_retried_without_duplicates(tmp_path: Path) -> N
         labels=(),
     ))  # fmt: skip
     assert await rig.run(deploy.id) == Phase.REVERTED
-    actions = {str(a.kind): a for a in await rig.deps.store.actions(incident.id)}
+    actions = {str(a.kind): a for a in await rig.deps.store.incidents.actions(incident.id)}
     assert (actions["revert"].detail or {}).get("reused") is True
     assert len(_branches(rig.repo.path)) == 1
     await rig.deps.store.close()
@@ -175,7 +175,7 @@ async def test_ambiguous_deploy_reverts_the_whole_range(tmp_path: Path) -> None:
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, rig.clock.now()
     deploy = await rig.deploy(3)
     assert await rig.run(deploy.id) == Phase.REVERTED
-    incident = await rig.deps.store.incident_for_deploy(deploy.id)
+    incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     assert incident.ambiguous
     assert sorted(incident.revert_unit) == [104, 105, 106]
@@ -204,7 +204,7 @@ async def test_revert_that_conflicts_escalates_and_says_so(tmp_path: Path) -> No
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, rig.clock.now()
     deploy = await rig.deploy(2)
     assert await rig.run(deploy.id) == Phase.ESCALATED
-    state = await rig.deps.store.watch(deploy.id)
+    state = await rig.deps.store.watches.watch(deploy.id)
     assert state is not None
     assert "conflict" in str(state.reason).lower()
     assert "revert FAILED" in rig.out.getvalue()

@@ -34,7 +34,7 @@ def _parse(request: web.Request, body: bytes) -> Parsed[Deploy]:
 
 async def _apply(request: web.Request, deploy: Deploy) -> dict[str, Any]:
     deps = request.app[DEPS]
-    created = await deps.store.record_deploy(deploy, Phase.DEPLOYED, deps.clock.now())
+    created = await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, deps.clock.now())
     wake(request.app)
     return {"id": deploy.id, "created": created}
 

@@ -15,7 +15,6 @@ from typing import Any
 from aiohttp import web
 
 from attribution.evidence import ErrorEvent, FiringAlert
-from attribution.evidence_store import EvidenceStore
 from attribution.records import MergedPR
 from attribution.store import Store
 from loop.api.context import DEPS, SETTINGS
@@ -36,9 +35,7 @@ async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
     opened = data.get("pull_request", {}).get("created_at") if isinstance(data, Mapping) else None
     if isinstance(opened, str):
         with contextlib.suppress(IngestError):  # a bad time loses the lead time, not the PR
-            await EvidenceStore(store).record_opened_at(
-                pr.repo, pr.number, _time(opened, "created_at")
-            )
+            await store.evidence.record_opened_at(pr.repo, pr.number, _time(opened, "created_at"))
 
 
 async def record_ci(store: Store, run: CiRun) -> None:
@@ -50,7 +47,7 @@ async def record_ci(store: Store, run: CiRun) -> None:
             [run.repo, run.head_sha],
         )
         numbers = [int(r[0]) for r in rows]
-    await EvidenceStore(store).record_ci_run(
+    await store.evidence.record_ci_run(
         run.id,
         run.repo,
         numbers,
@@ -78,7 +75,7 @@ def _parse_sentry(request: web.Request, body: bytes) -> Parsed[tuple[str, ErrorE
 
 async def _apply_sentry(request: web.Request, found: tuple[str, ErrorEvent]) -> dict[str, Any]:
     service, event = found
-    await EvidenceStore(request.app[DEPS].store).record_errors(service, [event])
+    await request.app[DEPS].store.evidence.record_errors(service, [event])
     return {}
 
 
@@ -104,7 +101,7 @@ def _parse_alertmanager(request: web.Request, body: bytes) -> Parsed[Alerts]:
 
 
 async def _apply_alertmanager(request: web.Request, found: Alerts) -> dict[str, Any]:
-    evidence = EvidenceStore(request.app[DEPS].store)
+    evidence = request.app[DEPS].store.evidence
     for service, alert in found:
         await evidence.record_alerts(service.name, [alert])
     return {}

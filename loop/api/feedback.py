@@ -1,7 +1,8 @@
 """`POST /v1/incidents/{id}/feedback` (bearer token): a person's verdict on an incident.
 
 `confirmed`, `false_alarm` or `wrong_pr` (with the right PR as `culprit`), stored with
-`Store.record_feedback` under the caller's `Idempotency-Key`; the priors and reports learn from it.
+`Store.incidents.record_feedback` under the caller's `Idempotency-Key`; the priors and reports
+learn from it.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ async def post_feedback(request: web.Request) -> web.Response:
     settings, deps = request.app[SETTINGS], request.app[DEPS]
     token = settings.api_token.reveal() if settings.api_token else None
     check_bearer(request.headers.get("Authorization"), token)
-    incident = await deps.store.incident(request.match_info["id"])
+    incident = await deps.store.incidents.incident(request.match_info["id"])
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
     verdict = _verdict(parse_json(await request.read()), incident)
@@ -33,7 +34,7 @@ async def post_feedback(request: web.Request) -> web.Response:
         rows.append((f"api:{key}:culprit", "confirmed", verdict["culprit"]))
     created = False
     for row_key, kind, pr in rows:
-        created |= await deps.store.record_feedback(
+        created |= await deps.store.incidents.record_feedback(
             row_key,
             incident.id,
             kind,

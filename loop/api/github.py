@@ -74,12 +74,12 @@ async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
     deps = request.app[DEPS]
     now = deps.clock.now()
     if found.pr is not None:
-        await deps.store.record_pr(found.pr, now)
+        await deps.store.prs.record_pr(found.pr, now)
         await record_pr_facts(deps.store, found.pr, found.data)
     if found.ci is not None:
         await record_ci(deps.store, found.ci)
     if found.deploy is not None:
-        await deps.store.record_deploy(found.deploy, Phase.DEPLOYED, now)
+        await deps.store.watches.record_deploy(found.deploy, Phase.DEPLOYED, now)
         wake(request.app)
     if found.closed is not None:
         await apply_closed_revert(deps.store, found.closed, now)

@@ -25,13 +25,13 @@ async def openapi_json(request: web.Request) -> web.Response:
 async def list_deploys(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
     return web.json_response(
-        {"deploys": [await deploy_view(store, d) for d in await store.deploys(limit=100)]}
+        {"deploys": [await deploy_view(store, d) for d in await store.watches.deploys(limit=100)]}
     )
 
 
 async def get_deploy(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
-    deploy = await store.deploy(request.match_info["id"])
+    deploy = await store.watches.deploy(request.match_info["id"])
     if deploy is None:
         raise IngestError(404, "not_found", f"no deploy {request.match_info['id']!r}")
     return web.json_response(await deploy_view(store, deploy))
@@ -40,13 +40,17 @@ async def get_deploy(request: web.Request) -> web.Response:
 async def list_incidents(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
     return web.json_response(
-        {"incidents": [await incident_view(store, i) for i in await store.incidents(limit=100)]}
+        {
+            "incidents": [
+                await incident_view(store, i) for i in await store.incidents.recent(limit=100)
+            ]
+        }
     )
 
 
 async def get_incident(request: web.Request) -> web.Response:
     store = request.app[DEPS].store
-    incident = await store.incident(request.match_info["id"])
+    incident = await store.incidents.incident(request.match_info["id"])
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
     return web.json_response(await incident_view(store, incident))

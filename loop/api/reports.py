@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from attribution.evidence_store import EvidenceStore
 from attribution.feedback import report
 from loop.api.context import DEPS, SETTINGS
 from loop.api.ingest import IngestError
@@ -28,7 +27,7 @@ async def get_report(request: web.Request) -> web.Response:
         raise IngestError(404, "not_found", f"repository {wanted!r} is not in the config")
     rows: list[dict[str, object]] = []
     for repo in [wanted] if wanted else repos:
-        deployed, blames, signals = await EvidenceStore(deps.store).learning(repo)
+        deployed, blames, signals = await deps.store.evidence.learning(repo)
         rows += [{"repo": repo, **r} for r in report(REPORTS[kind], deployed, blames, signals)]
     return web.json_response({"report": kind, "rows": rows})
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from attribution.store import Store
 from loop.api.ingest import IngestError
+from loop.watch.phases import Phase
 
 _MARKER = re.compile(r"<!--\s*rearguard-key:\s*([\w.-]+)\s*-->")
 
@@ -50,4 +51,6 @@ def parse_closed_revert(data: Any) -> ClosedRevert | None:
 async def apply_closed_revert(store: Store, closed: ClosedRevert, now: float) -> str | None:
     """Record the closure on its incident; the incident id, or None for an unknown key."""
     note = f"revert PR #{closed.number} ({closed.url}) was closed unmerged by @{closed.actor}"
-    return await store.close_revert(closed.key, now=now, note=note)
+    return await store.rounds.close_revert(
+        closed.key, phases=(Phase.REVERTED, Phase.ROLLING_BACK), now=now, note=note
+    )

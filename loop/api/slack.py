@@ -4,9 +4,9 @@ Slack signs every interactivity request: `X-Slack-Signature` is `v0=` and the he
 keyed by the app's signing secret, of `v0:{X-Slack-Request-Timestamp}:{raw body}`. A missing or
 wrong signature, or a timestamp more than five minutes from now (a replay), is answered 401 and
 changes nothing: not the journal, not the feedback. A verified click is journaled, then recorded
-with `Store.record_feedback` (one row per person, incident and verdict), which attribution learns
-from. "False alarm" in propose mode also closes the incident's open revert PR, as an action row
-with its own key so a repeated click closes it once.
+with `Store.incidents.record_feedback` (one row per person, incident and verdict), which
+attribution learns from. "False alarm" in propose mode also closes the incident's open revert
+PR, as an action row with its own key so a repeated click closes it once.
 """
 
 from __future__ import annotations
@@ -89,19 +89,21 @@ def parse_click(body: bytes) -> Click | None:
 async def handle_click(deps: WatchDeps, click: Click, now: float) -> dict[str, Any]:
     """Record the verdict; close the revert PR on a false alarm in propose mode."""
     store = deps.store
-    incident = await store.incident(click.incident_id)
+    incident = await store.incidents.incident(click.incident_id)
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {click.incident_id!r}")
     top = incident.revert_unit[0] if incident.revert_unit else None
     key = f"slack:{incident.id}:{click.user}:{click.kind}"
-    fresh = await store.record_feedback(key, incident.id, click.kind, actor=click.user,
-                                        source="slack", now=now, pr_number=top)  # fmt: skip
+    fresh = await store.incidents.record_feedback(
+        key, incident.id, click.kind, actor=click.user, source="slack", now=now, pr_number=top
+    )
     closed = None
     service = deps.settings.service(incident.service)
     if click.kind == "false_alarm" and service is not None:
         mode, _ = effective(deps.settings.mode, deps.settings.human_gates, service.mode, None)
         revert = next(
-            (a for a in await store.actions(incident.id) if a.kind is ActionKind.REVERT), None
+            (a for a in await store.incidents.actions(incident.id) if a.kind is ActionKind.REVERT),
+            None,
         )
         number = (revert.detail or {}).get("number") if revert else None
         if mode is Mode.PROPOSE and revert is not None and completed(revert) and number:
@@ -111,18 +113,18 @@ async def handle_click(deps: WatchDeps, click: Click, now: float) -> dict[str, A
 
 async def _close(deps: WatchDeps, incident_id: str, repo: str, number: int, user: str) -> bool:
     key, now = f"close-revert-{incident_id}", deps.clock.now()
-    action = await deps.store.begin_action(key, incident_id, ActionKind.CLOSE, now)
+    action = await deps.store.incidents.begin_action(key, incident_id, ActionKind.CLOSE, now)
     if completed(action):
         return True
     comment = f"Closed by Rearguard: {user} marked the incident a false alarm in Slack."
     try:
         await deps.forge.close_pull(repo, number, comment)
     except Exception as exc:  # noqa: BLE001 - recorded on the action; the click itself is kept
-        await deps.store.finish_action(key, ActionStatus.FAILED, now=deps.clock.now(),
-                                       error=str(exc))  # fmt: skip
+        await deps.store.incidents.finish_action(key, ActionStatus.FAILED, now=deps.clock.now(),
+                                                 error=str(exc))  # fmt: skip
         return False
-    await deps.store.finish_action(key, ActionStatus.COMPLETED, now=deps.clock.now(),
-                                   detail={"number": number, "by": user})  # fmt: skip
+    await deps.store.incidents.finish_action(key, ActionStatus.COMPLETED, now=deps.clock.now(),
+                                             detail={"number": number, "by": user})  # fmt: skip
     return True
 
 

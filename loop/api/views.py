@@ -48,8 +48,8 @@ async def deploy_view(store: Store, deploy: Deploy) -> dict[str, Any]:
 
 async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:
     """An incident: verdict and evidence, suspects with their PRs and agents, actions, timeline."""
-    deploy = await store.deploy(incident.deploy_id)
-    prs = {p.number: p for p in await store.deploy_prs(incident.deploy_id)}
+    deploy = await store.watches.deploy(incident.deploy_id)
+    prs = {p.number: p for p in await store.prs.deploy_prs(incident.deploy_id)}
     suspects = []
     for rank, s in enumerate(incident.suspects, start=1):
         pr = prs.get(s.number)
@@ -57,7 +57,7 @@ async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:
             "rank": rank, "repo": s.repo, "number": s.number, "probability": s.probability,
             "reason": s.reason, "pr": pr_view(pr) if pr else None,
         })  # fmt: skip
-    watch = await store.watch(incident.deploy_id)
+    watch = await store.watches.watch(incident.deploy_id)
     return {
         "id": incident.id,
         "deploy_id": incident.deploy_id,
@@ -69,21 +69,21 @@ async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:
         "opened_at": incident.opened_at,
         "verdict": incident.verdict,
         # What the deciding evaluation queried and computed, per SLI, from the observations table.
-        "evidence": await store.observations(incident.deploy_id),
+        "evidence": await store.watches.observations(incident.deploy_id),
         "ambiguous": incident.ambiguous,
         "confidence": incident.confidence,
         "revert_unit": list(incident.revert_unit),
         "reason": incident.reason,
         "suspects": suspects,
-        "actions": [asdict(a) for a in await store.actions(incident.id)],
-        "timeline": await store.timeline(incident.deploy_id),
+        "actions": [asdict(a) for a in await store.incidents.actions(incident.id)],
+        "timeline": await store.watches.timeline(incident.deploy_id),
         **await recovery_view(store, incident.id),
     }
 
 
 async def recovery_view(store: Store, incident_id: str) -> dict[str, Any]:
     """Time to revert and to restore (seconds), and each revert round with its outcome."""
-    times = await store.incident_times(incident_id)
+    times = await store.rounds.incident_times(incident_id)
     return {
         "time_to_revert_seconds": times.time_to_revert if times else None,
         "time_to_restore_seconds": times.time_to_restore if times else None,
@@ -92,6 +92,6 @@ async def recovery_view(store: Store, incident_id: str) -> dict[str, Any]:
             "detected_at": times.detected_at if times else None,
             "revert_opened_at": times.revert_opened_at if times else None,
             "recovered_at": times.recovered_at if times else None,
-            "rounds": [asdict(r) for r in await store.rounds(incident_id)],
+            "rounds": [asdict(r) for r in await store.rounds.of_incident(incident_id)],
         },
     }

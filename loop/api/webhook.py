@@ -72,27 +72,27 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
         parsed = sender.parse(request, body)
     except IngestError as exc:
         if sender.journal_rejections:
-            await deps.store.journal(
+            await deps.store.journal.record(
                 sender.source, sender.rejected_event(request), f"rejected:{uuid.uuid4().hex}",
                 status="rejected", received_at=now, error=exc.message,
             )  # fmt: skip
         raise
     applies = parsed.record is not None
     if applies or sender.journal_ignored:
-        fresh = await deps.store.journal(
+        fresh = await deps.store.journal.record(
             sender.source, parsed.event, parsed.delivery,
             status="accepted" if applies else "ignored", received_at=now, body=parsed.body,
         )  # fmt: skip
         if (
             sender.dedupe
             and not fresh
-            and await deps.store.journal_status(sender.source, parsed.delivery) != "accepted"
+            and await deps.store.journal.status(sender.source, parsed.delivery) != "accepted"
         ):
             return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
     extra: dict[str, Any] = {}
     if parsed.record is not None:
         extra = await sender.apply(request, parsed.record)
-        await deps.store.mark_journal(sender.source, parsed.delivery, "applied")
+        await deps.store.journal.mark(sender.source, parsed.delivery, "applied")
     if sender.answer is not None:
         answer = sender.answer(parsed, extra)
     else:

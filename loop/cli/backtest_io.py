@@ -37,7 +37,7 @@ def parse_time(text: str) -> float:
 async def _deploys(settings: Settings, service: str, since: float) -> list[Replayed]:
     store = await Store.open(settings.store_path)
     try:
-        found = await store.service_deploys(service, since)
+        found = await store.watches.service_deploys(service, since)
     finally:
         await store.close()
     return [Replayed(d.id, d.finished_at, d.sha) for d in found]

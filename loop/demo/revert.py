@@ -38,17 +38,17 @@ async def deploy_the_revert(
     """
     clock = deps.clock
     assert isinstance(clock, ManualClock)
-    incidents = await deps.store.incidents()
+    incidents = await deps.store.incidents.recent()
     branches = [
         f"rearguard/{r.action_id}"
         for incident in incidents
-        for r in await deps.store.rounds(incident.id)
+        for r in await deps.store.rounds.of_incident(incident.id)
         if r.outcome is None
     ]
     if not branches:
         return
     await clock.sleep(REVIEW_DELAY)
-    previous = max(await deps.store.deploys(), key=lambda d: d.finished_at)
+    previous = max(await deps.store.watches.deploys(), key=lambda d: d.finished_at)
     t0 = clock.now()
     for branch in branches:
         sha = merge_branch(repo.path, branch, t0)
@@ -58,19 +58,19 @@ async def deploy_the_revert(
         id=f"demo-deploy-{len(repo.deploys) + 1}", service=service, environment="production",
         sha=sha, finished_at=t0, source="demo", repo=repo.repo, previous_sha=previous.sha,
     )  # fmt: skip
-    await deps.store.record_deploy(deploy, Phase.DEPLOYED, t0)
+    await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, t0)
     watched = [deploy.id, *(i.deploy_id for i in incidents)]
-    seen = {d: len(await deps.store.timeline(d)) for d in watched}
+    seen = {d: len(await deps.store.watches.timeline(d)) for d in watched}
     working = {str(p) for p in (*ACTIVE, *WAITING)}
     for _ in range(200):
         await run_due(deps, tick=step)
         for deploy_id in watched:
-            timeline = await deps.store.timeline(deploy_id)
+            timeline = await deps.store.watches.timeline(deploy_id)
             for row in timeline[seen[deploy_id] :]:
                 say(f"  {_at(row['at'], t0)} [{deploy_id}] {row['from'] or '-'} -> {row['to']}: "
                     f"{row['reason']}")  # fmt: skip
             seen[deploy_id] = len(timeline)
-        phases = [await deps.store.watch(d) for d in watched]
+        phases = [await deps.store.watches.watch(d) for d in watched]
         if all(w is None or w.phase not in working for w in phases):
             break
         await clock.sleep(step)

@@ -178,7 +178,7 @@ async def run_demo(
     try:
         for pr in repo.prs:
             ident = identify(pr.author, pr.body, labels=pr.labels, repo=pr.repo)
-            await store.record_pr(replace(pr, identity=ident), clock.now())
+            await store.prs.record_pr(replace(pr, identity=ident), clock.now())
             who = f"{ident.name} session {ident.session}" if ident.is_agent else f"{ident.name}"
             say(f"  recorded PR #{pr.number} {pr.title!r} by {who}")
         for index in range(1, len(repo.deploys) + 1):
@@ -220,7 +220,7 @@ async def _deploy(
         repo=repo.repo,
         previous_sha=previous,
     )
-    await deps.store.record_deploy(deploy, Phase.DEPLOYED, clock.now())
+    await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, clock.now())
     t0 = clock.now()
     say(
         f"\n{_clock_text(t0, t0)} deploy {index}: {sha[:10]} to production, PRs "
@@ -229,17 +229,17 @@ async def _deploy(
     seen = 0
     for _ in range(200):
         await run_due(deps, tick=STEP)
-        timeline = await deps.store.timeline(deploy.id)
+        timeline = await deps.store.watches.timeline(deploy.id)
         for row in timeline[seen:]:
             say(
                 f"  {_clock_text(row['at'], t0)} {row['from'] or '-'} -> {row['to']}: "
                 f"{row['reason']}"
             )
         seen = len(timeline)
-        watch = await deps.store.watch(deploy.id)
+        watch = await deps.store.watches.watch(deploy.id)
         if watch is None or watch.phase not in {str(p) for p in ACTIVE}:
-            incident = await deps.store.incident_for_deploy(deploy.id)
-            for action in await deps.store.actions(incident.id) if incident else []:
+            incident = await deps.store.incidents.incident_for_deploy(deploy.id)
+            for action in await deps.store.incidents.actions(incident.id) if incident else []:
                 say(f"  {_clock_text(clock.now(), t0)} action {action.kind} {action.id}: "
                     f"{action.status} {action.url or action.error or ''}".rstrip())  # fmt: skip
             break
@@ -250,7 +250,7 @@ async def _deploy(
 async def _document(
     store: Store, repo: DemoRepo, store_path: Path, notices: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    incidents = [await incident_view(store, i) for i in await store.incidents()]
+    incidents = [await incident_view(store, i) for i in await store.incidents.recent()]
     culprits = [
         s["pr"]
         for inc in incidents
@@ -258,14 +258,14 @@ async def _document(
         if s["number"] in inc["revert_unit"] and s["pr"]
     ]
     deploys = []
-    for d in sorted(await store.deploys(), key=lambda d: d.finished_at):
-        watch = await store.watch(d.id)
+    for d in sorted(await store.watches.deploys(), key=lambda d: d.finished_at):
+        watch = await store.watches.watch(d.id)
         deploys.append(
             {
                 "id": d.id,
                 "sha": d.sha,
                 "phase": watch.phase if watch else None,
-                "prs": [p.number for p in await store.deploy_prs(d.id)],
+                "prs": [p.number for p in await store.prs.deploy_prs(d.id)],
             }
         )
     sessions = await store.fetch(
@@ -283,7 +283,7 @@ async def _document(
         "actions": [a for inc in incidents for a in inc["actions"]],
         "fixes": [a for inc in incidents for a in inc["actions"] if a["kind"] == "fix"],
         "notices": notices,
-        "all_prs": [pr_view(p) for p in await store.prs(repo.repo)],
+        "all_prs": [pr_view(p) for p in await store.prs.of_repo(repo.repo)],
     }
 
 

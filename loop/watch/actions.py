@@ -33,14 +33,14 @@ async def run_action(
     deps: WatchDeps, key: str, incident: Incident, kind: ActionKind, call: Call
 ) -> Action:
     """Begin (or resume) the action `key`, make its call if it is pending, record the outcome."""
-    action = await deps.store.begin_action(key, incident.id, kind, deps.clock.now())
+    action = await deps.store.incidents.begin_action(key, incident.id, kind, deps.clock.now())
     if action.status is not ActionStatus.PENDING:
         return action
     try:
         url, detail = await call()
     except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
         if action.attempts < deps.max_action_attempts:
-            await deps.store.note_action_error(key, deps.clock.now(), str(exc))
+            await deps.store.incidents.note_action_error(key, deps.clock.now(), str(exc))
             hint = getattr(exc, "retry_after", None)
             delay = retry_delay(
                 action.attempts, deps.action_retry_seconds, deps.action_retry_cap, hint
@@ -50,16 +50,17 @@ async def run_action(
                 f"retrying in {delay:.0f}s: {exc}",
                 delay,
             ) from exc
-        return await deps.store.finish_action(
+        return await deps.store.incidents.finish_action(
             key, ActionStatus.FAILED, now=deps.clock.now(),
             error=f"gave up after {action.attempts} attempts: {exc}",
         )  # fmt: skip
     except Exception as exc:  # noqa: BLE001 - any other failure is final for this action
-        return await deps.store.finish_action(
+        return await deps.store.incidents.finish_action(
             key, ActionStatus.FAILED, now=deps.clock.now(), error=str(exc)
         )
-    return await deps.store.finish_action(key, ActionStatus.COMPLETED, now=deps.clock.now(),
-                                          url=url, detail=detail)  # fmt: skip
+    return await deps.store.incidents.finish_action(
+        key, ActionStatus.COMPLETED, now=deps.clock.now(), url=url, detail=detail
+    )
 
 
 def completed(action: Action | None) -> bool:

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from attribution.changes import RangeCommit, mainline
 from attribution.diffs import FileChange, changed_edits, changed_ranges, matches
 from attribution.evidence import Evidence, PrChange, RouteCounts
-from attribution.evidence_store import EvidenceStore
 from attribution.feedback import history
 from attribution.identity import identify
 from attribution.records import Deploy, MergedPR
@@ -80,9 +79,11 @@ async def find_missing_prs(
             continue
         for info in pulls:
             if info.merged_at is not None and info.base_ref == service.default_branch:
-                await deps.store.record_pr(_merged_pr(service.repo, sha, info), deps.clock.now())
+                await deps.store.prs.record_pr(
+                    _merged_pr(service.repo, sha, info), deps.clock.now()
+                )
                 if info.created_at is not None:
-                    await EvidenceStore(deps.store).record_opened_at(
+                    await deps.store.evidence.record_opened_at(
                         service.repo, info.number, info.created_at
                     )
                 found += 1
@@ -91,7 +92,7 @@ async def find_missing_prs(
 
 async def fetch_files(deps: WatchDeps, repo: str, prs: Sequence[MergedPR]) -> None:
     """Fetch and keep the files (with line ranges) of the PRs whose files are not held yet."""
-    evidence = EvidenceStore(deps.store)
+    evidence = deps.store.evidence
     held = await evidence.files_known(repo, [p.number for p in prs])
     for pr in prs:
         if pr.number in held:
@@ -113,7 +114,7 @@ async def in_service_paths(
     await fetch_files(deps, service.repo, prs)
     if not service.paths or not prs:
         return prs, 0
-    changes = await EvidenceStore(deps.store).changes(prs)
+    changes = await deps.store.evidence.changes(prs)
     kept = [c.pr for c in changes if not c.paths or any(matches(p, service.paths) for p in c.paths)]
     return kept, len(prs) - len(kept)
 
@@ -166,7 +167,7 @@ async def rank_incident(
     now: float,
 ) -> Ranking:
     """Gather the evidence and history of a regressed deploy and rank its PRs."""
-    evidence_store = EvidenceStore(deps.store)
+    evidence_store = deps.store.evidence
     await fetch_files(deps, service.repo, prs)
     changes: list[PrChange] = await evidence_store.changes(list(prs))
     evidence = Evidence(

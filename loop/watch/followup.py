@@ -65,7 +65,7 @@ def thread_of(notified: Action | None) -> Delivery | None:
 async def first_notice(deps: WatchDeps, incident: Incident) -> Action | None:
     """The action that posted the incident's first message (the thread's parent)."""
     first = f"notify-{incident.id}"
-    return next((a for a in await deps.store.actions(incident.id) if a.id == first), None)
+    return next((a for a in await deps.store.incidents.actions(incident.id) if a.id == first), None)
 
 
 async def incident_thread(deps: WatchDeps, incident: Incident) -> Delivery | None:
@@ -144,10 +144,10 @@ async def _fixer(deps: WatchDeps, incident: Incident) -> Fixer:
     if isinstance(deps.fixer, TemplateFixer):
         return deps.fixer
     caps = deps.settings.anthropic
-    _, spent = await deps.store.usage_spent(incident_id=incident.id)
+    _, spent = await deps.store.usage.spent(incident_id=incident.id)
     if spent >= caps.incident_cap_usd:
         return TemplateFixer(f"the incident's Anthropic budget is spent (${spent:.2f})")
-    _, today = await deps.store.usage_spent(since=deps.clock.now() - DAY)
+    _, today = await deps.store.usage.spent(since=deps.clock.now() - DAY)
     if today >= caps.daily_cap_usd:
         return TemplateFixer(f"the day's Anthropic budget is spent (${today:.2f})")
     return deps.fixer
@@ -161,7 +161,7 @@ async def _fix(deps: WatchDeps, case: Followed, revert: Action) -> Action:
         context = await _context(deps, case, culprit, revert)
 
         async def keep(usage: Usage) -> None:
-            await deps.store.record_usage(
+            await deps.store.usage.record(
                 incident.id,
                 model=usage.model,
                 input_tokens=usage.input_tokens,
@@ -178,7 +178,7 @@ async def _fix(deps: WatchDeps, case: Followed, revert: Action) -> Action:
             gates=case.gates,
             on_usage=keep,
         )
-        tokens, cost = await deps.store.usage_spent(incident_id=incident.id)
+        tokens, cost = await deps.store.usage.spent(incident_id=incident.id)
         return outcome.url, {
             "kind": outcome.kind,
             "number": outcome.number,

@@ -48,12 +48,14 @@ _OUTCOMES = {Status.HEALTHY: RoundOutcome.RECOVERED, Status.REGRESSED: RoundOutc
 async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> None:
     """If `deploy` carries an opened revert of this service and environment, say so and wake the
     incident's Watch to verify recovery from the deploy's first step."""
-    waiting = await deps.store.awaiting_reverts(deploy.service, deploy.environment)
+    waiting = await deps.store.rounds.awaiting_reverts(
+        deploy.service, deploy.environment, phase=Phase.REVERTED
+    )
     if not waiting:
         return
     base = deploy.previous_sha
     if base is None:
-        previous = await deps.store.previous_deploy(deploy)
+        previous = await deps.store.watches.previous_deploy(deploy)
         base = previous.sha if previous else None
     if base is None:
         return
@@ -62,20 +64,20 @@ async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSe
     except ForgeError:
         return  # the deploy's own Watch reports the unresolved range
     range_commits = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
-    known = await deps.store.prs(service.repo)
+    known = await deps.store.prs.of_repo(service.repo)
     now = deps.clock.now()
     for found, detail in waiting:
         if not carries(range_commits, known, OpenedRevert.from_detail(found.action_id, detail)):
             continue
-        incident = await deps.store.incident(found.incident_id)
+        incident = await deps.store.incidents.incident(found.incident_id)
         if incident is None:
             continue
         reason = (
             f"revert {found.action_id} deployed in {deploy.sha[:10]} ({deploy.id}); "
             f"verifying {incident.sli} against the baseline before the regression"
         )
-        await deps.store.link_round_deploy(
-            found, deploy.id, incident.deploy_id, now=now,
+        await deps.store.rounds.link_round_deploy(
+            found, deploy.id, incident.deploy_id, phase=Phase.REVERTED, now=now,
             due=max(now, deploy.finished_at + service.step), reason=reason,
         )  # fmt: skip
 
@@ -84,8 +86,8 @@ async def verify(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase
     """One step of a `reverted` Watch (its deploy is the bad deploy): wait, judge, or act; None
     when another step holds the Watch."""
     deploy = turn.deploy
-    incident = await deps.store.incident_for_deploy(deploy.id)
-    rounds = await deps.store.rounds(incident.id) if incident else []
+    incident = await deps.store.incidents.incident_for_deploy(deploy.id)
+    rounds = await deps.store.rounds.of_incident(incident.id) if incident else []
     if incident is None or not rounds:
         raise RuntimeError(f"deploy {deploy.id} is reverted but has no incident or revert round")
     current = rounds[-1]
@@ -105,12 +107,12 @@ async def verify(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase
     if result is not None:
         outcome = _OUTCOMES.get(result.status, RoundOutcome.INCONCLUSIVE)
         feedback = [(f"{outcome}-{incident.id}-{n}", str(outcome), n) for n in current.prs]
-        await deps.store.settle_round(
+        await deps.store.rounds.settle_round(
             current, outcome, now=now, note=result.reason,
             recovered_at=now if outcome is RoundOutcome.RECOVERED else None,
             feedback=feedback if outcome is not RoundOutcome.INCONCLUSIVE else (),
         )  # fmt: skip
-        current = (await deps.store.rounds(incident.id))[-1]
+        current = (await deps.store.rounds.of_incident(incident.id))[-1]
     try:
         return await _act(deps, acting, service, incident, [*rounds[:-1], current])
     except ActionRetry as exc:
@@ -125,7 +127,7 @@ async def _judge(
     current: RevertRound,
 ) -> SliResult:
     """The regressed SLI since the carrying deploy, against the incident's baseline."""
-    carrier = await deps.store.deploy(current.deploy_id or "")
+    carrier = await deps.store.watches.deploy(current.deploy_id or "")
     sli = next((s for s in service.slis if s.name == incident.sli), None)
     if carrier is None or sli is None:
         why = "the carrying deploy is gone" if carrier is None else f"no SLI {incident.sli!r}"
@@ -155,7 +157,7 @@ async def _act(
     reverted = ", ".join(f"#{n}" for n in current.prs)
     now = deps.clock.now()
     if current.outcome is RoundOutcome.RECOVERED:
-        times = await deps.store.incident_times(incident.id)
+        times = await deps.store.rounds.incident_times(incident.id)
         restore = times.time_to_restore if times and times.time_to_restore is not None else None
         took = f"; time to restore {_duration(restore)}" if restore is not None else ""
         text = f"RECOVERED after reverting {reverted}: {current.note}{took}"

@@ -64,14 +64,14 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
     """Carry out the plan for the deploy's incident, one idempotent action at a time; None when
     another step holds the Watch (then nothing is done)."""
     deploy = turn.deploy
-    incident = await deps.store.incident_for_deploy(deploy.id)
+    incident = await deps.store.incidents.incident_for_deploy(deploy.id)
     if incident is None:
         raise RuntimeError(f"deploy {deploy.id} is rolling back but has no incident row")
     acting = await claim(deps, turn, "carrying out the incident's plan")
     if acting is None:
         return None
     current = await current_round(deps.store, incident, deps.clock.now())
-    prs = await deps.store.prs(service.repo, current.prs)
+    prs = await deps.store.prs.of_repo(service.repo, current.prs)
     files = sorted({f for pr in prs for f in pr.files})
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
@@ -80,7 +80,7 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
     try:
         revert = await _revert(deps, case)
         if completed(revert):
-            await deps.store.revert_opened(incident, deploy.finished_at, deps.clock.now())
+            await deps.store.rounds.revert_opened(incident, deploy.finished_at, deps.clock.now())
         notified = await _notify(deps, case, revert)
         if current.round > 1:  # replies go under the first message, never under a reply
             notified = await first_notice(deps, incident)
@@ -169,7 +169,7 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action 
 async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> Notice:
     """The notice for an incident, saying truthfully what was (or was not) done."""
     deploy, service, incident, decision = case.deploy, case.service, case.incident, case.decision
-    prs = {p.number: p for p in await deps.store.deploy_prs(deploy.id)}
+    prs = {p.number: p for p in await deps.store.prs.deploy_prs(deploy.id)}
     lines = []
     for s in incident.suspects:
         pr = prs.get(s.number)

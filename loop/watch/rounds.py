@@ -29,4 +29,4 @@ async def current_round(store: Store, incident: Incident, now: float) -> RevertR
     first = RevertRound(
         incident.id, 1, incident.revert_unit, round_key(incident.id, 1), now, incident.reason
     )
-    return (await store.ensure_round(first))[-1]
+    return (await store.rounds.ensure_round(first))[-1]

@@ -46,7 +46,7 @@ async def _advance_once(deps: WatchDeps, deploy_id: str, tick: float) -> None:
         await _advance_traced(deps, deploy_id)
     except Exception:
         log.exception("watch %s failed; retrying in %.0fs", deploy_id, tick)
-        state = await deps.store.watch(deploy_id)
+        state = await deps.store.watches.watch(deploy_id)
         if state is None or not allowed(Phase(state.phase), Phase(state.phase)):
             return
         phase = Phase(state.phase)
@@ -65,7 +65,7 @@ async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -
             await _advance_once(deps, deploy_id, tick)
 
     for _ in range(MAX_ROUNDS):
-        due = await deps.store.due_watches(_PHASES, deps.clock.now())
+        due = await deps.store.watches.due_watches(_PHASES, deps.clock.now())
         if not due:
             break
         await asyncio.gather(*(one(w.deploy_id) for w in due))
@@ -96,7 +96,7 @@ class Scheduler:
         """Start a task for every due Watch not already running; seconds until the next is due
         (at most a tick, which also bounds how late a Watch woken from outside is seen)."""
         now = self._deps.clock.now()
-        upcoming = await self._deps.store.due_watches(_PHASES, now + self._tick)
+        upcoming = await self._deps.store.watches.due_watches(_PHASES, now + self._tick)
         wait = self._tick
         for w in upcoming:
             if w.next_due > now:

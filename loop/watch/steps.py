@@ -43,7 +43,7 @@ def incident_id_for(deploy_id: str) -> str:
 async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
     """Take the next transition of one Watch: the phase it is in afterwards, or None when the
     Watch is unknown or final, or another step moved it first (nothing was done then)."""
-    found = await deps.store.watch_deploy(deploy_id)
+    found = await deps.store.watches.watch_deploy(deploy_id)
     if found is None:
         return None
     state, deploy = found
@@ -65,7 +65,7 @@ async def resolve_changes(
     """The PRs between the previous deploy and this one, and a note when that is not known."""
     base = deploy.previous_sha
     if base is None:
-        previous = await deps.store.previous_deploy(deploy)
+        previous = await deps.store.watches.previous_deploy(deploy)
         base = previous.sha if previous else None
     if base is None:
         return [], "no previous deploy or previous_sha: the change range is unknown"
@@ -74,13 +74,13 @@ async def resolve_changes(
             commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
     except ForgeError as exc:
         return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
-    known = await deps.store.prs(service.repo)
+    known = await deps.store.prs.of_repo(service.repo)
     in_range = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
     changes = change_set(in_range, known)
     if (changes.unknown_numbers or changes.unattributed) and await attribute.find_missing_prs(
         deps, service, in_range, known
     ):
-        changes = change_set(in_range, await deps.store.prs(service.repo))
+        changes = change_set(in_range, await deps.store.prs.of_repo(service.repo))
     prs, outside = await attribute.in_service_paths(deps, service, list(changes.prs))
     note = f" {outside} PR(s) outside the service's paths left out" if outside else ""
     if changes.unknown_numbers:
@@ -147,7 +147,7 @@ async def _incident(
     deps: WatchDeps, deploy: Deploy, service: ServiceSettings, verdict: Verdict, now: float
 ) -> tuple[Incident, tuple[DeployPrs, ...]]:
     """The incident to open, and the deploy's PRs when they were resolved only now."""
-    prs = await deps.store.deploy_prs(deploy.id)
+    prs = await deps.store.prs.deploy_prs(deploy.id)
     carried: tuple[DeployPrs, ...] = ()
     if not prs:  # the range could not be resolved at deploy time; try once more now
         prs, _ = await resolve_changes(deps, deploy, service)
@@ -173,11 +173,11 @@ async def _incident(
 
 
 async def _plan(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
-    incident = await deps.store.incident_for_deploy(turn.deploy.id)
+    incident = await deps.store.incidents.incident_for_deploy(turn.deploy.id)
     now = deps.clock.now()
     if incident is None:  # cannot happen: the incident is written with the transition
         raise RuntimeError(f"deploy {turn.deploy.id} is regressed but has no incident row")
-    prs = await deps.store.prs(service.repo, incident.revert_unit)
+    prs = await deps.store.prs.of_repo(service.repo, incident.revert_unit)
     files = sorted({f for pr in prs for f in pr.files})
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip

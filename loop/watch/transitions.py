@@ -77,7 +77,7 @@ async def apply(deps: WatchDeps, move: Transition) -> bool:
         raise InvalidMove(
             f"watch {move.deploy_id}: {move.source} -> {move.target} is not an allowed move"
         )
-    applied = await deps.store.transition(
+    applied = await deps.store.watches.transition(
         move.deploy_id, move.source, move.target, now=deps.clock.now(),
         next_due=move.next_due, reason=move.reason, verdict=move.verdict, rows=move.rows,
         version=move.version,

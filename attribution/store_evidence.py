@@ -1,16 +1,16 @@
-"""The attribution tables of the store: PR files and facts, CI runs, errors and alerts, and the
-rows feedback learns from (schema `004_attribution.sql`).
+"""Evidence queries (`store.evidence`): the attribution tables of the store (schema
+`004_attribution.sql`): PR files and facts, CI runs, errors and alerts, and the rows feedback
+learns from.
 
-It runs on the `Store`'s one writer thread (`Store._call`), so writes stay ordered with the rest
-of the store; it is kept beside `store.py` rather than in it because these tables belong to
-attribution's evidence alone. Records go in and come out as the frozen values of
-`attribution.evidence` and `attribution.diffs`.
+Like every query group it runs on the store's one writer (`StoreWriter.call`), so its writes stay
+ordered with the rest; it reads merged PRs through the PR group. Records go in and come out as
+the frozen values of `attribution.evidence` and `attribution.diffs`.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -20,14 +20,46 @@ from attribution.diffs import FileChange
 from attribution.evidence import ErrorEvent, FiringAlert, Frame, PrChange
 from attribution.feedback import Blame, Signal
 from attribution.records import MergedPR
-from attribution.store import Store
+from attribution.store_prs import PullRequestQueries
+from attribution.store_writer import R, StoreWriter, fetch_records
+
+_FILE_COLUMNS = "number, path, status, additions, deletions, ranges, previous_path, edits"
 
 
-class EvidenceStore:
-    """Attribution's tables over an open `Store`."""
+def _numbered_file(
+    *, number: int, ranges: str, edits: str | None, **columns: Any
+) -> tuple[int, FileChange]:
+    """A `pr_files` row as its PR's number and the file, line ranges and edits decoded."""
+    spans = tuple((int(a), int(b)) for a, b in json.loads(ranges))
+    kept = tuple((int(a), int(b), int(c), int(d)) for a, b, c, d in json.loads(edits or "[]"))
+    return number, FileChange(ranges=spans, edits=kept, **columns)
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+
+def _blame(
+    *, suspects: list[int], ambiguous: bool, revert_unit: list[int], **columns: Any
+) -> Blame:
+    return Blame(
+        suspects=tuple(suspects),
+        ambiguous=bool(ambiguous),
+        revert_unit=tuple(revert_unit),
+        **columns,
+    )
+
+
+class EvidenceQueries:
+    """Attribution's tables: PR files, CI runs, error and alert signals, and what learning reads."""
+
+    def __init__(self, writer: StoreWriter, prs: PullRequestQueries) -> None:
+        self._writer = writer
+        self._prs = prs
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._writer.call(lambda cur: cur.execute(sql, list(params)).fetchall())
+
+    async def _records(self, sql: str, params: Sequence[Any], make: Callable[..., R]) -> list[R]:
+        return await self._writer.call(
+            lambda cur: fetch_records(cur.execute(sql, list(params)), make)
+        )
 
     async def record_pr_files(
         self, repo: str, number: int, files: Sequence[FileChange], opened_at: float | None = None
@@ -59,11 +91,11 @@ class EvidenceStore:
                 [repo, number, opened_at],
             )
 
-        await self._store._tx(write)
+        await self._writer.tx(write)
 
     async def record_opened_at(self, repo: str, number: int, opened_at: float) -> None:
         """Keep when a PR was opened (its lead time is merged_at - opened_at)."""
-        await self._store._call(
+        await self._writer.call(
             lambda cur: cur.execute(
                 "INSERT INTO pr_facts VALUES (?, ?, to_timestamp(?), false) "
                 "ON CONFLICT DO UPDATE SET opened_at = excluded.opened_at",
@@ -72,7 +104,7 @@ class EvidenceStore:
         )
 
     async def files_known(self, repo: str, numbers: Sequence[int]) -> set[int]:
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             "SELECT number FROM pr_facts WHERE repo = ? AND files_known "
             "AND list_contains(?, number)",
             [repo, list(numbers)],
@@ -84,21 +116,16 @@ class EvidenceStore:
         if not prs:
             return []
         repo, numbers = prs[0].repo, [p.number for p in prs]
-        rows = await self._store.fetch(
-            "SELECT number, path, status, additions, deletions, ranges, previous_path, edits "
-            "FROM pr_files WHERE repo = ? AND list_contains(?, number) ORDER BY number, path",
+        rows = await self._records(
+            f"SELECT {_FILE_COLUMNS} FROM pr_files WHERE repo = ? AND list_contains(?, number) "
+            "ORDER BY number, path",
             [repo, numbers],
+            _numbered_file,
         )
         files: dict[int, list[FileChange]] = {}
-        for n, path, status, adds, dels, ranges, previous, edits in rows:
-            spans = tuple((int(a), int(b)) for a, b in json.loads(ranges))
-            kept = tuple(
-                (int(a), int(b), int(c), int(d)) for a, b, c, d in json.loads(edits or "[]")
-            )
-            files.setdefault(n, []).append(
-                FileChange(path, status, adds, dels, spans, previous, kept)
-            )
-        ci = await self._store.fetch(
+        for number, change in rows:
+            files.setdefault(number, []).append(change)
+        ci = await self._fetch(
             "SELECT number, count(*), count(*) FILTER (WHERE conclusion NOT IN "
             "('success', 'neutral', 'skipped')) FROM ci_runs WHERE repo = ? "
             "AND list_contains(?, number) GROUP BY number",
@@ -130,7 +157,7 @@ class EvidenceStore:
                     [f"{run_id}#{n}", repo, n, kind, head_sha, attempt, conclusion, finished_at],
                 )
 
-        await self._store._tx(write)
+        await self._writer.tx(write)
 
     async def record_errors(self, service: str, events: Sequence[ErrorEvent]) -> None:
         await self._signals("sentry", service, [(e.key, e.first_seen, asdict(e)) for e in events])
@@ -157,11 +184,11 @@ class EvidenceStore:
                     [f"{source}:{key}:{seen}", source, service, key, seen, json.dumps(record)],
                 )
 
-        await self._store._tx(write)
+        await self._writer.tx(write)
 
     async def errors_since(self, service: str, start: float, end: float) -> list[ErrorEvent]:
         """Error signatures first seen in [start, end] (never before `start`), most seen first."""
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             "SELECT key, arg_min(record, seen_at), min(epoch(seen_at)), count(*) FROM signals "
             "WHERE source = 'sentry' AND service = ? AND seen_at <= to_timestamp(?) GROUP BY key "
             "HAVING min(seen_at) >= to_timestamp(?) ORDER BY count(*) DESC, key",
@@ -176,7 +203,7 @@ class EvidenceStore:
 
     async def alerts_since(self, service: str, start: float, end: float) -> list[FiringAlert]:
         """Alerts of `service` that started firing in [start, end]."""
-        rows = await self._store.fetch(
+        rows = await self._fetch(
             "SELECT record FROM signals WHERE source = 'alertmanager' AND service = ? "
             "AND seen_at BETWEEN to_timestamp(?) AND to_timestamp(?) ORDER BY seen_at",
             [service, start, end],
@@ -186,21 +213,19 @@ class EvidenceStore:
 
     async def learning(self, repo: str) -> tuple[list[PrChange], list[Blame], list[Signal]]:
         """Every deployed PR of `repo`, every incident's blame, and every signal in order."""
-        numbers = await self._store.fetch(
-            "SELECT DISTINCT number FROM deploy_prs WHERE repo = ?", [repo]
-        )
-        prs = await self._store.prs(repo, [int(r[0]) for r in numbers])
+        numbers = await self._fetch("SELECT DISTINCT number FROM deploy_prs WHERE repo = ?", [repo])
+        prs = await self._prs.of_repo(repo, [int(r[0]) for r in numbers])
         deployed = await self.changes(prs)
-        incidents = await self._store.fetch(
-            "SELECT i.id, i.ambiguous, i.revert_unit, list(s.number ORDER BY s.rank) "
-            "FROM incidents i JOIN suspects s ON s.incident_id = i.id WHERE s.repo = ? "
-            "GROUP BY i.id, i.ambiguous, i.revert_unit ORDER BY i.id",
+        blames = await self._records(
+            "SELECT i.id AS incident_id, s.repo, list(s.number ORDER BY s.rank) AS suspects, "
+            "i.ambiguous, i.revert_unit FROM incidents i JOIN suspects s ON s.incident_id = i.id "
+            "WHERE s.repo = ? GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit ORDER BY i.id",
             [repo],
+            _blame,
         )
-        blames = [Blame(r[0], repo, tuple(r[3]), bool(r[1]), tuple(r[2])) for r in incidents]
-        rows = await self._store.fetch(
-            "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id"
+        signals = await self._records(
+            "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id", (), Signal
         )
         ids = {b.incident_id for b in blames}
-        signals = [Signal(r[0], r[1], r[2]) for r in rows if r[0] in ids]
+        signals = [s for s in signals if s.incident_id in ids]
         return deployed, blames, signals
