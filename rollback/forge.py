@@ -4,6 +4,7 @@ Exception tree::
 
     ForgeError                 anything the forge could not do
     ├── ForgeUnavailable       5xx, timeout, rate limit beyond the budget: the action stays pending
+                               (also an `observer.retry.Retryable`)
     └── RevertConflict         later commits touched the same lines: a person must revert by hand
 
 Implementations: `GitHubForge` (githubkit) and `LocalGitForge` (a git repository on disk, for the
@@ -18,20 +19,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from observer.retry import Retryable
+
 
 class ForgeError(Exception):
     """The forge could not complete a call; the message says what and why (no secrets)."""
 
 
-class ForgeUnavailable(ForgeError):
+class ForgeUnavailable(ForgeError, Retryable):
     """The forge is down, slow or rate limited; the same call may succeed later.
 
     `retry_after`, when the forge said how long to wait (a rate limit), is in seconds.
     """
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RevertConflict(ForgeError):

@@ -10,6 +10,7 @@ team would see. Exception tree::
 
     NotifyError                the notice was not delivered
     ├── NotifyRetryable        429, 5xx, timeout: the action stays pending and is retried
+                               (also an `observer.retry.Retryable`)
     └── NotifyRejected         bad token, unknown channel: retrying will not help
 """
 
@@ -18,12 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from observer.retry import Retryable
+
 
 class NotifyError(Exception):
     """A notice was not delivered; the message says why (tokens redacted)."""
 
 
-class NotifyRetryable(NotifyError):
+class NotifyRetryable(NotifyError, Retryable):
     """Delivery may succeed later (rate limit, outage, timeout)."""
 
 

@@ -31,9 +31,9 @@ from loop.watch.followup import (
 from loop.watch.phases import Phase
 from loop.watch.retry import ActionRetry, retry_delay
 from loop.watch.rounds import current_round, notice_key
-from rollback.fixer import FixerUnavailable
-from rollback.forge import ForgeUnavailable, PullRef
-from rollback.notify import Notice, NotifyRetryable, SuspectLine
+from observer.retry import Retryable
+from rollback.forge import PullRef
+from rollback.notify import Notice, SuspectLine
 from rollback.policy import Plan, effective, plan
 from rollback.revert import RevertContext, revert_key, revert_request
 
@@ -122,7 +122,7 @@ async def _run_action(
         return action
     try:
         url, detail = await call()
-    except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
+    except Retryable as exc:
         if action.attempts < deps.max_action_attempts:
             await deps.store.note_action_error(key, deps.clock.now(), str(exc))
             hint = getattr(exc, "retry_after", None)
