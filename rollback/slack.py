@@ -17,8 +17,12 @@ refuses names) and the `channels:history` scope (`groups:history` for a private 
 `chat:write`. Replies are found the same way in `conversations.replies` of their thread.
 
 The first message's SLI plot is uploaded into its thread with `files_upload_v2` (`files:write`),
-only when the message was posted now: an upload that fails is logged and not retried, so that a
-retry never posts a second message or a second plot.
+only when the message was posted now: an upload that still fails after its inline retries is
+logged, not raised, so that the action's retry never posts a second message or a second plot.
+
+Rendering lives here too, once: `message_payload` and `reply_payload` are the exact
+`chat.postMessage` arguments (Block Kit from `render_blocks`, the fallback text from `render_text`,
+the Confirm / False alarm / Wrong PR `BUTTONS`); `ConsoleNotifier` prints the same payloads.
 """
 
 from __future__ import annotations
@@ -38,16 +42,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from observer.retry import retry_inline
-from rollback.notify import (
-    Delivery,
-    Notice,
-    NotifyError,
-    NotifyRejected,
-    NotifyRetryable,
-    Reply,
-    message_payload,
-    reply_payload,
-)
+from rollback.notify import Delivery, Notice, NotifyError, NotifyRejected, NotifyRetryable, Reply
 
 log = logging.getLogger(__name__)
 
@@ -258,3 +253,106 @@ def _notice_key(message: Any) -> object:
         return None
     payload = metadata.get("event_payload")
     return payload.get("key") if isinstance(payload, dict) else None
+
+
+# -- Block Kit: the one rendering of a notice (the console prints the same payloads) ---------
+
+# Button action ids -> the feedback kind they record (attribution learns from these).
+BUTTONS = {
+    "rearguard_confirm": ("Confirm", "confirmed"),
+    "rearguard_false_alarm": ("False alarm", "false_alarm"),
+    "rearguard_wrong_pr": ("Wrong PR", "wrong_pr"),
+}
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    return f"{value:.4g}{unit and ' ' + unit}"
+
+
+def render_text(notice: Notice) -> str:
+    """The plain-text fallback Slack requires beside blocks (and shows in notifications)."""
+    culprit = notice.suspects[0] if notice.suspects and not notice.ambiguous else None
+    who = f"PR #{culprit.pr_number} ({culprit.agent})" if culprit else "the whole deploy range"
+    return (
+        f"Rearguard: {notice.service}/{notice.environment} regressed on {notice.sli} "
+        f"({_fmt(notice.baseline_value, notice.unit)} -> {_fmt(notice.watch_value, notice.unit)}) "
+        f"after deploy {notice.deploy_sha[:10]}; suspect: {who}; {notice.action}"
+        + (f": {notice.action_url}" if notice.action_url else "")
+    )
+
+
+def render_blocks(notice: Notice) -> list[dict[str, Any]]:
+    """Block Kit for one incident notice (header, SLI values, suspects, action)."""
+    header = f"Regression in {notice.service} ({notice.environment})"
+    sli = (
+        f"*SLI* `{notice.sli}`: {_fmt(notice.baseline_value, notice.unit)} before → "
+        f"*{_fmt(notice.watch_value, notice.unit)}* after deploy `{notice.deploy_sha[:10]}`\n"
+        f"{notice.verdict_reason}"
+    )
+    lines = []
+    for s in notice.suspects[:5]:
+        session = f", session `{s.agent_session}`" if s.agent_session else ""
+        lines.append(
+            f"• <{s.url}|#{s.pr_number} {s.title}> by *{s.agent}*{session} "
+            f"(p={s.probability:.2f}): {s.reason}"
+        )
+    suspects = (
+        "*Suspects (ambiguous: reverting the range)*\n" if notice.ambiguous else "*Suspects*\n"
+    ) + ("\n".join(lines) or "none recorded")
+    action = f"*Action* ({notice.mode} mode): {notice.action}"
+    if notice.action_url:
+        action += f"\n<{notice.action_url}|{notice.action_url}>"
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": header[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": sli}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": suspects[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": action}},
+        {
+            "type": "actions",
+            "block_id": f"rearguard_feedback:{notice.incident_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "value": notice.incident_id,
+                    "text": {"type": "plain_text", "text": label},
+                }
+                for action_id, (label, _) in BUTTONS.items()
+            ],
+        },
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}],
+        },
+    ]
+
+
+def reply_payload(reply: Reply, channel: str, thread_ts: str) -> dict[str, Any]:
+    """The exact `chat.postMessage` arguments for a reply in an incident's thread."""
+    return {
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "text": reply.text,
+        "metadata": {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"key": reply.key, "incident_id": reply.incident_id},
+        },
+    }
+
+
+def message_payload(notice: Notice, channel: str) -> dict[str, Any]:
+    """The exact `chat.postMessage` arguments for `notice`; the console notifier prints these.
+
+    `metadata` carries the idempotency key so a retry can find a message that was already posted.
+    """
+    return {
+        "channel": channel,
+        "text": render_text(notice),
+        "blocks": render_blocks(notice),
+        "metadata": {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"key": notice.key, "incident_id": notice.incident_id},
+        },
+    }

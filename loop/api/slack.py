@@ -22,8 +22,8 @@ from aiohttp import web
 
 from loop.api.ingest import IngestError
 from loop.watch.deps import WatchDeps
-from rollback.notify import BUTTONS
 from rollback.policy import Mode, effective
+from rollback.slack import BUTTONS
 
 MAX_SKEW = 300.0  # seconds: Slack's own advice for refusing replays
 
