@@ -70,6 +70,12 @@ def wilson_upper(bad: float, total: float, z: float = Z_UPPER) -> float:
     return min((centre + spread) / denom, 1.0)
 
 
+def null_bound(sli: Sli, upper: float) -> float:
+    """The null rate from a baseline's upper bound: raised by the SLI's tolerance, kept within
+    [1e-6, 0.99] so that every log-likelihood ratio against it stays finite."""
+    return max(min(upper * (1 + sli.tolerance), 0.99), 1e-6)
+
+
 def mixture_log_lr(bad: float, total: float, p_null: float) -> float:
     """log of the mean likelihood ratio over `ALTERNATIVES`, for `bad` of `total` events."""
     good = max(total - bad, 0.0)
@@ -113,7 +119,7 @@ def assess_ratio(
     if b_total < sli.min_events:
         reason = f"baseline has {b_total:.0f} events, below min_events {sli.min_events}"
         return replace(result, status=_pending(complete), reason=reason)
-    p_null = max(min(wilson_upper(b_bad, b_total) * (1 + sli.tolerance), 0.99), 1e-6)
+    p_null = null_bound(sli, wilson_upper(b_bad, b_total))
     statistic = mixture_log_lr(w_bad, w_total, p_null) if w_total > 0 else 0.0
     effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
     result = replace(result, statistic=statistic, effect=effect)
