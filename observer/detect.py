@@ -146,7 +146,8 @@ def _pending(complete: bool) -> Status:
     return Status.INCONCLUSIVE if complete else Status.OBSERVING
 
 
-def _median(values: Sequence[float]) -> float:
+def median(values: Sequence[float]) -> float:
+    """The middle value (the mean of the middle two for an even count) of a non-empty sequence."""
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
@@ -179,15 +180,15 @@ def assess_gauge(
     if len(base) < settings.gauge_points:
         reason = f"baseline has {len(base)} points, too few to judge"
         return SliResult(sli=sli.name, status=_pending(complete), reason=reason)
-    centre = _median(base)
-    mad = 1.4826 * _median([abs(v - centre) for v in base])
+    centre = median(base)
+    mad = 1.4826 * median([abs(v - centre) for v in base])
     margin = gauge_margin(sli, base, centre, mad, settings)
     if len(recent) < settings.gauge_points:
         reason = f"watch has {len(recent)} points, too few to judge"
         return SliResult(
             sli=sli.name, status=_pending(complete), reason=reason, baseline_value=centre
         )
-    now = _median(recent)
+    now = median(recent)
     sign = 1.0 if sli.direction is Direction.UP else -1.0
     statistic = sign * (now - centre) / margin
     result = SliResult(

@@ -52,7 +52,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 8.0
 
 
-class _Rejected(ForgeError):
+class Rejected(ForgeError):
     """GitHub answered 4xx: the same call will not succeed by retrying."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -60,13 +60,13 @@ class _Rejected(ForgeError):
         self.status = status
 
 
-class _GraphQLRefused(ForgeError):
+class GraphQLRefused(ForgeError):
     """GraphQL answered with errors (for a revert: conflicts, or a PR not merged on GitHub)."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Opened:
-    """A revert PR as GitHub reports it."""
+class Opened:
+    """A PR Rearguard opened (a revert or a fix), as GitHub reports it."""
 
     number: int
     url: str
@@ -137,7 +137,7 @@ class GitHubClient:
             raise self._spent(what, exc) from exc
         except GraphQLFailed as exc:
             messages = "; ".join(error.message for error in exc.response.errors or [])
-            raise _GraphQLRefused(self._redact(f"{what}: {messages}")) from exc
+            raise GraphQLRefused(self._redact(f"{what}: {messages}")) from exc
         except ValidationError as exc:
             raise ForgeError(f"{what}: a request or answer did not fit GitHub's schema") from exc
 
@@ -194,13 +194,14 @@ class GitHubClient:
         status = exc.response.status_code
         if status == 401:  # noqa: PLR2004 (HTTP Unauthorized)
             return ForgeError(f"{what}: GitHub rejected the token (HTTP 401)")
-        return _Rejected(self._redact(f"{what}: {_describe(exc)}"), status)
+        return Rejected(self._redact(f"{what}: {_describe(exc)}"), status)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
 
-def _split(repo: str) -> Repo:
+def split_repo(repo: str) -> Repo:
+    """`owner/name` as (owner, name), the form githubkit's REST calls take; ForgeError if not."""
     owner, _, name = repo.partition("/")
     if not owner or not name or "/" in name:
         raise ForgeError(f"repository must be 'owner/name', got {repo!r}")
@@ -224,6 +225,7 @@ def _describe(exc: Exception | None) -> str:
     return "failed"
 
 
-def _opened(pull: PullRequest | PullRequestSimple) -> _Opened:
+def as_opened(pull: PullRequest | PullRequestSimple) -> Opened:
+    """The parts of a githubkit pull request that a revert or fix change is found again by."""
     labels = frozenset(label.name for label in pull.labels)
-    return _Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)
+    return Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)

@@ -27,7 +27,7 @@ from loop.api.evidence_ingest import (
     parse_alertmanager,
     parse_sentry,
 )
-from loop.api.ingest import IngestError, _time, check_bearer, parse_json
+from loop.api.ingest import IngestError, check_bearer, parse_json, parse_time
 
 REPORTS = {"agents": "agent", "models": "model", "specs": "spec", "areas": "area"}
 
@@ -38,7 +38,7 @@ async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
     if isinstance(opened, str):
         with contextlib.suppress(IngestError):  # a bad time loses the lead time, not the PR
             await EvidenceStore(store).record_opened_at(
-                pr.repo, pr.number, _time(opened, "created_at")
+                pr.repo, pr.number, parse_time(opened, "created_at")
             )
 
 
