@@ -70,6 +70,12 @@ def wilson_upper(bad: float, total: float, z: float = Z_UPPER) -> float:
     return min((centre + spread) / denom, 1.0)
 
 
+def null_bound(sli: Sli, upper: float) -> float:
+    """The null rate from a baseline's upper bound: raised by the SLI's tolerance, kept within
+    [1e-6, 0.99] so that every log-likelihood ratio against it stays finite."""
+    return max(min(upper * (1 + sli.tolerance), 0.99), 1e-6)
+
+
 def mixture_log_lr(bad: float, total: float, p_null: float) -> float:
     """log of the mean likelihood ratio over `ALTERNATIVES`, for `bad` of `total` events."""
     good = max(total - bad, 0.0)
@@ -113,7 +119,7 @@ def assess_ratio(
     if b_total < sli.min_events:
         reason = f"baseline has {b_total:.0f} events, below min_events {sli.min_events}"
         return replace(result, status=_pending(complete), reason=reason)
-    p_null = max(min(wilson_upper(b_bad, b_total) * (1 + sli.tolerance), 0.99), 1e-6)
+    p_null = null_bound(sli, wilson_upper(b_bad, b_total))
     statistic = mixture_log_lr(w_bad, w_total, p_null) if w_total > 0 else 0.0
     effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
     result = replace(result, statistic=statistic, effect=effect)
@@ -140,7 +146,8 @@ def _pending(complete: bool) -> Status:
     return Status.INCONCLUSIVE if complete else Status.OBSERVING
 
 
-def _median(values: Sequence[float]) -> float:
+def median(values: Sequence[float]) -> float:
+    """The middle value (the mean of the middle two for an even count) of a non-empty sequence."""
     ordered = sorted(values)
     mid = len(ordered) // 2
     return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
@@ -173,15 +180,15 @@ def assess_gauge(
     if len(base) < settings.gauge_points:
         reason = f"baseline has {len(base)} points, too few to judge"
         return SliResult(sli=sli.name, status=_pending(complete), reason=reason)
-    centre = _median(base)
-    mad = 1.4826 * _median([abs(v - centre) for v in base])
+    centre = median(base)
+    mad = 1.4826 * median([abs(v - centre) for v in base])
     margin = gauge_margin(sli, base, centre, mad, settings)
     if len(recent) < settings.gauge_points:
         reason = f"watch has {len(recent)} points, too few to judge"
         return SliResult(
             sli=sli.name, status=_pending(complete), reason=reason, baseline_value=centre
         )
-    now = _median(recent)
+    now = median(recent)
     sign = 1.0 if sli.direction is Direction.UP else -1.0
     statistic = sign * (now - centre) / margin
     result = SliResult(

@@ -17,9 +17,9 @@ from dataclasses import replace
 from observer.detect import (
     DEFAULT_SETTINGS,
     DetectorSettings,
-    _median,
     assess_gauge,
     gauge_margin,
+    median,
 )
 from observer.slis import Direction, Sli
 from observer.verdict import SliResult
@@ -30,8 +30,8 @@ def band_edge(sli: Sli, values: Sequence[float], settings: DetectorSettings) -> 
     base = [v for v in values if math.isfinite(v)]
     if len(base) < settings.gauge_points:
         return None
-    centre = _median(base)
-    mad = 1.4826 * _median([abs(v - centre) for v in base])
+    centre = median(base)
+    mad = 1.4826 * median([abs(v - centre) for v in base])
     margin = gauge_margin(sli, base, centre, mad, settings)
     return centre + margin if sli.direction is Direction.UP else centre - margin
 

@@ -5,9 +5,11 @@ incident's own baseline (the window before the bad deploy), never against the wi
 the revert deploy, which is the regression itself. Two sequential tests run side by side:
 
 - still regressed: the detection test itself (`assess_ratio`) against the old baseline;
-- recovered: a likelihood-ratio test of "at the baseline's null bound" against "still at the
-  regressed rate", stopping once the log-ratio crosses log(1/alpha) — so a clear recovery is
-  confirmed in a few steps instead of at the end of a whole watch window.
+- recovered: the Watch's likelihood ratio (`observer.sequential.step_log_lrs`, against the same
+  null bound) with the roles set for recovery: "back at the baseline's null bound" against
+  "still at the regressed rate", stopping once it crosses log(1/alpha) with the bad rate at or
+  below the bound — so a clear recovery is confirmed in a few steps instead of at the end of a
+  whole watch window.
 
 At the end of the window without a decision, the detection test's verdict stands (healthy means
 recovered). Gauge SLIs use the gauge test against the old baseline. Pure functions, plus one
@@ -24,18 +26,14 @@ from observer.detect import (
     DetectorSettings,
     assess_gauge,
     assess_ratio,
+    null_bound,
     wilson_upper,
 )
 from observer.observe import fetch_points
+from observer.sequential import Step, step_log_lrs
 from observer.slis import Sli, SliKind
 from observer.sources import MetricsError, MetricsSource
 from observer.verdict import SliResult, Status
-
-
-def recovery_log_lr(bad: float, total: float, p_base: float, p_bad: float) -> float:
-    """log of P(counts | rate p_base) / P(counts | rate p_bad): positive favours recovery."""
-    good = max(total - bad, 0.0)
-    return bad * math.log(p_base / p_bad) + good * math.log((1 - p_base) / (1 - p_bad))
 
 
 def assess_recovery(
@@ -55,10 +53,12 @@ def assess_recovery(
     w_bad, w_total = window
     if b_total < sli.min_events or check.status is Status.INCONCLUSIVE:
         return check
-    p_null = max(min(wilson_upper(b_bad, b_total) * (1 + sli.tolerance), 0.99), 1e-6)
+    p_null = null_bound(sli, wilson_upper(b_bad, b_total))
     threshold = math.log(1 / settings.alpha)
     if math.isfinite(regressed_rate) and regressed_rate > p_null and w_total >= sli.min_events:
-        statistic = recovery_log_lr(w_bad, w_total, p_null, min(regressed_rate, 0.999))
+        # The window as one step: the log-LR of the sums is the sum of the steps' log-LRs.
+        since = [Step(0.0, w_bad, w_total)]
+        statistic = sum(step_log_lrs(since, min(regressed_rate, 0.999), p_null))
         if statistic >= threshold and w_bad / w_total <= p_null:
             reason = (
                 f"back within baseline: bad rate {w_bad / w_total:.4%} vs baseline "

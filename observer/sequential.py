@@ -34,7 +34,13 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
-from observer.detect import ALTERNATIVES, DEFAULT_SETTINGS, DetectorSettings, wilson_upper
+from observer.detect import (
+    ALTERNATIVES,
+    DEFAULT_SETTINGS,
+    DetectorSettings,
+    null_bound,
+    wilson_upper,
+)
 from observer.slis import Sli
 from observer.verdict import SliResult, Status
 
@@ -80,7 +86,7 @@ def null_rate(sli: Sli, baselines: Sequence[Baseline]) -> tuple[float, Baseline]
         upper, chosen = max(
             ((wilson_upper(b.bad, b.total), b) for b in usable), key=lambda pair: pair[0]
         )
-    return max(min(upper * (1 + sli.tolerance), 0.99), 1e-6), chosen
+    return null_bound(sli, upper), chosen
 
 
 HOMOGENEITY_Z = 2.326
@@ -102,14 +108,22 @@ def homogeneous(baselines: Sequence[Baseline]) -> bool:
     return chi2 <= quantile
 
 
-def _coefficients(p_null: float) -> list[tuple[float, float]]:
-    """Per alternative, the log-LR of one bad and of one good event."""
-    out = []
-    for multiple in ALTERNATIVES:
-        p_alt = min(p_null * multiple, 0.999)
-        if p_alt > p_null:
-            out.append((math.log(p_alt / p_null), math.log((1 - p_alt) / (1 - p_null))))
-    return out
+def _alternatives(p_null: float) -> list[float]:
+    """The regressed rates the Watch tests against `p_null`: `ALTERNATIVES` times it."""
+    rates = (min(p_null * multiple, 0.999) for multiple in ALTERNATIVES)
+    return [p_alt for p_alt in rates if p_alt > p_null]
+
+
+def step_log_lrs(steps: Sequence[Step], p_null: float, p_alt: float) -> list[float]:
+    """Per step, the log-likelihood ratio of bad rate `p_alt` against `p_null` (positive where
+    the step favours `p_alt`).
+
+    The Watch tests a baseline's bound (null) against regressed rates above it; recovery sets
+    the roles the other way round: still at the regressed rate (null) against back at the bound.
+    """
+    bad_weight = math.log(p_alt / p_null)
+    good_weight = math.log((1 - p_alt) / (1 - p_null))
+    return [s.bad * bad_weight + max(s.total - s.bad, 0.0) * good_weight for s in steps]
 
 
 def _robust_sum(llrs: Sequence[float], drop: int) -> float:
@@ -148,10 +162,10 @@ def evidence(
 
     The best excursion is the one nearest to clearing both `bars` (its threshold and the
     evidence it must keep without the blip)."""
-    coefs = _coefficients(p_null)
-    if not coefs or not steps:
+    alternatives = _alternatives(p_null)
+    if not alternatives or not steps:
         return Evidence(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
-    per_alt = [[s.bad * a + max(s.total - s.bad, 0.0) * b for s in steps] for a, b in coefs]
+    per_alt = [step_log_lrs(steps, p_null, p_alt) for p_alt in alternatives]
     from_deploy = _log_mean_exp([sum(llrs) for llrs in per_alt])
     from_deploy_rest = _log_mean_exp([_robust_sum(llrs, drop) for llrs in per_alt])
     best, best_rest, onset = 0.0, 0.0, len(steps)

@@ -4,6 +4,7 @@ Exception tree::
 
     MetricsError               anything a source could not answer
     ├── SourceUnavailable      the backend is down, timed out or answered 5xx: try again later
+                               (also an `observer.retry.Retryable`; no source retries inline)
     └── QueryRejected          the backend refused the query (bad PromQL, too many points)
 
 "No data" is not an error: a source returns an empty list and the detector calls it inconclusive.
@@ -14,12 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from observer.retry import Retryable
+
 
 class MetricsError(Exception):
     """A source could not answer a query; the message says which query and why."""
 
 
-class SourceUnavailable(MetricsError):
+class SourceUnavailable(MetricsError, Retryable):
     """The backend is unreachable, timed out or failed; the same query may work later."""
 
 

@@ -4,7 +4,9 @@ It owns the Anthropic edge: one `AsyncAnthropic` client built with an explicit k
 and timeout (never ambient env), the prompt, the JSON schema of the answer (structured output via
 `output_config.format`), the parsing of that answer into a `FixProposal`, the token usage and its
 cost, and the one retry policy for the Messages API. The SDK's own retries are off
-(`max_retries=0`) because it honours any `retry-after`, an hour included; here::
+(`max_retries=0`) because it honours any `retry-after`, an hour included; `observer.retry`'s
+`retry_inline` retries instead, backing off with `retry_delay` from `BACKOFF_FIRST` to
+`BACKOFF_CAP`::
 
     429 / 529 overloaded / 5xx / timeout / connection  -> back off (retry-after if <= cap), retry
     retry-after beyond the cap, or budget spent         -> FixerUnavailable (the loop retries later)
@@ -18,19 +20,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anthropic
 from anthropic import AsyncAnthropic
 
+from observer.retry import Sleep, retry_delay, retry_inline
 from rollback.fixer import FixAnswer, FixContext, FixerError, FixerUnavailable, FixProposal, Usage
-
-Sleep = Callable[[float], Awaitable[object]]
 
 BACKOFF_FIRST = 1.0
 BACKOFF_CAP = 16.0
 MAX_DIFF_CHARS = 60_000
+# What is retried inline, and once the budget is spent becomes FixerUnavailable.
+_TRANSIENT = (
+    anthropic.RateLimitError,
+    anthropic.InternalServerError,
+    anthropic.APITimeoutError,
+    anthropic.APIConnectionError,
+)
 
 SCHEMA: dict[str, object] = {
     "type": "object",
@@ -126,36 +133,43 @@ class AnthropicFixer:
             return FixAnswer(None, usage, problem)
 
     async def _create(self, context: FixContext) -> anthropic.types.Message:
-        failure: Exception | None = None
-        for attempt in range(1, self._max_attempts + 1):
-            wait = min(BACKOFF_FIRST * 2.0 ** (attempt - 1), BACKOFF_CAP)
-            try:
-                return await self._client.messages.create(
-                    model=self._model,
-                    max_tokens=self._max_tokens,
-                    system=SYSTEM,
-                    messages=[{"role": "user", "content": _prompt(context)}],
-                    output_config={"format": {"type": "json_schema", "schema": SCHEMA}},
-                )
-            except (anthropic.RateLimitError, anthropic.InternalServerError) as exc:
-                # InternalServerError covers 5xx and 529 overloaded (OverloadedError).
-                asked = _retry_after(exc.response.headers.get("retry-after"))
-                if asked is not None and asked > self._max_retry_after:
-                    raise FixerUnavailable(
-                        self._redact(f"Anthropic asks to wait {asked:.0f}s: retrying later")
-                    ) from exc
-                wait, failure = (asked if asked is not None else wait), exc
-            except (anthropic.APITimeoutError, anthropic.APIConnectionError) as exc:
-                failure = exc
-            except anthropic.APIStatusError as exc:
-                raise FixerError(
-                    self._redact(f"Anthropic refused the request: HTTP {exc.status_code}")
+        async def create() -> anthropic.types.Message:
+            return await self._client.messages.create(
+                model=self._model,
+                max_tokens=self._max_tokens,
+                system=SYSTEM,
+                messages=[{"role": "user", "content": _prompt(context)}],
+                output_config={"format": {"type": "json_schema", "schema": SCHEMA}},
+            )
+
+        try:
+            return await retry_inline(
+                create, self._classify, attempts=self._max_attempts, sleep=self._sleep
+            )
+        except _TRANSIENT as exc:
+            raise FixerUnavailable(
+                self._redact(f"Anthropic: {_describe(exc)} after {self._max_attempts} attempts")
+            ) from exc
+        except anthropic.APIStatusError as exc:
+            raise FixerError(
+                self._redact(f"Anthropic refused the request: HTTP {exc.status_code}")
+            ) from exc
+
+    def _classify(self, exc: Exception, attempt: int) -> float | None:
+        """The wait before asking again (the server's retry-after, else the backoff); None for a
+        refusal that retrying will not change."""
+        backoff = retry_delay(attempt, BACKOFF_FIRST, BACKOFF_CAP)
+        if isinstance(exc, anthropic.RateLimitError | anthropic.InternalServerError):
+            # InternalServerError covers 5xx and 529 overloaded (OverloadedError).
+            asked = _retry_after(exc.response.headers.get("retry-after"))
+            if asked is not None and asked > self._max_retry_after:
+                raise FixerUnavailable(
+                    self._redact(f"Anthropic asks to wait {asked:.0f}s: retrying later")
                 ) from exc
-            if attempt < self._max_attempts:
-                await self._sleep(wait)
-        raise FixerUnavailable(
-            self._redact(f"Anthropic: {_describe(failure)} after {self._max_attempts} attempts")
-        ) from failure
+            return asked if asked is not None else backoff
+        if isinstance(exc, anthropic.APITimeoutError | anthropic.APIConnectionError):
+            return backoff
+        return None
 
     def _redact(self, text: str) -> str:
         return text.replace(self._key, "***")

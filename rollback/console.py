@@ -1,9 +1,10 @@
 """`ConsoleNotifier`: prints the exact `chat.postMessage` payload instead of posting it.
 
 It owns the demo's and dry runs' notifications: one readable line, then `message_payload` as
-indented JSON, the same arguments `SlackNotifier` hands to Slack, so what the console shows is what
-a team would see. It never fails; the `ts` it returns is derived from the notice key, so the same
-notice always "lands" at the same place, as it would with the idempotent Slack notifier.
+indented JSON, the same arguments `SlackNotifier` hands to Slack: it imports the Slack renderer
+(`rollback.slack`) rather than render its own, so what the console shows is what a team would
+see. It never fails; the `ts` it returns is derived from the notice key, so the same notice always
+"lands" at the same place, as it would with the idempotent Slack notifier.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import hashlib
 import json
 from typing import TextIO
 
-from rollback.notify import Delivery, Notice, Reply, message_payload, render_text, reply_payload
+from rollback.notify import Delivery, Notice, Reply
+from rollback.slack import message_payload, render_text, reply_payload
 
 
 class ConsoleNotifier:

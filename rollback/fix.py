@@ -26,7 +26,7 @@ from rollback.fixer import (
     bug_issue_body,
     fix_pr_body,
 )
-from rollback.forge import ChangeRequest, Forge, IssueRequest
+from rollback.forge import ChangeRequest, Forge, ForgeReads, ForgeWrites, IssueRequest
 from rollback.patch import PatchError, apply, paths
 from rollback.policy import FIX_LABELS, ISSUE_LABELS, NEEDS_HUMAN, gated_paths, patch_refusals
 
@@ -85,7 +85,7 @@ async def draft_fix(
 
 
 async def _patched(
-    forge: Forge, context: FixContext, patch: str, merge_sha: str, gates: Sequence[str]
+    forge: ForgeReads, context: FixContext, patch: str, merge_sha: str, gates: Sequence[str]
 ) -> tuple[dict[str, str | None] | None, str]:
     """The files of the original change plus the fix, or None and why the patch was refused."""
     try:
@@ -106,7 +106,7 @@ async def _patched(
 
 
 async def _open_fix_pr(
-    forge: Forge,
+    forge: ForgeWrites,
     context: FixContext,
     proposal: FixProposal,
     files: dict[str, str | None],
@@ -131,7 +131,7 @@ async def _open_fix_pr(
 
 
 async def _open_issue(
-    forge: Forge, context: FixContext, proposal: FixProposal, why: str
+    forge: ForgeWrites, context: FixContext, proposal: FixProposal, why: str
 ) -> FixOutcome:
     request = IssueRequest(
         repo=context.repo,

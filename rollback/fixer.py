@@ -11,6 +11,7 @@ Exception tree::
 
     FixerError             the fixer could not answer (bad key, refused request): fall back
     └── FixerUnavailable   overloaded, rate limited, 5xx, timeout beyond the budget: retry later
+                           (also an `observer.retry.Retryable`)
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from observer.retry import Retryable
+
 
 class FixerError(Exception):
     """The fixer gave no answer; the message says why (the key is never in it)."""
 
 
-class FixerUnavailable(FixerError):
+class FixerUnavailable(FixerError, Retryable):
     """The model's API is overloaded, rate limited or down; the same call may work later."""
 
 

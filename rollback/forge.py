@@ -4,10 +4,14 @@ Exception tree::
 
     ForgeError                 anything the forge could not do
     ├── ForgeUnavailable       5xx, timeout, rate limit beyond the budget: the action stays pending
+                               (also an `observer.retry.Retryable`)
     └── RevertConflict         later commits touched the same lines: a person must revert by hand
 
-Implementations: `GitHubForge` (githubkit) and `LocalGitForge` (a git repository on disk, for the
-demo). Both are idempotent per request key (`RevertRequest.key`, `ChangeRequest.key`,
+Two halves: `ForgeReads` (commit ranges, the PRs behind commits, their files, file contents: what
+attribution and change resolution read) and `ForgeWrites` (revert and fix changes, issues, merge
+requests, closes: what rollback writes); `Forge` is both. Implementations: `GitHubForge`
+(githubkit) and `LocalGitForge` (a git repository on disk, for the demo), each a whole `Forge`.
+Writes are idempotent per request key (`RevertRequest.key`, `ChangeRequest.key`,
 `IssueRequest.key`): asking twice returns what the first call made.
 """
 
@@ -18,20 +22,18 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Protocol
 
+from observer.retry import Retryable
+
 
 class ForgeError(Exception):
     """The forge could not complete a call; the message says what and why (no secrets)."""
 
 
-class ForgeUnavailable(ForgeError):
+class ForgeUnavailable(ForgeError, Retryable):
     """The forge is down, slow or rate limited; the same call may succeed later.
 
     `retry_after`, when the forge said how long to wait (a rate limit), is in seconds.
     """
-
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class RevertConflict(ForgeError):
@@ -179,14 +181,34 @@ class MergeResult:
     note: str
 
 
-class Forge(Protocol):
-    """Reads deploy ranges, opens revert and fix changes and issues, asks for merges of revert
-    PRs; never pushes to the default branch."""
+class ForgeReads(Protocol):
+    """What attribution, change resolution and fix drafting read: deploy ranges, PRs, files."""
+
+    async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
+        """Commits reachable from `head` and not from `base`, oldest first."""
+        ...
+
+    async def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
+        """The pull requests that brought commit `sha` in (for commits with no PR on record)."""
+        ...
+
+    async def pull_files(self, repo: str, number: int) -> list[PullFile]:
+        """Every file PR `number` changed, with its patch (attribution needs the line ranges)."""
+        ...
 
     async def read_files(
         self, repo: str, ref: str, paths: Sequence[str]
     ) -> Mapping[str, str | None]:
         """The text of each path at commit `ref` (`sha^`: its first parent; None: absent)."""
+        ...
+
+
+class ForgeWrites(Protocol):
+    """What rollback writes: revert and fix changes, issues, merge requests, closes; never a
+    push to the default branch."""
+
+    async def open_revert(self, request: RevertRequest) -> RevertResult:
+        """Open (or find, if it exists) the revert change for `request`."""
         ...
 
     async def open_change(self, request: ChangeRequest) -> RevertResult:
@@ -205,18 +227,6 @@ class Forge(Protocol):
         """Close PR `number` unmerged with `comment` (a person said it was a false alarm)."""
         ...
 
-    async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
-        """Commits reachable from `head` and not from `base`, oldest first."""
-        ...
 
-    async def open_revert(self, request: RevertRequest) -> RevertResult:
-        """Open (or find, if it exists) the revert change for `request`."""
-        ...
-
-    async def pull_files(self, repo: str, number: int) -> list[PullFile]:
-        """Every file PR `number` changed, with its patch (attribution needs the line ranges)."""
-        ...
-
-    async def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
-        """The pull requests that brought commit `sha` in (for commits with no PR on record)."""
-        ...
+class Forge(ForgeReads, ForgeWrites, Protocol):
+    """Both halves, as `GitHubForge` and `LocalGitForge` implement them and the Watch holds it."""

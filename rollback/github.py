@@ -32,7 +32,7 @@ from rollback.forge import (
     RevertResult,
 )
 from rollback.github_changes import GitHubChanges
-from rollback.github_client import Repo, _GraphQLRefused, _Opened, _opened, _Rejected, _split
+from rollback.github_client import GraphQLRefused, Opened, Rejected, Repo, as_opened, split_repo
 from rollback.revert_plan import Change, Tree, plan_revert, tree_entries
 
 Keyed = RevertRequest | ChangeRequest  # a change found again by its branch or key marker
@@ -64,7 +64,7 @@ class GitHubForge(GitHubChanges):
 
     async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
         """Commits in `base...head`, oldest first, paging GitHub's compare past 250 commits."""
-        at, basehead = _split(repo), f"{base}...{head}"
+        at, basehead = split_repo(repo), f"{base}...{head}"
         compare = self._gh.rest.repos.async_compare_commits
         found: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
@@ -79,7 +79,7 @@ class GitHubForge(GitHubChanges):
 
     async def open_revert(self, request: RevertRequest) -> RevertResult:
         """Find the open revert PR for `request.key`, or open one (GraphQL, else Git Data)."""
-        at = _split(request.repo)
+        at = split_repo(request.repo)
         if not request.prs:
             raise ForgeError(f"revert {request.key}: no pull requests to revert")
         existing = await self._call("find an existing revert", partial(self._find, at, request))
@@ -92,7 +92,7 @@ class GitHubForge(GitHubChanges):
 
     async def pull_files(self, repo: str, number: int) -> list[PullFile]:
         """The PR's files with their patches, paged (GitHub lists at most 3,000)."""
-        at, files = _split(repo), self._gh.rest.pulls.async_list_files
+        at, files = split_repo(repo), self._gh.rest.pulls.async_list_files
         found: list[PullFile] = []
         for page in range(1, MAX_PAGES + 1):
             got = await self._rest(
@@ -109,7 +109,7 @@ class GitHubForge(GitHubChanges):
 
     async def pulls_for_commit(self, repo: str, sha: str) -> list[PullInfo]:
         """GitHub's "pull requests associated with a commit" (merged ones carry `merged_at`)."""
-        at = _split(repo)
+        at = split_repo(repo)
         listed = self._gh.rest.repos.async_list_pull_requests_associated_with_commit
         pulls = await self._rest(f"list PRs of commit {sha[:12]}", at, listed, sha, per_page=100)
         return [
@@ -126,7 +126,7 @@ class GitHubForge(GitHubChanges):
 
     # -- reverts -------------------------------------------------------------------------------
 
-    async def _find(self, at: Repo, request: Keyed) -> _Opened | None:
+    async def _find(self, at: Repo, request: Keyed) -> Opened | None:
         """The open PR on `request.branch` or carrying its marker (one try: callers retry)."""
         tag = marker(request.key)
         for page in range(1, MAX_PAGES + 1):
@@ -136,18 +136,18 @@ class GitHubForge(GitHubChanges):
             pulls = cast("list[PullRequestSimple]", listed.parsed_data)
             for pull in pulls:
                 if pull.head.ref == request.branch or tag in (pull.body or ""):
-                    return _opened(pull)
+                    return as_opened(pull)
             if len(pulls) < PER_PAGE:
                 return None
         raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open PRs: cannot rule out a duplicate")
 
     async def _create_once(
-        self, what: str, at: Repo, request: Keyed, create: Callable[[], Awaitable[_Opened]]
-    ) -> _Opened:
+        self, what: str, at: Repo, request: Keyed, create: Callable[[], Awaitable[Opened]]
+    ) -> Opened:
         """`create` under `_call`; a retry first looks for what a lost answer may have made."""
         attempted = False
 
-        async def op() -> _Opened:
+        async def op() -> Opened:
             nonlocal attempted
             if attempted and (found := await self._find(at, request)) is not None:
                 return found
@@ -156,28 +156,28 @@ class GitHubForge(GitHubChanges):
 
         return await self._call(what, op)
 
-    async def _revert_with_graphql(self, at: Repo, request: RevertRequest) -> _Opened | None:
+    async def _revert_with_graphql(self, at: Repo, request: RevertRequest) -> Opened | None:
         """GitHub's own revert of the one PR; None when GraphQL refuses (then use Git Data)."""
         number = request.prs[0].number
         try:
             pull = await self._rest(f"read PR #{number}", at, self._gh.rest.pulls.async_get, number)
-        except _Rejected as exc:
+        except Rejected as exc:
             if exc.status != 404:  # noqa: PLR2004 (not a GitHub PR: revert its commit instead)
                 raise
             return None
         arguments = {"pullRequestId": pull.node_id, "title": request.title, "draft": False}
 
-        async def create() -> _Opened:
+        async def create() -> Opened:
             variables = {"input": arguments | {"body": _body(request)}}
             return _opened_from_graphql(await self._gh.async_graphql(REVERT_MUTATION, variables))
 
         try:
             return await self._create_once(f"revert PR #{number} (GraphQL)", at, request, create)
-        except _GraphQLRefused as exc:
+        except GraphQLRefused as exc:
             logger.info("%s; reverting through the Git Data API instead", exc)
             return None
 
-    async def _revert_with_git_data(self, at: Repo, request: RevertRequest) -> _Opened:
+    async def _revert_with_git_data(self, at: Repo, request: RevertRequest) -> Opened:
         """Tree, commit, branch and PR undoing every PR in `request`, or `RevertConflict`."""
         git, base = self._gh.rest.git, request.base_branch
         ref = await self._rest(f"read branch {base}", at, git.async_get_ref, f"heads/{base}")
@@ -265,7 +265,7 @@ class GitHubForge(GitHubChanges):
             await self._rest(
                 f"create branch {branch}", at, create, ref=f"refs/heads/{branch}", sha=sha
             )
-        except _Rejected as exc:
+        except Rejected as exc:
             if exc.status != 422:  # noqa: PLR2004 (GitHub's "Reference already exists")
                 raise
             move = git.async_update_ref
@@ -273,10 +273,10 @@ class GitHubForge(GitHubChanges):
                 f"move branch {branch}", at, move, f"heads/{branch}", sha=sha, force=True
             )
 
-    async def _open_pull(self, at: Repo, request: RevertRequest) -> _Opened:
+    async def _open_pull(self, at: Repo, request: RevertRequest) -> Opened:
         """Open the PR for `request.branch`; if GitHub says one exists, return that one."""
 
-        async def create() -> _Opened:
+        async def create() -> Opened:
             created = await self._gh.rest.pulls.async_create(
                 *at,
                 title=request.title,
@@ -285,11 +285,11 @@ class GitHubForge(GitHubChanges):
                 body=_body(request),
                 draft=False,
             )
-            return _opened(created.parsed_data)
+            return as_opened(created.parsed_data)
 
         try:
             return await self._create_once(f"open PR for {request.branch}", at, request, create)
-        except _Rejected as exc:
+        except Rejected as exc:
             if exc.status != 422:  # noqa: PLR2004 (GitHub's "A pull request already exists")
                 raise
             found = await self._call("find an existing revert", partial(self._find, at, request))
@@ -298,7 +298,7 @@ class GitHubForge(GitHubChanges):
             return found
 
     async def _finish(
-        self, at: Repo, request: Keyed, opened: _Opened, *, reused: bool
+        self, at: Repo, request: Keyed, opened: Opened, *, reused: bool
     ) -> RevertResult:
         """Add the labels the PR lacks and report it."""
         missing = [label for label in request.labels if label not in opened.labels]
@@ -318,11 +318,11 @@ def _commit_message(request: RevertRequest) -> str:
     return f"{request.title}\n\nReverts {reverted}.\n\nRearguard-Key: {request.key}\n"
 
 
-def _opened_from_graphql(data: Mapping[str, Any]) -> _Opened:
+def _opened_from_graphql(data: Mapping[str, Any]) -> Opened:
     """The new PR from `revertPullRequest { revertPullRequest { ... } }`."""
     new: Any = (data.get("revertPullRequest") or {}).get("revertPullRequest")
     try:
-        return _Opened(
+        return Opened(
             int(new["number"]),
             str(new["url"]),
             str(new["headRefName"]),

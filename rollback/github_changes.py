@@ -30,7 +30,7 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
-from rollback.github_client import GitHubClient, Repo, _GraphQLRefused, _Opened, _opened, _split
+from rollback.github_client import GitHubClient, GraphQLRefused, Opened, Repo, as_opened, split_repo
 from rollback.policy import MergeNext, after_auto_merge
 
 if TYPE_CHECKING:
@@ -61,27 +61,27 @@ class GitHubChanges(GitHubClient):
 
         async def _find(
             self, at: Repo, request: RevertRequest | ChangeRequest
-        ) -> _Opened | None: ...
+        ) -> Opened | None: ...
 
         async def _create_once(
             self,
             what: str,
             at: Repo,
             request: RevertRequest | ChangeRequest,
-            create: Callable[[], Awaitable[_Opened]],
-        ) -> _Opened: ...
+            create: Callable[[], Awaitable[Opened]],
+        ) -> Opened: ...
 
         async def _point_branch(self, at: Repo, branch: str, sha: str) -> None: ...
 
         async def _finish(
-            self, at: Repo, request: RevertRequest | ChangeRequest, opened: _Opened, *, reused: bool
+            self, at: Repo, request: RevertRequest | ChangeRequest, opened: Opened, *, reused: bool
         ) -> RevertResult: ...
 
     async def read_files(
         self, repo: str, ref: str, paths: Sequence[str]
     ) -> Mapping[str, str | None]:
         """Each path's text at commit `ref` (`sha^`: its first parent) through the Git Data API."""
-        at, git = _split(repo), self._gh.rest.git
+        at, git = split_repo(repo), self._gh.rest.git
         sha = ref.removesuffix("^")
         commit = await self._rest(f"read commit {sha}", at, git.async_get_commit, sha)
         if ref.endswith("^"):
@@ -105,9 +105,9 @@ class GitHubChanges(GitHubClient):
 
     async def open_change(self, request: ChangeRequest) -> RevertResult:
         """Find the open PR for `request.key`, or build its branch and open it (draft)."""
-        at, git = _split(request.repo), self._gh.rest.git
+        at, git = split_repo(request.repo), self._gh.rest.git
 
-        async def find() -> _Opened | None:
+        async def find() -> Opened | None:
             return await self._find(at, request)
 
         existing = await self._call("find an existing change", find)
@@ -139,18 +139,18 @@ class GitHubChanges(GitHubClient):
         )  # fmt: skip
         await self._point_branch(at, request.branch, commit.sha)
 
-        async def create() -> _Opened:
+        async def create() -> Opened:
             created = await self._gh.rest.pulls.async_create(
                 *at, title=request.title, head=request.branch, base=base,
                 body=_with_marker(request.body, request.key), draft=request.draft,
             )  # fmt: skip
-            return _opened(created.parsed_data)
+            return as_opened(created.parsed_data)
 
         opened = await self._create_once(f"open PR for {request.branch}", at, request, create)
         return await self._assign(at, request, opened, reused=False)
 
     async def _assign(
-        self, at: Repo, request: ChangeRequest, opened: _Opened, *, reused: bool
+        self, at: Repo, request: ChangeRequest, opened: Opened, *, reused: bool
     ) -> RevertResult:
         result = await self._finish(at, request, opened, reused=reused)
         if request.assignees and opened.number:
@@ -161,7 +161,7 @@ class GitHubChanges(GitHubClient):
 
     async def open_issue(self, request: IssueRequest) -> IssueResult:
         """Find the open issue carrying `request.key`'s marker, or open it."""
-        at, attempted = _split(request.repo), False
+        at, attempted = split_repo(request.repo), False
 
         async def op() -> IssueResult:
             nonlocal attempted
@@ -194,7 +194,7 @@ class GitHubChanges(GitHubClient):
 
     async def request_merge(self, repo: str, number: int, *, allow_rest_merge: bool) -> MergeResult:
         """GraphQL auto-merge; a clean PR is merged through REST if allowed; else left."""
-        at, pulls = _split(repo), self._gh.rest.pulls
+        at, pulls = split_repo(repo), self._gh.rest.pulls
         pull = await self._rest(f"read PR #{number}", at, pulls.async_get, number)
         if pull.merged:
             return MergeResult(MergeState.MERGED, "already merged")
@@ -206,7 +206,7 @@ class GitHubChanges(GitHubClient):
         error: str | None = None
         try:
             await self._call(f"enable auto-merge on PR #{number}", enable)
-        except _GraphQLRefused as exc:
+        except GraphQLRefused as exc:
             error = str(exc)
         try:
             step, note = after_auto_merge(error, allow_rest_merge=allow_rest_merge)
@@ -223,7 +223,7 @@ class GitHubChanges(GitHubClient):
 
     async def close_pull(self, repo: str, number: int, comment: str) -> None:
         """Comment why, then close PR `number` (closing a closed PR changes nothing)."""
-        at = _split(repo)
+        at = split_repo(repo)
         comment_on = self._gh.rest.issues.async_create_comment
         await self._rest(f"comment on PR #{number}", at, comment_on, number, body=comment)
         update = self._gh.rest.pulls.async_update

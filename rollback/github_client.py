@@ -2,8 +2,9 @@
 
 `rollback.github.GitHubForge` (reverts) and `rollback.github_changes.GitHubChanges` (fixes,
 issues, merges, closes) build on it and reach GitHub only through `_call` and `_rest`.
-githubkit's own retry is off because it may sleep until the rate-limit reset, up to an hour.
-githubkit's errors are mapped here, at the edge::
+githubkit's own retry is off because it may sleep until the rate-limit reset, up to an hour;
+`_call` retries through `observer.retry.retry_inline`, backing off with `retry_delay` from
+`BACKOFF_FIRST` to `BACKOFF_CAP`. githubkit's errors are mapped here, at the edge::
 
     RateLimitExceeded, retry_after <= cap  -> wait retry_after, retry       ┐ ForgeUnavailable
     RateLimitExceeded, retry_after >  cap  -> ForgeUnavailable at once     │ once max_attempts
@@ -22,6 +23,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 
@@ -36,11 +38,11 @@ from githubkit.exception import (
 from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
 from pydantic import ValidationError
 
+from observer.retry import Sleep, retry_delay, retry_inline
 from rollback.forge import ForgeError, ForgeUnavailable
 
 T = TypeVar("T")
 P = ParamSpec("P")
-Sleep = Callable[[float], Awaitable[object]]
 Repo = tuple[str, str]  # (owner, name)
 
 # The forge's one logger keeps the name it has always had, so log configuration still applies.
@@ -50,7 +52,7 @@ BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 8.0
 
 
-class _Rejected(ForgeError):
+class Rejected(ForgeError):
     """GitHub answered 4xx: the same call will not succeed by retrying."""
 
     def __init__(self, message: str, status: int) -> None:
@@ -58,13 +60,13 @@ class _Rejected(ForgeError):
         self.status = status
 
 
-class _GraphQLRefused(ForgeError):
+class GraphQLRefused(ForgeError):
     """GraphQL answered with errors (for a revert: conflicts, or a PR not merged on GitHub)."""
 
 
 @dataclass(frozen=True, slots=True)
-class _Opened:
-    """A revert PR as GitHub reports it."""
+class Opened:
+    """A PR Rearguard opened (a revert or a fix), as GitHub reports it."""
 
     number: int
     url: str
@@ -117,44 +119,60 @@ class GitHubClient:
 
     async def _call(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run `op` with bounded retries; raise only `ForgeError`s, token redacted."""
-        failure: Exception | None = None
-        for attempt in range(1, self._max_attempts + 1):
-            try:
-                return await op()
-            except RateLimitExceeded as exc:
-                wait = exc.retry_after.total_seconds()
-                if wait > self._max_retry_after:
-                    cap = self._max_retry_after
-                    raise ForgeUnavailable(
-                        self._redact(f"{what}: rate limited for {wait:.0f}s (we wait {cap:.0f}s)"),
-                        retry_after=wait,
-                    ) from exc
-                failure = exc
-            except RequestFailed as exc:
-                if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
-                    raise self._rejected(what, exc) from exc
-                wait, failure = _backoff(attempt), exc
-            except RequestError as exc:  # timeouts and connection errors
-                wait, failure = _backoff(attempt), exc
-            except GraphQLFailed as exc:
-                messages = "; ".join(error.message for error in exc.response.errors or [])
-                raise _GraphQLRefused(self._redact(f"{what}: {messages}")) from exc
-            except ValidationError as exc:
-                raise ForgeError(
-                    f"{what}: a request or answer did not fit GitHub's schema"
+        try:
+            return await retry_inline(
+                op,
+                partial(self._classify, what),
+                attempts=self._max_attempts,
+                sleep=self._sleep,
+                on_retry=partial(self._log_retry, what),
+            )
+        except RateLimitExceeded as exc:  # under the cap on every attempt, and the budget spent
+            raise self._spent(what, exc) from exc
+        except RequestFailed as exc:
+            if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
+                raise self._rejected(what, exc) from exc
+            raise self._spent(what, exc) from exc
+        except RequestError as exc:  # timeouts and connection errors
+            raise self._spent(what, exc) from exc
+        except GraphQLFailed as exc:
+            messages = "; ".join(error.message for error in exc.response.errors or [])
+            raise GraphQLRefused(self._redact(f"{what}: {messages}")) from exc
+        except ValidationError as exc:
+            raise ForgeError(f"{what}: a request or answer did not fit GitHub's schema") from exc
+
+    def _classify(self, what: str, exc: Exception, attempt: int) -> float | None:
+        """The wait before trying `what` again; None for a failure retrying will not mend."""
+        if isinstance(exc, RateLimitExceeded):
+            wait = exc.retry_after.total_seconds()
+            if wait > self._max_retry_after:
+                cap = self._max_retry_after
+                raise ForgeUnavailable(
+                    self._redact(f"{what}: rate limited for {wait:.0f}s (we wait {cap:.0f}s)"),
+                    retry_after=wait,
                 ) from exc
-            if attempt < self._max_attempts:
-                logger.warning(
-                    "%s; retrying in %.1fs (attempt %d of %d)",
-                    self._redact(f"{what}: {_describe(failure)}"),
-                    wait,
-                    attempt,
-                    self._max_attempts,
-                )
-                await self._sleep(wait)
-        raise ForgeUnavailable(
-            self._redact(f"{what}: {_describe(failure)} after {self._max_attempts} attempts")
-        ) from failure
+            return wait
+        if isinstance(exc, RequestFailed):
+            if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
+                return None
+            return retry_delay(attempt, BACKOFF_FIRST, BACKOFF_CAP)
+        if isinstance(exc, RequestError):  # timeouts and connection errors
+            return retry_delay(attempt, BACKOFF_FIRST, BACKOFF_CAP)
+        return None
+
+    def _log_retry(self, what: str, exc: Exception, attempt: int, wait: float) -> None:
+        logger.warning(
+            "%s; retrying in %.1fs (attempt %d of %d)",
+            self._redact(f"{what}: {_describe(exc)}"),
+            wait,
+            attempt,
+            self._max_attempts,
+        )
+
+    def _spent(self, what: str, exc: Exception) -> ForgeUnavailable:
+        return ForgeUnavailable(
+            self._redact(f"{what}: {_describe(exc)} after {self._max_attempts} attempts")
+        )
 
     async def _rest(
         self,
@@ -176,21 +194,18 @@ class GitHubClient:
         status = exc.response.status_code
         if status == 401:  # noqa: PLR2004 (HTTP Unauthorized)
             return ForgeError(f"{what}: GitHub rejected the token (HTTP 401)")
-        return _Rejected(self._redact(f"{what}: {_describe(exc)}"), status)
+        return Rejected(self._redact(f"{what}: {_describe(exc)}"), status)
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
 
 
-def _split(repo: str) -> Repo:
+def split_repo(repo: str) -> Repo:
+    """`owner/name` as (owner, name), the form githubkit's REST calls take; ForgeError if not."""
     owner, _, name = repo.partition("/")
     if not owner or not name or "/" in name:
         raise ForgeError(f"repository must be 'owner/name', got {repo!r}")
     return owner, name
-
-
-def _backoff(attempt: int) -> float:
-    return min(BACKOFF_FIRST * 2.0 ** (attempt - 1), BACKOFF_CAP)
 
 
 def _describe(exc: Exception | None) -> str:
@@ -210,6 +225,7 @@ def _describe(exc: Exception | None) -> str:
     return "failed"
 
 
-def _opened(pull: PullRequest | PullRequestSimple) -> _Opened:
+def as_opened(pull: PullRequest | PullRequestSimple) -> Opened:
+    """The parts of a githubkit pull request that a revert or fix change is found again by."""
     labels = frozenset(label.name for label in pull.labels)
-    return _Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)
+    return Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)

@@ -2,10 +2,13 @@
 
 It owns the Slack edge: the `AsyncWebClient` and its aiohttp session, the retry policy, the
 idempotency lookup, and the mapping of Slack's failures onto `notify.py`'s errors. Retries happen
-in one place, slack_sdk's retry handlers (429 after `Retry-After`; 500/503 and dropped connections
-with backoff), all drawing on one shared budget of `max_retries`. Whatever is left after that
-budget becomes `NotifyRetryable`; configuration problems (`invalid_auth`, `channel_not_found`,
-`missing_scope`, ...) become `NotifyRejected`. No message this module raises contains the token.
+in one place, `observer.retry.retry_inline` around each Web API call (slack_sdk's own retry
+handlers are off), with the rules of slack_sdk's built-in handlers: 429 after `Retry-After` (plus
+up to a second of jitter); 500/503 and dropped connections after `retry_interval`; one budget of
+`max_retries` per call. `files_upload_v2`, three requests in slack_sdk, is retried as one call.
+Whatever is left after that budget becomes `NotifyRetryable`; configuration problems
+(`invalid_auth`, `channel_not_found`, `missing_scope`, ...) become `NotifyRejected`. No message
+this module raises contains the token.
 
 Idempotency: every post carries `metadata.event_payload.key`; before posting, the most recent
 `HISTORY_WINDOW` messages of the channel are searched for that key, and a hit is returned as the
@@ -14,40 +17,32 @@ refuses names) and the `channels:history` scope (`groups:history` for a private 
 `chat:write`. Replies are found the same way in `conversations.replies` of their thread.
 
 The first message's SLI plot is uploaded into its thread with `files_upload_v2` (`files:write`),
-only when the message was posted now: an upload that fails is logged and not retried, so that a
-retry never posts a second message or a second plot.
+only when the message was posted now: an upload that still fails after its inline retries is
+logged, not raised, so that the action's retry never posts a second message or a second plot.
+
+Rendering lives here too, once: `message_payload` and `reply_payload` are the exact
+`chat.postMessage` arguments (Block Kit from `render_blocks`, the fallback text from `render_text`,
+the Confirm / False alarm / Wrong PR `BUTTONS`); `ConsoleNotifier` prints the same payloads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable
+import random
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import aiohttp
 from slack_sdk.errors import SlackApiError, SlackClientError
-from slack_sdk.http_retry.async_handler import AsyncRetryHandler
-from slack_sdk.http_retry.builtin_async_handlers import (
-    AsyncConnectionErrorRetryHandler,
-    AsyncRateLimitErrorRetryHandler,
-    AsyncServerErrorRetryHandler,
-)
 from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from rollback.notify import (
-    Delivery,
-    Notice,
-    NotifyError,
-    NotifyRejected,
-    NotifyRetryable,
-    Reply,
-    message_payload,
-    reply_payload,
-)
+from observer.retry import retry_inline
+from rollback.notify import Delivery, Notice, NotifyError, NotifyRejected, NotifyRetryable, Reply
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +55,13 @@ _TRANSIENT_ERRORS = frozenset(
 )
 _HTTP_TOO_MANY = 429
 _HTTP_SERVER_ERROR = 500
+# What slack_sdk's built-in handlers retry: these statuses, and these dropped connections.
+_RETRIED_STATUSES = frozenset({500, 503})
+_RETRIED_CONNECTIONS = (
+    aiohttp.ServerConnectionError,
+    aiohttp.ServerDisconnectedError,
+    aiohttp.ClientOSError,  # [Errno 104] Connection reset by peer
+)
 
 
 class SlackNotifier:
@@ -106,7 +108,8 @@ class SlackNotifier:
             if existing is not None:
                 return existing
             client = self._web()
-            response = await self._call("chat.postMessage", client.chat_postMessage(**payload))
+            post = partial(client.chat_postMessage, **payload)
+            response = await self._call("chat.postMessage", post)
             delivery = Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
             if notice.plot_png:
                 await self._upload_plot(delivery, notice)
@@ -118,7 +121,8 @@ class SlackNotifier:
             client = self._web()
             replies = await self._call(
                 "conversations.replies",
-                client.conversations_replies(
+                partial(
+                    client.conversations_replies,
                     channel=thread.channel, ts=thread.ts, include_all_metadata=True,
                     limit=HISTORY_WINDOW,
                 ),
@@ -127,13 +131,15 @@ class SlackNotifier:
                 if _notice_key(message) == reply.key:
                     return Delivery(channel=thread.channel, ts=str(message["ts"]))
             payload = reply_payload(reply, thread.channel, thread.ts)
-            response = await self._call("chat.postMessage", client.chat_postMessage(**payload))
+            post = partial(client.chat_postMessage, **payload)
+            response = await self._call("chat.postMessage", post)
         return Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
 
     async def _upload_plot(self, delivery: Delivery, notice: Notice) -> None:
         """Upload the SLI plot into the new message's thread; a failure is logged, not raised."""
         assert notice.plot_png is not None
-        upload = self._web().files_upload_v2(
+        upload = partial(
+            self._web().files_upload_v2,
             channel=delivery.channel, thread_ts=delivery.ts, file=notice.plot_png,
             filename=f"{notice.incident_id}-{notice.sli}.png",
             title=f"{notice.service} {notice.sli} around deploy {notice.deploy_sha[:10]}",
@@ -155,8 +161,11 @@ class SlackNotifier:
         client = self._web()
         history = await self._call(
             "conversations.history",
-            client.conversations_history(
-                channel=self._channel, limit=HISTORY_WINDOW, include_all_metadata=True
+            partial(
+                client.conversations_history,
+                channel=self._channel,
+                limit=HISTORY_WINDOW,
+                include_all_metadata=True,
             ),
         )
         for message in history.get("messages") or []:
@@ -174,29 +183,19 @@ class SlackNotifier:
                 token=self._token,
                 base_url=self._base_url,
                 session=self._session,
-                retry_handlers=self._retry_handlers(),
+                retry_handlers=[],  # `_call` retries, through `retry_inline`
             )
             # slack_sdk reads HTTPS_PROXY from the environment (ignoring NO_PROXY); settings
             # come from config only, so no ambient proxy.
             self._client.proxy = None
         return self._client
 
-    def _retry_handlers(self) -> list[AsyncRetryHandler]:
-        # The handlers share one RetryState, so `max_retries` bounds all retries together.
-        return [
-            AsyncRateLimitErrorRetryHandler(max_retry_count=self._max_retries),
-            AsyncServerErrorRetryHandler(
-                max_retry_count=self._max_retries, interval_calculator=self._interval
-            ),
-            AsyncConnectionErrorRetryHandler(
-                max_retry_count=self._max_retries, interval_calculator=self._interval
-            ),
-        ]
-
-    async def _call(self, method: str, call: Awaitable[AsyncSlackResponse]) -> AsyncSlackResponse:
-        """Await one Web API call, mapping every failure onto `NotifyError` at this edge."""
+    async def _call(
+        self, method: str, call: Callable[[], Awaitable[AsyncSlackResponse]]
+    ) -> AsyncSlackResponse:
+        """Await one Web API call with retries, mapping every failure onto `NotifyError`."""
         try:
-            return await call
+            return await retry_inline(call, self._classify, attempts=self._max_retries + 1)
         except SlackApiError as exc:
             raise self._api_error(method, exc) from exc
         except SlackClientError as exc:
@@ -206,6 +205,21 @@ class SlackNotifier:
             raise NotifyRetryable(
                 self._redact(f"Slack {method} unreachable after retries ({detail})")
             ) from exc
+
+    def _classify(self, exc: Exception, attempt: int) -> float | None:
+        """The wait slack_sdk's built-in handlers would take before retrying; None: no retry."""
+        if attempt > self._max_retries:  # the budget is spent: the interval is not asked
+            return None
+        # A body that is not JSON leaves aiohttp's response in the error: never retried.
+        response = exc.response if isinstance(exc, SlackApiError) else None
+        status = response.status_code if isinstance(response, AsyncSlackResponse) else None
+        if status == _HTTP_TOO_MANY:
+            asked = response.headers.get("Retry-After") if response is not None else None
+            # Jitter, not a secret: S311 is about cryptography.
+            return (int(asked) if asked is not None else 1) + random.random()  # noqa: S311
+        if status in _RETRIED_STATUSES or isinstance(exc, _RETRIED_CONNECTIONS):
+            return self._interval.calculate_sleep_duration(attempt - 1)
+        return None
 
     def _api_error(self, method: str, exc: SlackApiError) -> NotifyError:
         """Classify a Slack answer: transient (429, 5xx, Slack's retry codes) or a rejection."""
@@ -239,3 +253,106 @@ def _notice_key(message: Any) -> object:
         return None
     payload = metadata.get("event_payload")
     return payload.get("key") if isinstance(payload, dict) else None
+
+
+# -- Block Kit: the one rendering of a notice (the console prints the same payloads) ---------
+
+# Button action ids -> the feedback kind they record (attribution learns from these).
+BUTTONS = {
+    "rearguard_confirm": ("Confirm", "confirmed"),
+    "rearguard_false_alarm": ("False alarm", "false_alarm"),
+    "rearguard_wrong_pr": ("Wrong PR", "wrong_pr"),
+}
+
+
+def _fmt(value: float, unit: str) -> str:
+    if unit == "ratio":
+        return f"{value * 100:.2f}%"
+    return f"{value:.4g}{unit and ' ' + unit}"
+
+
+def render_text(notice: Notice) -> str:
+    """The plain-text fallback Slack requires beside blocks (and shows in notifications)."""
+    culprit = notice.suspects[0] if notice.suspects and not notice.ambiguous else None
+    who = f"PR #{culprit.pr_number} ({culprit.agent})" if culprit else "the whole deploy range"
+    return (
+        f"Rearguard: {notice.service}/{notice.environment} regressed on {notice.sli} "
+        f"({_fmt(notice.baseline_value, notice.unit)} -> {_fmt(notice.watch_value, notice.unit)}) "
+        f"after deploy {notice.deploy_sha[:10]}; suspect: {who}; {notice.action}"
+        + (f": {notice.action_url}" if notice.action_url else "")
+    )
+
+
+def render_blocks(notice: Notice) -> list[dict[str, Any]]:
+    """Block Kit for one incident notice (header, SLI values, suspects, action)."""
+    header = f"Regression in {notice.service} ({notice.environment})"
+    sli = (
+        f"*SLI* `{notice.sli}`: {_fmt(notice.baseline_value, notice.unit)} before → "
+        f"*{_fmt(notice.watch_value, notice.unit)}* after deploy `{notice.deploy_sha[:10]}`\n"
+        f"{notice.verdict_reason}"
+    )
+    lines = []
+    for s in notice.suspects[:5]:
+        session = f", session `{s.agent_session}`" if s.agent_session else ""
+        lines.append(
+            f"• <{s.url}|#{s.pr_number} {s.title}> by *{s.agent}*{session} "
+            f"(p={s.probability:.2f}): {s.reason}"
+        )
+    suspects = (
+        "*Suspects (ambiguous: reverting the range)*\n" if notice.ambiguous else "*Suspects*\n"
+    ) + ("\n".join(lines) or "none recorded")
+    action = f"*Action* ({notice.mode} mode): {notice.action}"
+    if notice.action_url:
+        action += f"\n<{notice.action_url}|{notice.action_url}>"
+    return [
+        {"type": "header", "text": {"type": "plain_text", "text": header[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": sli}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": suspects[:3000]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": action}},
+        {
+            "type": "actions",
+            "block_id": f"rearguard_feedback:{notice.incident_id}",
+            "elements": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "value": notice.incident_id,
+                    "text": {"type": "plain_text", "text": label},
+                }
+                for action_id, (label, _) in BUTTONS.items()
+            ],
+        },
+        {
+            "type": "context",
+            "elements": [{"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}],
+        },
+    ]
+
+
+def reply_payload(reply: Reply, channel: str, thread_ts: str) -> dict[str, Any]:
+    """The exact `chat.postMessage` arguments for a reply in an incident's thread."""
+    return {
+        "channel": channel,
+        "thread_ts": thread_ts,
+        "text": reply.text,
+        "metadata": {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"key": reply.key, "incident_id": reply.incident_id},
+        },
+    }
+
+
+def message_payload(notice: Notice, channel: str) -> dict[str, Any]:
+    """The exact `chat.postMessage` arguments for `notice`; the console notifier prints these.
+
+    `metadata` carries the idempotency key so a retry can find a message that was already posted.
+    """
+    return {
+        "channel": channel,
+        "text": render_text(notice),
+        "blocks": render_blocks(notice),
+        "metadata": {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"key": notice.key, "incident_id": notice.incident_id},
+        },
+    }

@@ -20,9 +20,8 @@ from rollback.notify import (
     NotifyRejected,
     NotifyRetryable,
     SuspectLine,
-    message_payload,
 )
-from rollback.slack import SlackNotifier
+from rollback.slack import SlackNotifier, message_payload
 from tests.fakes.slack import TOKEN, FakeSlack
 from tests.shared_fixtures import load_json
 

@@ -25,7 +25,7 @@ from loop.api.evidence_ingest import (
     parse_alertmanager,
     parse_sentry,
 )
-from loop.api.ingest import IngestError, _time, check_bearer, parse_json
+from loop.api.ingest import IngestError, check_bearer, parse_json, parse_time
 from loop.api.webhook import Parsed, Sender, receive
 from loop.config import ServiceSettings
 
@@ -35,7 +35,9 @@ async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
     opened = data.get("pull_request", {}).get("created_at") if isinstance(data, Mapping) else None
     if isinstance(opened, str):
         with contextlib.suppress(IngestError):  # a bad time loses the lead time, not the PR
-            await store.evidence.record_opened_at(pr.repo, pr.number, _time(opened, "created_at"))
+            await store.evidence.record_opened_at(
+                pr.repo, pr.number, parse_time(opened, "created_at")
+            )
 
 
 async def record_ci(store: Store, run: CiRun) -> None:

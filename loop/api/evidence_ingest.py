@@ -18,7 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attribution.evidence import ErrorEvent, FiringAlert, Frame
-from loop.api.ingest import IngestError, _field, _time
+from loop.api.ingest import IngestError, parse_time, read_field
 from loop.config import ServiceSettings, Settings
 
 SENTRY_RESOURCES = ("event_alert", "error", "issue")
@@ -98,7 +98,7 @@ def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors |
     if resource not in SENTRY_RESOURCES:
         return None
     inner = {"event_alert": "data.event", "error": "data.error", "issue": "data.issue"}[resource]
-    item = _field(data, inner, Mapping)
+    item = read_field(data, inner, Mapping)
     projects = _sentry_project(item)
     service = next(
         (s for s in settings.services.values() if projects & set(s.sentry_projects)), None
@@ -106,14 +106,14 @@ def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors |
     if service is None:
         return None
     if resource == "issue":
-        key = str(_field(item, "id", (str, int)))
-        seen = _time(_field(item, "firstSeen", str), "data.issue.firstSeen")
+        key = str(read_field(item, "id", (str, int)))
+        seen = parse_time(read_field(item, "firstSeen", str), "data.issue.firstSeen")
         title = str(item.get("title") or key)
         return SentryErrors(service, ErrorEvent(key, title, seen, ()))
     when = item.get("datetime") or item.get("timestamp") or item.get("received")
     if when is None:
         raise IngestError(422, "missing_field", f"missing field `{inner}.datetime`")
-    seen = _time(when, f"{inner}.datetime")
+    seen = parse_time(when, f"{inner}.datetime")
     title = str(item.get("title") or item.get("message") or "error")
     key = str(item.get("issue_id") or item.get("event_id") or title)
     return SentryErrors(service, ErrorEvent(key, title, seen, _frames(item)))
@@ -124,17 +124,17 @@ def parse_alertmanager(data: Any, settings: Settings) -> list[tuple[ServiceSetti
     label names a configured service; resolved alerts and other services are left out."""
     if not isinstance(data, Mapping):
         raise IngestError(400, "malformed_body", "body must be a JSON object")
-    _field(data, "status", str)
-    alerts = _field(data, "alerts", list)
+    read_field(data, "status", str)
+    alerts = read_field(data, "alerts", list)
     found = []
     for i, alert in enumerate(alerts):
         where = f"alerts[{i}]"
         if not isinstance(alert, Mapping):
             raise IngestError(422, "bad_field", f"field `{where}` must be an object")
-        labels = _field(alert, "labels", Mapping)
+        labels = read_field(alert, "labels", Mapping)
         if not all(isinstance(v, str) for v in labels.values()):
             raise IngestError(422, "bad_field", f"field `{where}.labels` must map to strings")
-        starts = _time(_field(alert, "startsAt", str), f"{where}.startsAt")
+        starts = parse_time(read_field(alert, "startsAt", str), f"{where}.startsAt")
         status = alert.get("status", data["status"])
         if status != "firing":
             continue
@@ -162,13 +162,13 @@ class CiRun:
 
 def parse_ci(event: str, data: Any) -> CiRun | None:
     """A completed `workflow_run` or `check_suite`; None for other actions."""
-    if event not in GITHUB_CI_EVENTS or _field(data, "action", str) != "completed":
+    if event not in GITHUB_CI_EVENTS or read_field(data, "action", str) != "completed":
         return None
-    run = _field(data, event, Mapping)
-    run_id = _field(run, "id", int)
-    attempt = _field(run, "run_attempt", int, required=False) or 1
-    updated = _time(_field(run, "updated_at", str), f"{event}.updated_at")
-    pulls = _field(run, "pull_requests", list)
+    run = read_field(data, event, Mapping)
+    run_id = read_field(run, "id", int)
+    attempt = read_field(run, "run_attempt", int, required=False) or 1
+    updated = parse_time(read_field(run, "updated_at", str), f"{event}.updated_at")
+    pulls = read_field(run, "pull_requests", list)
     numbers = tuple(
         p["number"] for p in pulls if isinstance(p, Mapping) and isinstance(p.get("number"), int)
     )
@@ -177,11 +177,11 @@ def parse_ci(event: str, data: Any) -> CiRun | None:
     )
     return CiRun(
         id=key,
-        repo=_field(data, "repository.full_name", str),
+        repo=read_field(data, "repository.full_name", str),
         kind=event,
-        head_sha=_field(run, "head_sha", str),
+        head_sha=read_field(run, "head_sha", str),
         attempt=attempt,
-        conclusion=_field(run, "conclusion", str, required=False),
+        conclusion=read_field(run, "conclusion", str, required=False),
         finished_at=updated,
         numbers=numbers,
     )

@@ -65,7 +65,9 @@ def parse_json(body: bytes) -> Any:
         raise IngestError(400, "malformed_body", f"body is not valid JSON: {exc}") from exc
 
 
-def _field(data: Any, path: str, kind: type | tuple[type, ...], *, required: bool = True) -> Any:
+def read_field(
+    data: Any, path: str, kind: type | tuple[type, ...], *, required: bool = True
+) -> Any:
     """`data[a][b]…` for `path` "a.b…", type-checked; IngestError names the missing field."""
     value = data
     for part in path.split("."):
@@ -84,7 +86,7 @@ def _field(data: Any, path: str, kind: type | tuple[type, ...], *, required: boo
 _YEAR_10000 = 253_402_300_800  # Unix seconds at 10000-01-01, past what ISO 8601 strings reach
 
 
-def _time(value: Any, path: str) -> float:
+def parse_time(value: Any, path: str) -> float:
     """Unix seconds from an ISO 8601 string (with offset or Z) or a number."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         # JSON numbers include NaN, Infinity and 1e300, which the store cannot hold as times.
@@ -111,23 +113,23 @@ def parse_deploy_request(data: Any, settings: Settings, now: float) -> Deploy:
     """The generic CD hook body: service, environment, sha, and optional range and times."""
     if not isinstance(data, Mapping):
         raise IngestError(400, "malformed_body", "body must be a JSON object")
-    service = _field(data, "service", str)
+    service = read_field(data, "service", str)
     known = settings.service(service)
     if known is None:
         raise IngestError(422, "unknown_service", f"service {service!r} is not in the config")
-    environment = _field(data, "environment", str)
+    environment = read_field(data, "environment", str)
     if environment not in known.environments:
         raise IngestError(
             422, "unknown_environment",
             f"service {service!r} is watched in {list(known.environments)}, not {environment!r}",
         )  # fmt: skip
-    sha = _field(data, "sha", str)
+    sha = read_field(data, "sha", str)
     if not (7 <= len(sha) <= 64) or any(c not in "0123456789abcdef" for c in sha.lower()):  # noqa: PLR2004
         raise IngestError(422, "bad_field", "field `sha` must be a hex commit id")
     started = data.get("started_at")
     finished = data.get("finished_at")
-    finished_at = _time(finished, "finished_at") if finished is not None else now
-    repo = _field(data, "repo", str, required=False) or known.repo
+    finished_at = parse_time(finished, "finished_at") if finished is not None else now
+    repo = read_field(data, "repo", str, required=False) or known.repo
     return Deploy(
         id=deploy_id_for(service, environment, sha, finished_at),
         service=service,
@@ -136,66 +138,68 @@ def parse_deploy_request(data: Any, settings: Settings, now: float) -> Deploy:
         finished_at=finished_at,
         source="cd",
         repo=repo,
-        previous_sha=_field(data, "previous_sha", str, required=False),
-        started_at=_time(started, "started_at") if started is not None else None,
-        url=_field(data, "url", str, required=False),
+        previous_sha=read_field(data, "previous_sha", str, required=False),
+        started_at=parse_time(started, "started_at") if started is not None else None,
+        url=read_field(data, "url", str, required=False),
     )
 
 
 def parse_deployment_status(data: Any, settings: Settings) -> Deploy | None:
     """A GitHub `deployment_status` event: a deploy when its state is `success`, else None."""
-    if _field(data, "deployment_status.state", str) != "success":
+    if read_field(data, "deployment_status.state", str) != "success":
         return None
-    repo = _field(data, "repository.full_name", str)
-    payload = _field(data, "deployment.payload", (Mapping, str), required=False)
+    repo = read_field(data, "repository.full_name", str)
+    payload = read_field(data, "deployment.payload", (Mapping, str), required=False)
     named = payload.get("service") if isinstance(payload, Mapping) else None
     service = settings.service(named) if isinstance(named, str) else None
     service = service or settings.service_for_repo(repo)
     if service is None:
         raise IngestError(422, "unknown_service",
                           f"no configured service for repository {repo!r}")  # fmt: skip
-    environment = _field(data, "deployment.environment", str)
+    environment = read_field(data, "deployment.environment", str)
     if environment not in service.environments:
         return None  # a deploy to an environment this service does not watch
-    finished_at = _time(_field(data, "deployment_status.updated_at", str), "updated_at")
+    finished_at = parse_time(read_field(data, "deployment_status.updated_at", str), "updated_at")
     return Deploy(
-        id=f"gh_{_field(data, 'deployment.id', int)}",
+        id=f"gh_{read_field(data, 'deployment.id', int)}",
         service=service.name,
         environment=environment,
-        sha=_field(data, "deployment.sha", str),
+        sha=read_field(data, "deployment.sha", str),
         finished_at=finished_at,
         source="github",
         repo=repo,
-        started_at=_time(_field(data, "deployment.created_at", str), "deployment.created_at"),
-        url=_field(data, "deployment_status.target_url", str, required=False) or None,
+        started_at=parse_time(
+            read_field(data, "deployment.created_at", str), "deployment.created_at"
+        ),
+        url=read_field(data, "deployment_status.target_url", str, required=False) or None,
     )
 
 
 def parse_merged_pr(data: Any) -> MergedPR | None:
     """A GitHub `pull_request` event: the merged PR when it was closed by a merge, else None."""
-    if _field(data, "action", str) != "closed":
+    if read_field(data, "action", str) != "closed":
         return None
-    if not _field(data, "pull_request.merged", bool, required=False):
+    if not read_field(data, "pull_request.merged", bool, required=False):
         return None
     labels = tuple(
-        str(label.get("name")) for label in _field(data, "pull_request.labels", list)
+        str(label.get("name")) for label in read_field(data, "pull_request.labels", list)
         if isinstance(label, Mapping) and label.get("name")
     )  # fmt: skip
-    body = _field(data, "pull_request.body", str, required=False) or ""
-    author = _field(data, "pull_request.user.login", str)
-    repo = _field(data, "repository.full_name", str)
+    body = read_field(data, "pull_request.body", str, required=False) or ""
+    author = read_field(data, "pull_request.user.login", str)
+    repo = read_field(data, "repository.full_name", str)
     return MergedPR(
         repo=repo,
-        number=_field(data, "pull_request.number", int),
-        title=_field(data, "pull_request.title", str),
+        number=read_field(data, "pull_request.number", int),
+        title=read_field(data, "pull_request.title", str),
         author=author,
-        url=_field(data, "pull_request.html_url", str),
-        merge_sha=_field(data, "pull_request.merge_commit_sha", str),
-        head_sha=_field(data, "pull_request.head.sha", str),
-        base_ref=_field(data, "pull_request.base.ref", str),
-        merged_at=_time(_field(data, "pull_request.merged_at", str), "merged_at"),
+        url=read_field(data, "pull_request.html_url", str),
+        merge_sha=read_field(data, "pull_request.merge_commit_sha", str),
+        head_sha=read_field(data, "pull_request.head.sha", str),
+        base_ref=read_field(data, "pull_request.base.ref", str),
+        merged_at=parse_time(read_field(data, "pull_request.merged_at", str), "merged_at"),
         body=body,
         identity=identify(author, body, labels=labels, repo=repo),
         labels=labels,
-        node_id=_field(data, "pull_request.node_id", str, required=False),
+        node_id=read_field(data, "pull_request.node_id", str, required=False),
     )

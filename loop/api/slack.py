@@ -26,8 +26,8 @@ from loop.api.ingest import IngestError
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.actions import completed
 from loop.watch.deps import WatchDeps
-from rollback.notify import BUTTONS
 from rollback.policy import Mode, effective
+from rollback.slack import BUTTONS
 
 MAX_SKEW = 300.0  # seconds: Slack's own advice for refusing replays
 

@@ -35,7 +35,8 @@ from loop.watch.scheduler import run_due
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge
-from rollback.notify import Delivery, Notice, Reply, message_payload, reply_payload
+from rollback.notify import Delivery, Notice, Reply
+from rollback.slack import message_payload, reply_payload
 
 SERVICE = "checkout"
 STEP = 30.0

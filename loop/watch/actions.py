@@ -20,10 +20,8 @@ from typing import Any
 from attribution.records import Action, ActionKind, ActionStatus, Incident
 from loop.watch.deps import WatchDeps
 from loop.watch.retry import ActionRetry, retry_delay
+from observer.retry import Retryable
 from observer.verdict import SliResult, Status
-from rollback.fixer import FixerUnavailable
-from rollback.forge import ForgeUnavailable
-from rollback.notify import NotifyRetryable
 
 Call = Callable[[], Awaitable[tuple[str | None, dict[str, Any]]]]
 """An action's call: it returns the URL (if any) and the detail to keep."""
@@ -38,12 +36,11 @@ async def run_action(
         return action
     try:
         url, detail = await call()
-    except (ForgeUnavailable, NotifyRetryable, FixerUnavailable) as exc:
+    except Retryable as exc:
         if action.attempts < deps.max_action_attempts:
             await deps.store.incidents.note_action_error(key, deps.clock.now(), str(exc))
-            hint = getattr(exc, "retry_after", None)
             delay = retry_delay(
-                action.attempts, deps.action_retry_seconds, deps.action_retry_cap, hint
+                action.attempts, deps.action_retry_seconds, deps.action_retry_cap, exc.retry_after
             )
             raise ActionRetry(
                 f"{kind} attempt {action.attempts} of {deps.max_action_attempts} failed, "

@@ -302,18 +302,18 @@ class GitHubApi:
         if "enablePullRequestAutoMerge" in str(data.get("query", "")):
             return self.changes.enable_auto_merge(str(arguments.get("pullRequestId")))
         if "revertPullRequest" not in str(data.get("query", "")):
-            return _graphql_error("UNPROCESSABLE", "the fake speaks only revertPullRequest")
+            return graphql_error("UNPROCESSABLE", "the fake speaks only revertPullRequest")
         found = [pr for pr in fake.pulls if pr.node_id == arguments.get("pullRequestId")]
         if not found:
-            return _graphql_error("NOT_FOUND", "Could not resolve to a node with the global id")
+            return graphql_error("NOT_FOUND", "Could not resolve to a node with the global id")
         original = found[0]
         if self.refusal is not None or not original.merged or not original.merge_sha:
-            return _graphql_error("UNPROCESSABLE", self.refusal or "PR is not merged")
+            return graphql_error("UNPROCESSABLE", self.refusal or "PR is not merged")
         branch = f"revert-{original.number}-{original.head_ref}"
         try:
             head_sha = self._revert_on_branch(original.merge_sha, branch)
         except GitFailed:
-            return _graphql_error(
+            return graphql_error(
                 "UNPROCESSABLE", "This pull request can't be reverted automatically"
             )
         revert = fake.new_pr(
@@ -358,7 +358,7 @@ def _graphql_pr(pr: FakePR) -> Json:
             "headRefName": pr.head_ref, "headRefOid": pr.head_sha}  # fmt: skip
 
 
-def _graphql_error(kind: str, message: str) -> web.Response:
+def graphql_error(kind: str, message: str) -> web.Response:
     """GitHub's GraphQL failure: HTTP 200 with `errors` and a null field."""
     error = {"type": kind, "path": ["revertPullRequest"], "message": message,
              "locations": [{"line": 2, "column": 3}]}  # fmt: skip

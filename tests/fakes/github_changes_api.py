@@ -156,17 +156,17 @@ class GitHubChangesApi:
 
     def enable_auto_merge(self, node_id: str) -> web.Response:
         """GraphQL `enablePullRequestAutoMerge` for the PR with `node_id`."""
-        from tests.fakes.github_api import _graphql_error  # noqa: PLC0415
+        from tests.fakes.github_api import graphql_error  # noqa: PLC0415
 
         fake = self._fake
         found = [pr for pr in fake.pulls if pr.node_id == node_id]
         if not found:
-            return _graphql_error("NOT_FOUND", "Could not resolve to a node with the global id")
+            return graphql_error("NOT_FOUND", "Could not resolve to a node with the global id")
         pr = found[0]
         if not fake.auto_merge_allowed:
-            return _graphql_error("UNPROCESSABLE", "Auto merge is not allowed for this repository")
+            return graphql_error("UNPROCESSABLE", "Auto merge is not allowed for this repository")
         if not fake.checks_pending:
-            return _graphql_error("UNPROCESSABLE", "Pull request is in clean status")
+            return graphql_error("UNPROCESSABLE", "Pull request is in clean status")
         pr.auto_merge = "SQUASH"
         payload = {"pullRequest": {"number": pr.number}}
         return web.json_response({"data": {"enablePullRequestAutoMerge": payload}})
