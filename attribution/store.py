@@ -17,6 +17,7 @@ attributes, so callers use one object: `await Store.open(path)`, then
     store.usage       model tokens and cost per incident (`store_incidents`)
     store.rounds      revert rounds and incident times (`store_rounds`)
     store.evidence    PR files, CI runs, error and alert signals (`store_evidence`)
+    store.stats       counts for Rearguard's own metrics, the readiness probe (`store_stats`)
 
 Reads that span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the
 composition, built from the groups' static row readers.
@@ -42,6 +43,7 @@ from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
 from attribution.store_prs import PullRequestQueries
 from attribution.store_rounds import RevertRoundQueries
+from attribution.store_stats import StatsQueries
 from attribution.store_watches import WatchQueries
 from attribution.store_writer import StoreError, StoreWriter
 
@@ -87,6 +89,7 @@ class Store:
         self.usage = UsageQueries(writer)
         self.rounds = RevertRoundQueries(writer)
         self.evidence = EvidenceQueries(writer, self.prs)
+        self.stats = StatsQueries(writer)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

@@ -126,3 +126,24 @@ class PullRequestQueries:
             ),
             _merged_pr,
         )
+
+    async def numbers_with_head(self, repo: str, head_sha: str) -> list[int]:
+        """The PRs of `repo` whose head was `head_sha` (a CI run that names no PR, from a fork)."""
+        rows = await self._writer.call(
+            lambda cur: cur.execute(
+                "SELECT number FROM pull_requests WHERE repo = ? AND head_sha = ? ORDER BY number",
+                [repo, head_sha],
+            ).fetchall()
+        )
+        return [int(r[0]) for r in rows]
+
+    async def agent_sessions(self) -> list[dict[str, Any]]:
+        """Every agent session on record: id, agent, model and role."""
+        return await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    "SELECT id, agent_name AS agent, model, role FROM agent_sessions ORDER BY id"
+                ),
+                dict,
+            )
+        )

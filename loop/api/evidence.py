@@ -44,11 +44,7 @@ async def record_ci(store: Store, run: CiRun) -> None:
     """Keep a CI run per PR it names; a run naming none (a fork) is matched by its head sha."""
     numbers = list(run.numbers)
     if not numbers:
-        rows = await store.fetch(
-            "SELECT number FROM pull_requests WHERE repo = ? AND head_sha = ?",
-            [run.repo, run.head_sha],
-        )
-        numbers = [int(r[0]) for r in rows]
+        numbers = await store.prs.numbers_with_head(run.repo, run.head_sha)
     await store.evidence.record_ci_run(
         run.id,
         run.repo,

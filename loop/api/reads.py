@@ -64,7 +64,7 @@ async def readyz(request: web.Request) -> web.Response:
     deps = request.app.get(DEPS)
     if deps is None:
         return error_response(503, "starting", "the store is not open yet")
-    await deps.store.fetch("SELECT 1")
+    await deps.store.stats.ping()
     return web.json_response({"status": "ready"})
 
 

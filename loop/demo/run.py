@@ -269,18 +269,14 @@ async def _document(
                 "prs": [p.number for p in await store.prs.deploy_prs(d.id)],
             }
         )
-    sessions = await store.fetch(
-        "SELECT id, agent_name, model, role FROM agent_sessions ORDER BY id"
-    )
+    sessions = await store.prs.agent_sessions()
     return {
         "store": str(store_path),
         "repository": str(repo.path),
         "deploys": deploys,
         "incidents": incidents,
         "culprit_prs": culprits,
-        "agent_sessions": [
-            dict(zip(("id", "agent", "model", "role"), s, strict=True)) for s in sessions
-        ],
+        "agent_sessions": sessions,
         "actions": [a for inc in incidents for a in inc["actions"]],
         "fixes": [a for inc in incidents for a in inc["actions"] if a["kind"] == "fix"],
         "notices": notices,
