@@ -1,15 +1,13 @@
 """Pure detectors: counts and values in, `SliResult`/`Verdict` out. No I/O, no clock.
 
-Ratio SLIs use a one-sided mixture sequential probability ratio test of the watch window's bad rate
-against the baseline. The null rate is the baseline's upper confidence bound raised by the SLI's
-tolerance, so a thin baseline cannot make normal noise look like a regression; the alternative is
-a mixture over several multiples of the null rate, so both large and moderate regressions are
-caught early. The mixture likelihood ratio is a non-negative martingale under the null, so by
-Ville's inequality the chance it ever crosses `1/alpha` during the watch is at most `alpha`:
-re-evaluating at every step does not inflate false alarms.
+Ratio SLIs are judged by the Watch's step-wise sequential test in `observer.sequential` (which
+recovery uses too); this module holds what it stands on: the multiples of the null rate its
+mixture alternative averages over (`ALTERNATIVES`), the baseline's upper Wilson bound and the
+null rate raised from it by the SLI's tolerance (`wilson_upper`, `null_bound`), and the knobs of
+a watch (`DetectorSettings`).
 
 Gauge SLIs use a robust median/MAD test on the latest points, and the shift must persist: the last
-`gauge_persist` points must all lie past the band.
+`gauge_persist` points must all lie past the band. `decide` combines the per-SLI results.
 """
 
 from __future__ import annotations
@@ -74,71 +72,6 @@ def null_bound(sli: Sli, upper: float) -> float:
     """The null rate from a baseline's upper bound: raised by the SLI's tolerance, kept within
     [1e-6, 0.99] so that every log-likelihood ratio against it stays finite."""
     return max(min(upper * (1 + sli.tolerance), 0.99), 1e-6)
-
-
-def mixture_log_lr(bad: float, total: float, p_null: float) -> float:
-    """log of the mean likelihood ratio over `ALTERNATIVES`, for `bad` of `total` events."""
-    good = max(total - bad, 0.0)
-    logs = []
-    for multiple in ALTERNATIVES:
-        p_alt = min(p_null * multiple, 0.999)
-        if p_alt <= p_null:
-            continue
-        logs.append(bad * math.log(p_alt / p_null) + good * math.log((1 - p_alt) / (1 - p_null)))
-    if not logs:
-        return 0.0
-    top = max(logs)
-    return top + math.log(sum(math.exp(v - top) for v in logs) / len(logs))
-
-
-def assess_ratio(
-    sli: Sli,
-    baseline: tuple[float, float],
-    watch: tuple[float, float],
-    complete: bool,
-    settings: DetectorSettings = DEFAULT_SETTINGS,
-) -> SliResult:
-    """Judge a ratio SLI from (bad, total) sums of the baseline and of the watch so far."""
-    b_bad, b_total = baseline
-    w_bad, w_total = watch
-    base_rate = b_bad / b_total if b_total > 0 else math.nan
-    watch_rate = w_bad / w_total if w_total > 0 else math.nan
-    threshold = math.log(1 / settings.alpha)
-    result = SliResult(
-        sli=sli.name,
-        status=Status.OBSERVING,
-        reason="evidence not yet decisive",
-        baseline_value=base_rate,
-        watch_value=watch_rate,
-        baseline_bad=b_bad,
-        baseline_total=b_total,
-        watch_bad=w_bad,
-        watch_total=w_total,
-        threshold=threshold,
-    )
-    if b_total < sli.min_events:
-        reason = f"baseline has {b_total:.0f} events, below min_events {sli.min_events}"
-        return replace(result, status=_pending(complete), reason=reason)
-    p_null = null_bound(sli, wilson_upper(b_bad, b_total))
-    statistic = mixture_log_lr(w_bad, w_total, p_null) if w_total > 0 else 0.0
-    effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
-    result = replace(result, statistic=statistic, effect=effect)
-    rates = f"bad rate {watch_rate:.4%} vs baseline {base_rate:.4%}"
-    # A regression needs the evidence and enough traffic behind it: a retried bad request at
-    # a trickle of traffic must not roll a deploy back.
-    if statistic >= threshold and watch_rate > p_null and w_total >= sli.min_events:
-        reason = f"{rates} (null bound {p_null:.4%}); log-LR {statistic:.2f} >= {threshold:.2f}"
-        return replace(result, status=Status.REGRESSED, reason=reason)
-    if not complete:
-        return result
-    if w_total < sli.min_events:
-        reason = (
-            f"too little traffic: {w_total:.0f} events in the watch window, "
-            f"below min_events {sli.min_events}"
-        )
-        return replace(result, status=Status.INCONCLUSIVE, reason=reason)
-    reason = f"{rates}; log-LR {statistic:.2f} < {threshold:.2f}"
-    return replace(result, status=Status.HEALTHY, reason=reason)
 
 
 def _pending(complete: bool) -> Status:

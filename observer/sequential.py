@@ -1,7 +1,8 @@
 """The step-wise sequential test of a ratio SLI: per-step (bad, total) counts in, `SliResult` out.
 
-Pure and deterministic; the Watch, `rearguard backtest` and the detection benchmark all call
-`assess_ratio_steps` with the steps seen so far, once per step.
+Pure and deterministic; the Watch, recovery after a revert (`observer.recovery`), `rearguard
+backtest` and the detection benchmark all call `assess_ratio_steps` with the steps seen so far,
+once per step.
 
 The null comes from the available baselines (before the deploy, the same window a day and a week
 earlier, or the stable version in canary mode): pooled when they agree, else the most pessimistic
@@ -207,9 +208,9 @@ def assess_ratio_steps(
     """Judge a ratio SLI from its baselines and the watch steps so far (`horizon` steps in all).
 
     `regressed` needs the evidence, at least `settings.min_bad` bad events behind it and
-    `min_events` of watch traffic; gaps beyond `settings.min_coverage` of the elapsed steps end
-    `inconclusive`, as does too little traffic. Nothing here can turn missing data into
-    `regressed`: a step without data contributes no evidence.
+    `min_events` of watch traffic. At the end, a watch with data in under `DEFAULT_MIN_COVERAGE`
+    of its `horizon` steps is `inconclusive`, as is one with too little traffic. Nothing here can
+    turn missing data into `regressed`: a step without data contributes no evidence.
     """
     w_bad = sum(s.bad for s in steps)
     w_total = sum(s.total for s in steps)
@@ -232,7 +233,7 @@ def assess_ratio_steps(
     found = null_rate(sli, baselines)
     if found is None:
         reason = (
-            f"no baseline has min_events {sli.min_events} "
+            f"no baseline has min_events {max(sli.min_events, 1)} "
             f"({', '.join(f'{b.label}: {b.total:.0f}' for b in baselines) or 'no baseline data'})"
         )
         return replace(result, status=_pending(complete), reason=reason)

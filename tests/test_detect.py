@@ -1,7 +1,6 @@
 """The pure detectors (`observer.detect`) and SLI definitions (`observer.slis`), driven by tables.
 
-Ratio watches are replayed the way a Watch runs them: cumulative counts, evaluated once per step,
-complete only at the last step.
+The ratio test itself is the Watch's step-wise test, in tests/test_sequential.py.
 """
 
 from __future__ import annotations
@@ -12,15 +11,7 @@ from collections.abc import Callable, Sequence
 
 import pytest
 
-from observer.detect import (
-    ALTERNATIVES,
-    DetectorSettings,
-    assess_gauge,
-    assess_ratio,
-    decide,
-    mixture_log_lr,
-    wilson_upper,
-)
+from observer.detect import DetectorSettings, assess_gauge, decide, wilson_upper
 from observer.slis import Direction, Sli, SliError, SliKind
 from observer.verdict import SliResult, Status
 
@@ -29,45 +20,12 @@ ERRORS = Sli(
 )
 MEMORY = Sli("memory", SliKind.GAUGE, query="sum(rss)", critical=False)
 
-STEPS = 20
-PER_STEP = 600
-
-
-def replay(
-    sli: Sli,
-    baseline: tuple[float, float],
-    steps: Sequence[tuple[float, float]],
-    settings: DetectorSettings | None = None,
-) -> list[SliResult]:
-    """Evaluate a watch at every step over cumulative (bad, total) counts, as the Watch does."""
-    results = []
-    bad = total = 0.0
-    for index, (step_bad, step_total) in enumerate(steps):
-        bad, total = bad + step_bad, total + step_total
-        complete = index == len(steps) - 1
-        if settings is None:
-            results.append(assess_ratio(sli, baseline, (bad, total), complete))
-        else:
-            results.append(assess_ratio(sli, baseline, (bad, total), complete, settings))
-    return results
-
 
 def statuses(results: Sequence[SliResult]) -> set[Status]:
     return {r.status for r in results}
 
 
-def binomial(rng: random.Random, n: int, p: float) -> int:
-    """A Binomial(n, p) draw by geometric gaps between successes: about n*p draws, not n."""
-    count, position = 0, 0
-    log_q = math.log1p(-p)
-    while True:
-        position += int(math.log(1.0 - rng.random()) / log_q) + 1
-        if position > n:
-            return count
-        count += 1
-
-
-# -- wilson_upper and mixture_log_lr -------------------------------------------------------------
+# -- wilson_upper --------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -96,166 +54,6 @@ def test_wilson_upper_tightens_with_more_data() -> None:
     bounds = [wilson_upper(n / 100, n) for n in (100, 1_000, 10_000, 100_000)]
     assert bounds == sorted(bounds, reverse=True)
     assert bounds[-1] < 0.011
-
-
-@pytest.mark.parametrize(
-    ("bad", "total", "p_null", "sign"),
-    [
-        (50, 1000, 0.01, 1),  # five times the null rate: evidence for a regression
-        (0, 1000, 0.01, -1),  # no errors at all: evidence against
-        (5, 1000, 0.01, -1),  # half the null rate: evidence against
-        (10, 10, 0.999, 0),  # no alternative above a null of 0.999: no evidence either way
-        (0, 0, 0.01, 0),  # no events: no evidence
-    ],
-)
-def test_mixture_log_lr_points_the_way_of_the_evidence(
-    bad: float, total: float, p_null: float, sign: int
-) -> None:
-    """The log-likelihood ratio is positive above the null rate, negative below, 0 without data."""
-    value = mixture_log_lr(bad, total, p_null)
-    assert (value > 0) - (value < 0) == sign
-
-
-@pytest.mark.parametrize(("bad", "total", "p_null"), [(5, 50, 0.02), (0, 40, 0.05), (3, 3, 0.2)])
-def test_mixture_log_lr_is_the_log_of_the_mean_likelihood_ratio(
-    bad: int, total: int, p_null: float
-) -> None:
-    """The statistic averages the binomial likelihood ratios of the alternatives (not their max)."""
-    ratios = [
-        (q**bad * (1 - q) ** (total - bad)) / (p_null**bad * (1 - p_null) ** (total - bad))
-        for q in (min(p_null * m, 0.999) for m in ALTERNATIVES)
-    ]
-    expected = math.log(sum(ratios) / len(ratios))
-    assert mixture_log_lr(bad, total, p_null) == pytest.approx(expected, rel=1e-9)
-
-
-# -- assess_ratio --------------------------------------------------------------------------------
-
-
-def test_clear_regression_is_called_within_two_steps() -> None:
-    """0.5% errors before and 5% after, at 600 events a step, is REGRESSED almost at once."""
-    baseline = (0.005 * STEPS * PER_STEP, STEPS * PER_STEP)
-    results = replay(ERRORS, baseline, [(0.05 * PER_STEP, PER_STEP)] * STEPS)
-    first = next(i for i, r in enumerate(results) if r.status is Status.REGRESSED)
-    called = results[first]
-    assert first <= 1
-    assert (
-        called.statistic
-        >= called.threshold
-        == pytest.approx(math.log(1 / DetectorSettings().alpha))
-    )
-    assert called.effect == pytest.approx(9.0)
-    assert "log-LR" in called.reason
-
-
-def test_identical_rates_observe_then_end_healthy() -> None:
-    """The same error rate before and after stays OBSERVING, then HEALTHY when the window ends."""
-    baseline = (0.01 * STEPS * PER_STEP, STEPS * PER_STEP)
-    results = replay(ERRORS, baseline, [(0.01 * PER_STEP, PER_STEP)] * STEPS)
-    assert statuses(results[:-1]) == {Status.OBSERVING}
-    assert results[-1].status is Status.HEALTHY
-    assert results[-1].statistic < results[-1].threshold
-
-
-@pytest.mark.parametrize("watch_rate", [0.0, 0.01, 0.5, 1.0])
-def test_thin_baseline_is_never_regressed(watch_rate: float) -> None:
-    """Below `min_events` of baseline the SLI is OBSERVING, then INCONCLUSIVE, whatever follows."""
-    results = replay(ERRORS, (0, ERRORS.min_events - 1), [(watch_rate * 100, 100)] * STEPS)
-    assert statuses(results[:-1]) == {Status.OBSERVING}
-    assert results[-1].status is Status.INCONCLUSIVE
-    assert "below min_events" in results[-1].reason
-
-
-@pytest.mark.parametrize(
-    ("complete", "expected"), [(False, Status.OBSERVING), (True, Status.INCONCLUSIVE)]
-)
-def test_too_little_watch_traffic_ends_inconclusive(complete: bool, expected: Status) -> None:
-    """A quiet watch window is not judged healthy: it is INCONCLUSIVE at the end."""
-    result = assess_ratio(ERRORS, (10, 10_000), (0, ERRORS.min_events - 1), complete)
-    assert result.status is expected
-    if complete:
-        assert "too little traffic" in result.reason
-
-
-def test_no_watch_events_give_no_statistic() -> None:
-    """With no events after the deploy there is no evidence and no rate."""
-    result = assess_ratio(ERRORS, (10, 10_000), (0, 0), complete=False)
-    assert result.status is Status.OBSERVING
-    assert result.statistic == 0.0
-    assert math.isnan(result.watch_value)
-
-
-@pytest.mark.parametrize(
-    "watch",
-    [
-        pytest.param([(1, 3)], id="one-bad-of-three"),
-        pytest.param([(1, 3)] + [(0, 3)] * 119, id="one-bad-then-clean-for-30m"),
-        pytest.param([(0, 3)] * 60 + [(1, 3)] + [(0, 3)] * 59, id="one-bad-mid-window"),
-        pytest.param([(1, 3), (1, 3), (0, 3)], id="two-bad-in-nine"),
-    ],
-)
-def test_single_errors_at_low_traffic_are_never_regressed(watch: list[tuple[int, int]]) -> None:
-    """At 0.2 req/s (3 events a step) after a clean baseline, one or two errors never regress."""
-    results = replay(ERRORS, (0, 1000), watch)
-    assert Status.REGRESSED not in statuses(results)
-
-
-@pytest.mark.parametrize(
-    ("tolerance", "before", "after"),
-    [
-        (0.1, 0.01, 0.0105),  # +5%
-        (0.1, 0.01, 0.0109),  # +9%
-        (0.1, 0.05, 0.054),  # +8%
-        (0.5, 0.01, 0.014),  # +40%, inside a 50% tolerance
-        (1.0, 0.02, 0.038),  # +90%, inside a 100% tolerance
-    ],
-)
-def test_change_inside_the_tolerance_is_not_regressed(
-    tolerance: float, before: float, after: float
-) -> None:
-    """A worsening smaller than `tolerance` is not a regression, however much traffic there is."""
-    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=tolerance)
-    events = 100_000
-    results = replay(sli, (before * 1_000_000, 1_000_000), [(after * events, events)] * STEPS)
-    assert Status.REGRESSED not in statuses(results)
-    assert results[-1].status is Status.HEALTHY
-
-
-def test_change_beyond_the_tolerance_is_regressed() -> None:
-    """A 30% worsening, past a 10% tolerance, is called once the traffic makes it decisive."""
-    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=0.1)
-    events = 100_000
-    results = replay(sli, (10_000, 1_000_000), [(0.013 * events, events)] * STEPS)
-    assert Status.REGRESSED in statuses(results)
-
-
-@pytest.mark.parametrize("alpha", [0.001, 0.05])
-def test_clean_watches_are_rarely_called_regressed(alpha: float) -> None:
-    """Evaluating at every step keeps the false-alarm share of clean watches under alpha."""
-    rng = random.Random(20250303)
-    settings = DetectorSettings(alpha=alpha)
-    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=0.0)
-    watches, fired = 2000, 0
-    for _ in range(watches):
-        base_bad = sum(binomial(rng, PER_STEP, 0.01) for _ in range(STEPS))
-        steps = [(binomial(rng, PER_STEP, 0.01), PER_STEP) for _ in range(STEPS)]
-        results = replay(sli, (base_bad, STEPS * PER_STEP), steps, settings)
-        fired += Status.REGRESSED in statuses(results)
-    assert fired / watches <= alpha
-
-
-def test_mixture_crosses_its_threshold_at_most_alpha_of_the_time_under_the_null() -> None:
-    """At the exact null rate the running log-LR reaches log(1/alpha) in at most alpha of runs."""
-    rng = random.Random(99)
-    alpha, p_null, runs, crossed = 0.05, 0.01, 2000, 0
-    for _ in range(runs):
-        bad = total = 0
-        for _ in range(STEPS):
-            bad, total = bad + binomial(rng, PER_STEP, p_null), total + PER_STEP
-            if mixture_log_lr(bad, total, p_null) >= math.log(1 / alpha):
-                crossed += 1
-                break
-    assert crossed / runs <= alpha
 
 
 # -- assess_gauge --------------------------------------------------------------------------------
@@ -435,13 +233,3 @@ def test_unusable_sli_definitions_are_refused(make: Callable[[], Sli], message: 
 def test_queries_substitute_the_step(sli: Sli, step: float, expected: dict[str, str]) -> None:
     """`$step` in every query becomes the step as a PromQL duration."""
     assert sli.queries(step) == expected
-
-
-def test_a_handful_of_errors_below_min_events_is_not_a_regression() -> None:
-    """Four failed requests out of four, after a clean baseline, wait for `min_events` traffic."""
-    sli = Sli(name="errors", kind=SliKind.RATIO, bad="b", total="t", min_events=100)
-    early = assess_ratio(sli, (0.0, 1000.0), (4.0, 4.0), complete=False)
-    assert early.status is Status.OBSERVING
-    assert early.statistic >= early.threshold  # the evidence alone would have called it
-    later = assess_ratio(sli, (0.0, 1000.0), (40.0, 100.0), complete=False)
-    assert later.status is Status.REGRESSED

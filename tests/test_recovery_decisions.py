@@ -4,6 +4,7 @@ SLI is back within its baseline, and how long the loop waits before retrying an 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -14,8 +15,9 @@ from attribution.records import MergedPR, Suspect
 from attribution.revert_match import OpenedRevert, carries
 from loop.watch.retry import MAX_RETRY_AFTER, retry_delay
 from observer.recovery import assess_recovery
+from observer.sequential import Baseline, Step
 from observer.slis import Sli, SliKind
-from observer.verdict import Status
+from observer.verdict import SliResult, Status
 
 THREE = (
     Suspect("acme/app", 106, 0.3, "one of 3"),
@@ -80,7 +82,24 @@ def test_carries_finds_the_revert_however_it_was_merged(
 
 
 SLI = Sli(name="errors", kind=SliKind.RATIO, bad="b", total="t", min_events=100, tolerance=0.1)
-BASE = (50.0, 10_000.0)  # 0.5%
+BASE = Baseline("before", 50.0, 10_000.0)  # 0.5%
+STEP = 15.0
+HORIZON = 40  # a 10-minute recovery window
+ELAPSED = 10  # steps seen so far while the window is still open
+
+
+def spread(bad: float, total: float, steps: int) -> list[Step]:
+    """`bad` of `total` events spread evenly over the first `steps` steps since the revert."""
+    return [Step(STEP * (k + 1), bad / steps, total / steps) for k in range(steps)]
+
+
+def recovery(
+    window: list[Step], regressed: float, complete: bool, *, sli: Sli = SLI, base: Baseline = BASE
+) -> SliResult:
+    """`assess_recovery` over a window of `HORIZON` steps of `STEP` seconds."""
+    return assess_recovery(
+        sli, base, regressed, window, complete=complete, horizon=HORIZON, step_seconds=STEP
+    )
 
 
 @pytest.mark.parametrize(
@@ -94,14 +113,46 @@ BASE = (50.0, 10_000.0)  # 0.5%
     ],
 )
 def test_assess_recovery(window: tuple[float, float], complete: bool, status: Status) -> None:
-    """Judged against the pre-regression baseline and the regressed rate of 2.5%."""
-    assert assess_recovery(SLI, BASE, 0.025, window, complete).status is status
+    """Judged against the pre-regression baseline and the regressed rate of 2.5%, the window's
+    counts spread over the steps seen so far."""
+    steps = spread(*window, HORIZON if complete else ELAPSED)
+    assert recovery(steps, 0.025, complete).status is status
 
 
 def test_assess_recovery_without_a_regressed_rate_waits_for_the_window() -> None:
     """With no regressed rate to test against, only the end of the window can say recovered."""
-    assert assess_recovery(SLI, BASE, math.nan, (3.0, 600.0), False).status is Status.OBSERVING
-    assert assess_recovery(SLI, BASE, math.nan, (3.0, 600.0), True).status is Status.HEALTHY
+    assert recovery(spread(3.0, 600.0, ELAPSED), math.nan, False).status is Status.OBSERVING
+    assert recovery(spread(3.0, 600.0, HORIZON), math.nan, True).status is Status.HEALTHY
+
+
+def test_a_blip_after_the_revert_is_not_still_regressed() -> None:
+    """20 bad events in one step among clean ones are the Watch's blip; spread over every step,
+    the same 20 are still regressed."""
+    blip = spread(0.0, 600.0, ELAPSED)
+    blip[4] = Step(blip[4].t, 20.0, 60.0)
+    assert recovery(blip, 0.025, False).status is Status.OBSERVING
+    assert recovery(spread(20.0, 600.0, ELAPSED), 0.025, False).status is Status.REGRESSED
+
+
+def test_assess_recovery_with_gaps_ends_inconclusive() -> None:
+    """A window where most steps had no data is not a recovery, as a watch with gaps is not
+    healthy."""
+    result = recovery(spread(3.0, 600.0, HORIZON // 4), math.nan, True)
+    assert result.status is Status.INCONCLUSIVE
+    assert "gaps" in result.reason
+
+
+@pytest.mark.parametrize("complete", [False, True])
+def test_assess_recovery_against_a_baseline_without_events_decides_nothing(
+    complete: bool,
+) -> None:
+    """`min_events = 0`, an empty baseline and a regressed rate above 0.99: no baseline to be
+    back within, so OBSERVING and INCONCLUSIVE at the end (this once divided by zero)."""
+    sli = replace(SLI, min_events=0)
+    steps = spread(1.0, 600.0, HORIZON if complete else ELAPSED)
+    result = recovery(steps, 0.995, complete, sli=sli, base=Baseline("before", 0.0, 0.0))
+    assert result.status is (Status.INCONCLUSIVE if complete else Status.OBSERVING)
+    assert "no baseline" in result.reason
 
 
 @pytest.mark.parametrize(

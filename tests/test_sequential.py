@@ -1,22 +1,43 @@
 """The step-wise ratio test (`observer.sequential`) on seeded binomial counts, many runs each.
 
-These check the test's probabilities, not single cases: the false-alarm bound over a whole watch
-evaluated at every step, the 0.5% -> 2.5% acceptance scenario with noise, and blips that recover.
+These check the test's probabilities: the false-alarm bound over a whole watch evaluated at every
+step, the 0.5% -> 2.5% acceptance scenario with noise, and blips that recover. Then single cases,
+replayed step by step as the Watch runs them: what is called, what waits, what is never judged.
 """
 
 from __future__ import annotations
 
+import math
 import random
+from collections.abc import Sequence
 
 import pytest
 
-from observer.detect import DetectorSettings
-from observer.sequential import Baseline, Step, assess_ratio_steps, homogeneous, null_rate
+from observer.detect import ALTERNATIVES, DetectorSettings
+from observer.sequential import (
+    FROM_DEPLOY_SHARE,
+    Baseline,
+    Step,
+    assess_ratio_steps,
+    evidence,
+    homogeneous,
+    null_rate,
+)
 from observer.slis import Sli, SliKind
-from observer.verdict import Status
-from tests.test_detect import binomial
+from observer.verdict import SliResult, Status
 
 ERRORS = Sli("errors", SliKind.RATIO, bad="b", total="t")
+
+
+def binomial(rng: random.Random, n: int, p: float) -> int:
+    """A Binomial(n, p) draw by geometric gaps between successes: about n*p draws, not n."""
+    count, position = 0, 0
+    log_q = math.log1p(-p)
+    while True:
+        position += int(math.log(1.0 - rng.random()) / log_q) + 1
+        if position > n:
+            return count
+        count += 1
 
 
 def watch(
@@ -160,3 +181,180 @@ def test_baselines_are_pooled_only_when_they_agree(rates: tuple[int, ...], expec
     found = null_rate(ERRORS, baselines)
     assert found is not None
     assert ("+" in found[1].label) is expected
+
+
+# -- single cases, step by step -----------------------------------------------------------------
+
+STEPS = 20
+PER_STEP = 600
+
+
+def replay(
+    sli: Sli, before: tuple[float, float], counts: Sequence[tuple[float, float]]
+) -> list[SliResult]:
+    """Evaluate a watch of `len(counts)` 15 s steps at every step, complete at the last one."""
+    steps: list[Step] = []
+    results = []
+    for index, (bad, total) in enumerate(counts):
+        steps.append(Step(15.0 * (index + 1), bad, total))
+        result = assess_ratio_steps(
+            sli,
+            [Baseline("before", *before)],
+            steps,
+            complete=index == len(counts) - 1,
+            horizon=len(counts),
+            step_seconds=15.0,
+        )
+        results.append(result)
+    return results
+
+
+def statuses(results: Sequence[SliResult]) -> set[Status]:
+    return {r.status for r in results}
+
+
+def test_clear_regression_is_called_within_two_steps() -> None:
+    """0.5% errors before and 5% after, at 600 events a step, is REGRESSED at the second step
+    (the first alone is a blip)."""
+    before = (0.005 * STEPS * PER_STEP, STEPS * PER_STEP)
+    results = replay(ERRORS, before, [(0.05 * PER_STEP, PER_STEP)] * STEPS)
+    first = next(i for i, r in enumerate(results) if r.status is Status.REGRESSED)
+    called = results[first]
+    assert first <= 1
+    alpha = DetectorSettings().alpha
+    assert (
+        called.statistic
+        >= called.threshold
+        == pytest.approx(math.log(1 / (FROM_DEPLOY_SHARE * alpha)))
+    )
+    assert called.effect == pytest.approx(9.0)
+    assert "log-LR" in called.reason
+
+
+def test_identical_rates_observe_then_end_healthy() -> None:
+    """The same error rate before and after stays OBSERVING, then HEALTHY when the window ends."""
+    before = (0.01 * STEPS * PER_STEP, STEPS * PER_STEP)
+    results = replay(ERRORS, before, [(0.01 * PER_STEP, PER_STEP)] * STEPS)
+    assert statuses(results[:-1]) == {Status.OBSERVING}
+    assert results[-1].status is Status.HEALTHY
+    assert results[-1].statistic < results[-1].threshold
+
+
+@pytest.mark.parametrize("watch_rate", [0.0, 0.01, 0.5, 1.0])
+def test_thin_baseline_is_never_regressed(watch_rate: float) -> None:
+    """Below `min_events` of baseline the SLI is OBSERVING, then INCONCLUSIVE, whatever follows."""
+    results = replay(ERRORS, (0, ERRORS.min_events - 1), [(watch_rate * 100, 100)] * STEPS)
+    assert statuses(results[:-1]) == {Status.OBSERVING}
+    assert results[-1].status is Status.INCONCLUSIVE
+    assert f"no baseline has min_events {ERRORS.min_events}" in results[-1].reason
+
+
+def test_too_little_watch_traffic_ends_inconclusive() -> None:
+    """A quiet watch window is not judged healthy: OBSERVING, then INCONCLUSIVE at the end."""
+    quiet = ERRORS.min_events - 1
+    results = replay(ERRORS, (10, 10_000), [(0, quiet / STEPS)] * STEPS)
+    assert statuses(results[:-1]) == {Status.OBSERVING}
+    assert results[-1].status is Status.INCONCLUSIVE
+    assert "too little traffic" in results[-1].reason
+
+
+def test_no_watch_steps_give_no_statistic() -> None:
+    """With no step after the deploy yet there is no evidence and no rate."""
+    result = assess_ratio_steps(
+        ERRORS, [Baseline("before", 10, 10_000)], [], complete=False, horizon=20, step_seconds=15
+    )
+    assert result.status is Status.OBSERVING
+    assert result.statistic == 0.0
+    assert math.isnan(result.watch_value)
+
+
+@pytest.mark.parametrize(
+    "watch",
+    [
+        pytest.param([(1, 3)], id="one-bad-of-three"),
+        pytest.param([(1, 3)] + [(0, 3)] * 119, id="one-bad-then-clean-for-30m"),
+        pytest.param([(0, 3)] * 60 + [(1, 3)] + [(0, 3)] * 59, id="one-bad-mid-window"),
+        pytest.param([(1, 3), (1, 3), (0, 3)], id="two-bad-in-nine"),
+    ],
+)
+def test_single_errors_at_low_traffic_are_never_regressed(watch: list[tuple[int, int]]) -> None:
+    """At 0.2 req/s (3 events a step) after a clean baseline, one or two errors never regress."""
+    assert Status.REGRESSED not in statuses(replay(ERRORS, (0, 1000), watch))
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "before", "after"),
+    [
+        (0.1, 0.01, 0.0105),  # +5%
+        (0.1, 0.01, 0.0109),  # +9%
+        (0.1, 0.05, 0.054),  # +8%
+        (0.5, 0.01, 0.014),  # +40%, inside a 50% tolerance
+        (1.0, 0.02, 0.038),  # +90%, inside a 100% tolerance
+    ],
+)
+def test_change_inside_the_tolerance_is_not_regressed(
+    tolerance: float, before: float, after: float
+) -> None:
+    """A worsening smaller than `tolerance` is not a regression, however much traffic there is."""
+    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=tolerance)
+    events = 100_000
+    results = replay(sli, (before * 1_000_000, 1_000_000), [(after * events, events)] * STEPS)
+    assert Status.REGRESSED not in statuses(results)
+    assert results[-1].status is Status.HEALTHY
+
+
+def test_change_beyond_the_tolerance_is_regressed() -> None:
+    """A 30% worsening, past a 10% tolerance, is called once the traffic makes it decisive."""
+    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", tolerance=0.1)
+    events = 100_000
+    results = replay(sli, (10_000, 1_000_000), [(0.013 * events, events)] * STEPS)
+    assert Status.REGRESSED in statuses(results)
+
+
+def test_a_handful_of_errors_below_min_events_is_not_a_regression() -> None:
+    """Four failed requests out of four, after a clean baseline, wait for `min_events` traffic."""
+    sli = Sli(name="errors", kind=SliKind.RATIO, bad="b", total="t", min_events=100)
+    results = replay(sli, (0.0, 1000.0), [(1.0, 1.0)] * 4 + [(9.0, 24.0)] * 4)
+    early = results[3]
+    assert early.status is Status.OBSERVING
+    assert early.statistic >= early.threshold  # the evidence alone would have called it
+    assert Status.REGRESSED in statuses(results[4:])
+
+
+# -- the evidence -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bad", "total", "p_null", "sign"),
+    [
+        (50, 1000, 0.01, 1),  # five times the null rate: evidence for a regression
+        (0, 1000, 0.01, -1),  # no errors at all: evidence against
+        (5, 1000, 0.01, -1),  # half the null rate: evidence against
+        (10, 10, 0.999, 0),  # no alternative above a null of 0.999: no evidence either way
+        (0, 0, 0.01, 0),  # no events: no evidence
+    ],
+)
+def test_evidence_points_the_way_of_the_counts(
+    bad: float, total: float, p_null: float, sign: int
+) -> None:
+    """The log-LR from the deploy is positive above the null rate, negative below, 0 without
+    data."""
+    value = evidence([Step(15.0, bad, total)], p_null, drop=0).from_deploy
+    assert (value > 0) - (value < 0) == sign
+
+
+@pytest.mark.parametrize(("bad", "total", "p_null"), [(5, 50, 0.02), (0, 40, 0.05), (3, 3, 0.2)])
+def test_evidence_is_the_log_of_the_mean_likelihood_ratio(
+    bad: int, total: int, p_null: float
+) -> None:
+    """The statistic averages the binomial likelihood ratios of the alternatives (not their max),
+    and over steps it is that of their summed counts."""
+    ratios = [
+        (q**bad * (1 - q) ** (total - bad)) / (p_null**bad * (1 - p_null) ** (total - bad))
+        for q in (min(p_null * m, 0.999) for m in ALTERNATIVES)
+    ]
+    expected = math.log(sum(ratios) / len(ratios))
+    one = evidence([Step(15.0, bad, total)], p_null, drop=0).from_deploy
+    halves = [Step(15.0, bad / 2, total / 2), Step(30.0, bad / 2, total / 2)]
+    assert one == pytest.approx(expected, rel=1e-9)
+    assert evidence(halves, p_null, drop=0).from_deploy == pytest.approx(expected, rel=1e-9)
