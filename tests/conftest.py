@@ -1,6 +1,7 @@
-"""Session-wide servers: the sample app and a real Prometheus scraping it.
+"""Session-wide servers: the sample app and a real Prometheus scraping it; the GitHub and Slack
+stand-ins of the acting tests; the `shared_samples` marker's early skip.
 
-Both live for the whole session (Prometheus takes seconds to start). `prometheus` is
+Both servers live for the whole session (Prometheus takes seconds to start). `prometheus` is
 function-scoped over that one process so that a test which stopped it (to watch Rearguard cope
 with an outage) leaves the next test a running server with the same URL and history.
 """
@@ -20,6 +21,15 @@ from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
 from tests.prometheus_server import PrometheusServer
+from tests.shared_fixtures import shared_fixtures_dir
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `shared_samples` skips (fails under CI) before any of its fixtures starts
+    a server when the shared samples are missing, with the message every such skip shares."""
+    if item.get_closest_marker("shared_samples") is not None:
+        shared_fixtures_dir()
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from tests.fakes.slack import FakeSlack
 from tests.loop_rig import API_TOKEN, FINAL, SLACK_CHANNEL, WEBHOOK_SECRET, sign
 from tests.prometheus_server import PrometheusServer
 
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 SERVICE = "e2e-crash"
 
 

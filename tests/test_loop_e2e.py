@@ -33,7 +33,7 @@ from tests.loop_rig import (
 )
 from tests.prometheus_server import PrometheusServer
 
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 
 ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
 

@@ -31,6 +31,7 @@ from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeSlack
 from tests.loop_rig import API_TOKEN, SLACK_CHANNEL, WEBHOOK_SECRET, deliver_pr, post_deploy, sign
 
+pytestmark = pytest.mark.shared_samples  # the world's webhooks are GitHub's real samples
 ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
 STEP = 30.0
 
