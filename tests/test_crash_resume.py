@@ -124,13 +124,8 @@ async def _wait_up(session: aiohttp.ClientSession, server: Server) -> None:
 
 @pytest.fixture
 async def stand_ins(tmp_path: Path) -> AsyncIterator[tuple[FakeGitHub, FakeSlack]]:
-    github = FakeGitHub(tmp_path / "github", repo="acme/crash")
-    await github.start()
-    slack = FakeSlack()
-    await slack.start()
-    yield github, slack
-    await slack.close()
-    await github.close()
+    async with FakeGitHub(tmp_path / "github", repo="acme/crash") as github, FakeSlack() as slack:
+        yield github, slack
 
 
 async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(

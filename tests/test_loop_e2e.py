@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -53,23 +54,23 @@ async def loop(
     aiohttp_client: Any,
     aiohttp_server: Any,
 ) -> AsyncIterator[Loop]:
-    github = FakeGitHub(tmp_path / "github", repo="acme/shop")
-    await github.start()
-    slack = FakeSlack()
-    slack.attach(await aiohttp_server(slack.app))
-    services = {name: service_config(name, "acme/shop") for name in LOOP_SERVICES}
-    settings = loop_settings(str(tmp_path / "store.duckdb"), prometheus.url, services, ENV)
-    forge = GitHubForge(github.url, github.token, timeout=5)
-    notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
-    source = PrometheusSource(prometheus.url, timeout=3)
-    app = build_app(settings, clients=(source, forge, notifier))
-    client = await aiohttp_client(app)
-    yield Loop(client, github, slack)
-    await client.close()
-    await forge.aclose()
-    await notifier.aclose()
-    source.close()
-    await github.close()
+    async with AsyncExitStack() as closing:
+        github = await closing.enter_async_context(
+            FakeGitHub(tmp_path / "github", repo="acme/shop")
+        )
+        slack = FakeSlack()
+        slack.attach(await aiohttp_server(slack.app))
+        services = {name: service_config(name, "acme/shop") for name in LOOP_SERVICES}
+        settings = loop_settings(str(tmp_path / "store.duckdb"), prometheus.url, services, ENV)
+        # Entered before the app starts, as the server does, so the scheduler's task shares (and
+        # the teardown closes) githubkit's connection pool.
+        forge = await closing.enter_async_context(GitHubForge(github.url, github.token, timeout=5))
+        notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
+        closing.push_async_callback(notifier.aclose)
+        source = await closing.enter_async_context(PrometheusSource(prometheus.url, timeout=3))
+        client = await aiohttp_client(build_app(settings, clients=(source, forge, notifier)))
+        closing.push_async_callback(client.close)  # first: stops the scheduler, then the clients
+        yield Loop(client, github, slack)
 
 
 AGENT_BODY = (
