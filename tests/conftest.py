@@ -8,7 +8,6 @@ with an outage) leaves the next test a running server with the same URL and hist
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,8 +19,11 @@ from tests.acting_rig import TOKEN as ACTING_TOKEN
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
+from tests.loop_rig import BASELINE as LOOP_BASELINE
+from tests.loop_rig import STEP as LOOP_STEP
 from tests.prometheus_server import PrometheusServer
 from tests.shared_fixtures import shared_fixtures_dir
+from tests.waiting import wait_for
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -70,12 +72,33 @@ LOOP_SERVICES = {
 
 
 @pytest.fixture(scope="session")
-def traffic(sample_app: SampleApp, prometheus_session: PrometheusServer) -> SampleApp:
+def loop_traffic(sample_app: SampleApp) -> SampleApp:
     """Traffic for every loop-test service, started at once so their baselines build together."""
     for name, rate in LOOP_SERVICES.items():
         sample_app.configure(name, rate=rate, error_ratio=0.005)
-    time.sleep(22)  # a 20 s baseline of history, scraped every second
     return sample_app
+
+
+@pytest.fixture
+def traffic(loop_traffic: SampleApp, prometheus: PrometheusServer) -> SampleApp:
+    """The loop services' traffic, once Prometheus holds a full baseline of it: at the start of
+    the session, and again after a test stopped Prometheus and left a gap in its history."""
+    # A baseline's worth of samples (one a second) within the baseline and its first step's
+    # window: the history a deploy made now is compared against, a missed scrape or two allowed.
+    window, samples = LOOP_BASELINE + LOOP_STEP, LOOP_BASELINE
+    services = "|".join(LOOP_SERVICES)
+    query = (
+        f'count_over_time(http_requests_total{{service=~"{services}",code="200"}}[{window}s])'
+        f" >= {samples}"
+    )
+    wait_for(
+        lambda: len(prometheus.instant(query)) == len(LOOP_SERVICES),
+        within=120,
+        what=f"{samples} samples of every loop service in Prometheus ({query})",
+        interval=0.25,
+        detail=lambda: f"log tail:\n{prometheus.log_tail()}",
+    )
+    return loop_traffic
 
 
 @pytest.fixture

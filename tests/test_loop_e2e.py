@@ -4,7 +4,6 @@ stand-in, and a DuckDB file. Each test uses its own service label, so history do
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -27,12 +26,14 @@ from tests.loop_rig import (
     SLACK_CHANNEL,
     WEBHOOK_SECRET,
     deliver_pr,
+    deploy_view,
     loop_settings,
     post_deploy,
     service_config,
     wait_final,
 )
 from tests.prometheus_server import PrometheusServer
+from tests.waiting import wait_for_async
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 
@@ -77,6 +78,12 @@ AGENT_BODY = (
     "{what}\n\nAgent-Session: {session}\nAgent-Name: claude-code\nAgent-Model: claude-sonnet-4-6\n"
     "Spec: acme/shop#{spec}"
 )
+
+
+async def evaluated_with_data(client: TestClient[Any, Any], deploy_id: str) -> bool:
+    """Whether the Watch has evaluated the deploy at least once with requests in its window."""
+    verdict = (await deploy_view(client, deploy_id))["verdict"] or {}
+    return any(result["watch_total"] > 0 for result in verdict.get("results", []))
 
 
 def _merge_agent_prs(github: FakeGitHub) -> list[int]:
@@ -158,7 +165,11 @@ async def test_prometheus_stopped_mid_watch_is_inconclusive(
     deploy_id = await post_deploy(
         loop.client, "e2e-outage", loop.github.head_sha(), initial, time.time()
     )
-    await asyncio.sleep(5)
+    await wait_for_async(
+        lambda: evaluated_with_data(loop.client, deploy_id),
+        within=30,
+        what=f"a first evaluation of deploy {deploy_id} with data",
+    )
     prometheus.stop()
     view = await wait_final(loop.client, deploy_id)
     assert view["phase"] == "inconclusive", view
