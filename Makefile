@@ -29,6 +29,7 @@ test-deps:
 test: $(TSTAMP) test-deps
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest -q
 
@@ -39,6 +40,7 @@ bench-loop: $(TSTAMP) test-deps
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 
 typecheck: $(TSTAMP)
 	$(VENV)/bin/mypy

@@ -90,6 +90,12 @@ class ActingRig:
             await advance(self.deps, self.deploy.id)
         raise AssertionError(f"watch never reached {phase}")
 
+    async def close_clients(self) -> None:
+        """Close the GitHub and Slack clients' connections (safe to call twice)."""
+        for client in (self.deps.notifier, self.deps.forge):
+            if isinstance(client, SlackNotifier | GitHubForge):
+                await client.aclose()
+
     async def restarted(self) -> ActingRig:
         """The same store and stand-ins with new clients, as after a process restart."""
         forge = GitHubForge(self.github.url, TOKEN, timeout=5.0, sleep=self.sleeps)

@@ -1,13 +1,13 @@
-"""Session-wide servers: the sample app and a real Prometheus scraping it.
+"""Session-wide servers: the sample app and a real Prometheus scraping it; the GitHub and Slack
+stand-ins of the acting tests; the `shared_samples` marker's early skip.
 
-Both live for the whole session (Prometheus takes seconds to start). `prometheus` is
+Both servers live for the whole session (Prometheus takes seconds to start). `prometheus` is
 function-scoped over that one process so that a test which stopped it (to watch Rearguard cope
 with an outage) leaves the next test a running server with the same URL and history.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,7 +19,19 @@ from tests.acting_rig import TOKEN as ACTING_TOKEN
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
+from tests.loop_rig import BASELINE as LOOP_BASELINE
+from tests.loop_rig import STEP as LOOP_STEP
 from tests.prometheus_server import PrometheusServer
+from tests.shared_fixtures import shared_fixtures_dir
+from tests.waiting import wait_for
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test marked `shared_samples` skips (fails under CI) before any of its fixtures starts
+    a server when the shared samples are missing, with the message every such skip shares."""
+    if item.get_closest_marker("shared_samples") is not None:
+        shared_fixtures_dir()
 
 
 @pytest.fixture(scope="session")
@@ -60,12 +72,33 @@ LOOP_SERVICES = {
 
 
 @pytest.fixture(scope="session")
-def traffic(sample_app: SampleApp, prometheus_session: PrometheusServer) -> SampleApp:
+def loop_traffic(sample_app: SampleApp) -> SampleApp:
     """Traffic for every loop-test service, started at once so their baselines build together."""
     for name, rate in LOOP_SERVICES.items():
         sample_app.configure(name, rate=rate, error_ratio=0.005)
-    time.sleep(22)  # a 20 s baseline of history, scraped every second
     return sample_app
+
+
+@pytest.fixture
+def traffic(loop_traffic: SampleApp, prometheus: PrometheusServer) -> SampleApp:
+    """The loop services' traffic, once Prometheus holds a full baseline of it: at the start of
+    the session, and again after a test stopped Prometheus and left a gap in its history."""
+    # A baseline's worth of samples (one a second) within the baseline and its first step's
+    # window: the history a deploy made now is compared against, a missed scrape or two allowed.
+    window, samples = LOOP_BASELINE + LOOP_STEP, LOOP_BASELINE
+    services = "|".join(LOOP_SERVICES)
+    query = (
+        f'count_over_time(http_requests_total{{service=~"{services}",code="200"}}[{window}s])'
+        f" >= {samples}"
+    )
+    wait_for(
+        lambda: len(prometheus.instant(query)) == len(LOOP_SERVICES),
+        within=120,
+        what=f"{samples} samples of every loop service in Prometheus ({query})",
+        interval=0.25,
+        detail=lambda: f"log tail:\n{prometheus.log_tail()}",
+    )
+    return loop_traffic
 
 
 @pytest.fixture

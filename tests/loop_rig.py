@@ -4,26 +4,30 @@ the sample app, and the GitHub and Slack stand-ins with the production clients p
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
-import time
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from loop.config import Settings, settings_from
 from tests.fakes.github import FakeGitHub
+from tests.waiting import wait_for_async
 
 API_TOKEN = "api-token-for-tests"
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 SLACK_CHANNEL = "C0ROLLBACK"
 STEP = 2
+"""Seconds between two evaluations of a loop-test Watch."""
+BASELINE = 20
+"""Seconds of history before the deploy that a loop-test Watch compares against."""
 FINAL = {"healthy", "inconclusive", "reverted", "escalated"}
 
 
-def service_config(name: str, repo: str, *, watch: int = 20, baseline: int = 20) -> dict[str, Any]:
+def service_config(
+    name: str, repo: str, *, watch: int = 20, baseline: int = BASELINE
+) -> dict[str, Any]:
     """A service whose SLI is the sample app's 5xx ratio for `service="name"`."""
     selector = f'service="{name}"'
     return {
@@ -97,14 +101,25 @@ async def post_deploy(
     return deploy_id
 
 
+async def deploy_view(client: TestClient[Any, Any], deploy_id: str) -> Any:
+    """The deploy as the API shows it (phase, reason, last verdict)."""
+    response = await client.get(f"/v1/deploys/{deploy_id}")
+    return await response.json()
+
+
 async def wait_final(client: TestClient[Any, Any], deploy_id: str, within: float = 60) -> Any:
     """Poll the deploy until its Watch is final; the deploy view."""
-    deadline = time.monotonic() + within
-    view: Any = None
-    while time.monotonic() < deadline:
-        response = await client.get(f"/v1/deploys/{deploy_id}")
-        view = await response.json()
-        if view["phase"] in FINAL:
-            return view
-        await asyncio.sleep(0.25)
-    raise AssertionError(f"deploy {deploy_id} not final within {within}s: {view}")
+    last: Any = None
+
+    async def final() -> Any:
+        nonlocal last
+        last = await deploy_view(client, deploy_id)
+        return last if last["phase"] in FINAL else None
+
+    return await wait_for_async(
+        final,
+        within=within,
+        what=f"deploy {deploy_id} to be final",
+        interval=0.25,
+        detail=lambda: f"deploy: {last}",
+    )

@@ -9,21 +9,23 @@ Prometheus away in the middle of a watch and bring it back with its history.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
-import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import aiohttp
+
+from tests.waiting import wait_for, wait_for_async
 
 BINARY_SETTING = "REARGUARD_PROMETHEUS_BIN"
 _LOG_TAIL_LINES = 30
@@ -107,41 +109,57 @@ class PrometheusServer:
         text = self.log_path.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
-    async def wait_for_data(self, query: str, *, within: float = 20.0) -> None:
+    def instant(self, query: str) -> list[Any]:
+        """The samples of an instant `query` now (`data.result`); raises if Prometheus refuses."""
+        url = f"{self.url}/api/v1/query?{urllib.parse.urlencode({'query': query})}"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise RuntimeError(f"prometheus refused {query!r}: {body}")
+        result: list[Any] = body["data"]["result"]
+        return result
+
+    async def wait_for_data(self, query: str, *, within: float = 60.0) -> None:
         """Poll an instant `query` until it returns at least one sample, or fail with why."""
-        deadline = time.monotonic() + within
         last = "no answer yet"
         async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
+
+            async def samples() -> list[Any]:
+                nonlocal last
                 try:
                     url = f"{self.url}/api/v1/query"
                     async with session.get(url, params={"query": query}) as response:
                         body = await response.json()
-                    if body.get("status") == "success" and body["data"]["result"]:
-                        return
-                    last = f"HTTP {response.status}: {body}"
                 except aiohttp.ClientError as exc:
                     last = repr(exc)
-                await asyncio.sleep(0.2)
-        raise TimeoutError(f"{query!r} returned no data within {within}s; last: {last}")
+                    return []
+                last = f"HTTP {response.status}: {body}"
+                return body["data"]["result"] if body.get("status") == "success" else []
+
+            await wait_for_async(
+                samples, within=within, what=f"{query!r} to return data", detail=lambda: last
+            )
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self._ready_timeout
-        while time.monotonic() < deadline:
+        def ready() -> bool:
             if self._process is not None and self._process.poll() is not None:
                 raise RuntimeError(
                     f"prometheus exited with {self._process.returncode} before it was ready; "
                     f"log tail:\n{self.log_tail()}"
                 )
-            with contextlib.suppress(urllib.error.URLError, OSError):
-                ready = urllib.request.urlopen(f"{self.url}/-/ready", timeout=1)
-                with ready:
-                    if ready.status == 200:
-                        return
-            time.sleep(0.1)
-        raise TimeoutError(
-            f"prometheus at {self.url} not ready within {self._ready_timeout}s; "
-            f"log tail:\n{self.log_tail()}"
+            with (
+                contextlib.suppress(urllib.error.URLError, OSError),
+                urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as answer,
+            ):
+                return bool(answer.status == 200)
+            return False
+
+        wait_for(
+            ready,
+            within=self._ready_timeout,
+            what=f"prometheus at {self.url} to be ready",
+            interval=0.1,
+            detail=lambda: f"log tail:\n{self.log_tail()}",
         )
 
     def _close_log(self) -> None:

@@ -3,6 +3,10 @@
 `REARGUARD_SHARED_FIXTURES` names the folder; by default it is `../shared/fixtures` beside the
 repository. A user's fresh clone has no such folder: tests that need it are skipped with a message
 saying so, except under CI (`CI=true`), where its absence is a failure.
+
+Samples are read inside tests and fixtures, never at import or collection time (a skip there
+would stop the whole run). A test whose fixtures read them, or that starts servers before it
+does, carries `@pytest.mark.shared_samples` so it skips before any fixture runs (conftest.py).
 """
 
 from __future__ import annotations

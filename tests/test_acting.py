@@ -43,8 +43,7 @@ async def anthropic_api() -> AsyncIterator[FakeAnthropic]:
 
 
 async def _close(rig: ActingRig) -> None:
-    await rig.deps.notifier.aclose()  # type: ignore[attr-defined]
-    await rig.deps.forge.aclose()  # type: ignore[attr-defined]
+    await rig.close_clients()
     await rig.store.close()
 
 
@@ -149,9 +148,10 @@ async def test_github_down_for_the_budget_fails_says_so_and_restart_does_not_dup
         assert "revert FAILED" in first
         github._failures.clear()
         restarted = await rig.restarted()
-        await restarted.run()
-        await restarted.deps.notifier.aclose()  # type: ignore[attr-defined]
-        await restarted.deps.forge.aclose()  # type: ignore[attr-defined]
+        try:
+            await restarted.run()
+        finally:
+            await restarted.close_clients()
     finally:
         await _close(rig)
     assert github.created_pulls() == []

@@ -4,7 +4,6 @@ against a real Prometheus and the GitHub and Slack stand-ins."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
@@ -22,10 +21,11 @@ import pytest
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
-from tests.loop_rig import API_TOKEN, FINAL, SLACK_CHANNEL, WEBHOOK_SECRET, sign
+from tests.loop_rig import API_TOKEN, BASELINE, FINAL, SLACK_CHANNEL, STEP, WEBHOOK_SECRET, sign
 from tests.prometheus_server import PrometheusServer
+from tests.waiting import wait_for_async
 
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 SERVICE = "e2e-crash"
 
 
@@ -56,9 +56,9 @@ api_url = "{slack}"
 channel = "{SLACK_CHANNEL}"
 [services.{SERVICE}]
 repo = "acme/crash"
-step = "2s"
+step = "{STEP}s"
 watch = "20s"
-baseline = "20s"
+baseline = "{BASELINE}s"
 [services.{SERVICE}.slis.http_errors]
 bad = '{bad}'
 total = '{total}'
@@ -110,27 +110,25 @@ async def _get(session: aiohttp.ClientSession, url: str) -> Any:
 
 
 async def _wait_up(session: aiohttp.ClientSession, server: Server) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    async def ready() -> bool:
         try:
             async with session.get(f"{server.url}/readyz") as response:
-                if response.status == 200:
-                    return
+                return response.status == 200
         except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"server did not start:\n{server.tail()}")
+            return False
+
+    await wait_for_async(ready, within=30, what="the server to be ready", detail=server.tail)
+
+
+async def _phase(session: aiohttp.ClientSession, server: Server, deploy_id: str) -> str | None:
+    phase: str | None = (await _get(session, f"{server.url}/v1/deploys/{deploy_id}"))["phase"]
+    return phase
 
 
 @pytest.fixture
 async def stand_ins(tmp_path: Path) -> AsyncIterator[tuple[FakeGitHub, FakeSlack]]:
-    github = FakeGitHub(tmp_path / "github", repo="acme/crash")
-    await github.start()
-    slack = FakeSlack()
-    await slack.start()
-    yield github, slack
-    await slack.close()
-    await github.close()
+    async with FakeGitHub(tmp_path / "github", repo="acme/crash") as github, FakeSlack() as slack:
+        yield github, slack
 
 
 async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
@@ -170,21 +168,31 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
             ) as response:  # fmt: skip
                 assert response.status == 202
                 deploy_id = (await response.json())["id"]
-            deadline = time.monotonic() + 60
+
             # Once the change set is read, every GitHub answer takes 4 s: the kill then lands
             # after the incident row and before the revert PR.
-            while (await _get(session, f"{server.url}/v1/deploys/{deploy_id}"))["phase"] in (
-                "deployed",
-                None,
-            ):
-                assert time.monotonic() < deadline, server.tail()
-                await asyncio.sleep(0.05)
+            async def watching() -> bool:
+                return await _phase(session, server, deploy_id) not in ("deployed", None)
+
+            await wait_for_async(
+                watching, within=60, what="the Watch to read the change set", detail=server.tail
+            )
             github.delay(4)
-            while not (await _get(session, f"{server.url}/v1/incidents"))["incidents"]:
-                if time.monotonic() > deadline:
-                    view = await _get(session, f"{server.url}/v1/deploys/{deploy_id}")
-                    raise AssertionError(f"no incident within 60 s: {view}")
-                await asyncio.sleep(0.05)
+
+            view: Any = None
+
+            async def incidents() -> list[Any]:
+                nonlocal view
+                found: list[Any] = (await _get(session, f"{server.url}/v1/incidents"))["incidents"]
+                view = found or await _get(session, f"{server.url}/v1/deploys/{deploy_id}")
+                return found
+
+            await wait_for_async(
+                incidents,
+                within=60,
+                what=f"an incident for {deploy_id}",
+                detail=lambda: f"deploy: {view}",
+            )
             server.kill()
             assert github.created_pulls() == []
             assert slack.messages == []
@@ -192,12 +200,14 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
             github.delay(0)
             server.start()
             await _wait_up(session, server)
-            deadline = time.monotonic() + 60
-            view = await _get(session, f"{server.url}/v1/deploys/{deploy_id}")
-            while view["phase"] not in FINAL:
-                assert time.monotonic() < deadline, view
-                await asyncio.sleep(0.2)
+
+            async def final() -> Any:
                 view = await _get(session, f"{server.url}/v1/deploys/{deploy_id}")
+                return view if view["phase"] in FINAL else None
+
+            view = await wait_for_async(
+                final, within=60, what=f"deploy {deploy_id} to be final", detail=server.tail
+            )
             assert view["phase"] == "reverted", view
             assert len(github.created_pulls()) == 1
             (first,) = [m for m in slack.messages if m.thread_ts is None]

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import io
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -152,23 +152,30 @@ def alertmanager_body() -> dict[str, Any]:
     return data
 
 
+def _unlabelled_alert() -> bytes:
+    return json.dumps({"status": "firing", "alerts": [{"labels": {"service": "hello"}}]}).encode()
+
+
 @pytest.mark.parametrize(
     ("body", "headers", "status"),
     [
-        (json.dumps(alertmanager_body()).encode(), {"Authorization": "Bearer wrong"}, 401),
-        (b"[1, 2", {"Authorization": f"Bearer {AM_TOKEN}"}, 400),
-        (
-            json.dumps({"status": "firing", "alerts": [{"labels": {"service": "hello"}}]}).encode(),
-            {"Authorization": f"Bearer {AM_TOKEN}"},
-            422,
+        pytest.param(
+            lambda: json.dumps(alertmanager_body()).encode(),
+            {"Authorization": "Bearer wrong"},
+            401,
+            id="wrong-token",
+        ),
+        pytest.param(lambda: b"[1, 2", {"Authorization": f"Bearer {AM_TOKEN}"}, 400, id="not-json"),
+        pytest.param(
+            _unlabelled_alert, {"Authorization": f"Bearer {AM_TOKEN}"}, 422, id="missing-fields"
         ),
     ],
 )
 async def test_alertmanager_refusals_apply_nothing(
-    client: Client, body: bytes, headers: dict[str, str], status: int
+    client: Client, body: Callable[[], bytes], headers: dict[str, str], status: int
 ) -> None:
     """A wrong token or a malformed body gets a clear 4xx and nothing is stored."""
-    answer = await client.post("/v1/webhooks/alertmanager", data=body, headers=headers)
+    answer = await client.post("/v1/webhooks/alertmanager", data=body(), headers=headers)
     assert answer.status == status
     assert await signals(client) == []
 

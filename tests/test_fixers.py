@@ -4,6 +4,7 @@ retries against the Messages API stand-in, and the GitHub forge's merge request.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import aclosing
 from pathlib import Path
 
 import pytest
@@ -149,9 +150,8 @@ async def test_transient_failures_are_retried(
     api.fail_next(2, status, retry_after=retry_after)
     api.answer_with(GOOD)
     sleeps = Sleeps()
-    the_fixer = fixer(api, sleeps)
-    answer = await the_fixer.propose(CONTEXT)
-    await the_fixer.aclose()
+    async with aclosing(fixer(api, sleeps)) as the_fixer:
+        answer = await the_fixer.propose(CONTEXT)
     assert answer.proposal is not None
     assert answer.proposal.diagnosis == "d"
     assert answer.usage is not None
@@ -165,22 +165,20 @@ async def test_long_retry_after_is_not_slept_and_the_budget_ends(api: FakeAnthro
     """A retry-after of an hour is not waited inside a watch; overload past the budget fails."""
     api.fail_next(1, 429, retry_after=3600)
     sleeps = Sleeps()
-    the_fixer = fixer(api, sleeps)
-    with pytest.raises(FixerUnavailable, match="3600"):
-        await the_fixer.propose(CONTEXT)
-    api.fail_next(5, 529)
-    with pytest.raises(FixerUnavailable, match="after 3 attempts"):
-        await the_fixer.propose(CONTEXT)
-    await the_fixer.aclose()
+    async with aclosing(fixer(api, sleeps)) as the_fixer:
+        with pytest.raises(FixerUnavailable, match="3600"):
+            await the_fixer.propose(CONTEXT)
+        api.fail_next(5, 529)
+        with pytest.raises(FixerUnavailable, match="after 3 attempts"):
+            await the_fixer.propose(CONTEXT)
     assert 3600.0 not in sleeps.waits
 
 
 async def test_bad_key_is_a_fixer_error_without_the_key(api: FakeAnthropic) -> None:
     """401 is not retried and the message carries no key."""
-    the_fixer = fixer(api, Sleeps(), key="sk-ant-wrong-key")
-    with pytest.raises(FixerError) as caught:
-        await the_fixer.propose(CONTEXT)
-    await the_fixer.aclose()
+    async with aclosing(fixer(api, Sleeps(), key="sk-ant-wrong-key")) as the_fixer:
+        with pytest.raises(FixerError) as caught:
+            await the_fixer.propose(CONTEXT)
     assert "401" in str(caught.value)
     assert "sk-ant-wrong-key" not in str(caught.value)
     assert len(api.requests) == 1
@@ -189,9 +187,8 @@ async def test_bad_key_is_a_fixer_error_without_the_key(api: FakeAnthropic) -> N
 async def test_answer_that_is_not_the_schema_keeps_usage(api: FakeAnthropic) -> None:
     """Prose instead of the JSON asked for: no proposal, the reason, and the tokens spent."""
     api.answer_with("Sure! Here is a fix: ...")
-    the_fixer = fixer(api, Sleeps())
-    answer = await the_fixer.propose(CONTEXT)
-    await the_fixer.aclose()
+    async with aclosing(fixer(api, Sleeps())) as the_fixer:
+        answer = await the_fixer.propose(CONTEXT)
     assert answer.proposal is None
     assert answer.usage is not None
     assert "not the JSON" in (answer.problem or "")

@@ -4,9 +4,9 @@ stand-in, and a DuckDB file. Each test uses its own service label, so history do
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,16 @@ from tests.loop_rig import (
     SLACK_CHANNEL,
     WEBHOOK_SECRET,
     deliver_pr,
+    deploy_view,
     loop_settings,
     post_deploy,
     service_config,
     wait_final,
 )
 from tests.prometheus_server import PrometheusServer
+from tests.waiting import wait_for_async
 
-pytestmark = pytest.mark.prometheus
+pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 
 ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
 
@@ -53,29 +55,35 @@ async def loop(
     aiohttp_client: Any,
     aiohttp_server: Any,
 ) -> AsyncIterator[Loop]:
-    github = FakeGitHub(tmp_path / "github", repo="acme/shop")
-    await github.start()
-    slack = FakeSlack()
-    slack.attach(await aiohttp_server(slack.app))
-    services = {name: service_config(name, "acme/shop") for name in LOOP_SERVICES}
-    settings = loop_settings(str(tmp_path / "store.duckdb"), prometheus.url, services, ENV)
-    forge = GitHubForge(github.url, github.token, timeout=5)
-    notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
-    source = PrometheusSource(prometheus.url, timeout=3)
-    app = build_app(settings, clients=(source, forge, notifier))
-    client = await aiohttp_client(app)
-    yield Loop(client, github, slack)
-    await client.close()
-    await forge.aclose()
-    await notifier.aclose()
-    source.close()
-    await github.close()
+    async with AsyncExitStack() as closing:
+        github = await closing.enter_async_context(
+            FakeGitHub(tmp_path / "github", repo="acme/shop")
+        )
+        slack = FakeSlack()
+        slack.attach(await aiohttp_server(slack.app))
+        services = {name: service_config(name, "acme/shop") for name in LOOP_SERVICES}
+        settings = loop_settings(str(tmp_path / "store.duckdb"), prometheus.url, services, ENV)
+        # Entered before the app starts, as the server does, so the scheduler's task shares (and
+        # the teardown closes) githubkit's connection pool.
+        forge = await closing.enter_async_context(GitHubForge(github.url, github.token, timeout=5))
+        notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
+        closing.push_async_callback(notifier.aclose)
+        source = await closing.enter_async_context(PrometheusSource(prometheus.url, timeout=3))
+        client = await aiohttp_client(build_app(settings, clients=(source, forge, notifier)))
+        closing.push_async_callback(client.close)  # first: stops the scheduler, then the clients
+        yield Loop(client, github, slack)
 
 
 AGENT_BODY = (
     "{what}\n\nAgent-Session: {session}\nAgent-Name: claude-code\nAgent-Model: claude-sonnet-4-6\n"
     "Spec: acme/shop#{spec}"
 )
+
+
+async def evaluated_with_data(client: TestClient[Any, Any], deploy_id: str) -> bool:
+    """Whether the Watch has evaluated the deploy at least once with requests in its window."""
+    verdict = (await deploy_view(client, deploy_id))["verdict"] or {}
+    return any(result["watch_total"] > 0 for result in verdict.get("results", []))
 
 
 def _merge_agent_prs(github: FakeGitHub) -> list[int]:
@@ -157,7 +165,11 @@ async def test_prometheus_stopped_mid_watch_is_inconclusive(
     deploy_id = await post_deploy(
         loop.client, "e2e-outage", loop.github.head_sha(), initial, time.time()
     )
-    await asyncio.sleep(5)
+    await wait_for_async(
+        lambda: evaluated_with_data(loop.client, deploy_id),
+        within=30,
+        what=f"a first evaluation of deploy {deploy_id} with data",
+    )
     prometheus.stop()
     view = await wait_final(loop.client, deploy_id)
     assert view["phase"] == "inconclusive", view

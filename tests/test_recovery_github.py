@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,6 +33,7 @@ from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeSlack
 from tests.loop_rig import API_TOKEN, SLACK_CHANNEL, WEBHOOK_SECRET, deliver_pr, post_deploy, sign
 
+pytestmark = pytest.mark.shared_samples  # the world's webhooks are GitHub's real samples
 ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
 STEP = 30.0
 
@@ -69,6 +71,8 @@ class World:
     clock: ManualClock
     metrics: Metrics
     sleeps: Sleeps
+    closing: AsyncExitStack
+    """Closes every server and client the world starts, however the test or its setup ends."""
     client: TestClient[Any, Any] = field(init=False)
     deploy_id: str = ""
 
@@ -107,49 +111,54 @@ class World:
         assert response.status == 202, await response.text()
 
 
-async def _app(
-    world: World, aiohttp_client: Any
-) -> tuple[TestClient[Any, Any], GitHubForge, SlackNotifier]:
+async def _app(world: World, aiohttp_client: Any) -> TestClient[Any, Any]:
+    """Rearguard's app over loopback with fresh clients (as after a process start)."""
     github, slack, metrics = world.github, world.slack, world.metrics
     source = SimulatedSource({BAD: metrics.bad, TOTAL: metrics.total})
     forge = GitHubForge(github.url, github.token, timeout=5, max_attempts=2,
                         max_retry_after=INLINE_WAIT, sleep=world.sleeps)  # fmt: skip
+    world.closing.push_async_callback(forge.aclose)
     notifier = SlackNotifier(slack.token, SLACK_CHANNEL, base_url=slack.url)
+    world.closing.push_async_callback(notifier.aclose)
     app = build_app(_settings(world.tmp / "store.duckdb"), clock=world.clock,
                     clients=(source, forge, notifier), scheduler=False)  # fmt: skip
-    return await aiohttp_client(app), forge, notifier
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    world.closing.push_async_callback(client.close)
+    return client
 
 
 @pytest.fixture
 async def world(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any) -> AsyncIterator[World]:
     """One agent PR merged and deployed, its errors tenfold, the Watch stepped to `regressed`."""
-    github = FakeGitHub(tmp_path / "github", repo="acme/checkout")
-    await github.start()
-    slack = FakeSlack()
-    slack.attach(await aiohttp_server(slack.app))
-    clock = ManualClock(datetime.now(tz=UTC).timestamp())
-    metrics, sleeps = Metrics(clock=clock), Sleeps()
-    w = World(tmp_path, github, slack, clock, metrics, sleeps)
-    w.client, forge, notifier = await _app(w, aiohttp_client)
-    initial = github.head_sha()
-    culprit = github.merge_pr("Retry-free payment client", "Agent-Session: s-1\nAgent-Name: bot",
-                              {"src/pay.py": "def pay(): ...\n"})  # fmt: skip
-    await deliver_pr(w.client, github, culprit.number)
-    metrics.ratio_after, metrics.change_at = 0.05, clock.now()
-    w.deploy_id = await post_deploy(w.client, "checkout", github.head_sha(), initial, clock.now())
-    for _ in range(40):
-        state = await w.deps.store.watches.watch(w.deploy_id)
-        assert state is not None
-        if state.phase == Phase.REGRESSED:
-            break
-        await clock.sleep(max(state.next_due - clock.now(), 0))
-        await advance(w.deps, w.deploy_id)
-    assert await w.phase() == Phase.REGRESSED
-    yield w
-    await w.client.close()
-    await forge.aclose()
-    await notifier.aclose()
-    await github.close()
+    async with AsyncExitStack() as closing:
+        github = await closing.enter_async_context(
+            FakeGitHub(tmp_path / "github", repo="acme/checkout")
+        )
+        slack = FakeSlack()
+        slack.attach(await aiohttp_server(slack.app))
+        clock = ManualClock(datetime.now(tz=UTC).timestamp())
+        metrics, sleeps = Metrics(clock=clock), Sleeps()
+        w = World(tmp_path, github, slack, clock, metrics, sleeps, closing)
+        w.client = await _app(w, aiohttp_client)
+        initial = github.head_sha()
+        culprit = github.merge_pr(
+            "Retry-free payment client", "Agent-Session: s-1\nAgent-Name: bot",
+            {"src/pay.py": "def pay(): ...\n"},
+        )  # fmt: skip
+        await deliver_pr(w.client, github, culprit.number)
+        metrics.ratio_after, metrics.change_at = 0.05, clock.now()
+        w.deploy_id = await post_deploy(
+            w.client, "checkout", github.head_sha(), initial, clock.now()
+        )
+        for _ in range(40):
+            state = await w.deps.store.watches.watch(w.deploy_id)
+            assert state is not None
+            if state.phase == Phase.REGRESSED:
+                break
+            await clock.sleep(max(state.next_due - clock.now(), 0))
+            await advance(w.deps, w.deploy_id)
+        assert await w.phase() == Phase.REGRESSED
+        yield w
 
 
 def _opening(world: World) -> list[Any]:
@@ -214,14 +223,12 @@ async def test_github_down_for_the_budget_fails_says_so_and_restart_does_not_dup
     await world.client.close()  # the process stops; GitHub comes back
 
     world.github.clear_faults()
-    world.client, forge, notifier = await _app(world, aiohttp_client)
+    world.client = await _app(world, aiohttp_client)
     for _ in range(5):
         await world.tick()
     assert world.github.created_pulls() == []
     assert len(_opening(world)) == 1
     assert _revert_action(await world.incident()) == revert
-    await forge.aclose()
-    await notifier.aclose()
     assert store_path.exists()
     assert isinstance(world.deps.store, Store)
 

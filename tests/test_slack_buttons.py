@@ -49,17 +49,21 @@ async def app(
     tmp_path: Path, github: FakeGitHub, slack: FakeSlack, aiohttp_client: AiohttpClient
 ) -> AsyncIterator[tuple[TestClient[Any, Any], str, ManualClock]]:
     rig = await make_acting_rig(tmp_path, github, slack, mode="propose")
-    assert await rig.run() == "reverted"
-    incident = await rig.store.incidents.incident_for_deploy(rig.deploy.id)
-    assert incident is not None
-    await rig.store.close()
-    settings = replace(rig.deps.settings, slack_signing_secret=Secret(SECRET))
-    clients = (rig.deps.source, rig.deps.forge, rig.deps.notifier)
-    client = await aiohttp_client(build_app(settings, clock=rig.clock, clients=clients,
-                                            scheduler=False))  # fmt: skip
-    yield client, incident.id, rig.clock
-    await rig.deps.notifier.aclose()  # type: ignore[attr-defined]
-    await rig.deps.forge.aclose()  # type: ignore[attr-defined]
+    try:
+        try:
+            assert await rig.run() == "reverted"
+            incident = await rig.store.incidents.incident_for_deploy(rig.deploy.id)
+            assert incident is not None
+        finally:
+            await rig.store.close()  # the app below opens it again
+        settings = replace(rig.deps.settings, slack_signing_secret=Secret(SECRET))
+        clients = (rig.deps.source, rig.deps.forge, rig.deps.notifier)
+        client = await aiohttp_client(build_app(settings, clock=rig.clock, clients=clients,
+                                                scheduler=False))  # fmt: skip
+        yield client, incident.id, rig.clock
+        await client.close()  # the app's store first, then the clients it was given
+    finally:
+        await rig.close_clients()
 
 
 async def _feedback(client: TestClient[Any, Any]) -> list[Any]:
