@@ -6,7 +6,9 @@ workflows or human-gated paths) and applied in memory to the files as the origin
 only then does the forge write a branch off the default branch with the original change plus the
 fix, opened as a draft PR labelled `agent-fix`, assigned to the original author. A refused patch,
 a patch that does not apply, no patch (the template fixer), or a fixer that gave up all lead to a
-bug issue that says why. `FixerUnavailable` propagates: the loop retries the step later.
+bug issue that says why. So does a culprit whose files are unknown: no patch could be checked
+against them (and a fix PR could not re-apply a change it cannot see), so no fixer is asked.
+`FixerUnavailable` propagates: the loop retries the step later.
 """
 
 from __future__ import annotations
@@ -28,7 +30,14 @@ from rollback.fixer import (
 )
 from rollback.forge import ChangeRequest, Forge, ForgeReads, ForgeWrites, IssueRequest
 from rollback.patch import PatchError, apply, paths
-from rollback.policy import FIX_LABELS, ISSUE_LABELS, NEEDS_HUMAN, gated_paths, patch_refusals
+from rollback.policy import (
+    FIX_LABELS,
+    ISSUE_LABELS,
+    NEEDS_HUMAN,
+    gated_paths,
+    patch_refusals,
+    unknown_files,
+)
 
 OnUsage = Callable[[Usage], Awaitable[None]]
 
@@ -64,6 +73,11 @@ async def draft_fix(
     on_usage: OnUsage,
 ) -> FixOutcome:
     """Ask `fixer`, then open the draft fix PR or, failing that, the bug issue."""
+    if not context.files_known:
+        template = (await TemplateFixer().propose(context)).proposal
+        assert template is not None  # the template always proposes
+        why = f"{unknown_files([context.pr_number])}, a person writes the fix"
+        return await _open_issue(forge, context, template, why)
     try:
         answer = await fixer.propose(context)
     except FixerUnavailable:

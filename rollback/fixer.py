@@ -46,6 +46,7 @@ class FixContext:
     spec: str | None
     agent_session: str | None
     files: tuple[str, ...]
+    files_known: bool  # False: the forge could not list the PR's files; `files` is empty
     diff: str
     evidence: tuple[str, ...]
     revert_url: str | None

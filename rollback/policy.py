@@ -3,7 +3,9 @@
 `observe`: detect and notify only. `propose`: open the revert and fix PRs, never merge. `act`:
 also ask for auto-merge on the revert. A revert touching a path that matches `human_gates`
 (migrations, schema, auth, payments, dependency manifests, …) is labelled `needs-human` and never
-auto-merged, whatever the mode; a service may override the mode and the gates (`effective`).
+auto-merged, whatever the mode; so is a revert of a PR whose files are unknown (the forge could
+not list them): not knowing is never taken for "touches nothing gated". A service may override
+the mode and the gates (`effective`).
 What to do with GitHub's answer to an auto-merge request is decided here too (`after_auto_merge`),
 and which files a model-written fix may touch (`patch_refusals`). Rearguard never pushes to the
 default branch and never deploys: the revert goes through the repository's own CI and CD.
@@ -79,24 +81,34 @@ def gated_paths(paths: Sequence[str], gates: Sequence[str]) -> tuple[str, ...]:
     return tuple(hits)
 
 
+def unknown_files(numbers: Sequence[int]) -> str:
+    """Why PRs whose files are unknown are treated as gated, in words a person reads."""
+    return f"files of {', '.join(f'PR #{n}' for n in numbers)} unknown: treated as gated"
+
+
 def plan(
-    mode: Mode, revert_unit: Sequence[int], paths: Sequence[str], gates: Sequence[str]
+    mode: Mode,
+    revert_unit: Sequence[int],
+    paths: Sequence[str],
+    gates: Sequence[str],
+    *,
+    unknown: Sequence[int],
 ) -> Plan:
-    """Decide the actions for an incident whose revert unit touches `paths`."""
+    """Decide the actions for an incident whose revert unit touches `paths`, the files of the
+    PRs numbered in `unknown` being unknown (each such PR counts as touching a gated path)."""
     if mode is Mode.OBSERVE:
         return Plan(False, False, False, (), ("observe mode: notify only",))
     if not revert_unit:
         return Plan(False, False, False, (), ("no PR on record to revert: escalate to people",))
     gated = gated_paths(paths, gates)
+    reasons = []
     if gated:
         shown = ", ".join(gated[:5]) + (" …" if len(gated) > 5 else "")  # noqa: PLR2004
-        return Plan(
-            True,
-            False,
-            True,
-            (*BASE_LABELS, "needs-human"),
-            (f"touches human-gated paths ({shown}): a person must merge it",),
-        )
+        reasons.append(f"touches human-gated paths ({shown}): a person must merge it")
+    if unknown:
+        reasons.append(f"{unknown_files(unknown)}, a person must merge it")
+    if reasons:
+        return Plan(True, False, True, (*BASE_LABELS, NEEDS_HUMAN), tuple(reasons))
     if mode is Mode.ACT:
         return Plan(True, True, False, BASE_LABELS, ("act mode: auto-merge requested",))
     return Plan(True, False, False, BASE_LABELS, ("propose mode: a person merges the revert",))

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from attribution.identity import identify
 from attribution.records import Deploy, MergedPR
@@ -135,15 +135,22 @@ async def make_acting_rig(
     fixer: Fixer | None = None,
     store: Store | None = None,
     forge_attempts: int = 4,
+    learned: Literal["record", "webhook", "commit"] = "record",
 ) -> ActingRig:
-    """Two merged PRs (the second the culprit), both on record; one deploy of the second."""
+    """A commit, then the culprit PR merged on top; one deploy of it. `learned` says how
+    Rearguard knows the culprit: "record" (on record with its files), "webhook" (on record
+    without files, as a `pull_request` webhook leaves it) or "commit" (not on record: found
+    through GitHub's PRs of a commit)."""
     github.commit({"app/charge.py": "def charge(x):\n    return retry(x)\n"}, "Add charge")
     previous = github.head_sha()
     files = dict(culprit_files or {"app/charge.py": "def charge(x):\n    return x\n"})
     culprit = github.merge_pr("Make charges faster", AGENT_BODY, files, author="octo-dev")
     store = store or await Store.open(tmp_path / "store.duckdb")
     clock = ManualClock(2_000_000_000.0)
-    await store.prs.record_pr(_merged(culprit, github.full_name), clock.now())
+    if learned != "commit":
+        record = _merged(culprit, github.full_name)
+        await store.prs.record_pr(record if learned == "record" else replace(record, files=()),
+                                  clock.now())  # fmt: skip
     settings = settings_from(
         {
             "server": {"store": str(tmp_path / "store.duckdb"), "public_url": "http://rg.test"},

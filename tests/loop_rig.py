@@ -47,14 +47,19 @@ def service_config(
 
 
 def loop_settings(
-    store: str, prometheus_url: str, services: dict[str, Any], env: dict[str, str]
+    store: str,
+    prometheus_url: str,
+    services: dict[str, Any],
+    env: dict[str, str],
+    *,
+    mode: str = "propose",
 ) -> Settings:
     return settings_from(
         {
             "server": {"store": store, "tick": "0.5s", "public_url": "http://rearguard.test"},
             "prometheus": {"url": prometheus_url, "timeout": "3s"},
             "slack": {"channel": SLACK_CHANNEL},
-            "policy": {"mode": "propose"},
+            "policy": {"mode": mode},
             "services": services,
         },
         env,

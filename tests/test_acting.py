@@ -242,3 +242,83 @@ async def test_over_the_daily_budget_no_model_is_asked_and_a_bug_issue_says_why(
     assert anthropic_api.requests == []
     (issue,) = github.issues
     assert "the day's Anthropic budget is spent ($25.00)" in issue.body
+
+
+async def test_a_culprit_found_through_its_commit_is_gated_by_its_files(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack
+) -> None:
+    """act, the culprit not on record (found through its merge commit) and under migrations/:
+    needs-human, no auto-merge, and Slack names the path."""
+    files = {"db/migrations/003_orders.sql": "ALTER TABLE orders DROP COLUMN total;\n"}
+    rig = await make_acting_rig(tmp_path, github, slack, mode="act", culprit_files=files,
+                                learned="commit")  # fmt: skip
+    try:
+        assert await rig.run() == "reverted"
+    finally:
+        await _close(rig)
+    (revert,) = [p for p in github.created_pulls() if "Revert" in p.title]
+    assert revert.auto_merge is None
+    assert not revert.merged
+    assert "needs-human" in revert.labels
+    first, _ = _thread(slack)
+    assert "db/migrations/003_orders.sql" in first
+
+
+async def test_fix_pr_re_applying_a_webhook_pr_behind_a_gate_needs_a_person(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack, anthropic_api: FakeAnthropic
+) -> None:
+    """A webhook-learned culprit changing auth/session.py and app/charge.py: the model's patch
+    lands on top of the whole original change, in a draft fix PR labelled needs-human."""
+    anthropic_api.answer_with({"diagnosis": "the retry was removed", "hypothesis": "transient "
+                               "gateway errors now surface", "plan": ["restore the retry"],
+                               "patch": FIX, "tests": ["test_charge_retries"]})  # fmt: skip
+    fixer = AnthropicFixer(anthropic_api.key, "claude-sonnet-4-6", base_url=anthropic_api.url,
+                           timeout=5.0, sleep=Sleeps())  # fmt: skip
+    rig = await make_acting_rig(
+        tmp_path, github, slack, mode="act", fixer=fixer, learned="webhook",
+        culprit_files={"app/charge.py": "def charge(x):\n    return x\n",
+                       "auth/session.py": "TTL = 60\n"},
+    )  # fmt: skip
+    try:
+        assert await rig.run() == "reverted"
+    finally:
+        await fixer.aclose()
+        await _close(rig)
+    revert = next(p for p in github.created_pulls() if "Revert" in p.title)
+    assert "needs-human" in revert.labels
+    assert revert.auto_merge is None
+    (fix,) = [p for p in github.created_pulls() if "agent-fix" in p.labels]
+    assert "needs-human" in fix.labels
+    assert fix.auto_merge is None
+    assert github.read_file("auth/session.py", fix.head_ref) == "TTL = 60\n"
+    assert "auth/session.py" in json.dumps(anthropic_api.requests[0]["messages"])
+
+
+async def test_unknown_files_gate_the_revert_and_the_fix_step_asks_no_model(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack, anthropic_api: FakeAnthropic
+) -> None:
+    """GitHub answering 502 to every listing of the culprit's files: the revert is gated, no
+    model is asked, and the bug issue says the files are unknown."""
+    anthropic_api.answer_with({"diagnosis": "d", "hypothesis": "h", "plan": ["p"],
+                               "patch": FIX, "tests": []})  # fmt: skip
+    fixer = AnthropicFixer(anthropic_api.key, "claude-sonnet-4-6", base_url=anthropic_api.url,
+                           timeout=5.0, sleep=Sleeps())  # fmt: skip
+    number = github.next_number()
+    github.fail_next(10_000, 502, match=f"GET /repos/acme/app/pulls/{number}/files")
+    rig = await make_acting_rig(tmp_path, github, slack, mode="act", fixer=fixer,
+                                learned="webhook")  # fmt: skip
+    try:
+        assert await rig.run() == "reverted"
+    finally:
+        await fixer.aclose()
+        await _close(rig)
+    assert rig.culprit.number == number
+    revert = next(p for p in github.created_pulls() if "Revert" in p.title)
+    assert "needs-human" in revert.labels
+    assert revert.auto_merge is None
+    assert not [p for p in github.created_pulls() if "agent-fix" in p.labels]
+    assert anthropic_api.requests == []
+    (issue,) = github.issues
+    assert f"files of PR #{number} unknown" in issue.body
+    first, _ = _thread(slack)
+    assert f"files of PR #{number} unknown" in first

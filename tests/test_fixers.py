@@ -124,8 +124,8 @@ def test_service_overrides(
 CONTEXT = FixContext(
     incident_id="inc_1", repo="acme/app", base_branch="main", service="shop", pr_number=7,
     pr_title="t", pr_url="u", pr_author="a", pr_body="", spec=None, agent_session=None,
-    files=("app/x.py",), diff="", evidence=("http_errors: 1% -> 9%",), revert_url=None,
-    incident_url=None,
+    files=("app/x.py",), files_known=True, diff="", evidence=("http_errors: 1% -> 9%",),
+    revert_url=None, incident_url=None,
 )  # fmt: skip
 GOOD = {"diagnosis": "d", "hypothesis": "h", "plan": ["p"], "patch": "", "tests": []}
 

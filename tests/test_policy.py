@@ -42,7 +42,7 @@ def test_plan_follows_mode_gates_and_revert_unit(
     mode: Mode, unit: tuple[int, ...], paths: tuple[str, ...], expected: Plan
 ) -> None:
     """Observe only notifies; propose opens; act auto-merges unless a human gate is touched."""
-    got = plan(mode, unit, paths, DEFAULT_HUMAN_GATES)
+    got = plan(mode, unit, paths, DEFAULT_HUMAN_GATES, unknown=())
     assert replace(got, reasons=()) == expected
     assert len(got.reasons) == 1
 
@@ -58,13 +58,61 @@ def test_plan_follows_mode_gates_and_revert_unit(
 )
 def test_plan_says_why(mode: Mode, unit: tuple[int, ...], words: str) -> None:
     """Each plan carries a reason a person can read."""
-    assert words in plan(mode, unit, UNGATED, DEFAULT_HUMAN_GATES).reasons[0]
+    assert words in plan(mode, unit, UNGATED, DEFAULT_HUMAN_GATES, unknown=()).reasons[0]
+
+
+MERGE = ", a person must merge it"
+
+
+def _gated(*reasons: str) -> Plan:
+    return Plan(True, False, True, GATED_LABELS, reasons)
+
+
+@pytest.mark.parametrize(
+    ("mode", "unit", "paths", "unknown", "expected"),
+    [
+        pytest.param(Mode.ACT, (103,), (), (103,),
+                     _gated("files of PR #103 unknown: treated as gated" + MERGE),
+                     id="act-unknown"),
+        pytest.param(Mode.ACT, (103, 104), UNGATED, (104,),
+                     _gated("files of PR #104 unknown: treated as gated" + MERGE),
+                     id="act-one-of-two-unknown"),
+        pytest.param(Mode.ACT, (103, 104), (), (103, 104),
+                     _gated("files of PR #103, PR #104 unknown: treated as gated" + MERGE),
+                     id="act-both-unknown"),
+        pytest.param(Mode.ACT, (103, 104), GATED, (104,),
+                     _gated("touches human-gated paths (db/migrations/002_orders.sql): "
+                            "a person must merge it",
+                            "files of PR #104 unknown: treated as gated" + MERGE),
+                     id="act-gated-and-unknown"),
+        pytest.param(Mode.PROPOSE, (103,), (), (103,),
+                     _gated("files of PR #103 unknown: treated as gated" + MERGE),
+                     id="propose-unknown"),
+        pytest.param(Mode.OBSERVE, (103,), (), (103,),
+                     Plan(False, False, False, (), ("observe mode: notify only",)),
+                     id="observe-unknown"),
+        pytest.param(Mode.ACT, (), (), (103,),
+                     Plan(False, False, False, (),
+                          ("no PR on record to revert: escalate to people",)),
+                     id="act-empty-unit-unknown"),
+    ],
+)  # fmt: skip
+def test_plan_treats_unknown_files_as_gated(
+    mode: Mode,
+    unit: tuple[int, ...],
+    paths: tuple[str, ...],
+    unknown: tuple[int, ...],
+    expected: Plan,
+) -> None:
+    """A PR whose files are unknown gates its revert as a gated path would: needs-human, never
+    auto-merged, and the reason names the PR."""
+    assert plan(mode, unit, paths, DEFAULT_HUMAN_GATES, unknown=unknown) == expected
 
 
 def test_gated_reason_names_the_paths_and_elides_the_rest() -> None:
     """The gated reason lists up to five gated paths, then an ellipsis."""
     paths = [f"db/migrations/{i:03}.sql" for i in range(7)]
-    reason = plan(Mode.ACT, (1,), paths, DEFAULT_HUMAN_GATES).reasons[0]
+    reason = plan(Mode.ACT, (1,), paths, DEFAULT_HUMAN_GATES, unknown=()).reasons[0]
     assert "db/migrations/004.sql" in reason
     assert "db/migrations/005.sql" not in reason
     assert "…" in reason

@@ -163,7 +163,8 @@ async def test_github_rate_limit_to_retry(
 CONTEXT = FixContext(
     incident_id="inc_1", repo="acme/app", base_branch="main", service="shop", pr_number=7,
     pr_title="t", pr_url="u", pr_author="a", pr_body="", spec=None, agent_session=None,
-    files=("app/x.py",), diff="", evidence=(), revert_url=None, incident_url=None,
+    files=("app/x.py",), files_known=True, diff="", evidence=(), revert_url=None,
+    incident_url=None,
 )  # fmt: skip
 
 

@@ -3,7 +3,9 @@ stay a pure function.
 
 When a deploy's change set is resolved: PRs for range commits with no PR on record (GitHub's
 "pull requests associated with a commit"), each PR's files with their changed line ranges, and,
-in a monorepo, only the PRs touching the service's `paths`. When an incident is opened: Sentry
+in a monorepo, only the PRs touching the service's `paths`. When a gate is decided (the revert
+plan, its actions, the fix step): the files of the PRs concerned, however each PR was learned
+(`pr_files`); a webhook's PR record holds none of them. When an incident is opened: Sentry
 errors first seen after the deploy, alerts that started firing after it, the regressed SLI split
 by the service's `route_label`, and the history the priors learn from. Any of these failing
 costs that evidence, never the incident: attribution then says less, and falls back to the range.
@@ -13,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from attribution.changes import RangeCommit, mainline
 from attribution.diffs import FileChange, changed_edits, changed_ranges, matches
@@ -103,6 +106,40 @@ async def fetch_files(deps: WatchDeps, repo: str, prs: Sequence[MergedPR]) -> No
             log.warning("files of %s#%d unresolved: %s", repo, pr.number, exc)
             continue
         await evidence.record_pr_files(repo, pr.number, [file_change(f) for f in files])
+
+
+@dataclass(frozen=True, slots=True)
+class PrFiles:
+    """The paths each PR touched (a rename's old path too); a PR absent from `known` is one
+    whose files nobody could tell, which a gate treats as touching a gated path."""
+
+    known: Mapping[int, tuple[str, ...]]
+
+    def paths(self) -> tuple[str, ...]:
+        """Every path any of the PRs touched, sorted."""
+        return tuple(sorted({path for paths in self.known.values() for path in paths}))
+
+    def unknown(self, numbers: Iterable[int]) -> tuple[int, ...]:
+        """Those of `numbers` whose files are unknown (no PR on record counts as unknown)."""
+        return tuple(n for n in numbers if n not in self.known)
+
+
+async def pr_files(deps: WatchDeps, repo: str, prs: Sequence[MergedPR]) -> PrFiles:
+    """The files of `prs`, however each PR was learned: the PR record's (`MergedPR.files`) and
+    the evidence store's per-PR file changes, else fetched from the forge now and kept there.
+    Every gate decision reads files here; a PR that none of these can answer for is unknown."""
+    await fetch_files(deps, repo, [p for p in prs if not p.files])
+    evidence = deps.store.evidence
+    held = await evidence.files_known(repo, [p.number for p in prs])
+    changes = {c.number: c for c in await evidence.changes(prs)}
+    known: dict[int, tuple[str, ...]] = {}
+    for pr in prs:
+        paths = set(pr.files)
+        if pr.number in held:
+            paths.update(changes[pr.number].paths)
+        if paths or pr.number in held:  # a PR changing no file is known to touch nothing
+            known[pr.number] = tuple(sorted(paths))
+    return PrFiles(known)
 
 
 async def in_service_paths(

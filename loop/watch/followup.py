@@ -27,6 +27,7 @@ from opentelemetry import trace
 from attribution.records import Action, ActionKind, Deploy, Incident, MergedPR
 from loop.config import ServiceSettings
 from loop.watch.actions import completed, culprit_result, is_ratio, run_action, shown
+from loop.watch.attribute import pr_files
 from loop.watch.deps import WatchDeps
 from observer.sources import MetricsError
 from rollback.fix import draft_fix, fix_key
@@ -218,7 +219,9 @@ def evidence(incident: Incident) -> tuple[str, ...]:
 async def _context(
     deps: WatchDeps, case: Followed, culprit: MergedPR, revert: Action
 ) -> FixContext:
-    repo, files = case.service.repo, sorted(culprit.files)
+    repo = case.service.repo
+    known = (await pr_files(deps, repo, [culprit])).known.get(culprit.number)
+    files = sorted(known or ())
     before = await deps.forge.read_files(repo, f"{culprit.merge_sha}^", files)
     after = await deps.forge.read_files(repo, culprit.merge_sha, files)
     diff = "".join(
@@ -237,8 +240,8 @@ async def _context(
         service=case.service.name, pr_number=culprit.number, pr_title=culprit.title,
         pr_url=culprit.url, pr_author=culprit.author, pr_body=culprit.body,
         spec=culprit.identity.spec, agent_session=culprit.identity.session, files=tuple(files),
-        diff=diff, evidence=evidence(case.incident), revert_url=revert.url,
-        incident_url=deps.incident_url(case.incident.id),
+        files_known=known is not None, diff=diff, evidence=evidence(case.incident),
+        revert_url=revert.url, incident_url=deps.incident_url(case.incident.id),
     )  # fmt: skip
 
 

@@ -203,7 +203,9 @@ async def _announce(
     if thread is not None:
         await reply(deps, incident, thread, what=what, text=text)
         return
-    decision = plan(deps.settings.mode, incident.revert_unit, [], deps.settings.human_gates)
+    # Only the notice's frame (its action is `text`): no gate is decided, no files looked up.
+    decision = plan(deps.settings.mode, incident.revert_unit, [], deps.settings.human_gates,
+                    unknown=incident.revert_unit)  # fmt: skip
     case = Case(deploy, service, incident, [], decision)
     notice = replace(await build_notice(deps, case, None), key=f"notify-{incident.id}-{what}",
                      action=text, action_url=deps.incident_url(incident.id))  # fmt: skip

@@ -27,6 +27,7 @@ from attribution.records import (
 )
 from loop.config import ServiceSettings
 from loop.watch.actions import completed, culprit_result, is_ratio, run_action, shown
+from loop.watch.attribute import pr_files
 from loop.watch.deps import WatchDeps
 from loop.watch.followup import (
     Followed,
@@ -72,10 +73,10 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
         return None
     current = await current_round(deps.store, incident, deps.clock.now())
     prs = await deps.store.prs.of_repo(service.repo, current.prs)
-    files = sorted({f for pr in prs for f in pr.files})
+    files = await pr_files(deps, service.repo, prs)
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
-    decision = plan(mode, current.prs, files, gates)
+    decision = plan(mode, current.prs, files.paths(), gates, unknown=files.unknown(current.prs))
     case = Case(deploy, service, incident, prs, decision, current)
     try:
         revert = await _revert(deps, case)

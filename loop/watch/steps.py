@@ -178,10 +178,11 @@ async def _plan(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase 
     if incident is None:  # cannot happen: the incident is written with the transition
         raise RuntimeError(f"deploy {turn.deploy.id} is regressed but has no incident row")
     prs = await deps.store.prs.of_repo(service.repo, incident.revert_unit)
-    files = sorted({f for pr in prs for f in pr.files})
+    files = await attribute.pr_files(deps, service.repo, prs)
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
-    decision = plan(mode, incident.revert_unit, files, gates)
+    decision = plan(mode, incident.revert_unit, files.paths(), gates,
+                    unknown=files.unknown(incident.revert_unit))  # fmt: skip
     return await moved(deps, turn.to(Phase.ROLLING_BACK, "; ".join(decision.reasons), now))
 
 
