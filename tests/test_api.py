@@ -168,6 +168,13 @@ def merged_pr_payload() -> dict[str, Any]:
     return payload
 
 
+async def refused(api: Api, route: str, reason: str) -> float:
+    """How many requests to `route` `/metrics` counts as refused for `reason`."""
+    text = await (await api.client.get("/metrics")).text()
+    line = f'rearguard_refused_requests_total{{reason="{reason}",route="{route}"}} '
+    return sum(float(x.removeprefix(line)) for x in text.splitlines() if x.startswith(line))
+
+
 def assert_error(payload: Any, code: str) -> None:
     assert set(payload) == {"error"}
     assert set(payload["error"]) == {"code", "message"}
@@ -366,10 +373,10 @@ def _tampered(body: bytes) -> str:
         pytest.param(None, None, id="missing"),
     ],
 )
-async def test_unverified_github_delivery_is_refused_and_only_journaled_as_rejected(
+async def test_unverified_github_delivery_is_refused_and_writes_nothing(
     api: Api, header: str | None, make: Callable[[bytes], str] | None
 ) -> None:
-    """A bad, SHA-1 or missing signature answers 401; only a body-less rejected row is kept."""
+    """A bad, SHA-1 or missing signature answers 401, is counted, and writes no row at all."""
     body = json.dumps(merged_pr_payload()).encode()
     headers = github_headers("pull_request", "d-forged-1", body, signature=None)
     if header is not None and make is not None:
@@ -377,10 +384,9 @@ async def test_unverified_github_delivery_is_refused_and_only_journaled_as_rejec
     response = await api.client.post("/v1/webhooks/github", data=body, headers=headers)
     assert response.status == 401
     assert_error(await response.json(), "bad_signature")
+    assert await refused(api, "/v1/webhooks/github", "bad_signature") == 1
     await api.stop()
-    assert await api.rows("SELECT source, event, status, body FROM journal") == [
-        ("github", "pull_request", "rejected", None)
-    ]
+    assert await api.rows("SELECT count(*) FROM journal") == [(0,)]
     assert await api.rows("SELECT count(*) FROM pull_requests") == [(0,)]
     assert await api.rows("SELECT count(*) FROM agent_sessions") == [(0,)]
 
@@ -398,7 +404,7 @@ async def test_valid_delivery_after_a_forged_one_with_its_id_is_applied(api: Api
     assert (status, answer["status"]) == (202, "accepted")
     await api.stop()
     assert [pr.number for pr in await api.prs()] == [2]
-    assert sorted(await api.rows("SELECT status FROM journal")) == [("applied",), ("rejected",)]
+    assert await api.rows("SELECT status FROM journal") == [("applied",)]
 
 
 async def test_malformed_github_body_with_a_valid_signature_is_a_bad_request(api: Api) -> None:
@@ -409,8 +415,9 @@ async def test_malformed_github_body_with_a_valid_signature_is_a_bad_request(api
     )
     assert response.status == 400
     assert_error(await response.json(), "malformed_body")
+    assert await refused(api, "/v1/webhooks/github", "malformed_body") == 1
     await api.stop()
-    assert await api.rows("SELECT status FROM journal") == [("rejected",)]
+    assert await api.rows("SELECT count(*) FROM journal") == [(0,)]
 
 
 async def test_merged_pr_without_a_number_is_refused_naming_the_field(api: Api) -> None:

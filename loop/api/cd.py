@@ -40,8 +40,7 @@ async def _apply(request: web.Request, deploy: Deploy) -> dict[str, Any]:
 
 
 CD: Sender[Deploy] = Sender(
-    "cd", _verify, _parse, _apply, journal_rejections=False, dedupe=False,
-    answer=lambda parsed, applied: applied,
+    "cd", _verify, _parse, _apply, dedupe=False, answer=lambda parsed, applied: applied,
 )  # fmt: skip
 
 

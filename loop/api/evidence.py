@@ -78,9 +78,8 @@ async def _apply_sentry(request: web.Request, found: tuple[str, ErrorEvent]) -> 
 
 
 SENTRY: Sender[tuple[str, ErrorEvent]] = Sender(
-    "sentry", _verify_sentry, _parse_sentry, _apply_sentry,
-    rejected_event=lambda request: request.headers.get("Sentry-Hook-Resource") or "unknown",
-)  # fmt: skip
+    "sentry", _verify_sentry, _parse_sentry, _apply_sentry
+)
 
 
 Alerts = list[tuple[ServiceSettings, FiringAlert]]
@@ -112,7 +111,7 @@ def _alerts_answer(parsed: Parsed[Alerts], applied: dict[str, Any]) -> dict[str,
 
 ALERTMANAGER: Sender[Alerts] = Sender(
     "alertmanager", _verify_alertmanager, _parse_alertmanager, _apply_alertmanager,
-    rejected_event=lambda request: "alerts", answer=_alerts_answer,
+    answer=_alerts_answer,
 )  # fmt: skip
 
 

@@ -87,10 +87,7 @@ async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
     return {}
 
 
-GITHUB: Sender[GitHubEvent] = Sender(
-    "github", _verify, _parse, _apply,
-    rejected_event=lambda request: _headers(request)[0] or "unknown",
-)  # fmt: skip
+GITHUB: Sender[GitHubEvent] = Sender("github", _verify, _parse, _apply)
 
 
 async def post_github(request: web.Request) -> web.Response:

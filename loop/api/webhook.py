@@ -7,13 +7,14 @@
    because the process died in between, is applied on its redelivery);
 4. apply: the record is written, then the journal row is marked `applied`.
 
-A refused request is journaled (when the sender asks for it) under a key of its own, never the
-sender's delivery id, so the genuine (re)delivery of that id is not taken for a duplicate later.
+A refused request (not the sender's, or not a record) writes nothing to the store: not its body,
+not its headers, not a row saying it came, so no one can fill the store or claim a delivery id by
+sending requests. It is answered with a 4xx naming the problem and counted in `/metrics` by route
+and reason code (`loop.api.errors`).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -21,7 +22,6 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 
 from loop.api.context import DEPS
-from loop.api.ingest import IngestError
 
 T = TypeVar("T")
 
@@ -37,10 +37,6 @@ class Parsed(Generic[T]):
     record: T | None
 
 
-def _unknown(request: web.Request) -> str:
-    return "unknown"
-
-
 @dataclass(frozen=True, slots=True)
 class Sender(Generic[T]):
     """How one sender's deliveries are checked, read and applied.
@@ -54,8 +50,6 @@ class Sender(Generic[T]):
     verify: Callable[[web.Request, bytes], None]
     parse: Callable[[web.Request, bytes], Parsed[T]]
     apply: Callable[[web.Request, T], Awaitable[dict[str, Any]]]
-    journal_rejections: bool = True
-    rejected_event: Callable[[web.Request], str] = _unknown
     dedupe: bool = True
     journal_ignored: bool = True
     ok_status: int = 202
@@ -67,16 +61,9 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     deps = request.app[DEPS]
     body = await request.read()
     now = deps.clock.now()
-    try:
-        sender.verify(request, body)
-        parsed = sender.parse(request, body)
-    except IngestError as exc:
-        if sender.journal_rejections:
-            await deps.store.journal.record(
-                sender.source, sender.rejected_event(request), f"rejected:{uuid.uuid4().hex}",
-                status="rejected", received_at=now, error=exc.message,
-            )  # fmt: skip
-        raise
+    # A refusal (IngestError) from verify or parse is answered and counted by `loop.api.errors`.
+    sender.verify(request, body)
+    parsed = sender.parse(request, body)
     applies = parsed.record is not None
     if applies or sender.journal_ignored:
         fresh = await deps.store.journal.record(
