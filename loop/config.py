@@ -30,6 +30,16 @@ ENV_ALERTMANAGER_TOKEN = "REARGUARD_ALERTMANAGER_TOKEN"  # noqa: S105
 ENV_ANTHROPIC_KEY = "ANTHROPIC_API_KEY"
 
 
+REPO_NAME = re.compile(r"(?!\.\.?/)[A-Za-z0-9_.-]{1,100}/(?!\.\.?\Z)[A-Za-z0-9_.-]{1,100}")
+"""`owner/name` as GitHub spells repositories; `.` and `..` are no names (they would move a URL
+built from one), and nothing else that means something in a URL path or query can appear."""
+
+
+def is_repo_name(value: str) -> bool:
+    """Whether `value` is a repository name `owner/name` (config and webhooks alike)."""
+    return REPO_NAME.fullmatch(value) is not None
+
+
 class ConfigError(ValueError):
     """The configuration is unusable; the message names the file, the key and the fix."""
 
@@ -245,7 +255,7 @@ def _routes(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
 def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings:
     _only(table, _SERVICE_KEYS, where)
     repo = _typed(table, "repo", str, "", where)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+    if not is_repo_name(repo):
         raise ConfigError(f"{where}.repo: expected 'owner/name', got {repo!r}")
     slis_table = _table(table, "slis", where)
     if not slis_table:

@@ -252,33 +252,33 @@ async def test_deploy_without_the_bearer_token_is_refused(
         ),
         pytest.param(b'{"service": "hello", ', 400, "malformed_body", "JSON", id="malformed"),
         pytest.param(b"[1, 2]", 400, "malformed_body", "object", id="not-an-object"),
-        pytest.param(json.dumps(deploy_body(sha=None)), 422, "missing_field", "`sha`", id="no-sha"),
-        pytest.param(json.dumps(deploy_body(sha="main")), 422, "bad_field", "`sha`", id="bad-sha"),
-        pytest.param(json.dumps(deploy_body(sha=1234567)), 422, "bad_field", "`sha`", id="int-sha"),
+        pytest.param(json.dumps(deploy_body(sha=None)), 400, "missing_field", "`sha`", id="no-sha"),
+        pytest.param(json.dumps(deploy_body(sha="main")), 400, "bad_field", "`sha`", id="bad-sha"),
+        pytest.param(json.dumps(deploy_body(sha=1234567)), 400, "bad_field", "`sha`", id="int-sha"),
         pytest.param(
             json.dumps(deploy_body(finished_at="2026-11-02T10:00:00")),
-            422,
+            400,
             "bad_field",
             "`finished_at`",
             id="naive-finished-at",
         ),
         pytest.param(
             json.dumps(deploy_body(finished_at=float("nan"))),
-            422,
+            400,
             "bad_field",
             "`finished_at`",
             id="nan-finished-at",
         ),
         pytest.param(
             json.dumps(deploy_body(finished_at=1e300)),
-            422,
+            400,
             "bad_field",
             "`finished_at`",
             id="far-finished-at",
         ),
         pytest.param(
             json.dumps(deploy_body(environment=None)),
-            422,
+            400,
             "missing_field",
             "`environment`",
             id="no-environment",
@@ -288,7 +288,8 @@ async def test_deploy_without_the_bearer_token_is_refused(
 async def test_bad_deploy_body_is_refused_naming_the_problem(
     api: Api, body: str | bytes, status: int, code: str, names: str
 ) -> None:
-    """A deploy body that cannot be a deploy answers 400/422 and the message says why."""
+    """A deploy body that cannot be a deploy answers 400 (422 when it names an unknown service)
+    and the message says why."""
     response = await api.client.post(
         "/v1/deploys",
         data=body,
@@ -421,11 +422,11 @@ async def test_malformed_github_body_with_a_valid_signature_is_a_bad_request(api
 
 
 async def test_merged_pr_without_a_number_is_refused_naming_the_field(api: Api) -> None:
-    """A merged PR event missing `pull_request.number` answers 422 naming that field."""
+    """A merged PR event missing `pull_request.number` answers 400 naming that field."""
     payload = merged_pr_payload()
     del payload["pull_request"]["number"]
     status, answer = await post_github(api, "pull_request", "d-nonumber", payload)
-    assert status == 422
+    assert status == 400
     assert_error(answer, "missing_field")
     assert "`pull_request.number`" in answer["error"]["message"]
     await api.stop()

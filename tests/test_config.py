@@ -182,6 +182,8 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      "services.checkout.repo", id="repo-as-url"),
         pytest.param(swap('repo = "acme/checkout"', "repo = 7"), "services.checkout.repo",
                      id="repo-not-a-string"),
+        pytest.param(swap('repo = "acme/checkout"', 'repo = "acme/.."'), "services.checkout.repo",
+                     id="repo-dot-dot"),
         pytest.param(NO_SLIS, "services.checkout", id="no-slis"),
         pytest.param(CONFIG[: CONFIG.index("[services.checkout]")], "no [services.NAME]",
                      id="no-services"),

@@ -130,7 +130,7 @@ async def test_sentry_event_is_kept_once_with_its_in_app_frames(client: Client) 
             "bad_signature",
         ),
         (lambda b, h: (b"{not json", sentry_headers(b"{not json")), 400, "malformed_body"),
-        (lambda b, h: (b'{"data": {}}', sentry_headers(b'{"data": {}}')), 422, "missing_field"),
+        (lambda b, h: (b'{"data": {}}', sentry_headers(b'{"data": {}}')), 400, "missing_field"),
     ],
 )
 async def test_sentry_refusals_apply_nothing(
@@ -159,7 +159,7 @@ def alertmanager_body() -> dict[str, Any]:
         (
             json.dumps({"status": "firing", "alerts": [{"labels": {"service": "hello"}}]}).encode(),
             {"Authorization": f"Bearer {AM_TOKEN}"},
-            422,
+            400,
         ),
     ],
 )
@@ -291,10 +291,10 @@ async def test_wrong_pr_restores_the_prior_and_the_report_shows_it(client: Clien
 @pytest.mark.parametrize(
     ("body", "status"),
     [
-        ({"kind": "maybe", "actor": "a"}, 422),
-        ({"kind": "confirmed"}, 422),
-        ({"kind": "wrong_pr", "pr": 99, "actor": "a"}, 422),
-        ({"kind": "confirmed", "culprit": 2, "actor": "a"}, 422),
+        ({"kind": "maybe", "actor": "a"}, 400),
+        ({"kind": "confirmed"}, 400),
+        ({"kind": "wrong_pr", "pr": 99, "actor": "a"}, 422),  # well-formed, names an unknown PR
+        ({"kind": "confirmed", "culprit": 2, "actor": "a"}, 400),
     ],
 )
 async def test_bad_feedback_is_refused(client: Client, body: dict[str, Any], status: int) -> None:

@@ -22,7 +22,7 @@ from http import HTTPStatus
 from aiohttp import web
 
 from loop.api.context import METRICS, error_response
-from loop.api.ingest import IngestError
+from loop.api.fields import IngestError
 
 log = logging.getLogger(__name__)
 

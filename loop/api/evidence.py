@@ -25,7 +25,8 @@ from loop.api.evidence_ingest import (
     parse_alertmanager,
     parse_sentry,
 )
-from loop.api.ingest import IngestError, check_bearer, parse_json, parse_time
+from loop.api.fields import IngestError, parse_time, read_json
+from loop.api.ingest import check_bearer
 from loop.api.webhook import Parsed, Sender, receive
 from loop.config import ServiceSettings
 
@@ -66,7 +67,7 @@ def _verify_sentry(request: web.Request, body: bytes) -> None:
 def _parse_sentry(request: web.Request, body: bytes) -> Parsed[tuple[str, ErrorEvent]]:
     resource = request.headers.get("Sentry-Hook-Resource", "")
     delivery = request.headers.get("Request-ID") or body_digest(body)
-    data = parse_json(body)
+    data = read_json(body)
     found = parse_sentry(resource, data, request.app[SETTINGS])
     return Parsed(resource, delivery, data, (found.service.name, found.event) if found else None)
 
@@ -92,7 +93,7 @@ def _verify_alertmanager(request: web.Request, body: bytes) -> None:
 
 
 def _parse_alertmanager(request: web.Request, body: bytes) -> Parsed[Alerts]:
-    data = parse_json(body)
+    data = read_json(body)
     found = parse_alertmanager(data, request.app[SETTINGS])
     return Parsed("alerts", body_digest(body), data, found or None)
 

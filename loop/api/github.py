@@ -18,12 +18,8 @@ from attribution.records import Deploy, MergedPR
 from loop.api.context import DEPS, SETTINGS, wake
 from loop.api.evidence import record_ci, record_pr_facts
 from loop.api.evidence_ingest import CiRun, parse_ci
-from loop.api.ingest import (
-    check_github_signature,
-    parse_deployment_status,
-    parse_json,
-    parse_merged_pr,
-)
+from loop.api.fields import read_json
+from loop.api.ingest import check_github_signature, parse_deployment_status, parse_merged_pr
 from loop.api.revert_events import ClosedRevert, apply_closed_revert, parse_closed_revert
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.phases import Phase
@@ -55,7 +51,7 @@ def _verify(request: web.Request, body: bytes) -> None:
 
 def _parse(request: web.Request, body: bytes) -> Parsed[GitHubEvent]:
     event, delivery = _headers(request)
-    data = parse_json(body)
+    data = read_json(body)
     is_pr = event == "pull_request"
     found = GitHubEvent(
         data,

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from loop.api import openapi
 from loop.api.context import DEPS, METRICS, error_response
-from loop.api.ingest import IngestError
+from loop.api.fields import IngestError
 from loop.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loop.api.views import deploy_view, incident_view
 

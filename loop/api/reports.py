@@ -11,7 +11,7 @@ from aiohttp import web
 
 from attribution.feedback import report
 from loop.api.context import DEPS, SETTINGS
-from loop.api.ingest import IngestError
+from loop.api.fields import IngestError
 
 REPORTS = {"agents": "agent", "models": "model", "specs": "spec", "areas": "area"}
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from attribution.store import Store
-from loop.api.ingest import IngestError
+from loop.api.fields import read_number, read_url
 from loop.watch.phases import Phase
 
 _MARKER = re.compile(r"<!--\s*rearguard-key:\s*([\w.-]+)\s*-->")
@@ -40,9 +40,8 @@ def parse_closed_revert(data: Any) -> ClosedRevert | None:
     match = _MARKER.search(str(pull.get("body") or ""))
     if match is None:
         return None
-    number, url = pull.get("number"), pull.get("html_url")
-    if not isinstance(number, int) or isinstance(number, bool) or not isinstance(url, str):
-        raise IngestError(422, "bad_field", "pull_request.number and html_url are required")
+    number = read_number(data, "pull_request.number")
+    url = read_url(data, "pull_request.html_url", required=True)
     sender = data.get("sender")
     actor = sender.get("login") if isinstance(sender, Mapping) else None
     return ClosedRevert(match.group(1), number, url, actor if isinstance(actor, str) else "someone")

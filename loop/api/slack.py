@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from aiohttp import web
 
 from attribution.records import ActionKind, ActionStatus
 from loop.api.context import DEPS, SETTINGS
-from loop.api.ingest import IngestError
+from loop.api.fields import IngestError, read_json
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.actions import completed
 from loop.watch.deps import WatchDeps
@@ -70,11 +69,12 @@ def check_slack_signature(
 def parse_click(body: bytes) -> Click | None:
     """The Rearguard button click in a `block_actions` payload; None for anything else."""
     try:
-        payload: Any = json.loads(parse_qs(body.decode())["payload"][0])
-    except (KeyError, IndexError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        form = parse_qs(body.decode())["payload"][0]
+    except (KeyError, IndexError, UnicodeDecodeError) as exc:
         raise IngestError(
             400, "malformed_body", "expected a form field `payload` with JSON"
         ) from exc
+    payload: Any = read_json(form, where="payload")
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions") or []
