@@ -138,7 +138,8 @@ class Settings:
         return self.services.get(name)
 
     def service_for_repo(self, repo: str) -> ServiceSettings | None:
-        return next((s for s in self.services.values() if s.repo == repo), None)
+        """The first service of repository `repo` (GitHub's names ignore case)."""
+        return next((s for s in self.services.values() if s.repo.lower() == repo.lower()), None)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")

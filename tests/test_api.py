@@ -482,14 +482,16 @@ async def test_pending_deployment_status_is_ignored(api: Api) -> None:
     assert await (await api.client.get("/v1/deploys")).json() == {"deploys": []}
 
 
-async def test_deployment_status_of_an_unknown_repository_is_refused(api: Api) -> None:
-    """A deploy of a repository no service watches answers 422 naming the repository."""
+async def test_deployment_status_of_an_unknown_repository_is_ignored(api: Api) -> None:
+    """A deploy of a repository no service watches is acknowledged and ignored, with a reason,
+    and starts no Watch (tests/test_unknown_targets.py has the other cases)."""
     payload = load_json("github-webhooks/deployment_status/payload.json")
     payload["repository"]["full_name"] = "someone/else"
     status, answer = await post_github(api, "deployment_status", "d-other", payload)
-    assert status == 422
-    assert_error(answer, "unknown_service")
-    assert "someone/else" in answer["error"]["message"]
+    assert (status, answer["status"]) == (202, "ignored")
+    assert "not in the config" in answer["reason"]
+    await api.stop()
+    assert await api.rows("SELECT count(*) FROM watches") == [(0,)]
 
 
 # -- reads, health and unknown routes ---------------------------------------------------------

@@ -25,7 +25,7 @@ from loop.api.evidence_ingest import (
     parse_alertmanager,
     parse_sentry,
 )
-from loop.api.fields import IngestError, parse_time, read_json
+from loop.api.fields import Ignored, IngestError, parse_time, read_json
 from loop.api.ingest import check_bearer
 from loop.api.webhook import Parsed, Sender, receive
 from loop.config import ServiceSettings
@@ -69,7 +69,9 @@ def _parse_sentry(request: web.Request, body: bytes) -> Parsed[tuple[str, ErrorE
     delivery = request.headers.get("Request-ID") or body_digest(body)
     data = read_json(body)
     found = parse_sentry(resource, data, request.app[SETTINGS])
-    return Parsed(resource, delivery, data, (found.service.name, found.event) if found else None)
+    if isinstance(found, Ignored):
+        return Parsed(resource, delivery, data, None, found.reason)
+    return Parsed(resource, delivery, data, (found.service.name, found.event))
 
 
 async def _apply_sentry(request: web.Request, found: tuple[str, ErrorEvent]) -> dict[str, Any]:
@@ -95,7 +97,8 @@ def _verify_alertmanager(request: web.Request, body: bytes) -> None:
 def _parse_alertmanager(request: web.Request, body: bytes) -> Parsed[Alerts]:
     data = read_json(body)
     found = parse_alertmanager(data, request.app[SETTINGS])
-    return Parsed("alerts", body_digest(body), data, found or None)
+    why = None if found else "no firing alert names a configured service (`service`, `app`, `job`)"
+    return Parsed("alerts", body_digest(body), data, found or None, why)
 
 
 async def _apply_alertmanager(request: web.Request, found: Alerts) -> dict[str, Any]:
@@ -107,7 +110,8 @@ async def _apply_alertmanager(request: web.Request, found: Alerts) -> dict[str, 
 
 def _alerts_answer(parsed: Parsed[Alerts], applied: dict[str, Any]) -> dict[str, Any]:
     status = "accepted" if parsed.record else "ignored"
-    return {"status": status, "delivery": parsed.delivery, "alerts": len(parsed.record or [])}
+    answer = {"status": status, "delivery": parsed.delivery, "alerts": len(parsed.record or [])}
+    return answer | ({"reason": parsed.reason} if parsed.reason else {})
 
 
 ALERTMANAGER: Sender[Alerts] = Sender(

@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 from attribution.evidence import ErrorEvent, FiringAlert, Frame
 from loop.api.fields import (
+    NOT_CONFIGURED,
+    Ignored,
     IngestError,
     bad_field,
     parse_time,
@@ -96,15 +98,15 @@ class SentryErrors:
     event: ErrorEvent
 
 
-def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors | None:
-    """An `event_alert`, `error` or `issue` delivery as an error; None for other resources or
-    for projects no service lists in `sentry_projects`."""
+def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors | Ignored:
+    """An `event_alert`, `error` or `issue` delivery as an error; the reason it is ignored for
+    other resources and for projects no service lists in `sentry_projects`."""
     if not resource:
         raise IngestError(400, "missing_header", "Sentry-Hook-Resource is required")
     if not isinstance(data, Mapping):
         raise IngestError(400, "malformed_body", "body must be a JSON object")
     if resource not in SENTRY_RESOURCES:
-        return None
+        return Ignored("Sentry-Hook-Resource is not one Rearguard reads")
     inner = {"event_alert": "data.event", "error": "data.error", "issue": "data.issue"}[resource]
     item = read_field(data, inner, Mapping)
     projects = _sentry_project(item)
@@ -112,7 +114,7 @@ def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors |
         (s for s in settings.services.values() if projects & set(s.sentry_projects)), None
     )
     if service is None:
-        return None
+        return Ignored("no service lists this Sentry project in `sentry_projects`")
     if resource == "issue":
         key = str(read_field(data, "data.issue.id", (str, int)))
         seen = parse_time(read_field(data, "data.issue.firstSeen", str), "data.issue.firstSeen")
@@ -168,10 +170,14 @@ class CiRun:
     numbers: tuple[int, ...]
 
 
-def parse_ci(event: str, data: Any) -> CiRun | None:
-    """A completed `workflow_run` or `check_suite`; None for other actions."""
-    if event not in GITHUB_CI_EVENTS or read_field(data, "action", str) != "completed":
-        return None
+def parse_ci(event: str, data: Any, settings: Settings) -> CiRun | Ignored:
+    """A completed `workflow_run` or `check_suite` of a configured repository, else the reason
+    it is ignored."""
+    if read_field(data, "action", str) != "completed":
+        return Ignored(f"{event} action is not `completed`")
+    service = settings.service_for_repo(read_repo(data, "repository.full_name"))
+    if service is None:
+        return Ignored(NOT_CONFIGURED)
     run_id = read_number(data, f"{event}.id")
     attempt = read_number(data, f"{event}.run_attempt", required=False) or 1
     updated = parse_time(read_field(data, f"{event}.updated_at", str), f"{event}.updated_at")
@@ -184,7 +190,7 @@ def parse_ci(event: str, data: Any) -> CiRun | None:
     )
     return CiRun(
         id=key,
-        repo=read_repo(data, "repository.full_name"),
+        repo=service.repo,
         kind=event,
         head_sha=read_sha(data, f"{event}.head_sha"),
         attempt=attempt,

@@ -13,6 +13,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, cast, overload
 from urllib.parse import urlsplit
@@ -39,6 +40,17 @@ class IngestError(Exception):
         self.status = status
         self.code: Code = code
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """What a parser returns for a delivery it acknowledges without applying: the reason, a
+    sentence of Rearguard's own (it is journaled; no text from the delivery goes into it)."""
+
+    reason: str
+
+
+NOT_CONFIGURED = "repository is not in the config"
 
 
 def bad_field(path: str, problem: str) -> IngestError:

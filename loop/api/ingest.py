@@ -17,6 +17,8 @@ from githubkit.webhooks import verify as verify_github
 from attribution.identity import identify
 from attribution.records import Deploy, MergedPR
 from loop.api.fields import (
+    NOT_CONFIGURED,
+    Ignored,
     IngestError,
     bad_field,
     parse_time,
@@ -107,21 +109,28 @@ def parse_deploy_request(data: Any, settings: Settings, now: float) -> Deploy:
     )
 
 
-def parse_deployment_status(data: Any, settings: Settings) -> Deploy | None:
-    """A GitHub `deployment_status` event: a deploy when its state is `success`, else None."""
+def parse_deployment_status(data: Any, settings: Settings) -> Deploy | Ignored:
+    """A GitHub `deployment_status` event: a deploy when its state is `success` and it is of a
+    configured service and environment (`deployment.payload.service` names the service where a
+    repository holds several), else the reason it is ignored."""
     if read_field(data, "deployment_status.state", str) != "success":
-        return None
+        return Ignored("deployment state is not `success`")
     repo = read_repo(data, "repository.full_name")
     payload = read_field(data, "deployment.payload", (Mapping, str), required=False)
     named = payload.get("service") if isinstance(payload, Mapping) else None
-    service = settings.service(named) if isinstance(named, str) else None
-    service = service or settings.service_for_repo(repo)
+    if named is not None:
+        service = settings.service(named) if isinstance(named, str) else None
+        if service is None or service.repo.lower() != repo.lower():
+            return Ignored(
+                "`deployment.payload.service` is no configured service of this repository"
+            )
+    else:
+        service = settings.service_for_repo(repo)
     if service is None:
-        raise IngestError(422, "unknown_service",
-                          f"no configured service for repository {repo!r}")  # fmt: skip
+        return Ignored(NOT_CONFIGURED)
     environment = read_field(data, "deployment.environment", str)
     if environment not in service.environments:
-        return None  # a deploy to an environment this service does not watch
+        return Ignored("environment is not one the service watches")
     finished_at = _time(data, "deployment_status.updated_at")
     started_at = _time(data, "deployment.created_at")
     if started_at > finished_at:
@@ -133,25 +142,29 @@ def parse_deployment_status(data: Any, settings: Settings) -> Deploy | None:
         sha=read_sha(data, "deployment.sha"),
         finished_at=finished_at,
         source="github",
-        repo=repo,
+        repo=service.repo,
         started_at=started_at,
         url=read_url(data, "deployment_status.target_url"),
     )
 
 
-def parse_merged_pr(data: Any) -> MergedPR | None:
-    """A GitHub `pull_request` event: the merged PR when it was closed by a merge, else None."""
+def parse_merged_pr(data: Any, settings: Settings) -> MergedPR | Ignored:
+    """A GitHub `pull_request` event: the merged PR of a configured repository when it was
+    closed by a merge, else the reason it is ignored."""
     if read_field(data, "action", str) != "closed":
-        return None
+        return Ignored("pull request action is not `closed`")
     if not read_field(data, "pull_request.merged", bool, required=False):
-        return None
+        return Ignored("pull request was closed without a merge")
+    service = settings.service_for_repo(read_repo(data, "repository.full_name"))
+    if service is None:
+        return Ignored(NOT_CONFIGURED)
     labels = tuple(
         str(label.get("name")) for label in read_field(data, "pull_request.labels", list)
         if isinstance(label, Mapping) and label.get("name")
     )  # fmt: skip
     body = read_field(data, "pull_request.body", str, required=False) or ""
     author = read_field(data, "pull_request.user.login", str)
-    repo = read_repo(data, "repository.full_name")
+    repo = service.repo
     return MergedPR(
         repo=repo,
         number=read_number(data, "pull_request.number"),

@@ -15,6 +15,7 @@ from typing import Any
 
 from attribution.store import Store
 from loop.api.fields import read_number, read_url
+from loop.config import Settings
 from loop.watch.phases import Phase
 
 _MARKER = re.compile(r"<!--\s*rearguard-key:\s*([\w.-]+)\s*-->")
@@ -30,9 +31,14 @@ class ClosedRevert:
     actor: str
 
 
-def parse_closed_revert(data: Any) -> ClosedRevert | None:
-    """A `pull_request` event for a Rearguard revert PR closed unmerged, else None."""
+def parse_closed_revert(data: Any, settings: Settings) -> ClosedRevert | None:
+    """A `pull_request` event for a Rearguard revert PR (of a configured repository) closed
+    unmerged, else None."""
     if not isinstance(data, Mapping) or data.get("action") != "closed":
+        return None
+    repo = data.get("repository")
+    name = repo.get("full_name") if isinstance(repo, Mapping) else None
+    if not isinstance(name, str) or settings.service_for_repo(name) is None:
         return None
     pull = data.get("pull_request")
     if not isinstance(pull, Mapping) or pull.get("merged") is not False:

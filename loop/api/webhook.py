@@ -29,12 +29,14 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Parsed(Generic[T]):
     """A parsed delivery: its event and delivery id, the body to journal, and the record to
-    apply (None when the delivery is acknowledged but means nothing to Rearguard)."""
+    apply (None when the delivery is acknowledged but means nothing to Rearguard, and `reason`
+    says why: it is journaled with the delivery and given in the answer)."""
 
     event: str
     delivery: str
     body: Any
     record: T | None
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,7 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
         fresh = await deps.store.journal.record(
             sender.source, parsed.event, parsed.delivery,
             status="accepted" if applies else "ignored", received_at=now, body=parsed.body,
+            error=None if applies else parsed.reason,
         )  # fmt: skip
         if (
             sender.dedupe
@@ -85,4 +88,6 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     else:
         status = "accepted" if applies else "ignored"
         answer = {"status": status, "delivery": parsed.delivery, **extra}
+        if not applies and parsed.reason:
+            answer["reason"] = parsed.reason
     return web.json_response(answer, status=sender.ok_status)
