@@ -21,6 +21,7 @@ from rollback.policy import DEFAULT_HUMAN_GATES, Mode
 
 # Names of environment variables, not secrets (hence the S105 waivers).
 ENV_API_TOKEN = "REARGUARD_API_TOKEN"  # noqa: S105
+ENV_READ_TOKEN = "REARGUARD_READ_TOKEN"  # noqa: S105
 ENV_GITHUB_TOKEN = "GITHUB_TOKEN"  # noqa: S105
 ENV_GITHUB_WEBHOOK_SECRET = "REARGUARD_GITHUB_WEBHOOK_SECRET"  # noqa: S105
 ENV_SLACK_TOKEN = "SLACK_BOT_TOKEN"  # noqa: S105
@@ -126,6 +127,9 @@ class Settings:
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
     anthropic_api_key: Secret | None = None
     api_token: Secret | None = None
+    read_token: Secret | None = None
+    open_reads: bool = False
+    """Serve the read endpoints without a token (off by default; see `read_tokens`)."""
     github_token: Secret | None = None
     github_webhook_secret: Secret | None = None
     slack_token: Secret | None = None
@@ -133,6 +137,10 @@ class Settings:
     sentry_secret: Secret | None = None
     alertmanager_token: Secret | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def read_tokens(self) -> tuple[str, ...]:
+        """The bearer tokens the read endpoints take: the read token and the API token."""
+        return tuple(s.reveal() for s in (self.read_token, self.api_token) if s is not None)
 
     def service(self, name: str) -> ServiceSettings | None:
         return self.services.get(name)
@@ -187,7 +195,7 @@ _SERVICE_KEYS = {
     "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates",
 }  # fmt: skip
 _SECTIONS = {
-    "server": {"listen", "store", "public_url", "tick"},
+    "server": {"listen", "store", "public_url", "tick", "open_reads"},
     "github": {"api_url"},
     "prometheus": {"url", "timeout"},
     "slack": {"api_url", "channel"},
@@ -398,6 +406,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         store_path=Path(_typed(server, "store", str, "rearguard.duckdb", f"{where}:server")),
         public_url=_typed(server, "public_url", str, "", f"{where}:server") or None,
         tick_seconds=parse_duration(server.get("tick", "5s"), f"{where}:server.tick"),
+        open_reads=_typed(server, "open_reads", bool, False, f"{where}:server"),
         github_api_url=_typed(github, "api_url", str, "https://api.github.com", f"{where}:github"),
         prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", f"{where}:prometheus"),
         prometheus_timeout=parse_duration(
@@ -412,6 +421,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         anthropic=_anthropic(_table(data, "anthropic", where), f"{where}:anthropic"),
         anthropic_api_key=_secret(env, ENV_ANTHROPIC_KEY),
         api_token=_secret(env, ENV_API_TOKEN),
+        read_token=_secret(env, ENV_READ_TOKEN),
         github_token=_secret(env, ENV_GITHUB_TOKEN),
         github_webhook_secret=_secret(env, ENV_GITHUB_WEBHOOK_SECRET),
         slack_token=_secret(env, ENV_SLACK_TOKEN),

@@ -17,6 +17,7 @@ from loop.config import Settings, settings_from
 from tests.fakes.github import FakeGitHub
 
 API_TOKEN = "api-token-for-tests"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}  # the CD hook's and, by default, the reads' token
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 SLACK_CHANNEL = "C0ROLLBACK"
 STEP = 2
@@ -107,7 +108,7 @@ async def wait_final(client: TestClient[Any, Any], deploy_id: str, within: float
     deadline = time.monotonic() + within
     view: Any = None
     while time.monotonic() < deadline:
-        response = await client.get(f"/v1/deploys/{deploy_id}")
+        response = await client.get(f"/v1/deploys/{deploy_id}", headers=AUTH)
         view = await response.json()
         if view["phase"] in FINAL:
             return view

@@ -193,7 +193,7 @@ async def test_deploy_is_accepted_and_shown_as_deployed(api: Api) -> None:
     deploy_id = (await response.json())["id"]
     assert deploy_id.startswith("dep_")
 
-    shown = await api.client.get(f"/v1/deploys/{deploy_id}")
+    shown = await api.client.get(f"/v1/deploys/{deploy_id}", headers=bearer())
     assert shown.status == 200
     view = await shown.json()
     assert view["id"] == deploy_id
@@ -215,7 +215,7 @@ async def test_same_deploy_posted_twice_makes_one_deploy(api: Api) -> None:
     assert first_body["id"] == second_body["id"]
     assert (first_body["created"], second_body["created"]) == (True, False)
 
-    listed = await (await api.client.get("/v1/deploys")).json()
+    listed = await (await api.client.get("/v1/deploys", headers=bearer())).json()
     assert [d["id"] for d in listed["deploys"]] == [first_body["id"]]
     await api.stop()
     assert await api.rows("SELECT count(*) FROM deploys") == [(1,)]
@@ -299,7 +299,7 @@ async def test_bad_deploy_body_is_refused_naming_the_problem(
     payload = await response.json()
     assert_error(payload, code)
     assert names in payload["error"]["message"]
-    listed = await (await api.client.get("/v1/deploys")).json()
+    listed = await (await api.client.get("/v1/deploys", headers=bearer())).json()
     assert listed == {"deploys": []}
 
 
@@ -461,7 +461,7 @@ async def test_successful_deployment_status_records_a_deploy(api: Api) -> None:
     status, answer = await post_github(api, "deployment_status", "d-deploy-1", payload)
     assert (status, answer["status"]) == (202, "accepted")
 
-    shown = await api.client.get(f"/v1/deploys/gh_{payload['deployment']['id']}")
+    shown = await api.client.get(f"/v1/deploys/gh_{payload['deployment']['id']}", headers=bearer())
     assert shown.status == 200
     view = await shown.json()
     assert view["phase"] == "deployed"
@@ -477,9 +477,11 @@ async def test_pending_deployment_status_is_ignored(api: Api) -> None:
     payload["deployment_status"]["state"] = "pending"
     status, answer = await post_github(api, "deployment_status", "d-pending", payload)
     assert (status, answer["status"]) == (202, "ignored")
-    missing = await api.client.get(f"/v1/deploys/gh_{payload['deployment']['id']}")
+    missing = await api.client.get(
+        f"/v1/deploys/gh_{payload['deployment']['id']}", headers=bearer()
+    )
     assert missing.status == 404
-    assert await (await api.client.get("/v1/deploys")).json() == {"deploys": []}
+    assert await (await api.client.get("/v1/deploys", headers=bearer())).json() == {"deploys": []}
 
 
 async def test_deployment_status_of_an_unknown_repository_is_ignored(api: Api) -> None:
@@ -500,7 +502,7 @@ async def test_deployment_status_of_an_unknown_repository_is_ignored(api: Api) -
 @pytest.mark.parametrize("path", ["/v1/incidents/inc_nope", "/v1/deploys/dep_nope"])
 async def test_unknown_deploy_or_incident_is_not_found(api: Api, path: str) -> None:
     """An id the store does not hold answers 404 in the JSON error shape."""
-    response = await api.client.get(path)
+    response = await api.client.get(path, headers=bearer())
     assert response.status == 404
     payload = await response.json()
     assert_error(payload, "not_found")

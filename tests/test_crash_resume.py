@@ -22,7 +22,7 @@ import pytest
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
-from tests.loop_rig import API_TOKEN, FINAL, SLACK_CHANNEL, WEBHOOK_SECRET, sign
+from tests.loop_rig import API_TOKEN, AUTH, FINAL, SLACK_CHANNEL, WEBHOOK_SECRET, sign
 from tests.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.prometheus
@@ -105,7 +105,7 @@ def server_env() -> dict[str, str]:
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as response:
+    async with session.get(url, headers=AUTH) as response:
         return await response.json()
 
 

@@ -260,7 +260,7 @@ async def _incident_blaming(client: Client, agent_pr: int) -> str:
 
 
 async def agent_row(client: Client) -> dict[str, Any]:
-    rows = (await (await client.get("/v1/reports/agents")).json())["rows"]
+    rows = (await (await client.get("/v1/reports/agents", headers=bearer())).json())["rows"]
     row: dict[str, Any] = next(r for r in rows if r["agent"] == "claude-code")
     return row
 

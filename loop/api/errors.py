@@ -64,7 +64,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except IngestError as exc:
-        return await _answer(request, exc.status, exc.code, exc.message)
+        response = await _answer(request, exc.status, exc.code, exc.message)
+        if exc.code == "unauthorized":  # every token Rearguard takes is a bearer token
+            response.headers["WWW-Authenticate"] = "Bearer"
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:  # noqa: PLR2004 - redirects pass through
             raise

@@ -31,13 +31,29 @@ from loop.api.fields import (
 from loop.config import Settings
 
 
-def check_bearer(header: str | None, expected: str | None) -> None:
-    """Refuse a request without the configured bearer token (or when none is configured)."""
-    if expected is None:
+def check_bearer(header: str | None, expected: str | tuple[str, ...] | None) -> None:
+    """Refuse a request without one of the configured bearer tokens (or when none is set)."""
+    tokens = (expected,) if isinstance(expected, str) else expected or ()
+    if not tokens:
         raise IngestError(503, "not_configured", "REARGUARD_API_TOKEN is not set on the server")
     scheme, _, token = (header or "").partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), expected.encode()):
+    # Every token is compared, so the time taken says nothing about which one came close.
+    matches = [hmac.compare_digest(token.encode(), t.encode()) for t in tokens]
+    if scheme.lower() != "bearer" or not any(matches):
         raise IngestError(401, "unauthorized", "missing or wrong bearer token")
+
+
+def check_read(header: str | None, settings: Settings) -> None:
+    """The read endpoints' check: the read or API token, unless `[server] open_reads`."""
+    if settings.open_reads:
+        return
+    if not settings.read_tokens():
+        raise IngestError(
+            503, "not_configured",
+            "set REARGUARD_READ_TOKEN (or REARGUARD_API_TOKEN) on the server, or "
+            "`open_reads = true` in [server] to serve reads without a token",
+        )  # fmt: skip
+    check_bearer(header, settings.read_tokens())
 
 
 def check_github_signature(
