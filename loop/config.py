@@ -31,9 +31,10 @@ ENV_ALERTMANAGER_TOKEN = "REARGUARD_ALERTMANAGER_TOKEN"  # noqa: S105
 ENV_ANTHROPIC_KEY = "ANTHROPIC_API_KEY"
 
 
-REPO_NAME = re.compile(r"(?!\.\.?/)[A-Za-z0-9_.-]{1,100}/(?!\.\.?\Z)[A-Za-z0-9_.-]{1,100}")
+REPO_NAME = re.compile(r"(?!\.\.?/)[A-Za-z0-9_.-]{1,100}/(?!\.\.?$)[A-Za-z0-9_.-]{1,100}")
 """`owner/name` as GitHub spells repositories; `.` and `..` are no names (they would move a URL
-built from one), and nothing else that means something in a URL path or query can appear."""
+built from one), and nothing else that means something in a URL path or query can appear. The
+pattern is also an ECMA-262 one: the OpenAPI document uses it as it is."""
 
 
 def is_repo_name(value: str) -> bool:

@@ -38,7 +38,7 @@ def test_openapi_lists_exactly_the_routes_the_app_serves(tmp_path: Path) -> None
         for r in app.router.routes()
         if r.method != "HEAD" and r.resource is not None
     }
-    documented = {(method, path) for method, path, _, _ in openapi.ROUTES}
+    documented = {(route.method, route.path) for route in openapi.ROUTES}
     assert served == documented
 
 

@@ -7,66 +7,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import socket
-import time
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.test_crash_resume import Server
+from tests.serve_rig import serving
 
 HEADER_LIMIT = 8190  # aiohttp's max_field_size and max_line_size
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """`rearguard serve` with a minimal config, for the module; its port."""
-    tmp_path, port = tmp_path_factory.mktemp("serve"), _port()
-    config = tmp_path / "rearguard.toml"
-    config.write_text(f"""
-[server]
-listen = "127.0.0.1:{port}"
-store = "{tmp_path / "store.duckdb"}"
-[github]
-api_url = "http://127.0.0.1:9/"
-[prometheus]
-url = "http://127.0.0.1:9"
-[services.checkout]
-repo = "acme/checkout"
-[services.checkout.slis.errors]
-bad = "sum(bad)"
-total = "sum(total)"
-""")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB", "SLACK"))}
-    env |= {"GITHUB_TOKEN": "ghp-test", "REARGUARD_API_TOKEN": "api-test"}
-    server = Server(config, env, port, tmp_path / "server.log")
-    server.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not _ready(port):
-            assert time.monotonic() < deadline, server.tail()
-            time.sleep(0.2)
+    """`rearguard serve` for the module; its port."""
+    with serving(tmp_path_factory.mktemp("serve"), {"REARGUARD_API_TOKEN": "api-test"}) as port:
         yield port
-    finally:
-        server.stop()
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
 
 
 async def _refused(port: int, code: str) -> float:

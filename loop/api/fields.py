@@ -169,9 +169,13 @@ def read_field(
             if required:
                 raise IngestError(400, "missing_field", f"missing field `{path}`")
             return None
-    if not isinstance(value, kind) or (
-        isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))
-    ):
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if int in kinds and isinstance(value, float) and value.is_integer():
+        # JSON has one kind of number: 2.0 is the integer 2 (as JSON Schema says too).
+        value = int(value)
+        if not _INT64[0] <= value <= _INT64[1]:
+            raise bad_field(path, "is an integer past 64 bits")
+    if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
         raise bad_field(path, "has the wrong type")
     return value
 
@@ -190,7 +194,8 @@ def read_number(data: Any, path: str, *, required: bool = True) -> int | None:
     return cast(int | None, value)
 
 
-_SHA = re.compile(r"[0-9a-fA-F]{7,64}")
+COMMIT_ID = re.compile(r"[0-9a-fA-F]{7,64}")
+"""A commit id (abbreviated to 7 or more hex digits, SHA-1 or SHA-256); also in the OpenAPI."""
 
 
 @overload
@@ -202,7 +207,7 @@ def read_sha(data: Any, path: str, *, required: Literal[False]) -> str | None: .
 def read_sha(data: Any, path: str, *, required: bool = True) -> str | None:
     """A commit id at `path`: 7 to 64 hex digits, so that it cannot move a URL it goes into."""
     value = read_field(data, path, str, required=required)
-    if value is not None and not _SHA.fullmatch(value):
+    if value is not None and not COMMIT_ID.fullmatch(value):
         raise bad_field(path, "must be a hex commit id")
     return cast(str | None, value)
 

@@ -42,7 +42,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document())
+    return web.json_response(openapi.document(open_reads=request.app[SETTINGS].open_reads))
 
 
 async def list_deploys(request: web.Request) -> web.Response:
