@@ -14,8 +14,10 @@ from urllib.parse import urlencode
 
 from pytest_aiohttp.plugin import AiohttpClient
 
+from loop.config import ENV_ALERTMANAGER_TOKEN
 from tests.api_rig import (
     ALERTMANAGER_TOKEN,
+    ENV,
     SHA,
     SLACK_SECRET,
     START,
@@ -129,3 +131,17 @@ async def test_method_not_allowed_keeps_its_allow_header(
     assert response.status == 405
     assert response.headers["Allow"] == "POST"
     assert (await response.json())["error"]["code"] == "method_not_allowed"
+
+
+async def test_a_route_without_its_token_names_the_setting(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
+    """Alertmanager's route with no REARGUARD_ALERTMANAGER_TOKEN set says that variable (it
+    named the API token's), and counts as `not_configured`."""
+    env = {k: v for k, v in ENV.items() if k != ENV_ALERTMANAGER_TOKEN}
+    client = await start_app(aiohttp_client, tmp_path, env=env)
+    response = await client.post("/v1/webhooks/alertmanager", json={}, headers=bearer("x"))
+    assert response.status == 503
+    assert ENV_ALERTMANAGER_TOKEN in (await response.json())["error"]["message"]
+    lines = await metric_lines(client, REFUSED)
+    assert f'{REFUSED}{{reason="not_configured",route="/v1/webhooks/alertmanager"}} 1.0' in lines

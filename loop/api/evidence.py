@@ -28,7 +28,7 @@ from loop.api.evidence_ingest import (
 from loop.api.fields import Ignored, IngestError, parse_time, read_json
 from loop.api.ingest import check_bearer
 from loop.api.webhook import Parsed, Sender, receive
-from loop.config import ServiceSettings
+from loop.config import ENV_ALERTMANAGER_TOKEN, ServiceSettings
 
 
 async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
@@ -91,7 +91,7 @@ Alerts = list[tuple[ServiceSettings, FiringAlert]]
 def _verify_alertmanager(request: web.Request, body: bytes) -> None:
     settings = request.app[SETTINGS]
     token = settings.alertmanager_token.reveal() if settings.alertmanager_token else None
-    check_bearer(request.headers.get("Authorization"), token)
+    check_bearer(request.headers.get("Authorization"), token, ENV_ALERTMANAGER_TOKEN)
 
 
 def _parse_alertmanager(request: web.Request, body: bytes) -> Parsed[Alerts]:

@@ -28,14 +28,17 @@ from loop.api.fields import (
     read_sha,
     read_url,
 )
-from loop.config import Settings
+from loop.config import ENV_API_TOKEN, Settings
 
 
-def check_bearer(header: str | None, expected: str | tuple[str, ...] | None) -> None:
-    """Refuse a request without one of the configured bearer tokens (or when none is set)."""
+def check_bearer(
+    header: str | None, expected: str | tuple[str, ...] | None, setting: str = ENV_API_TOKEN
+) -> None:
+    """Refuse a request without one of the configured bearer tokens, or when none is set (503
+    naming `setting`, the variable that would set it)."""
     tokens = (expected,) if isinstance(expected, str) else expected or ()
     if not tokens:
-        raise IngestError(503, "not_configured", "REARGUARD_API_TOKEN is not set on the server")
+        raise IngestError(503, "not_configured", f"{setting} is not set on the server")
     scheme, _, token = (header or "").partition(" ")
     # Every token is compared, so the time taken says nothing about which one came close.
     matches = [hmac.compare_digest(token.encode(), t.encode()) for t in tokens]
