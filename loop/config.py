@@ -21,6 +21,7 @@ from rollback.policy import DEFAULT_HUMAN_GATES, Mode
 
 # Names of environment variables, not secrets (hence the S105 waivers).
 ENV_API_TOKEN = "REARGUARD_API_TOKEN"  # noqa: S105
+ENV_READ_TOKEN = "REARGUARD_READ_TOKEN"  # noqa: S105
 ENV_GITHUB_TOKEN = "GITHUB_TOKEN"  # noqa: S105
 ENV_GITHUB_WEBHOOK_SECRET = "REARGUARD_GITHUB_WEBHOOK_SECRET"  # noqa: S105
 ENV_SLACK_TOKEN = "SLACK_BOT_TOKEN"  # noqa: S105
@@ -28,6 +29,17 @@ ENV_SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"  # noqa: S105
 ENV_SENTRY_SECRET = "REARGUARD_SENTRY_CLIENT_SECRET"  # noqa: S105
 ENV_ALERTMANAGER_TOKEN = "REARGUARD_ALERTMANAGER_TOKEN"  # noqa: S105
 ENV_ANTHROPIC_KEY = "ANTHROPIC_API_KEY"
+
+
+REPO_NAME = re.compile(r"(?!\.\.?/)[A-Za-z0-9_.-]{1,100}/(?!\.\.?$)[A-Za-z0-9_.-]{1,100}")
+"""`owner/name` as GitHub spells repositories; `.` and `..` are no names (they would move a URL
+built from one), and nothing else that means something in a URL path or query can appear. The
+pattern is also an ECMA-262 one: the OpenAPI document uses it as it is."""
+
+
+def is_repo_name(value: str) -> bool:
+    """Whether `value` is a repository name `owner/name` (config and webhooks alike)."""
+    return REPO_NAME.fullmatch(value) is not None
 
 
 class ConfigError(ValueError):
@@ -116,6 +128,9 @@ class Settings:
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
     anthropic_api_key: Secret | None = None
     api_token: Secret | None = None
+    read_token: Secret | None = None
+    open_reads: bool = False
+    """Serve the read endpoints without a token (off by default; see `read_tokens`)."""
     github_token: Secret | None = None
     github_webhook_secret: Secret | None = None
     slack_token: Secret | None = None
@@ -124,11 +139,16 @@ class Settings:
     alertmanager_token: Secret | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
+    def read_tokens(self) -> tuple[str, ...]:
+        """The bearer tokens the read endpoints take: the read token and the API token."""
+        return tuple(s.reveal() for s in (self.read_token, self.api_token) if s is not None)
+
     def service(self, name: str) -> ServiceSettings | None:
         return self.services.get(name)
 
     def service_for_repo(self, repo: str) -> ServiceSettings | None:
-        return next((s for s in self.services.values() if s.repo == repo), None)
+        """The first service of repository `repo` (GitHub's names ignore case)."""
+        return next((s for s in self.services.values() if s.repo.lower() == repo.lower()), None)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -176,7 +196,7 @@ _SERVICE_KEYS = {
     "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates",
 }  # fmt: skip
 _SECTIONS = {
-    "server": {"listen", "store", "public_url", "tick"},
+    "server": {"listen", "store", "public_url", "tick", "open_reads"},
     "github": {"api_url"},
     "prometheus": {"url", "timeout"},
     "slack": {"api_url", "channel"},
@@ -245,7 +265,7 @@ def _routes(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
 def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings:
     _only(table, _SERVICE_KEYS, where)
     repo = _typed(table, "repo", str, "", where)
-    if not re.fullmatch(r"[\w.-]+/[\w.-]+", repo):
+    if not is_repo_name(repo):
         raise ConfigError(f"{where}.repo: expected 'owner/name', got {repo!r}")
     slis_table = _table(table, "slis", where)
     if not slis_table:
@@ -387,6 +407,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         store_path=Path(_typed(server, "store", str, "rearguard.duckdb", f"{where}:server")),
         public_url=_typed(server, "public_url", str, "", f"{where}:server") or None,
         tick_seconds=parse_duration(server.get("tick", "5s"), f"{where}:server.tick"),
+        open_reads=_typed(server, "open_reads", bool, False, f"{where}:server"),
         github_api_url=_typed(github, "api_url", str, "https://api.github.com", f"{where}:github"),
         prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", f"{where}:prometheus"),
         prometheus_timeout=parse_duration(
@@ -401,6 +422,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         anthropic=_anthropic(_table(data, "anthropic", where), f"{where}:anthropic"),
         anthropic_api_key=_secret(env, ENV_ANTHROPIC_KEY),
         api_token=_secret(env, ENV_API_TOKEN),
+        read_token=_secret(env, ENV_READ_TOKEN),
         github_token=_secret(env, ENV_GITHUB_TOKEN),
         github_webhook_secret=_secret(env, ENV_GITHUB_WEBHOOK_SECRET),
         slack_token=_secret(env, ENV_SLACK_TOKEN),

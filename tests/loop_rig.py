@@ -16,6 +16,7 @@ from tests.fakes.github import FakeGitHub
 from tests.waiting import wait_for_async
 
 API_TOKEN = "api-token-for-tests"
+AUTH = {"Authorization": f"Bearer {API_TOKEN}"}  # the CD hook's and, by default, the reads' token
 WEBHOOK_SECRET = "webhook-secret-for-tests"
 SLACK_CHANNEL = "C0ROLLBACK"
 STEP = 2
@@ -108,7 +109,7 @@ async def post_deploy(
 
 async def deploy_view(client: TestClient[Any, Any], deploy_id: str) -> Any:
     """The deploy as the API shows it (phase, reason, last verdict)."""
-    response = await client.get(f"/v1/deploys/{deploy_id}")
+    response = await client.get(f"/v1/deploys/{deploy_id}", headers=AUTH)
     return await response.json()
 
 

@@ -168,6 +168,13 @@ def merged_pr_payload() -> dict[str, Any]:
     return payload
 
 
+async def refused(api: Api, route: str, reason: str) -> float:
+    """How many requests to `route` `/metrics` counts as refused for `reason`."""
+    text = await (await api.client.get("/metrics")).text()
+    line = f'rearguard_refused_requests_total{{reason="{reason}",route="{route}"}} '
+    return sum(float(x.removeprefix(line)) for x in text.splitlines() if x.startswith(line))
+
+
 def assert_error(payload: Any, code: str) -> None:
     assert set(payload) == {"error"}
     assert set(payload["error"]) == {"code", "message"}
@@ -186,7 +193,7 @@ async def test_deploy_is_accepted_and_shown_as_deployed(api: Api) -> None:
     deploy_id = (await response.json())["id"]
     assert deploy_id.startswith("dep_")
 
-    shown = await api.client.get(f"/v1/deploys/{deploy_id}")
+    shown = await api.client.get(f"/v1/deploys/{deploy_id}", headers=bearer())
     assert shown.status == 200
     view = await shown.json()
     assert view["id"] == deploy_id
@@ -208,7 +215,7 @@ async def test_same_deploy_posted_twice_makes_one_deploy(api: Api) -> None:
     assert first_body["id"] == second_body["id"]
     assert (first_body["created"], second_body["created"]) == (True, False)
 
-    listed = await (await api.client.get("/v1/deploys")).json()
+    listed = await (await api.client.get("/v1/deploys", headers=bearer())).json()
     assert [d["id"] for d in listed["deploys"]] == [first_body["id"]]
     await api.stop()
     assert await api.rows("SELECT count(*) FROM deploys") == [(1,)]
@@ -245,33 +252,33 @@ async def test_deploy_without_the_bearer_token_is_refused(
         ),
         pytest.param(b'{"service": "hello", ', 400, "malformed_body", "JSON", id="malformed"),
         pytest.param(b"[1, 2]", 400, "malformed_body", "object", id="not-an-object"),
-        pytest.param(json.dumps(deploy_body(sha=None)), 422, "missing_field", "`sha`", id="no-sha"),
-        pytest.param(json.dumps(deploy_body(sha="main")), 422, "bad_field", "`sha`", id="bad-sha"),
-        pytest.param(json.dumps(deploy_body(sha=1234567)), 422, "bad_field", "`sha`", id="int-sha"),
+        pytest.param(json.dumps(deploy_body(sha=None)), 400, "missing_field", "`sha`", id="no-sha"),
+        pytest.param(json.dumps(deploy_body(sha="main")), 400, "bad_field", "`sha`", id="bad-sha"),
+        pytest.param(json.dumps(deploy_body(sha=1234567)), 400, "bad_field", "`sha`", id="int-sha"),
         pytest.param(
             json.dumps(deploy_body(finished_at="2026-11-02T10:00:00")),
-            422,
+            400,
             "bad_field",
             "`finished_at`",
             id="naive-finished-at",
         ),
         pytest.param(
             json.dumps(deploy_body(finished_at=float("nan"))),
-            422,
+            400,
             "bad_field",
             "`finished_at`",
             id="nan-finished-at",
         ),
         pytest.param(
             json.dumps(deploy_body(finished_at=1e300)),
-            422,
+            400,
             "bad_field",
             "`finished_at`",
             id="far-finished-at",
         ),
         pytest.param(
             json.dumps(deploy_body(environment=None)),
-            422,
+            400,
             "missing_field",
             "`environment`",
             id="no-environment",
@@ -281,7 +288,8 @@ async def test_deploy_without_the_bearer_token_is_refused(
 async def test_bad_deploy_body_is_refused_naming_the_problem(
     api: Api, body: str | bytes, status: int, code: str, names: str
 ) -> None:
-    """A deploy body that cannot be a deploy answers 400/422 and the message says why."""
+    """A deploy body that cannot be a deploy answers 400 (422 when it names an unknown service)
+    and the message says why."""
     response = await api.client.post(
         "/v1/deploys",
         data=body,
@@ -291,7 +299,7 @@ async def test_bad_deploy_body_is_refused_naming_the_problem(
     payload = await response.json()
     assert_error(payload, code)
     assert names in payload["error"]["message"]
-    listed = await (await api.client.get("/v1/deploys")).json()
+    listed = await (await api.client.get("/v1/deploys", headers=bearer())).json()
     assert listed == {"deploys": []}
 
 
@@ -366,10 +374,10 @@ def _tampered(body: bytes) -> str:
         pytest.param(None, None, id="missing"),
     ],
 )
-async def test_unverified_github_delivery_is_refused_and_only_journaled_as_rejected(
+async def test_unverified_github_delivery_is_refused_and_writes_nothing(
     api: Api, header: str | None, make: Callable[[bytes], str] | None
 ) -> None:
-    """A bad, SHA-1 or missing signature answers 401; only a body-less rejected row is kept."""
+    """A bad, SHA-1 or missing signature answers 401, is counted, and writes no row at all."""
     body = json.dumps(merged_pr_payload()).encode()
     headers = github_headers("pull_request", "d-forged-1", body, signature=None)
     if header is not None and make is not None:
@@ -377,10 +385,9 @@ async def test_unverified_github_delivery_is_refused_and_only_journaled_as_rejec
     response = await api.client.post("/v1/webhooks/github", data=body, headers=headers)
     assert response.status == 401
     assert_error(await response.json(), "bad_signature")
+    assert await refused(api, "/v1/webhooks/github", "bad_signature") == 1
     await api.stop()
-    assert await api.rows("SELECT source, event, status, body FROM journal") == [
-        ("github", "pull_request", "rejected", None)
-    ]
+    assert await api.rows("SELECT count(*) FROM journal") == [(0,)]
     assert await api.rows("SELECT count(*) FROM pull_requests") == [(0,)]
     assert await api.rows("SELECT count(*) FROM agent_sessions") == [(0,)]
 
@@ -398,7 +405,7 @@ async def test_valid_delivery_after_a_forged_one_with_its_id_is_applied(api: Api
     assert (status, answer["status"]) == (202, "accepted")
     await api.stop()
     assert [pr.number for pr in await api.prs()] == [2]
-    assert sorted(await api.rows("SELECT status FROM journal")) == [("applied",), ("rejected",)]
+    assert await api.rows("SELECT status FROM journal") == [("applied",)]
 
 
 async def test_malformed_github_body_with_a_valid_signature_is_a_bad_request(api: Api) -> None:
@@ -409,16 +416,17 @@ async def test_malformed_github_body_with_a_valid_signature_is_a_bad_request(api
     )
     assert response.status == 400
     assert_error(await response.json(), "malformed_body")
+    assert await refused(api, "/v1/webhooks/github", "malformed_body") == 1
     await api.stop()
-    assert await api.rows("SELECT status FROM journal") == [("rejected",)]
+    assert await api.rows("SELECT count(*) FROM journal") == [(0,)]
 
 
 async def test_merged_pr_without_a_number_is_refused_naming_the_field(api: Api) -> None:
-    """A merged PR event missing `pull_request.number` answers 422 naming that field."""
+    """A merged PR event missing `pull_request.number` answers 400 naming that field."""
     payload = merged_pr_payload()
     del payload["pull_request"]["number"]
     status, answer = await post_github(api, "pull_request", "d-nonumber", payload)
-    assert status == 422
+    assert status == 400
     assert_error(answer, "missing_field")
     assert "`pull_request.number`" in answer["error"]["message"]
     await api.stop()
@@ -453,7 +461,7 @@ async def test_successful_deployment_status_records_a_deploy(api: Api) -> None:
     status, answer = await post_github(api, "deployment_status", "d-deploy-1", payload)
     assert (status, answer["status"]) == (202, "accepted")
 
-    shown = await api.client.get(f"/v1/deploys/gh_{payload['deployment']['id']}")
+    shown = await api.client.get(f"/v1/deploys/gh_{payload['deployment']['id']}", headers=bearer())
     assert shown.status == 200
     view = await shown.json()
     assert view["phase"] == "deployed"
@@ -469,19 +477,23 @@ async def test_pending_deployment_status_is_ignored(api: Api) -> None:
     payload["deployment_status"]["state"] = "pending"
     status, answer = await post_github(api, "deployment_status", "d-pending", payload)
     assert (status, answer["status"]) == (202, "ignored")
-    missing = await api.client.get(f"/v1/deploys/gh_{payload['deployment']['id']}")
+    missing = await api.client.get(
+        f"/v1/deploys/gh_{payload['deployment']['id']}", headers=bearer()
+    )
     assert missing.status == 404
-    assert await (await api.client.get("/v1/deploys")).json() == {"deploys": []}
+    assert await (await api.client.get("/v1/deploys", headers=bearer())).json() == {"deploys": []}
 
 
-async def test_deployment_status_of_an_unknown_repository_is_refused(api: Api) -> None:
-    """A deploy of a repository no service watches answers 422 naming the repository."""
+async def test_deployment_status_of_an_unknown_repository_is_ignored(api: Api) -> None:
+    """A deploy of a repository no service watches is acknowledged and ignored, with a reason,
+    and starts no Watch (tests/test_unknown_targets.py has the other cases)."""
     payload = load_json("github-webhooks/deployment_status/payload.json")
     payload["repository"]["full_name"] = "someone/else"
     status, answer = await post_github(api, "deployment_status", "d-other", payload)
-    assert status == 422
-    assert_error(answer, "unknown_service")
-    assert "someone/else" in answer["error"]["message"]
+    assert (status, answer["status"]) == (202, "ignored")
+    assert "not in the config" in answer["reason"]
+    await api.stop()
+    assert await api.rows("SELECT count(*) FROM watches") == [(0,)]
 
 
 # -- reads, health and unknown routes ---------------------------------------------------------
@@ -490,7 +502,7 @@ async def test_deployment_status_of_an_unknown_repository_is_refused(api: Api) -
 @pytest.mark.parametrize("path", ["/v1/incidents/inc_nope", "/v1/deploys/dep_nope"])
 async def test_unknown_deploy_or_incident_is_not_found(api: Api, path: str) -> None:
     """An id the store does not hold answers 404 in the JSON error shape."""
-    response = await api.client.get(path)
+    response = await api.client.get(path, headers=bearer())
     assert response.status == 404
     payload = await response.json()
     assert_error(payload, "not_found")

@@ -10,6 +10,7 @@ from loop.config import (
     ENV_API_TOKEN,
     ENV_GITHUB_TOKEN,
     ENV_GITHUB_WEBHOOK_SECRET,
+    ENV_READ_TOKEN,
     ENV_SLACK_SIGNING_SECRET,
     ENV_SLACK_TOKEN,
     ConfigError,
@@ -76,6 +77,7 @@ total = "t"
 
 SECRETS = {
     ENV_API_TOKEN: "api-token-4f1e",
+    ENV_READ_TOKEN: "read-token-5a2b",
     ENV_GITHUB_TOKEN: "ghp_0123456789abcdef",
     ENV_GITHUB_WEBHOOK_SECRET: "hook-secret-77",
     ENV_SLACK_TOKEN: "xoxb-1-2-3",
@@ -144,6 +146,8 @@ def test_defaults_fill_a_minimal_config(tmp_path: Path) -> None:
     assert service.environments == ("production",)
     assert service.slis[0].kind is SliKind.RATIO
     assert settings.api_token is None
+    assert settings.open_reads is False
+    assert settings.read_tokens() == ()
 
 
 def without(text: str, line: str) -> str:
@@ -172,6 +176,8 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      id="bad-baseline"),
         pytest.param(swap('watch = "20m"', 'watch = "45s"'), "two steps", id="watch-under-2-steps"),
         pytest.param(swap('tick = "2s"', 'tick = "-2s"'), "server.tick", id="negative-tick"),
+        pytest.param(swap('tick = "2s"', 'tick = "2s"\nopen_reads = "yes"'), "server.open_reads",
+                     id="open-reads-not-a-bool"),
         pytest.param(swap('timeout = "20s"', 'timeout = "soon"'), "prometheus.timeout",
                      id="bad-timeout"),
         pytest.param(without(CONFIG, 'repo = "acme/checkout"'), "services.checkout.repo",
@@ -182,6 +188,8 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      "services.checkout.repo", id="repo-as-url"),
         pytest.param(swap('repo = "acme/checkout"', "repo = 7"), "services.checkout.repo",
                      id="repo-not-a-string"),
+        pytest.param(swap('repo = "acme/checkout"', 'repo = "acme/.."'), "services.checkout.repo",
+                     id="repo-dot-dot"),
         pytest.param(NO_SLIS, "services.checkout", id="no-slis"),
         pytest.param(CONFIG[: CONFIG.index("[services.checkout]")], "no [services.NAME]",
                      id="no-services"),
@@ -263,6 +271,7 @@ def test_secrets_come_from_the_environment_and_never_print(tmp_path: Path) -> No
     settings = load(tmp_path, CONFIG, SECRETS)
     held = {
         ENV_API_TOKEN: settings.api_token,
+        ENV_READ_TOKEN: settings.read_token,
         ENV_GITHUB_TOKEN: settings.github_token,
         ENV_GITHUB_WEBHOOK_SECRET: settings.github_webhook_secret,
         ENV_SLACK_TOKEN: settings.slack_token,

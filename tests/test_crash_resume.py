@@ -21,7 +21,16 @@ import pytest
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
-from tests.loop_rig import API_TOKEN, BASELINE, FINAL, SLACK_CHANNEL, STEP, WEBHOOK_SECRET, sign
+from tests.loop_rig import (
+    API_TOKEN,
+    AUTH,
+    BASELINE,
+    FINAL,
+    SLACK_CHANNEL,
+    STEP,
+    WEBHOOK_SECRET,
+    sign,
+)
 from tests.prometheus_server import PrometheusServer
 from tests.waiting import wait_for_async
 
@@ -105,7 +114,7 @@ def server_env() -> dict[str, str]:
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
-    async with session.get(url) as response:
+    async with session.get(url, headers=AUTH) as response:
         return await response.json()
 
 

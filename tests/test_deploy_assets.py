@@ -26,6 +26,7 @@ def test_example_config_loads_as_documented() -> None:
     assert (service.step, service.watch, service.baseline) == (15.0, 1800.0, 1800.0)
     assert settings.github_token is not None
     assert "ghp_x" not in repr(settings)
+    assert settings.open_reads is False  # reads need a token unless a user opens them
 
 
 async def test_cd_script_records_a_deploy(tmp_path: Path, aiohttp_server: Any) -> None:

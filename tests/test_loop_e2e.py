@@ -23,6 +23,7 @@ from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
 from tests.loop_rig import (
     API_TOKEN,
+    AUTH,
     SLACK_CHANNEL,
     WEBHOOK_SECRET,
     deliver_pr,
@@ -112,7 +113,9 @@ async def test_regression_is_reverted_and_announced(loop: Loop, traffic: SampleA
     )
     view = await wait_final(loop.client, deploy_id)
     assert view["phase"] == "reverted", view
-    incident = await (await loop.client.get(f"/v1/incidents/{view['incident_id']}")).json()
+    incident = await (
+        await loop.client.get(f"/v1/incidents/{view['incident_id']}", headers=AUTH)
+    ).json()
     assert incident["suspects"][0]["number"] == culprit
     assert incident["revert_unit"] == [culprit]
     assert incident["suspects"][0]["pr"]["agent"]["session"] == "sess-2"

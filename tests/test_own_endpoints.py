@@ -38,12 +38,12 @@ def test_openapi_lists_exactly_the_routes_the_app_serves(tmp_path: Path) -> None
         for r in app.router.routes()
         if r.method != "HEAD" and r.resource is not None
     }
-    documented = {(method, path) for method, path, _, _ in openapi.ROUTES}
+    documented = {(route.method, route.path) for route in openapi.ROUTES}
     assert served == documented
 
 
 async def test_metrics_count_what_the_store_holds(tmp_path: Path, aiohttp_client: Any) -> None:
-    """A deploy posted and a rejected webhook show up in /metrics; /openapi.json is served."""
+    """A deploy posted and a refused webhook show up in /metrics; /openapi.json is served."""
     client = await aiohttp_client(_app(tmp_path))
     answer = await client.post(
         "/v1/deploys",
@@ -60,7 +60,11 @@ async def test_metrics_count_what_the_store_holds(tmp_path: Path, aiohttp_client
     text = await response.text()
     assert 'rearguard_watches{phase="deployed"} 1.0' in text
     assert 'rearguard_deliveries{source="cd",status="applied"} 1.0' in text
-    assert 'rearguard_deliveries{source="github",status="rejected"} 1.0' in text
+    assert (
+        'rearguard_refused_requests_total{reason="missing_header",route="/v1/webhooks/github"} 1.0'
+        in text
+    )
+    assert 'status="rejected"' not in text  # a refused request writes no journal row
     deploy_id = (await answer.json())["id"]
     store = client.app[DEPS].store
     assert await store.watches.transition(

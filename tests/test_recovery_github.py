@@ -31,7 +31,15 @@ from rollback.slack import SlackNotifier
 from tests.embedded import BAD, TOTAL, Metrics
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeSlack
-from tests.loop_rig import API_TOKEN, SLACK_CHANNEL, WEBHOOK_SECRET, deliver_pr, post_deploy, sign
+from tests.loop_rig import (
+    API_TOKEN,
+    AUTH,
+    SLACK_CHANNEL,
+    WEBHOOK_SECRET,
+    deliver_pr,
+    post_deploy,
+    sign,
+)
 
 pytestmark = pytest.mark.shared_samples  # the world's webhooks are GitHub's real samples
 ENV = {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}
@@ -100,7 +108,7 @@ class World:
     async def incident(self) -> Any:
         incident = await self.deps.store.incidents.incident_for_deploy(self.deploy_id)
         assert incident is not None
-        response = await self.client.get(f"/v1/incidents/{incident.id}")
+        response = await self.client.get(f"/v1/incidents/{incident.id}", headers=AUTH)
         return await response.json()
 
     async def webhook(self, event: str, payload: Any, delivery: str) -> None:

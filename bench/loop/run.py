@@ -49,7 +49,7 @@ from observer.prometheus import PrometheusSource
 from rollback.github import GitHubForge
 from rollback.slack import SlackNotifier
 from tests.fakes.sample_app import SampleApp
-from tests.loop_rig import API_TOKEN, WEBHOOK_SECRET, sign
+from tests.loop_rig import API_TOKEN, AUTH, WEBHOOK_SECRET, sign
 from tests.prometheus_server import PrometheusServer
 
 INCIDENTS = int(os.environ.get("BENCH_INCIDENTS", "20"))
@@ -216,7 +216,7 @@ async def _settle(session: ClientSession, base: str, deploys: list[str], within:
     deadline = time.monotonic() + within
     while deploys and time.monotonic() < deadline:
         for deploy in list(deploys):
-            async with session.get(f"{base}/v1/deploys/{deploy}") as response:
+            async with session.get(f"{base}/v1/deploys/{deploy}", headers=AUTH) as response:
                 view = await response.json()
             if view["phase"] in {"reverted", "escalated", "healthy", "inconclusive"}:
                 _phases[deploy] = f"{view['phase']}: {view['reason']}"

@@ -2,7 +2,7 @@
 
 The store, the clients and the scheduler live in one `cleanup_ctx`, so they start with the app and
 are closed in reverse order when it stops. Handlers answer errors as
-`{"error": {"code", "message"}}` with a fitting status.
+`{"error": {"code", "message"}}` with a fitting status (`loop.api.errors`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ import asyncio
 import contextlib
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 from aiohttp import web
 
 from attribution.store import Store
 from loop.api import cd, evidence, feedback, github, reads, reports, slack
-from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS, error_response
-from loop.api.ingest import IngestError
+from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
+from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
 from loop.clock import Clock, WallClock
 from loop.config import Settings
@@ -36,24 +36,6 @@ from rollback.notify import Notifier
 from rollback.slack import SlackNotifier
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@web.middleware
-async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every failure answers as JSON; internal errors are logged, not shown."""
-    try:
-        return await handler(request)
-    except IngestError as exc:
-        return error_response(exc.status, exc.code, exc.message)
-    except web.HTTPException as exc:
-        if exc.status < 400:  # noqa: PLR2004 - redirects pass through
-            raise
-        return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.reason)
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        return error_response(500, "internal", "internal error; see the server log")
 
 
 def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from attribution.records import Deploy
 from loop.api.context import DEPS, SETTINGS, wake
-from loop.api.ingest import check_bearer, parse_deploy_request, parse_json
+from loop.api.fields import read_json
+from loop.api.ingest import check_bearer, parse_deploy_request
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.phases import Phase
 
@@ -26,7 +27,7 @@ def _verify(request: web.Request, body: bytes) -> None:
 
 
 def _parse(request: web.Request, body: bytes) -> Parsed[Deploy]:
-    data = parse_json(body)
+    data = read_json(body)
     deploy = parse_deploy_request(data, request.app[SETTINGS], request.app[DEPS].clock.now())
     delivery = request.headers.get("Idempotency-Key") or deploy.id
     return Parsed("deploy", delivery, data, deploy)
@@ -40,8 +41,7 @@ async def _apply(request: web.Request, deploy: Deploy) -> dict[str, Any]:
 
 
 CD: Sender[Deploy] = Sender(
-    "cd", _verify, _parse, _apply, journal_rejections=False, dedupe=False,
-    answer=lambda parsed, applied: applied,
+    "cd", _verify, _parse, _apply, dedupe=False, answer=lambda parsed, applied: applied,
 )  # fmt: skip
 
 

@@ -25,9 +25,10 @@ from loop.api.evidence_ingest import (
     parse_alertmanager,
     parse_sentry,
 )
-from loop.api.ingest import IngestError, check_bearer, parse_json, parse_time
+from loop.api.fields import Ignored, IngestError, parse_time, read_json
+from loop.api.ingest import check_bearer
 from loop.api.webhook import Parsed, Sender, receive
-from loop.config import ServiceSettings
+from loop.config import ENV_ALERTMANAGER_TOKEN, ServiceSettings
 
 
 async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
@@ -66,9 +67,11 @@ def _verify_sentry(request: web.Request, body: bytes) -> None:
 def _parse_sentry(request: web.Request, body: bytes) -> Parsed[tuple[str, ErrorEvent]]:
     resource = request.headers.get("Sentry-Hook-Resource", "")
     delivery = request.headers.get("Request-ID") or body_digest(body)
-    data = parse_json(body)
+    data = read_json(body)
     found = parse_sentry(resource, data, request.app[SETTINGS])
-    return Parsed(resource, delivery, data, (found.service.name, found.event) if found else None)
+    if isinstance(found, Ignored):
+        return Parsed(resource, delivery, data, None, found.reason)
+    return Parsed(resource, delivery, data, (found.service.name, found.event))
 
 
 async def _apply_sentry(request: web.Request, found: tuple[str, ErrorEvent]) -> dict[str, Any]:
@@ -78,9 +81,8 @@ async def _apply_sentry(request: web.Request, found: tuple[str, ErrorEvent]) -> 
 
 
 SENTRY: Sender[tuple[str, ErrorEvent]] = Sender(
-    "sentry", _verify_sentry, _parse_sentry, _apply_sentry,
-    rejected_event=lambda request: request.headers.get("Sentry-Hook-Resource") or "unknown",
-)  # fmt: skip
+    "sentry", _verify_sentry, _parse_sentry, _apply_sentry
+)
 
 
 Alerts = list[tuple[ServiceSettings, FiringAlert]]
@@ -89,13 +91,14 @@ Alerts = list[tuple[ServiceSettings, FiringAlert]]
 def _verify_alertmanager(request: web.Request, body: bytes) -> None:
     settings = request.app[SETTINGS]
     token = settings.alertmanager_token.reveal() if settings.alertmanager_token else None
-    check_bearer(request.headers.get("Authorization"), token)
+    check_bearer(request.headers.get("Authorization"), token, ENV_ALERTMANAGER_TOKEN)
 
 
 def _parse_alertmanager(request: web.Request, body: bytes) -> Parsed[Alerts]:
-    data = parse_json(body)
+    data = read_json(body)
     found = parse_alertmanager(data, request.app[SETTINGS])
-    return Parsed("alerts", body_digest(body), data, found or None)
+    why = None if found else "no firing alert names a configured service (`service`, `app`, `job`)"
+    return Parsed("alerts", body_digest(body), data, found or None, why)
 
 
 async def _apply_alertmanager(request: web.Request, found: Alerts) -> dict[str, Any]:
@@ -107,12 +110,13 @@ async def _apply_alertmanager(request: web.Request, found: Alerts) -> dict[str, 
 
 def _alerts_answer(parsed: Parsed[Alerts], applied: dict[str, Any]) -> dict[str, Any]:
     status = "accepted" if parsed.record else "ignored"
-    return {"status": status, "delivery": parsed.delivery, "alerts": len(parsed.record or [])}
+    answer = {"status": status, "delivery": parsed.delivery, "alerts": len(parsed.record or [])}
+    return answer | ({"reason": parsed.reason} if parsed.reason else {})
 
 
 ALERTMANAGER: Sender[Alerts] = Sender(
     "alertmanager", _verify_alertmanager, _parse_alertmanager, _apply_alertmanager,
-    rejected_event=lambda request: "alerts", answer=_alerts_answer,
+    answer=_alerts_answer,
 )  # fmt: skip
 
 

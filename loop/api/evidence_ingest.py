@@ -18,7 +18,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attribution.evidence import ErrorEvent, FiringAlert, Frame
-from loop.api.ingest import IngestError, parse_time, read_field
+from loop.api.fields import (
+    NOT_CONFIGURED,
+    Ignored,
+    IngestError,
+    bad_field,
+    parse_time,
+    read_field,
+    read_number,
+    read_repo,
+    read_sha,
+)
 from loop.config import ServiceSettings, Settings
 
 SENTRY_RESOURCES = ("event_alert", "error", "issue")
@@ -88,15 +98,15 @@ class SentryErrors:
     event: ErrorEvent
 
 
-def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors | None:
-    """An `event_alert`, `error` or `issue` delivery as an error; None for other resources or
-    for projects no service lists in `sentry_projects`."""
+def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors | Ignored:
+    """An `event_alert`, `error` or `issue` delivery as an error; the reason it is ignored for
+    other resources and for projects no service lists in `sentry_projects`."""
     if not resource:
         raise IngestError(400, "missing_header", "Sentry-Hook-Resource is required")
     if not isinstance(data, Mapping):
         raise IngestError(400, "malformed_body", "body must be a JSON object")
     if resource not in SENTRY_RESOURCES:
-        return None
+        return Ignored("Sentry-Hook-Resource is not one Rearguard reads")
     inner = {"event_alert": "data.event", "error": "data.error", "issue": "data.issue"}[resource]
     item = read_field(data, inner, Mapping)
     projects = _sentry_project(item)
@@ -104,15 +114,15 @@ def parse_sentry(resource: str, data: Any, settings: Settings) -> SentryErrors |
         (s for s in settings.services.values() if projects & set(s.sentry_projects)), None
     )
     if service is None:
-        return None
+        return Ignored("no service lists this Sentry project in `sentry_projects`")
     if resource == "issue":
-        key = str(read_field(item, "id", (str, int)))
-        seen = parse_time(read_field(item, "firstSeen", str), "data.issue.firstSeen")
+        key = str(read_field(data, "data.issue.id", (str, int)))
+        seen = parse_time(read_field(data, "data.issue.firstSeen", str), "data.issue.firstSeen")
         title = str(item.get("title") or key)
         return SentryErrors(service, ErrorEvent(key, title, seen, ()))
     when = item.get("datetime") or item.get("timestamp") or item.get("received")
     if when is None:
-        raise IngestError(422, "missing_field", f"missing field `{inner}.datetime`")
+        raise IngestError(400, "missing_field", f"missing field `{inner}.datetime`")
     seen = parse_time(when, f"{inner}.datetime")
     title = str(item.get("title") or item.get("message") or "error")
     key = str(item.get("issue_id") or item.get("event_id") or title)
@@ -130,11 +140,11 @@ def parse_alertmanager(data: Any, settings: Settings) -> list[tuple[ServiceSetti
     for i, alert in enumerate(alerts):
         where = f"alerts[{i}]"
         if not isinstance(alert, Mapping):
-            raise IngestError(422, "bad_field", f"field `{where}` must be an object")
-        labels = read_field(alert, "labels", Mapping)
+            raise bad_field(where, "must be an object")
+        labels = read_field(data, f"{where}.labels", Mapping)
         if not all(isinstance(v, str) for v in labels.values()):
-            raise IngestError(422, "bad_field", f"field `{where}.labels` must map to strings")
-        starts = parse_time(read_field(alert, "startsAt", str), f"{where}.startsAt")
+            raise bad_field(f"{where}.labels", "must map to strings")
+        starts = parse_time(read_field(data, f"{where}.startsAt", str), f"{where}.startsAt")
         status = alert.get("status", data["status"])
         if status != "firing":
             continue
@@ -160,28 +170,31 @@ class CiRun:
     numbers: tuple[int, ...]
 
 
-def parse_ci(event: str, data: Any) -> CiRun | None:
-    """A completed `workflow_run` or `check_suite`; None for other actions."""
-    if event not in GITHUB_CI_EVENTS or read_field(data, "action", str) != "completed":
-        return None
-    run = read_field(data, event, Mapping)
-    run_id = read_field(run, "id", int)
-    attempt = read_field(run, "run_attempt", int, required=False) or 1
-    updated = parse_time(read_field(run, "updated_at", str), f"{event}.updated_at")
-    pulls = read_field(run, "pull_requests", list)
+def parse_ci(event: str, data: Any, settings: Settings) -> CiRun | Ignored:
+    """A completed `workflow_run` or `check_suite` of a configured repository, else the reason
+    it is ignored."""
+    if read_field(data, "action", str) != "completed":
+        return Ignored(f"{event} action is not `completed`")
+    service = settings.service_for_repo(read_repo(data, "repository.full_name"))
+    if service is None:
+        return Ignored(NOT_CONFIGURED)
+    run_id = read_number(data, f"{event}.id")
+    attempt = read_number(data, f"{event}.run_attempt", required=False) or 1
+    updated = parse_time(read_field(data, f"{event}.updated_at", str), f"{event}.updated_at")
+    pulls = read_field(data, f"{event}.pull_requests", list)
     numbers = tuple(
-        p["number"] for p in pulls if isinstance(p, Mapping) and isinstance(p.get("number"), int)
+        read_number(data, f"{event}.pull_requests[{i}].number") for i in range(len(pulls))
     )
     key = (
         f"{event}:{run_id}:{attempt}" if event == "workflow_run" else f"{event}:{run_id}:{updated}"
     )
     return CiRun(
         id=key,
-        repo=read_field(data, "repository.full_name", str),
+        repo=service.repo,
         kind=event,
-        head_sha=read_field(run, "head_sha", str),
+        head_sha=read_sha(data, f"{event}.head_sha"),
         attempt=attempt,
-        conclusion=read_field(run, "conclusion", str, required=False),
+        conclusion=read_field(data, f"{event}.conclusion", str, required=False),
         finished_at=updated,
         numbers=numbers,
     )

@@ -14,19 +14,24 @@ from typing import Any
 from aiohttp import web
 
 from attribution.feedback import PEOPLE_KINDS
-from attribution.records import Incident
 from loop.api.context import DEPS, SETTINGS
-from loop.api.ingest import IngestError, check_bearer, parse_json
+from loop.api.fields import IngestError, bad_field, read_field, read_json, read_number
+from loop.api.ingest import check_bearer
 
 
 async def post_feedback(request: web.Request) -> web.Response:
     settings, deps = request.app[SETTINGS], request.app[DEPS]
     token = settings.api_token.reveal() if settings.api_token else None
     check_bearer(request.headers.get("Authorization"), token)
+    verdict = _verdict(read_json(await request.read()))
     incident = await deps.store.incidents.incident(request.match_info["id"])
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
-    verdict = _verdict(parse_json(await request.read()), incident)
+    suspects = {s.number for s in incident.suspects}
+    for name in ("pr", "culprit"):
+        if verdict[name] is not None and verdict[name] not in suspects:
+            unknown = f"#{verdict[name]} is not a PR of this incident's deploy"
+            raise IngestError(422, "unknown_pr", unknown)
     key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
     now = deps.clock.now()
     rows = [(f"api:{key}", verdict["kind"], verdict["pr"])]
@@ -50,32 +55,21 @@ async def post_feedback(request: web.Request) -> web.Response:
     )
 
 
-def _verdict(data: Any, incident: Incident) -> dict[str, Any]:
-    """The feedback body: `kind`, `actor`, optional `pr`, `culprit` (for wrong_pr) and `note`."""
+def _verdict(data: Any) -> dict[str, Any]:
+    """The feedback body: `kind`, `actor`, optional `pr`, `culprit` (for wrong_pr) and `note`;
+    400 naming the field when one cannot be what it says."""
     if not isinstance(data, Mapping):
         raise IngestError(400, "malformed_body", "body must be a JSON object")
     kind = data.get("kind")
     if kind not in PEOPLE_KINDS:
-        raise IngestError(
-            422, "bad_field", f"field `kind` must be one of {', '.join(PEOPLE_KINDS)}"
-        )
+        raise bad_field("kind", f"must be one of {', '.join(PEOPLE_KINDS)}")
     actor = data.get("actor")
     if not isinstance(actor, str) or not actor.strip():
-        raise IngestError(422, "missing_field", "field `actor` (who says so) is required")
-    suspects = {s.number for s in incident.suspects}
-    numbers = {}
-    for name in ("pr", "culprit"):
-        value = data.get(name)
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
-            raise IngestError(422, "bad_field", f"field `{name}` must be a PR number")
-        if value is not None and value not in suspects:
-            raise IngestError(422, "bad_field", f"#{value} is not a PR of this incident's deploy")
-        numbers[name] = value
+        raise IngestError(400, "missing_field", "field `actor` (who says so) is required")
+    numbers = {name: read_number(data, name, required=False) for name in ("pr", "culprit")}
     if numbers["culprit"] is not None and kind != "wrong_pr":
-        raise IngestError(422, "bad_field", "field `culprit` goes with kind `wrong_pr` only")
-    note = data.get("note")
-    if note is not None and not isinstance(note, str):
-        raise IngestError(422, "bad_field", "field `note` must be a string")
+        raise bad_field("culprit", "goes with kind `wrong_pr` only")
+    note = read_field(data, "note", str, required=False)
     return {
         "kind": kind,
         "actor": actor.strip(),

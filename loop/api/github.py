@@ -9,6 +9,7 @@ and `check_suite` are CI evidence. Every delivery is journaled and deduplicated 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,13 +18,9 @@ from aiohttp import web
 from attribution.records import Deploy, MergedPR
 from loop.api.context import DEPS, SETTINGS, wake
 from loop.api.evidence import record_ci, record_pr_facts
-from loop.api.evidence_ingest import CiRun, parse_ci
-from loop.api.ingest import (
-    check_github_signature,
-    parse_deployment_status,
-    parse_json,
-    parse_merged_pr,
-)
+from loop.api.evidence_ingest import GITHUB_CI_EVENTS, CiRun, parse_ci
+from loop.api.fields import Ignored, IngestError, read_json
+from loop.api.ingest import check_github_signature, parse_deployment_status, parse_merged_pr
 from loop.api.revert_events import ClosedRevert, apply_closed_revert, parse_closed_revert
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.phases import Phase
@@ -55,19 +52,29 @@ def _verify(request: web.Request, body: bytes) -> None:
 
 def _parse(request: web.Request, body: bytes) -> Parsed[GitHubEvent]:
     event, delivery = _headers(request)
-    data = parse_json(body)
-    is_pr = event == "pull_request"
-    found = GitHubEvent(
+    settings = request.app[SETTINGS]
+    data = read_json(body)
+    if not isinstance(data, Mapping):
+        raise IngestError(400, "malformed_body", "body must be a JSON object")
+    found: Deploy | MergedPR | CiRun | Ignored = Ignored("event is not one Rearguard reads")
+    closed = None
+    if event == "deployment_status":
+        found = parse_deployment_status(data, settings)
+    elif event == "pull_request":
+        closed = parse_closed_revert(data, settings)
+        found = parse_merged_pr(data, settings)
+    elif event in GITHUB_CI_EVENTS:
+        found = parse_ci(event, data, settings)
+    if isinstance(found, Ignored) and closed is None:
+        return Parsed(event, delivery, data, None, found.reason)
+    record = None if isinstance(found, Ignored) else found
+    return Parsed(event, delivery, data, GitHubEvent(
         data,
-        parse_deployment_status(data, request.app[SETTINGS])
-        if event == "deployment_status"
-        else None,
-        parse_merged_pr(data) if is_pr else None,
-        parse_ci(event, data),
-        parse_closed_revert(data) if is_pr else None,
-    )
-    meaningful = found.deploy or found.pr or found.ci or found.closed
-    return Parsed(event, delivery, data, found if meaningful else None)
+        record if isinstance(record, Deploy) else None,
+        record if isinstance(record, MergedPR) else None,
+        record if isinstance(record, CiRun) else None,
+        closed,
+    ))  # fmt: skip
 
 
 async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
@@ -87,10 +94,7 @@ async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
     return {}
 
 
-GITHUB: Sender[GitHubEvent] = Sender(
-    "github", _verify, _parse, _apply,
-    rejected_event=lambda request: _headers(request)[0] or "unknown",
-)  # fmt: skip
+GITHUB: Sender[GitHubEvent] = Sender("github", _verify, _parse, _apply)
 
 
 async def post_github(request: web.Request) -> web.Response:

@@ -1,9 +1,11 @@
 """`GET /metrics`: Rearguard's own state in the Prometheus text format.
 
-Every figure is read from the store when Prometheus scrapes (Watches per phase, incidents,
+Every figure of the store is read from it when Prometheus scrapes (Watches per phase, incidents,
 actions per kind and status, journaled deliveries per source and status), so the numbers survive
-restarts and never drift from the truth. The OpenTelemetry SDK holds them as gauges and its
-Prometheus reader renders them, on a registry of this app's own.
+restarts and never drift from the truth. Refused requests are not the store's business (a refused
+request writes nothing): they are counted in the process, by route and reason code, both from
+fixed sets, so no request can make up a label value. The OpenTelemetry SDK holds the gauges and
+the counter, and its Prometheus reader renders them, on a registry of this app's own.
 """
 
 from __future__ import annotations
@@ -30,6 +32,15 @@ class OwnMetrics:
         meter = self._provider.get_meter("rearguard")
         self._gauges = {name: meter.create_gauge(name, description=text) for name, text in GAUGES}
         self._seen: dict[str, set[tuple[str, ...]]] = {}
+        self._refused = meter.create_counter(
+            "rearguard_refused_requests",
+            description="Requests answered with an error, by route template and reason code.",
+        )
+
+    def refused(self, route: str, reason: str) -> None:
+        """Count one refused request; the caller passes a route template and a reason code,
+        never text taken from the request."""
+        self._refused.add(1, {"route": route, "reason": reason})
 
     async def render(self, store: Store) -> bytes:
         """Read the counts from the store and render them."""

@@ -1,15 +1,38 @@
 """The read routes: deploys and incidents, health and readiness, Rearguard's own metrics and the
-OpenAPI document."""
+OpenAPI document.
+
+Deploys, incidents (and the reports, `loop.api.reports`) tell which PR broke what and hold PR
+bodies and Slack threads: they are served behind the read token (`reader`) unless the config
+opens them. The probes, `/metrics` (counts, with labels from fixed sets) and the OpenAPI
+document are open: Kubernetes and Prometheus call them without credentials.
+"""
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
 from loop.api import openapi
-from loop.api.context import DEPS, METRICS, error_response
-from loop.api.ingest import IngestError
+from loop.api.context import DEPS, METRICS, SETTINGS, error_response
+from loop.api.fields import IngestError
+from loop.api.ingest import check_read
 from loop.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loop.api.views import deploy_view, incident_view
+
+Handler = Callable[[web.Request], Awaitable[web.Response]]
+
+
+def reader(handler: Handler) -> Handler:
+    """`handler` behind the read token (or the API token), unless `[server] open_reads`."""
+
+    @functools.wraps(handler)
+    async def guarded(request: web.Request) -> web.Response:
+        check_read(request.headers.get("Authorization"), request.app[SETTINGS])
+        return await handler(request)
+
+    return guarded
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -19,7 +42,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi_json(request: web.Request) -> web.Response:
-    return web.json_response(openapi.document())
+    return web.json_response(openapi.document(open_reads=request.app[SETTINGS].open_reads))
 
 
 async def list_deploys(request: web.Request) -> web.Response:
@@ -70,10 +93,10 @@ async def readyz(request: web.Request) -> web.Response:
 
 def routes() -> list[web.RouteDef]:
     return [
-        web.get("/v1/deploys", list_deploys),
-        web.get("/v1/deploys/{id}", get_deploy),
-        web.get("/v1/incidents", list_incidents),
-        web.get("/v1/incidents/{id}", get_incident),
+        web.get("/v1/deploys", reader(list_deploys)),
+        web.get("/v1/deploys/{id}", reader(get_deploy)),
+        web.get("/v1/incidents", reader(list_incidents)),
+        web.get("/v1/incidents/{id}", reader(get_incident)),
         web.get("/healthz", healthz),
         web.get("/readyz", readyz),
         web.get("/metrics", metrics),

@@ -1,8 +1,9 @@
 """`GET /v1/reports/{kind}`: what the labels taught, per agent, model, spec or code area.
 
 Each report is computed from the store's history (`attribution.feedback.report`), corrections
-included, for every configured repository or the one named by `?repo=`. A new report is a new
-entry in `REPORTS` and its function in `attribution`.
+included, for every configured repository or the one named by `?repo=`, behind the read token
+(`loop.api.reads.reader`). A new report is a new entry in `REPORTS` and its function in
+`attribution`.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from aiohttp import web
 
 from attribution.feedback import report
 from loop.api.context import DEPS, SETTINGS
-from loop.api.ingest import IngestError
+from loop.api.fields import IngestError
+from loop.api.reads import reader
 
 REPORTS = {"agents": "agent", "models": "model", "specs": "spec", "areas": "area"}
 
@@ -33,4 +35,4 @@ async def get_report(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/v1/reports/{kind}", get_report)]
+    return [web.get("/v1/reports/{kind}", reader(get_report))]

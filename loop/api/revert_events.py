@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from attribution.store import Store
-from loop.api.ingest import IngestError
+from loop.api.fields import read_number, read_url
+from loop.config import Settings
 from loop.watch.phases import Phase
 
 _MARKER = re.compile(r"<!--\s*rearguard-key:\s*([\w.-]+)\s*-->")
@@ -30,9 +31,14 @@ class ClosedRevert:
     actor: str
 
 
-def parse_closed_revert(data: Any) -> ClosedRevert | None:
-    """A `pull_request` event for a Rearguard revert PR closed unmerged, else None."""
+def parse_closed_revert(data: Any, settings: Settings) -> ClosedRevert | None:
+    """A `pull_request` event for a Rearguard revert PR (of a configured repository) closed
+    unmerged, else None."""
     if not isinstance(data, Mapping) or data.get("action") != "closed":
+        return None
+    repo = data.get("repository")
+    name = repo.get("full_name") if isinstance(repo, Mapping) else None
+    if not isinstance(name, str) or settings.service_for_repo(name) is None:
         return None
     pull = data.get("pull_request")
     if not isinstance(pull, Mapping) or pull.get("merged") is not False:
@@ -40,9 +46,8 @@ def parse_closed_revert(data: Any) -> ClosedRevert | None:
     match = _MARKER.search(str(pull.get("body") or ""))
     if match is None:
         return None
-    number, url = pull.get("number"), pull.get("html_url")
-    if not isinstance(number, int) or isinstance(number, bool) or not isinstance(url, str):
-        raise IngestError(422, "bad_field", "pull_request.number and html_url are required")
+    number = read_number(data, "pull_request.number")
+    url = read_url(data, "pull_request.html_url", required=True)
     sender = data.get("sender")
     actor = sender.get("login") if isinstance(sender, Mapping) else None
     return ClosedRevert(match.group(1), number, url, actor if isinstance(actor, str) else "someone")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,7 +22,7 @@ from aiohttp import web
 
 from attribution.records import ActionKind, ActionStatus
 from loop.api.context import DEPS, SETTINGS
-from loop.api.ingest import IngestError
+from loop.api.fields import IngestError, read_json
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.actions import completed
 from loop.watch.deps import WatchDeps
@@ -30,6 +30,7 @@ from rollback.policy import Mode, effective
 from rollback.slack import BUTTONS
 
 MAX_SKEW = 300.0  # seconds: Slack's own advice for refusing replays
+_UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,13 +52,13 @@ def check_slack_signature(
         raise IngestError(503, "not_configured", "SLACK_SIGNING_SECRET is not set on the server")
     if not timestamp or not signature or not signature.startswith("v0="):
         raise IngestError(401, "bad_signature", "missing X-Slack-Signature or timestamp")
-    try:
-        sent = float(timestamp)
-    except ValueError as exc:
+    # Slack sends whole Unix seconds. `float()` would take `nan` (which no skew check refuses,
+    # so a signed request would never go stale), `inf`, `1e9` and non-ASCII digits.
+    if not _UNIX_SECONDS.fullmatch(timestamp):
         raise IngestError(
-            401, "bad_signature", "X-Slack-Request-Timestamp is not a number"
-        ) from exc
-    if abs(now - sent) > MAX_SKEW:
+            401, "bad_signature", "X-Slack-Request-Timestamp is not whole Unix seconds"
+        )
+    if abs(now - int(timestamp)) > MAX_SKEW:
         raise IngestError(401, "stale_request", "X-Slack-Request-Timestamp is too old or too new")
     base = b"v0:" + timestamp.encode() + b":" + body
     expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
@@ -68,11 +69,12 @@ def check_slack_signature(
 def parse_click(body: bytes) -> Click | None:
     """The Rearguard button click in a `block_actions` payload; None for anything else."""
     try:
-        payload: Any = json.loads(parse_qs(body.decode())["payload"][0])
-    except (KeyError, IndexError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        form = parse_qs(body.decode())["payload"][0]
+    except (KeyError, IndexError, UnicodeDecodeError) as exc:
         raise IngestError(
             400, "malformed_body", "expected a form field `payload` with JSON"
         ) from exc
+    payload: Any = read_json(form, where="payload")
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions") or []
@@ -155,8 +157,8 @@ def _answer(parsed: Parsed[Click], applied: dict[str, Any]) -> dict[str, Any]:
 
 
 SLACK: Sender[Click] = Sender(
-    "slack", _verify, _parse, _apply, journal_rejections=False, dedupe=False,
-    journal_ignored=False, ok_status=200, answer=_answer,
+    "slack", _verify, _parse, _apply, dedupe=False, journal_ignored=False, ok_status=200,
+    answer=_answer,
 )  # fmt: skip
 
 

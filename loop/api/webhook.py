@@ -7,13 +7,14 @@
    because the process died in between, is applied on its redelivery);
 4. apply: the record is written, then the journal row is marked `applied`.
 
-A refused request is journaled (when the sender asks for it) under a key of its own, never the
-sender's delivery id, so the genuine (re)delivery of that id is not taken for a duplicate later.
+A refused request (not the sender's, or not a record) writes nothing to the store: not its body,
+not its headers, not a row saying it came, so no one can fill the store or claim a delivery id by
+sending requests. It is answered with a 4xx naming the problem and counted in `/metrics` by route
+and reason code (`loop.api.errors`).
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -21,7 +22,6 @@ from typing import Any, Generic, TypeVar
 from aiohttp import web
 
 from loop.api.context import DEPS
-from loop.api.ingest import IngestError
 
 T = TypeVar("T")
 
@@ -29,16 +29,14 @@ T = TypeVar("T")
 @dataclass(frozen=True, slots=True)
 class Parsed(Generic[T]):
     """A parsed delivery: its event and delivery id, the body to journal, and the record to
-    apply (None when the delivery is acknowledged but means nothing to Rearguard)."""
+    apply (None when the delivery is acknowledged but means nothing to Rearguard, and `reason`
+    says why: it is journaled with the delivery and given in the answer)."""
 
     event: str
     delivery: str
     body: Any
     record: T | None
-
-
-def _unknown(request: web.Request) -> str:
-    return "unknown"
+    reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,8 +52,6 @@ class Sender(Generic[T]):
     verify: Callable[[web.Request, bytes], None]
     parse: Callable[[web.Request, bytes], Parsed[T]]
     apply: Callable[[web.Request, T], Awaitable[dict[str, Any]]]
-    journal_rejections: bool = True
-    rejected_event: Callable[[web.Request], str] = _unknown
     dedupe: bool = True
     journal_ignored: bool = True
     ok_status: int = 202
@@ -67,21 +63,15 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     deps = request.app[DEPS]
     body = await request.read()
     now = deps.clock.now()
-    try:
-        sender.verify(request, body)
-        parsed = sender.parse(request, body)
-    except IngestError as exc:
-        if sender.journal_rejections:
-            await deps.store.journal.record(
-                sender.source, sender.rejected_event(request), f"rejected:{uuid.uuid4().hex}",
-                status="rejected", received_at=now, error=exc.message,
-            )  # fmt: skip
-        raise
+    # A refusal (IngestError) from verify or parse is answered and counted by `loop.api.errors`.
+    sender.verify(request, body)
+    parsed = sender.parse(request, body)
     applies = parsed.record is not None
     if applies or sender.journal_ignored:
         fresh = await deps.store.journal.record(
             sender.source, parsed.event, parsed.delivery,
             status="accepted" if applies else "ignored", received_at=now, body=parsed.body,
+            error=None if applies else parsed.reason,
         )  # fmt: skip
         if (
             sender.dedupe
@@ -98,4 +88,6 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     else:
         status = "accepted" if applies else "ignored"
         answer = {"status": status, "delivery": parsed.delivery, **extra}
+        if not applies and parsed.reason:
+            answer["reason"] = parsed.reason
     return web.json_response(answer, status=sender.ok_status)

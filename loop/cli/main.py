@@ -13,9 +13,8 @@ from loop.config import ConfigError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from aiohttp import web  # noqa: PLC0415 - keep `rearguard demo` start-up light
-
-    from loop.api.app import build_app  # noqa: PLC0415
+    from loop.api.app import build_app  # noqa: PLC0415 - keep `rearguard demo` start-up light
+    from loop.api.server import serve  # noqa: PLC0415
     from loop.telemetry import install_tracing  # noqa: PLC0415
 
     try:
@@ -25,12 +24,7 @@ def _serve(args: argparse.Namespace) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     install_tracing("rearguard")
-    web.run_app(
-        build_app(settings),
-        host=settings.listen_host,
-        port=settings.listen_port,
-        print=lambda line: print(line, file=sys.stderr),
-    )
+    serve(build_app(settings), settings.listen_host, settings.listen_port)
     return 0
 
 
