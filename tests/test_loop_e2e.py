@@ -68,7 +68,7 @@ async def loop(
     await client.close()
     await forge.aclose()
     await notifier.aclose()
-    source.close()
+    await source.aclose()
     await github.close()
 
 
