@@ -43,14 +43,15 @@ def _timeout(value: str | None) -> float:
 
 class HangingPrometheus:
     """Prometheus' API at `url`, passed through to `upstream`; queries naming a `hung` string
-    are held until their timeout. `hanging` counts the queries held right now, `held` every
-    hung string a query has been held for."""
+    are held until their timeout. `hanging` counts the queries held right now, `peak` the most
+    held at once per hung string."""
 
     def __init__(self, upstream: str, hung: Sequence[str]) -> None:
         self._upstream = upstream.rstrip("/")
         self._hung = tuple(hung)
         self.hanging = 0
-        self.held: set[str] = set()
+        self.peak: dict[str, int] = {}
+        self._held: dict[str, int] = {}
         self.passed = 0
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -61,7 +62,8 @@ class HangingPrometheus:
         self._session = aiohttp.ClientSession()
         app = web.Application()
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app)
+        # A held query ends when its client hangs up (as it counts for `hanging` and `peak`).
+        self._runner = web.AppRunner(app, handler_cancellation=True)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", 0).start()
         self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
@@ -83,11 +85,13 @@ class HangingPrometheus:
 
     async def _hang(self, hung: str, limit: object) -> web.Response:
         self.hanging += 1
-        self.held.add(hung)
+        self._held[hung] = self._held.get(hung, 0) + 1
+        self.peak[hung] = max(self.peak.get(hung, 0), self._held[hung])
         try:
             await asyncio.sleep(_timeout(str(limit) if limit else None))
         finally:
             self.hanging -= 1
+            self._held[hung] -= 1
         return web.json_response(
             {
                 "status": "error",
