@@ -31,14 +31,21 @@ def server_environment() -> dict[str, str]:
 class Server:
     """`rearguard serve` as a child process."""
 
-    def __init__(self, config: Path, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str], port: int, log: Path, *, uid: int | None = None
+    ) -> None:
         self.config, self.env, self.url, self.log = config, env, f"http://127.0.0.1:{port}", log
+        # Run as this user and group (with `setpriv`, from root), without root's right to
+        # write anywhere.
+        self.wrap = [] if uid is None else ["setpriv", f"--reuid={uid}", f"--regid={uid}",
+                                            "--clear-groups"]  # fmt: skip
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "loop.cli.main", "serve", "--config", str(self.config)],
+                [*self.wrap, sys.executable, "-m", "loop.cli.main", "serve",
+                 "--config", str(self.config)],
                 env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
 
@@ -66,8 +73,10 @@ async def get_json(session: aiohttp.ClientSession, url: str, token: str | None =
         return await response.json()
 
 
-async def wait_up(session: aiohttp.ClientSession, server: Server, within: float = 30) -> None:
-    """Poll `/readyz` until the server answers 200."""
+async def wait_up(
+    session: aiohttp.ClientSession, server: Server, within: float = 30, *, ready: bool = True
+) -> None:
+    """Poll `/readyz` until the server answers 200 (or answers at all, with `ready=False`)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if server.process is not None and server.process.poll() is not None:
@@ -76,7 +85,7 @@ async def wait_up(session: aiohttp.ClientSession, server: Server, within: float 
             )
         try:
             async with session.get(f"{server.url}/readyz") as response:
-                if response.status == 200:
+                if response.status == 200 or not ready:
                     return
         except aiohttp.ClientError:
             pass

@@ -27,8 +27,8 @@ ROUTES: tuple[tuple[str, str, str, str], ...] = (
     ("GET", "/v1/incidents/{id}", OPEN, "One incident: verdict, evidence, suspects, actions, recovery, timeline."),  # noqa: E501
     ("POST", "/v1/incidents/{id}/feedback", BEARER, "A person's verdict: confirmed, false_alarm or wrong_pr."),  # noqa: E501
     ("GET", "/v1/reports/{kind}", OPEN, "Regression rates per agent, model, spec or code area."),
-    ("GET", "/healthz", OPEN, "Liveness."),
-    ("GET", "/readyz", OPEN, "Readiness: the store answers."),
+    ("GET", "/healthz", OPEN, "Liveness; 503 once DuckDB invalidated the store (restart)."),
+    ("GET", "/readyz", OPEN, "Readiness: the store commits a write; 503 with why it cannot."),
     ("GET", "/metrics", OPEN, "Rearguard's own metrics in the Prometheus text format."),
     ("GET", "/openapi.json", OPEN, "This document."),
 )  # fmt: skip
