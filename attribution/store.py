@@ -17,7 +17,8 @@ attributes, so callers use one object: `await Store.open(path)`, then
     store.usage       model tokens and cost per incident (`store_incidents`)
     store.rounds      revert rounds and incident times (`store_rounds`)
     store.evidence    PR files, CI runs, error and alert signals (`store_evidence`)
-    store.stats       counts for Rearguard's own metrics, the readiness probe (`store_stats`)
+    store.stats       counts for Rearguard's own metrics (`store_stats`)
+    store.health      readiness as a real write, and what a start found (`store_health`)
 
 Reads that span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the
 composition, built from the groups' static row readers.
@@ -39,6 +40,7 @@ import duckdb
 
 from attribution.records import MergedPR, WatchState
 from attribution.store_evidence import EvidenceQueries
+from attribution.store_health import HealthQueries
 from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
 from attribution.store_prs import PullRequestQueries
@@ -90,18 +92,24 @@ class Store:
         self.rounds = RevertRoundQueries(writer)
         self.evidence = EvidenceQueries(writer, self.prs)
         self.stats = StatsQueries(writer)
+        self.health = HealthQueries(writer)
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        """Open (creating if needed) and migrate the store at `path`."""
+        """Open (creating if needed) and migrate the store at `path`; log what the previous run
+        left behind (`store.health.report_open`)."""
         path.parent.mkdir(parents=True, exist_ok=True)
+        wal = path.with_name(path.name + ".wal")  # there at open only if the last run crashed
+        replayed = wal.stat().st_size if wal.exists() else 0
         try:
             con = await asyncio.to_thread(duckdb.connect, str(path))
         except duckdb.Error as exc:
             raise StoreError(f"cannot open store {path}: {exc}") from exc
         writer = StoreWriter(con, path)
         await writer.call(_migrate)
-        return cls(writer)
+        store = cls(writer)
+        await store.health.report_open(replayed)
+        return store
 
     async def close(self) -> None:
         """Close the file once the calls already queued have run."""

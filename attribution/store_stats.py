@@ -1,5 +1,4 @@
-"""Counts of what the store holds (`store.stats`), for Rearguard's own `/metrics`, and the
-readiness probe's round trip.
+"""Counts of what the store holds (`store.stats`), for Rearguard's own `/metrics`.
 
 Each count is one `GROUP BY` over a table, read when Prometheus scrapes, so the figures survive
 restarts and never drift from the store.
@@ -38,7 +37,7 @@ GAUGES = tuple((name, text) for name, text, _, _ in _COUNTS)
 
 
 class StatsQueries:
-    """Counts per label set, and a probe that the writer answers."""
+    """Counts per label set."""
 
     def __init__(self, writer: StoreWriter) -> None:
         self._writer = writer
@@ -58,7 +57,3 @@ class StatsQueries:
             return out
 
         return await self._writer.call(read)
-
-    async def ping(self) -> None:
-        """A round trip through the writer thread (raises StoreError when the store is broken)."""
-        await self._writer.call(lambda cur: cur.execute("SELECT 1").fetchall())

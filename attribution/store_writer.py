@@ -6,6 +6,10 @@ cursor, `tx` runs it in one transaction. Each query group (`store_*.py`) is a pl
 one `StoreWriter` and reaches the database only through `call` and `tx`; `attribution.store.Store`
 holds the writer and the groups.
 
+The writer also keeps the failures that do not pass (`lasting`): DuckDB invalidates the whole
+database after a fatal error (a checkpoint that could not write, for one) until the process
+restarts, and a block whose checksum does not match stays corrupt; readiness reports them.
+
 Rows become records by column name, never by position: each group's SELECT names (or aliases)
 its columns after the fields of the record it reads, and `fetch_records` passes every row to the
 record's constructor (or a small function that decodes JSON and lists first) as keywords.
@@ -33,6 +37,10 @@ class StoreError(Exception):
     """A store operation failed; the message names the operation."""
 
 
+_CORRUPT = ("Corrupt database file", "Corrupt WAL file")
+"""How DuckDB's messages begin when a checksum does not match (a plain `duckdb.Error`)."""
+
+
 def fetch_records(cur: duckdb.DuckDBPyConnection, make: Callable[..., R]) -> list[R]:
     """Every row of the query just run on `cur`, as `make(**row)` with each value under its
     column's name (so the SELECT names its columns after `make`'s parameters)."""
@@ -48,6 +56,17 @@ class StoreWriter:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rearguard-store")
         self._lock = threading.Lock()
+        self.lasting: str | None = None
+        """The first failure that lasts until a restart (or a repair), None while there is none."""
+        self.invalidated = False
+        """Whether DuckDB invalidated the database: nothing works again until a restart."""
+
+    def _note(self, exc: duckdb.Error) -> None:
+        text = str(exc)
+        fatal = isinstance(exc, duckdb.FatalException)
+        if self.lasting is None and (fatal or text.startswith(_CORRUPT)):
+            self.lasting = text.splitlines()[0]
+        self.invalidated = self.invalidated or fatal
 
     async def close(self) -> None:
         """Close the connection on the writer thread (after the calls queued before), then stop
@@ -66,6 +85,7 @@ class StoreWriter:
                 try:
                     return fn(cur)
                 except duckdb.Error as exc:
+                    self._note(exc)
                     raise StoreError(f"{getattr(fn, '__name__', 'store call')}: {exc}") from exc
                 finally:
                     cur.close()

@@ -1,45 +1,39 @@
 """Prometheus as a `MetricsSource`: range queries over `/api/v1/query_range`, errors mapped here.
 
-This module owns the only conversation with Prometheus. It uses `prometheus-api-client`
-(synchronous, built on `requests`) in a worker thread, with an explicit timeout and no urllib3
-retries: retrying is the caller's loop's decision, and a library that sleeps through three
-back-offs would hide an outage from it. Everything foreign is mapped at this edge::
+This module owns the only conversation with Prometheus, spoken with aiohttp on the event loop:
+one pooled `ClientSession` per source, a timeout on every query (and the same `timeout` sent
+along, so Prometheus stops evaluating when we stop waiting), and no retries: retrying is the
+caller's loop's decision, and a client that slept through back-offs would hide an outage from it.
 
-    connection refused, DNS, timeout, HTTP 5xx/408/429  ->  SourceUnavailable
+No query waits for another one: the connection pool has no overall limit, so queries that hang
+until their timeout (a slow service's expensive series, a Thanos store that stopped answering)
+hold only their own connections. How many queries one Watch runs at once is the caller's bound
+(`observer.sources.BoundedSource`, one per Watch step). Everything foreign is mapped at this edge::
+
+    connection refused, DNS, timeout, HTTP 5xx/408/429/499  ->  SourceUnavailable
     HTTP 400 (bad PromQL), 422 (cannot execute), other 4xx, over 11,000 points,
-    an answer that is not a Prometheus matrix           ->  QueryRejected
+    an answer that is not a Prometheus matrix               ->  QueryRejected
 
 Messages name the query and carry Prometheus' own error text; header values (bearer tokens)
-and URL credentials are scrubbed from every message.
-
-The library rounds `start` and `end` to whole seconds before sending (`round(ts)`), so a
-query's first and last evaluation times can move by up to half a second; `step` is sent as is.
+and URL credentials are scrubbed from every message. `start` and `end` are sent to the
+millisecond, Prometheus' own resolution.
 """
 
 from __future__ import annotations
 
-import ast
-import asyncio
 import json
-import re
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
-import requests
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from prometheus_api_client.prometheus_connect import PrometheusConnect
-from urllib3.util.retry import Retry
+import aiohttp
 
 from observer.sources import MetricsError, QueryRejected, Sample, Series, SourceUnavailable
 
 MAX_POINTS = 11_000
 """Prometheus refuses a range whose `(end - start) / step` exceeds this; we refuse it first."""
 
-# The library reports a non-200 answer only as text: "HTTP Status Code 400 (b'{...}')".
-_STATUS_MESSAGE = re.compile(r"HTTP Status Code (\d+) \((b(?:'.*'|\".*\"))\)\Z", re.DOTALL)
 _RETRY_LATER = frozenset({408, 429, 499})
 _MAX_BODY_CHARS = 500
 _MIN_SECRET_CHARS = 6
@@ -50,44 +44,53 @@ class MalformedMatrix(ValueError):
 
 
 class PrometheusSource:
-    """Answers range queries from one Prometheus server; close it (or use `async with`)."""
+    """Answers range queries from one Prometheus server; close it with `aclose` (or use
+    `async with`). Its HTTP session is made on the first query, in the loop that runs it."""
 
     def __init__(
         self, url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None
     ) -> None:
         self._url = url.rstrip("/")
         self._timeout = timeout
+        self._headers = dict(headers or {})
+        parts = urlsplit(self._url)
+        if (parts.username or parts.password) and "authorization" in map(str.lower, self._headers):
+            # aiohttp refuses the pair on every request; say so once, here.
+            raise ValueError("Prometheus credentials go in the URL or an Authorization header")
         self._safe_url = _redact_url(self._url)
-        self._secrets = _secrets(headers or {}, self._url)
-        session = requests.Session()
-        session.trust_env = False  # no proxies, netrc or CA bundle picked up from the environment
-        self._client = PrometheusConnect(
-            url=self._url,
-            headers=dict(headers or {}),
-            # total=0: one attempt; read=False re-raises read timeouts as themselves (as
-            # requests' own default does) so they are reported as timeouts.
-            retry=Retry(total=0, read=False),
-            timeout=timeout,  # type: ignore[arg-type]  # annotated int; requests takes float
-            session=session,
-        )
+        self._secrets = _secrets(self._headers, self._url)
+        self._session: aiohttp.ClientSession | None = None
 
     async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
-        """Evaluate `query` at `start, start+step, …, end` in a worker thread.
-
-        `start` and `end` reach Prometheus rounded to whole seconds (the library's doing).
-        """
+        """Evaluate `query` at `start, start+step, …, end`; at most `timeout` seconds."""
         _check_range(query, start, end, step)
-        result = await asyncio.to_thread(self._fetch, query, start, end, step)
+        where = f"Prometheus at {self._safe_url}"
+        params = {
+            "query": query, "start": f"{start:.3f}", "end": f"{end:.3f}",
+            "step": repr(float(step)), "timeout": repr(float(self._timeout)),
+        }  # fmt: skip
         try:
-            return parse_matrix(result)
+            async with self._client().get(f"{self._url}/api/v1/query_range", params=params) as r:
+                status, body = r.status, await r.read()
+        except TimeoutError as exc:  # before ClientError: aiohttp's timeouts are both
+            message = f"{where} did not answer {query!r} within {self._timeout}s"
+            raise self._error(SourceUnavailable, message) from exc
+        except aiohttp.ClientError as exc:
+            message = f"{where} is unreachable for {query!r}: {_root_reason(exc)}"
+            raise self._error(SourceUnavailable, message) from exc
+        try:
+            return parse_matrix(_result(status, body))
+        except _Refused as exc:
+            raise self._error(exc.kind, f"{where} answered {query!r} {exc}") from exc
         except MalformedMatrix as exc:
-            where = f"Prometheus at {self._safe_url}"
             message = f"{where} answered {query!r} with something other than a matrix: {exc}"
             raise self._error(QueryRejected, message) from exc
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Release the pooled HTTP connections."""
-        self._client.close()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> Self:
         return self
@@ -98,39 +101,53 @@ class PrometheusSource:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        await self.aclose()
 
-    def _fetch(self, query: str, start: float, end: float, step: float) -> object:
-        """One blocking request returning `data.result`; foreign exceptions are mapped here."""
-        where = f"Prometheus at {self._safe_url}"
-        try:
-            result: object = self._client.custom_query_range(
-                query,
-                start_time=datetime.fromtimestamp(start, tz=UTC),
-                end_time=datetime.fromtimestamp(end, tz=UTC),
-                step=repr(float(step)),
-                # Also bound the evaluation on the server, so it gives up when we do.
-                params={"timeout": repr(float(self._timeout))},
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers,
+                # limit=0: no pool-wide cap that hung queries could fill (see the module doc).
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=self._timeout),
+                trust_env=False,  # no proxies or netrc picked up from the environment
             )
-        except PrometheusApiClientException as exc:
-            kind, message = _http_error(str(exc), where, query)
-            raise self._error(kind, message) from exc
-        except (requests.JSONDecodeError, KeyError, TypeError) as exc:
-            message = f"{where} answered {query!r} with no JSON data.result: {exc!r}"
-            raise self._error(QueryRejected, message) from exc
-        except requests.Timeout as exc:
-            message = f"{where} did not answer {query!r} within {self._timeout}s"
-            raise self._error(SourceUnavailable, message) from exc
-        except requests.RequestException as exc:
-            message = f"{where} is unreachable for {query!r}: {_root_reason(exc)}"
-            raise self._error(SourceUnavailable, message) from exc
-        return result
+        return self._session
 
     def _error(self, kind: type[MetricsError], message: str) -> MetricsError:
         """Build the error with every secret scrubbed from its message."""
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return kind(message)
+
+
+class _Refused(Exception):
+    """An answer other than a successful one; `kind` says whether to retry."""
+
+    def __init__(self, kind: type[MetricsError], message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _result(status: int, body: bytes) -> object:
+    """`data.result` of a successful answer; `_Refused` for anything else."""
+    if status != 200:  # noqa: PLR2004 (HTTP OK)
+        retry = status >= 500 or status in _RETRY_LATER  # noqa: PLR2004 (the 5xx class)
+        kind = SourceUnavailable if retry else QueryRejected
+        raise _Refused(kind, f"with HTTP {status}: {_error_detail(body)}")
+    try:
+        envelope = json.loads(body)
+    except ValueError as exc:
+        raise _Refused(QueryRejected, f"with no JSON data.result: {exc!r}") from exc
+    if not isinstance(envelope, Mapping) or envelope.get("status") != "success":
+        raise _Refused(QueryRejected, f"without success: {_error_detail(body)}")
+    data = envelope.get("data")
+    if not isinstance(data, Mapping) or "result" not in data:
+        raise _Refused(QueryRejected, "with no JSON data.result")
+    kind = data.get("resultType", "matrix")
+    if kind != "matrix":
+        raise MalformedMatrix(f"resultType is {kind!r}, not 'matrix'")
+    return data["result"]
 
 
 def parse_matrix(result: object) -> list[Series]:
@@ -192,20 +209,6 @@ def _check_range(query: str, start: float, end: float, step: float) -> None:
         )
 
 
-def _http_error(text: str, where: str, query: str) -> tuple[type[MetricsError], str]:
-    """Rebuild status and body from the library's message and pick the error class."""
-    match = _STATUS_MESSAGE.match(text)
-    if match is None:
-        return MetricsError, f"{where} failed on {query!r}: {text[:_MAX_BODY_CHARS]}"
-    status = int(match[1])
-    body = ast.literal_eval(match[2])
-    detail = _error_detail(body if isinstance(body, bytes) else b"")
-    message = f"{where} answered {query!r} with HTTP {status}: {detail}"
-    if status >= 500 or status in _RETRY_LATER:  # noqa: PLR2004 (the 5xx class)
-        return SourceUnavailable, message
-    return QueryRejected, message
-
-
 def _error_detail(body: bytes) -> str:
     """Prometheus' `errorType: error`, or the start of whatever else answered."""
     text = body.decode("utf-8", errors="replace")
@@ -219,7 +222,7 @@ def _error_detail(body: bytes) -> str:
 
 
 def _root_reason(exc: BaseException) -> str:
-    """The innermost cause ("ConnectionRefusedError: Connection refused"), not urllib3's prose."""
+    """The innermost cause ("ConnectionRefusedError: Connection refused"), not aiohttp's prose."""
     seen = {id(exc)}
     while (inner := exc.__cause__ or exc.__context__) is not None and id(inner) not in seen:
         seen.add(id(inner))

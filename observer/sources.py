@@ -8,10 +8,15 @@ Exception tree::
     └── QueryRejected          the backend refused the query (bad PromQL, too many points)
 
 "No data" is not an error: a source returns an empty list and the detector calls it inconclusive.
+
+`BoundedSource` is a view of a source that runs at most so many of its queries at once: the loop
+gives each Watch step one, so a Watch's queries are bounded by its own limit and never wait for
+another Watch's (a shared limit is one that hung queries fill).
 """
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,3 +57,17 @@ class MetricsSource(Protocol):
     async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
         """Evaluate `query` at `start, start+step, …, end`; raise `MetricsError` on failure."""
         ...
+
+
+class BoundedSource:
+    """`source`, running at most `limit` of the queries made through this view at once."""
+
+    def __init__(self, source: MetricsSource, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("a source needs room for at least one query")
+        self._source = source
+        self._gate = asyncio.Semaphore(limit)
+
+    async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
+        async with self._gate:
+            return await self._source.query_range(query, start, end, step)

@@ -87,7 +87,7 @@ async def start(
         await client.close()
     await forge.aclose()
     await notifier.aclose()
-    source.close()
+    await source.aclose()
     await github.close()
 
 

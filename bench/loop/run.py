@@ -262,7 +262,7 @@ async def run(workdir: Path) -> dict[str, Any]:
         await runner.cleanup()
         await forge.aclose()
         await notifier.aclose()
-        source.close()
+        await source.aclose()
         prs = len(await stand_ins.call(github.created_pulls))
     finally:
         await stand_ins.close()

@@ -73,8 +73,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/incidents/{id}", READ, "One incident: verdict, evidence, suspects, actions, recovery, timeline.", None, {"200": "Incident"}, ("404",)),  # noqa: E501
     Route("POST", "/v1/incidents/{id}/feedback", API, "A person's verdict: confirmed, false_alarm or wrong_pr.", (JSON, "FeedbackRequest"), {"201": "Feedback", "200": "Feedback"}, ("404", "422")),  # noqa: E501
     Route("GET", "/v1/reports/{kind}", READ, "Regression rates per agent, model, spec or code area.", None, {"200": "Report"}, ("404",), (), ("repo",)),  # noqa: E501
-    Route("GET", "/healthz", OPEN, "Liveness.", None, {"200": "Status"}),
-    Route("GET", "/readyz", OPEN, "Readiness: the store answers.", None, {"200": "Status", "503": "Error"}),  # noqa: E501
+    Route("GET", "/healthz", OPEN, "Liveness; 503 once DuckDB invalidated the store (restart).", None, {"200": "Status", "503": "Error"}),  # noqa: E501
+    Route("GET", "/readyz", OPEN, "Readiness: the store commits a write; 503 when it cannot.", None, {"200": "Status", "503": "Error"}),  # noqa: E501
     Route("GET", "/metrics", OPEN, "Rearguard's own metrics in the Prometheus text format.", None, {"200": None}),  # noqa: E501
     Route("GET", "/openapi.json", OPEN, "This document.", None, {"200": None}),
 )  # fmt: skip

@@ -80,14 +80,22 @@ async def get_incident(request: web.Request) -> web.Response:
 
 
 async def healthz(request: web.Request) -> web.Response:
+    """Alive, unless DuckDB invalidated the store: then only a restart helps."""
+    deps = request.app.get(DEPS)
+    if deps is not None and deps.store.writer.invalidated:
+        reason = deps.store.writer.lasting or "the store was invalidated"
+        return error_response(503, "store_invalidated", f"restart Rearguard: {reason}")
     return web.json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """Ready when the store can write now: a committed write, not a read."""
     deps = request.app.get(DEPS)
     if deps is None:
         return error_response(503, "starting", "the store is not open yet")
-    await deps.store.stats.ping()
+    reason = await deps.store.health.ready()
+    if reason is not None:
+        return error_response(503, "store_unwritable", f"the store cannot write: {reason}")
     return web.json_response({"status": "ready"})
 
 

@@ -8,6 +8,13 @@ on a manual clock). `Scheduler` is the server's: each due Watch is advanced in a
 so one Watch waiting on GitHub never holds up another's evaluation, and the scheduler sleeps
 until the earliest `next_due` (at most a tick), woken early when a Watch finishes a transition
 or a deploy arrives; a Watch is advanced as soon as it is due, not up to a tick later.
+
+Neither driver caps how many Watches run at once: a Watch spends its step waiting on
+Prometheus, GitHub or Slack, and a shared cap is one that slow Watches fill while the due ones
+wait behind them (ten Watches whose queries hung until their timeout once held up an unrelated
+service's revert by a minute). What bounds the work is per Watch: one task per Watch at a time,
+and at most `QUERIES_PER_WATCH` of its queries in flight (`observer.sources.BoundedSource`),
+each with the source's own timeout.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import replace
 
 from opentelemetry import trace
 
@@ -22,12 +30,17 @@ from loop.watch.deps import WatchDeps
 from loop.watch.phases import ACTIVE, WAITING, Phase, allowed
 from loop.watch.steps import advance
 from loop.watch.transitions import Transition, apply
+from observer.sources import BoundedSource
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rearguard.loop")
 
 MAX_ROUNDS = 20
 """Transitions one tick may take per Watch (regressed -> rolling_back -> reverted is three)."""
+
+QUERIES_PER_WATCH = 8
+"""Queries one Watch step runs at once: one SLI's windows (the watch, the baseline before the
+deploy, a day and a week earlier) times its two queries (bad, total) go out together."""
 
 _PHASES = [str(p) for p in (*ACTIVE, *WAITING)]
 
@@ -41,9 +54,11 @@ async def _advance_traced(deps: WatchDeps, deploy_id: str) -> Phase | None:
 
 
 async def _advance_once(deps: WatchDeps, deploy_id: str, tick: float) -> None:
-    """One transition; on an error, the Watch is logged and pushed back by one tick."""
+    """One transition, its queries bounded by a limit of its own; on an error, the Watch is
+    logged and pushed back by one tick."""
     try:
-        await _advance_traced(deps, deploy_id)
+        own = replace(deps, source=BoundedSource(deps.source, QUERIES_PER_WATCH))
+        await _advance_traced(own, deploy_id)
     except Exception:
         log.exception("watch %s failed; retrying in %.0fs", deploy_id, tick)
         state = await deps.store.watches.watch(deploy_id)
@@ -55,20 +70,14 @@ async def _advance_once(deps: WatchDeps, deploy_id: str, tick: float) -> None:
         await apply(deps, again)
 
 
-async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -> int:
+async def run_due(deps: WatchDeps, *, tick: float = 5.0) -> int:
     """Advance every Watch that is due now, repeatedly while transitions stay due; the count."""
-    gate = asyncio.Semaphore(concurrency)
     taken = 0
-
-    async def one(deploy_id: str) -> None:
-        async with gate:
-            await _advance_once(deps, deploy_id, tick)
-
     for _ in range(MAX_ROUNDS):
         due = await deps.store.watches.due_watches(_PHASES, deps.clock.now())
         if not due:
             break
-        await asyncio.gather(*(one(w.deploy_id) for w in due))
+        await asyncio.gather(*(_advance_once(deps, w.deploy_id, tick) for w in due))
         taken += len(due)
     return taken
 
@@ -76,10 +85,9 @@ async def run_due(deps: WatchDeps, *, concurrency: int = 8, tick: float = 5.0) -
 class Scheduler:
     """The server's background scheduler on the wall clock; `wake()` makes it look again now."""
 
-    def __init__(self, deps: WatchDeps, tick: float, *, concurrency: int = 8) -> None:
+    def __init__(self, deps: WatchDeps, tick: float) -> None:
         self._deps = deps
         self._tick = tick
-        self._gate = asyncio.Semaphore(concurrency)
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
 
@@ -107,8 +115,7 @@ class Scheduler:
 
     async def _drive(self, deploy_id: str) -> None:
         try:
-            async with self._gate:
-                await _advance_once(self._deps, deploy_id, self._tick)
+            await _advance_once(self._deps, deploy_id, self._tick)
         except Exception:
             log.exception("watch %s: could not record its failure", deploy_id)
         finally:
