@@ -109,8 +109,10 @@ async def test_answers_lost_after_the_work_was_done(
     [
         ("Stop paging <!channel> now", "Stop paging !channel now", [], {"!channel"}),
         ("Stop paging &lt;!channel&gt; now", "Stop paging <!channel> now", [], set()),
-        ("<https://x/1|#1 Fix <Money> totals>", "#1 Fix <Money totals>",
-         [("https://x/1", "#1 Fix <Money")], set()),  # the title's `>` ended the link early
+        ("<https://x/1|#1 Fix <Money> totals>", "<https://x/1|#1 Fix Money totals>",
+         [("Money", "Money")], set()),  # the title's `<Money>` broke the link
+        ("<https://x/1|#1 Stop <!channel> pages>", "<https://x/1|#1 Stop !channel pages>", [],
+         {"!channel"}),
         ("<https://x/1|#1 Fix &lt;Money&gt; &amp; tax>", "#1 Fix <Money> & tax",
          [("https://x/1", "#1 Fix <Money> & tax")], set()),
         ("cc <@U123> <!subteam^S1|@oncall>", "cc @U123 @oncall", [], {"@U123", "!subteam"}),

@@ -31,7 +31,9 @@ BOT_ID = "B0REARGRD"
 APP_ID = "A0REARGRD"
 TEAM_ID = "T0REARGRD"
 
-_CONTROL = re.compile(r"<([^>]*)>")  # from a `<` to the first `>`
+# A control sequence is a `<`, no other `<` or `>`, then `>`: inside `<url|a <!channel> b>` Slack
+# sees `<!channel>` (and notifies the channel), and the link around it falls apart.
+_CONTROL = re.compile(r"<([^<>]*)>")
 _ENTITIES = (("&lt;", "<"), ("&gt;", ">"), ("&amp;", "&"))
 
 
