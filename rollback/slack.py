@@ -23,6 +23,9 @@ logged, not raised, so that the action's retry never posts a second message or a
 Rendering lives here too, once: `message_payload` and `reply_payload` are the exact
 `chat.postMessage` arguments (Block Kit from `render_blocks`, the fallback text from `render_text`,
 the Confirm / False alarm / Wrong PR `BUTTONS`); `ConsoleNotifier` prints the same payloads.
+Every text that reaches Slack as mrkdwn goes through `escape` (`&`, `<`, `>` as Slack's
+entities): PR titles, agents, reasons, replies. Only Rearguard's own links (`link`) and
+formatting stay markup, so a title such as `Stop paging <!channel>` notifies nobody.
 """
 
 from __future__ import annotations
@@ -265,6 +268,17 @@ BUTTONS = {
 }
 
 
+def escape(text: object) -> str:
+    """`text` shown literally in mrkdwn: Slack's three control characters as its entities
+    (`&` first, so the others' entities stay intact)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def link(url: str, label: str) -> str:
+    """A mrkdwn link to `url` showing `label`, both escaped (Slack decodes them back)."""
+    return f"<{escape(url)}|{escape(label)}>"
+
+
 def _fmt(value: float, unit: str) -> str:
     if unit == "ratio":
         return f"{value * 100:.2f}%"
@@ -272,10 +286,10 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def render_text(notice: Notice) -> str:
-    """The plain-text fallback Slack requires beside blocks (and shows in notifications)."""
+    """The fallback text Slack requires beside blocks (and shows in notifications), as mrkdwn."""
     culprit = notice.suspects[0] if notice.suspects and not notice.ambiguous else None
     who = f"PR #{culprit.pr_number} ({culprit.agent})" if culprit else "the whole deploy range"
-    return (
+    return escape(
         f"Rearguard: {notice.service}/{notice.environment} regressed on {notice.sli} "
         f"({_fmt(notice.baseline_value, notice.unit)} -> {_fmt(notice.watch_value, notice.unit)}) "
         f"after deploy {notice.deploy_sha[:10]}; suspect: {who}; {notice.action}"
@@ -285,25 +299,26 @@ def render_text(notice: Notice) -> str:
 
 def render_blocks(notice: Notice) -> list[dict[str, Any]]:
     """Block Kit for one incident notice (header, SLI values, suspects, action)."""
-    header = f"Regression in {notice.service} ({notice.environment})"
+    header = f"Regression in {notice.service} ({notice.environment})"  # plain_text: no markup
     sli = (
-        f"*SLI* `{notice.sli}`: {_fmt(notice.baseline_value, notice.unit)} before → "
-        f"*{_fmt(notice.watch_value, notice.unit)}* after deploy `{notice.deploy_sha[:10]}`\n"
-        f"{notice.verdict_reason}"
+        f"*SLI* `{escape(notice.sli)}`: {_fmt(notice.baseline_value, notice.unit)} before → "
+        f"*{_fmt(notice.watch_value, notice.unit)}* after deploy `{escape(notice.deploy_sha[:10])}`"
+        f"\n{escape(notice.verdict_reason)}"
     )
     lines = []
     for s in notice.suspects[:5]:
-        session = f", session `{s.agent_session}`" if s.agent_session else ""
+        session = f", session `{escape(s.agent_session)}`" if s.agent_session else ""
+        label = f"#{s.pr_number} {s.title}"
+        pr = link(s.url, label) if s.url else escape(label)
         lines.append(
-            f"• <{s.url}|#{s.pr_number} {s.title}> by *{s.agent}*{session} "
-            f"(p={s.probability:.2f}): {s.reason}"
+            f"• {pr} by *{escape(s.agent)}*{session} (p={s.probability:.2f}): {escape(s.reason)}"
         )
     suspects = (
         "*Suspects (ambiguous: reverting the range)*\n" if notice.ambiguous else "*Suspects*\n"
     ) + ("\n".join(lines) or "none recorded")
-    action = f"*Action* ({notice.mode} mode): {notice.action}"
+    action = f"*Action* ({escape(notice.mode)} mode): {escape(notice.action)}"
     if notice.action_url:
-        action += f"\n<{notice.action_url}|{notice.action_url}>"
+        action += f"\n{link(notice.action_url, notice.action_url)}"
     return [
         {"type": "header", "text": {"type": "plain_text", "text": header[:150]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": sli}},
@@ -324,17 +339,18 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
         },
         {
             "type": "context",
-            "elements": [{"type": "mrkdwn", "text": f"incident `{notice.incident_id}`"}],
+            "elements": [{"type": "mrkdwn", "text": f"incident `{escape(notice.incident_id)}`"}],
         },
     ]
 
 
 def reply_payload(reply: Reply, channel: str, thread_ts: str) -> dict[str, Any]:
-    """The exact `chat.postMessage` arguments for a reply in an incident's thread."""
+    """The exact `chat.postMessage` arguments for a reply in an incident's thread (its text is
+    plain text, escaped)."""
     return {
         "channel": channel,
         "thread_ts": thread_ts,
-        "text": reply.text,
+        "text": escape(reply.text),
         "metadata": {
             "event_type": EVENT_TYPE,
             "event_payload": {"key": reply.key, "incident_id": reply.incident_id},
