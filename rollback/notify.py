@@ -3,7 +3,11 @@
 One thread per incident: `send` posts the first message (with the SLI plot when there is one and
 the Confirm / False alarm / Wrong PR buttons) and returns its `Delivery`; `reply` posts a
 `Reply` (revert opened, merged, recovered, escalated, fix opened) into that thread. Both are
-idempotent per key.
+idempotent per key, however often the call is repeated (a retry, a restart) and however busy the
+channel is.
+
+Every text a notice or reply carries is plain text: the notifier escapes it for its medium
+(Slack's mrkdwn), so a PR title cannot mention a channel or break a link.
 
 Implementations: `SlackNotifier` (rollback/slack.py, which also renders a notice into Block Kit)
 and `ConsoleNotifier` (rollback/console.py, which prints exactly the payload the Slack notifier
@@ -67,6 +71,9 @@ class Notice:
     action: str
     action_url: str | None
     mode: str
+    opened_at: float
+    """When the incident opened (epoch seconds): no copy of this notice is older, so the
+    duplicate check reads the channel back to then, and no further."""
     plot_png: bytes | None = None  # the SLI around the deploy, uploaded into the thread
 
 

@@ -75,6 +75,23 @@ async def _final(loop: Loop, deploy_id: str) -> Any:
     return view
 
 
+async def test_an_answer_lost_after_slack_posted_leaves_one_first_message(
+    serve: Serve, traffic: SampleApp
+) -> None:
+    """Slack posts the first message, then answers 503: the retry looks first and finds it, and
+    exactly one first message exists."""
+    service, method = "e2e-slack-lost-post", "chat.postMessage"
+    async with serve(service) as loop:
+        loop.slack.fail_after_next(1, 503, method=method)
+        traffic.configure(service, error_ratio=0.05)
+        deploy_id, _ = await regress(loop.api, loop.github, service, "Retry payments faster")
+        view = await _final(loop, deploy_id)
+
+    lost = loop.slack.calls.index(method)
+    assert loop.slack.calls[lost + 1].startswith("conversations.")  # the retry looked first
+    (_first,) = first_messages(loop.slack, view["incident_id"])
+
+
 async def test_a_pr_title_with_a_channel_mention_notifies_nobody(
     serve: Serve, traffic: SampleApp
 ) -> None:
@@ -92,3 +109,36 @@ async def test_a_pr_title_with_a_channel_mention_notifies_nobody(
     thread = [m for m in loop.slack.messages if m.thread_ts == first.ts]
     assert thread  # the revert and fix replies
     assert all(mentions(m) == set() for m in thread)
+
+
+async def test_a_long_retry_after_is_handed_back_to_the_loop(
+    serve: Serve, traffic: SampleApp
+) -> None:
+    """Slack answering 429 with Retry-After: 30 to the first message: the Watch step does not
+    sleep it; the notice stays pending and the Watch is due again in 30 s."""
+    service = "e2e-slack-429"
+    async with serve(service) as loop:
+        loop.slack.rate_limit_next(1000, retry_after=30, method="chat.postMessage")
+        traffic.configure(service, error_ratio=0.05)
+        deploy_id, _ = await regress(loop.api, loop.github, service, "Batch the retries")
+        await poll(lambda: loop.api.incident(deploy_id), _reverted, 60, "a completed revert")
+        incident = await poll(lambda: loop.api.incident(deploy_id), _notice_erred, 10,
+                              "the rate-limited notice handed back to the loop")  # fmt: skip
+        view = await loop.api.get(f"/v1/deploys/{deploy_id}")
+
+    (notify,) = [a for a in incident["actions"] if a["kind"] == "notify"]
+    assert notify["status"] == "pending"
+    assert "rate limited for 30s" in notify["error"]
+    assert view["phase"] == "rolling_back"
+    assert "retrying in 30s" in view["reason"]
+    assert loop.slack.calls.count("chat.postMessage") == 1
+    assert loop.slack.messages == []
+
+
+def _reverted(incident: Any) -> bool:
+    actions = incident["actions"] if incident else []
+    return any(a["kind"] == "revert" and a["status"] == "completed" for a in actions)
+
+
+def _notice_erred(incident: Any) -> bool:
+    return any(a["kind"] == "notify" and a["error"] for a in incident["actions"])

@@ -207,4 +207,5 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         action=action,
         action_url=url,
         mode=str(deps.settings.mode if case.service.mode is None else case.service.mode),
+        opened_at=incident.opened_at,
     )
