@@ -5,14 +5,11 @@ The notifier owns what makes a post idempotent; `rollback.slack_web.SlackWeb` ow
 their retries and their errors. Every post carries `metadata.event_payload.key`, and every
 attempt to post, the retries of a lost answer included, first looks for that key: a first message
 in the channel's history back to CLOCK_SKEW before its incident opened (`Notice.opened_at`),
-page after page, however many messages came since; a reply among its thread's replies. A hit is
-returned instead of a second post. That lookup needs a channel *ID* (`conversations.history`
-refuses names) and the `channels:history` scope (`groups:history` for a private channel) beside
-`chat:write`.
-
-The first message's SLI plot is uploaded into its thread with `files_upload_v2` (`files:write`),
-only when the message was posted now: an upload that still fails after its inline retries is
-logged, not raised, so that the action's retry never posts a second message.
+page after page, however many messages came since; a reply among its thread's replies; a file
+by its name among the files shared into the thread. A hit is returned instead of a second post.
+That lookup needs a channel *ID* (`conversations.history` refuses names) and the
+`channels:history` scope (`groups:history` for a private channel) beside `chat:write`;
+uploads need `files:write`.
 
 Rendering lives here too, once: `message_payload` and `reply_payload` are the exact
 `chat.postMessage` arguments (Block Kit from `render_blocks`, the fallback text from `render_text`,
@@ -25,17 +22,14 @@ formatting stay markup, so a title such as `Stop paging <!channel>` notifies nob
 from __future__ import annotations
 
 import asyncio
-import logging
 from functools import partial
 from typing import Any
 
 from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 
 from observer.retry import Sleep
-from rollback.notify import Delivery, Notice, NotifyError, Reply
+from rollback.notify import Delivery, Notice, Reply, Upload
 from rollback.slack_web import SlackWeb
-
-log = logging.getLogger(__name__)
 
 EVENT_TYPE = "rearguard_notice"
 CLOCK_SKEW = 900.0
@@ -88,19 +82,12 @@ class SlackNotifier:
         find = partial(self._web.find, client.conversations_history, match,
                        channel=self._channel, oldest=f"{oldest:.6f}")  # fmt: skip
 
-        posted = False
-
         async def post() -> Delivery:
-            nonlocal posted
             response = await client.chat_postMessage(**payload)
-            posted = True
             return Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
 
         async with self._lock:
-            delivery = await self._web.once("chat.postMessage", find, post)
-            if posted and notice.plot_png:
-                await self._upload_plot(delivery, notice)
-        return delivery
+            return await self._web.once("chat.postMessage", find, post)
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         """Post `reply` in `thread` unless the thread already holds a reply with its key."""
@@ -121,19 +108,33 @@ class SlackNotifier:
         async with self._lock:
             return await self._web.once("chat.postMessage", find, post)
 
-    async def _upload_plot(self, delivery: Delivery, notice: Notice) -> None:
-        """Upload the SLI plot into the new message's thread; a failure is logged, not raised."""
-        assert notice.plot_png is not None
-        upload = partial(
-            self._web.client.files_upload_v2,
-            channel=delivery.channel, thread_ts=delivery.ts, file=notice.plot_png,
-            filename=f"{notice.incident_id}-{notice.sli}.png",
-            title=f"{notice.service} {notice.sli} around deploy {notice.deploy_sha[:10]}",
-        )  # fmt: skip
-        try:
-            await self._web.call("files_upload_v2", upload)
-        except NotifyError as exc:
-            log.warning("SLI plot for %s not uploaded: %s", notice.incident_id, exc)
+    async def upload(self, thread: Delivery, upload: Upload) -> str:
+        """Share `upload` in `thread` unless a file of its name is shared there; the file ID.
+
+        `files_upload_v2` is three requests (an upload URL, the bytes, the completion that
+        shares the file); they are retried as one, each time after looking in the thread.
+        """
+        client = self._web.client
+
+        def match(message: dict[str, Any]) -> str | None:
+            for file in message.get("files") or []:
+                if isinstance(file, dict) and file.get("name") == upload.filename:
+                    return str(file.get("id"))
+            return None
+
+        find = partial(self._web.find, client.conversations_replies, match,
+                       channel=thread.channel, ts=thread.ts)  # fmt: skip
+
+        async def post() -> str:
+            response = await client.files_upload_v2(
+                channel=thread.channel, thread_ts=thread.ts, file=upload.data,
+                filename=upload.filename, title=upload.title,
+            )  # fmt: skip
+            files = response.get("files") or [{}]
+            return str(files[0].get("id"))
+
+        async with self._lock:
+            return await self._web.once("files_upload_v2", find, post)
 
     async def aclose(self) -> None:
         """Close the HTTP session (safe to call twice, or before any send)."""

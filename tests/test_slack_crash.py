@@ -1,6 +1,6 @@
 """SIGKILL right after the first Slack message landed, before its answer reached Rearguard:
 the restarted `rearguard serve` posts no second first message, however busy the channel got
-meanwhile. The server runs as a real process
+meanwhile, and uploads the SLI plot into the thread once. The server runs as a real process
 with a TOML config, against a real Prometheus and the GitHub and Slack stand-ins."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
 from tests.loop_rig import FINAL, SLACK_CHANNEL
 from tests.prometheus_server import PrometheusServer
-from tests.slack_rig import Api, environment, first_messages, poll, regress
+from tests.slack_rig import Api, environment, first_messages, poll, regress, thread_files
 from tests.slack_rig import write_config as write_slack_config
 from tests.test_crash_resume import Server
 
@@ -51,8 +51,10 @@ async def _ready(api: Api, server: Server) -> None:
     await poll(ready, lambda status: status == 200, 30, f"readiness\n{server.tail()}")
 
 
-@pytest.mark.parametrize("case", [("e2e-slack-crash-busy", 150)], ids=["busy"])
-async def test_sigkill_after_the_first_message_resumes_to_one_first_message(
+@pytest.mark.parametrize(
+    "case", [("e2e-slack-crash-busy", 150), ("e2e-slack-crash-plot", 0)], ids=["busy", "quiet"]
+)
+async def test_sigkill_after_the_first_message_resumes_to_one_message_and_one_plot(
     tmp_path: Path,
     prometheus: PrometheusServer,
     traffic: SampleApp,
@@ -60,7 +62,7 @@ async def test_sigkill_after_the_first_message_resumes_to_one_first_message(
     case: tuple[str, int],
 ) -> None:
     """Killed once Slack holds the first message, `others` messages posted before the restart:
-    exactly one first message for the incident."""
+    exactly one first message for the incident, and one plot in its thread."""
     (service, others), (github, slack, env) = case, stand_ins
     port = unused_port()
     config = write_slack_config(
@@ -94,7 +96,9 @@ async def test_sigkill_after_the_first_message_resumes_to_one_first_message(
         server.stop()
         traffic.configure(service, error_ratio=0.005)
     assert view["phase"] == "reverted", view
-    (_first,) = first_messages(slack, incident["id"])
+    (first,) = first_messages(slack, incident["id"])
+    (plot,) = thread_files(slack, first.ts)
+    assert plot.data.startswith(b"\x89PNG")
     assert len(github.created_pulls()) == 1
 
 

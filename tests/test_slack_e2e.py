@@ -27,6 +27,7 @@ from tests.slack_rig import (
     mentions,
     poll,
     regress,
+    thread_files,
     write_config,
 )
 
@@ -75,12 +76,17 @@ async def _final(loop: Loop, deploy_id: str) -> Any:
     return view
 
 
-async def test_an_answer_lost_after_slack_posted_leaves_one_first_message(
-    serve: Serve, traffic: SampleApp
+@pytest.mark.parametrize(
+    ("service", "method"),
+    [("e2e-slack-lost-post", "chat.postMessage"),
+     ("e2e-slack-lost-upload", "files.completeUploadExternal")],
+    ids=["message", "plot"],
+)  # fmt: skip
+async def test_an_answer_lost_after_slack_posted_leaves_one_message_and_one_plot(
+    serve: Serve, traffic: SampleApp, service: str, method: str
 ) -> None:
-    """Slack posts the first message, then answers 503: the retry looks first and finds it, and
-    exactly one first message exists."""
-    service, method = "e2e-slack-lost-post", "chat.postMessage"
+    """Slack posts the first message (or shares the plot), then answers 503: the retry looks
+    first and finds it, and exactly one first message and one plot exist."""
     async with serve(service) as loop:
         loop.slack.fail_after_next(1, 503, method=method)
         traffic.configure(service, error_ratio=0.05)
@@ -89,7 +95,9 @@ async def test_an_answer_lost_after_slack_posted_leaves_one_first_message(
 
     lost = loop.slack.calls.index(method)
     assert loop.slack.calls[lost + 1].startswith("conversations.")  # the retry looked first
-    (_first,) = first_messages(loop.slack, view["incident_id"])
+    (first,) = first_messages(loop.slack, view["incident_id"])
+    (plot,) = thread_files(loop.slack, first.ts)
+    assert plot.data.startswith(b"\x89PNG")
 
 
 async def test_a_pr_title_with_a_channel_mention_notifies_nobody(

@@ -9,11 +9,13 @@ from dataclasses import replace
 
 import pytest
 
-from rollback.notify import Delivery, NotifyRetryable, Reply
+from rollback.notify import Delivery, NotifyRetryable, Reply, Upload
 from rollback.slack import CLOCK_SKEW
 from tests.acting_rig import Sleeps
 from tests.fakes.slack import FakeSlack
 from tests.test_slack_notifier import CHANNEL, make_notice, notifier_for
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 
 
 class Clock:
@@ -53,18 +55,24 @@ async def _send_then_restart(slack: FakeSlack, between: int) -> tuple[Delivery, 
     return first, second
 
 
-async def test_a_dropped_answer_after_the_post_is_found_by_the_retry(slack: FakeSlack) -> None:
-    """Slack posts, then the connection drops: the retry looks first, finds the message, and
-    nothing is posted twice."""
+@pytest.mark.parametrize("method", ["chat.postMessage", "files.completeUploadExternal"])
+async def test_a_dropped_answer_after_the_work_is_found_by_the_retry(
+    slack: FakeSlack, method: str
+) -> None:
+    """Slack posts (or shares the file), then the connection drops: the retry looks first, finds
+    it, and nothing is posted twice."""
     notifier = notifier_for(slack.url)
-    slack.drop_after_next(1, method="chat.postMessage")
+    slack.drop_after_next(1, method=method)
     try:
         delivery = await notifier.send(make_notice())
+        file_id = await notifier.upload(delivery, Upload("plot-7", "incident-7", "p.png", "p", PNG))
     finally:
         await notifier.aclose()
 
     assert [m.ts for m in slack.messages] == [delivery.ts]
-    assert slack.calls.count("chat.postMessage") == 1
+    (file,) = [f for f in slack.files if f.share_ts]
+    assert (file.id, file.thread_ts) == (file_id, delivery.ts)
+    assert slack.calls.count(method) == 1
 
 
 async def test_a_thousand_later_messages_do_not_hide_the_first(slack: FakeSlack) -> None:
@@ -92,23 +100,27 @@ async def test_the_lookup_reads_no_further_back_than_the_incident(slack: FakeSla
     assert slack.calls.count("conversations.history") == 1
 
 
-async def test_a_busy_thread_keeps_one_reply(slack: FakeSlack) -> None:
-    """After 250 people's replies in the thread, a restarted notifier finds its reply instead of
-    posting it again."""
+async def test_a_busy_thread_keeps_one_reply_and_one_file(slack: FakeSlack) -> None:
+    """After 250 people's replies in the thread, a restarted notifier finds its reply and its
+    file instead of posting them again."""
     notifier, restarted = notifier_for(slack.url), notifier_for(slack.url)
     reply = Reply("reply-revert-incident-7", "incident-7", "Revert PR opened")
+    upload = Upload("plot-incident-7", "incident-7", "incident-7-errors.png", "errors", PNG)
     try:
         thread = await notifier.send(make_notice())
         landed = await notifier.reply(thread, reply)
+        file_id = await notifier.upload(thread, upload)
         for i in range(250):
             slack.post_as(CHANNEL, f"looking {i}", thread_ts=thread.ts)
         again = await restarted.reply(thread, reply)
+        file_again = await restarted.upload(thread, upload)
     finally:
         await notifier.aclose()
         await restarted.aclose()
 
-    assert again == landed
+    assert (again, file_again) == (landed, file_id)
     assert [m.text for m in slack.messages if m.metadata] == [slack.messages[0].text, reply.text]
+    assert len([f for f in slack.files if f.share_ts]) == 1
 
 
 async def test_a_long_retry_after_is_handed_back_not_slept(slack: FakeSlack) -> None:
