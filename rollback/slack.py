@@ -22,10 +22,12 @@ formatting stay markup, so a title such as `Stop paging <!channel>` notifies nob
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from observer.retry import Sleep
 from rollback.notify import Delivery, Notice, Reply, Upload
@@ -71,42 +73,42 @@ class SlackNotifier:
 
     async def send(self, notice: Notice) -> Delivery:
         """Post `notice` unless the channel already shows a message with its key."""
-        client = self._web.client
-        payload = message_payload(notice, self._channel)
-
-        def match(message: dict[str, Any]) -> Delivery | None:
-            hit = _notice_key(message) == notice.key
-            return Delivery(channel=self._channel, ts=str(message["ts"])) if hit else None
-
         oldest = max(notice.opened_at - CLOCK_SKEW, 0.0)
-        find = partial(self._web.find, client.conversations_history, match,
-                       channel=self._channel, oldest=f"{oldest:.6f}")  # fmt: skip
-
-        async def post() -> Delivery:
-            response = await client.chat_postMessage(**payload)
-            return Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
-
-        async with self._lock:
-            return await self._web.once("chat.postMessage", find, post)
+        client = self._web.client
+        return await self._post(message_payload(notice, self._channel), notice.key,
+                                client.conversations_history, channel=self._channel,
+                                oldest=f"{oldest:.6f}")  # fmt: skip
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         """Post `reply` in `thread` unless the thread already holds a reply with its key."""
         client = self._web.client
-        payload = reply_payload(reply, thread.channel, thread.ts)
+        return await self._post(reply_payload(reply, thread.channel, thread.ts), reply.key,
+                                client.conversations_replies, channel=thread.channel,
+                                ts=thread.ts)  # fmt: skip
+
+    async def _post(
+        self,
+        payload: dict[str, Any],
+        key: str,
+        read: Callable[..., Awaitable[AsyncSlackResponse]],
+        **where: str,
+    ) -> Delivery:
+        """`chat.postMessage(**payload)` unless `read(**where)` (history or a thread's replies)
+        already holds a message carrying `key`."""
+        client = self._web.client
 
         def match(message: dict[str, Any]) -> Delivery | None:
-            hit = _notice_key(message) == reply.key
-            return Delivery(channel=thread.channel, ts=str(message["ts"])) if hit else None
-
-        find = partial(self._web.find, client.conversations_replies, match,
-                       channel=thread.channel, ts=thread.ts)  # fmt: skip
+            hit = _notice_key(message) == key
+            return Delivery(channel=str(payload["channel"]), ts=str(message["ts"])) if hit else None
 
         async def post() -> Delivery:
             response = await client.chat_postMessage(**payload)
             return Delivery(channel=str(response["channel"]), ts=str(response["ts"]))
 
         async with self._lock:
-            return await self._web.once("chat.postMessage", find, post)
+            return await self._web.once(
+                "chat.postMessage", partial(self._web.find, read, match, **where), post
+            )
 
     async def upload(self, thread: Delivery, upload: Upload) -> str:
         """Share `upload` in `thread` unless a file of its name is shared there; the file ID.
