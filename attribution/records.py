@@ -108,6 +108,7 @@ class ActionKind(StrEnum):
     MERGE = "merge"
     NOTIFY = "notify"
     REPLY = "reply"
+    UPLOAD = "upload"  # a file (the SLI plot) in an incident's thread
     FIX = "fix"
     CLOSE = "close"
 

@@ -3,8 +3,9 @@
 It owns the demo's and dry runs' notifications: one readable line, then `message_payload` as
 indented JSON, the same arguments `SlackNotifier` hands to Slack: it imports the Slack renderer
 (`rollback.slack`) rather than render its own, so what the console shows is what a team would
-see. It never fails; the `ts` it returns is derived from the notice key, so the same notice always
-"lands" at the same place, as it would with the idempotent Slack notifier.
+see. It never fails; the `ts` (and file ID) it returns is derived from the notice key (the file's
+name), so the same notice always "lands" at the same place, as it would with the idempotent Slack
+notifier.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import hashlib
 import json
 from typing import TextIO
 
-from rollback.notify import Delivery, Notice, Reply
+from rollback.notify import Delivery, Notice, Reply, Upload
 from rollback.slack import message_payload, render_text, reply_payload
 
 
@@ -29,8 +30,6 @@ class ConsoleNotifier:
         payload = message_payload(notice, self._channel)
         self._stream.write(f"[notify {self._channel}] {render_text(notice)}\n")
         self._stream.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
-        if notice.plot_png:
-            self._stream.write(f"[upload {self._channel}] sli.png ({len(notice.plot_png)} bytes)\n")
         self._stream.flush()
         return Delivery(channel=self._channel, ts=console_ts(notice.key))
 
@@ -41,6 +40,13 @@ class ConsoleNotifier:
         self._stream.write(json.dumps(payload, ensure_ascii=False) + "\n")
         self._stream.flush()
         return Delivery(channel=thread.channel, ts=console_ts(reply.key))
+
+    async def upload(self, thread: Delivery, upload: Upload) -> str:
+        """Say which file would be shared in `thread`; its ID depends only on its name."""
+        self._stream.write(f"[upload {thread.channel} {thread.ts}] {upload.filename} "
+                           f"({len(upload.data)} bytes): {upload.title}\n")  # fmt: skip
+        self._stream.flush()
+        return "F" + console_ts(upload.filename).replace(".", "")
 
 
 def console_ts(key: str) -> str:

@@ -1,9 +1,13 @@
 """The `Notifier` boundary: the protocol, the notices it delivers, and its errors.
 
-One thread per incident: `send` posts the first message (with the SLI plot when there is one and
-the Confirm / False alarm / Wrong PR buttons) and returns its `Delivery`; `reply` posts a
-`Reply` (revert opened, merged, recovered, escalated, fix opened) into that thread. Both are
-idempotent per key.
+One thread per incident: `send` posts the first message (with the Confirm / False alarm / Wrong
+PR buttons) and returns its `Delivery`; `upload` puts a file (the SLI plot) into that thread;
+`reply` posts a `Reply` (revert opened, merged, recovered, escalated, fix opened) into it. All
+three are idempotent: a notice or reply per key, a file per name in its thread, however often
+the call is repeated (a retry, a restart) and however busy the channel is.
+
+Every text a notice or reply carries is plain text: the notifier escapes it for its medium
+(Slack's mrkdwn), so a PR title cannot mention a channel or break a link.
 
 Implementations: `SlackNotifier` (rollback/slack.py, which also renders a notice into Block Kit)
 and `ConsoleNotifier` (rollback/console.py, which prints exactly the payload the Slack notifier
@@ -67,7 +71,9 @@ class Notice:
     action: str
     action_url: str | None
     mode: str
-    plot_png: bytes | None = None  # the SLI around the deploy, uploaded into the thread
+    opened_at: float
+    """When the incident opened (epoch seconds): no copy of this notice is older, so the
+    duplicate check reads the channel back to then, and no further."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +83,18 @@ class Reply:
     key: str
     incident_id: str
     text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A file for an incident's thread; its `filename` makes it idempotent (one file of that
+    name per thread)."""
+
+    key: str
+    incident_id: str
+    filename: str
+    title: str
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,4 +115,8 @@ class Notifier(Protocol):
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         """Post `reply` in `thread` (once per `reply.key`)."""
+        ...
+
+    async def upload(self, thread: Delivery, upload: Upload) -> str:
+        """Share `upload` in `thread` (once per `upload.filename`); the file's ID."""
         ...

@@ -147,6 +147,7 @@ async def make_acting_rig(
     culprit = github.merge_pr("Make charges faster", AGENT_BODY, files, author="octo-dev")
     store = store or await Store.open(tmp_path / "store.duckdb")
     clock = ManualClock(2_000_000_000.0)
+    slack.clock = clock.now  # Slack stamps each ts with the rig's time, as it would in production
     if learned != "commit":
         record = _merged(culprit, github.full_name)
         await store.prs.record_pr(record if learned == "record" else replace(record, files=()),

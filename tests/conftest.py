@@ -70,6 +70,12 @@ LOOP_SERVICES = {
     "e2e-gate-act": 200.0,
     "e2e-gate-propose": 200.0,
     "e2e-gate-unknown": 200.0,
+    "e2e-slack-lost-post": 200.0,
+    "e2e-slack-lost-upload": 200.0,
+    "e2e-slack-escape": 200.0,
+    "e2e-slack-429": 200.0,
+    "e2e-slack-crash-busy": 200.0,
+    "e2e-slack-crash-plot": 200.0,
 }
 """Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
 

@@ -34,6 +34,7 @@ def test_demo_json_names_the_culprit_pr_and_its_agent_session(tmp_path: Path) ->
     assert {a["kind"]: a["status"] for a in document["actions"]} == {
         "revert": "completed",
         "notify": "completed",
+        "upload": "completed",
         "reply": "completed",
         "fix": "completed",
     }

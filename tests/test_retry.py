@@ -3,6 +3,7 @@ failure (status -> retried inline? -> after which waits -> which error), against
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -264,5 +265,5 @@ def _notice() -> Notice:
         key="inc-9:notify", incident_id="inc-9", service="shop", environment="production",
         deploy_sha="9f3c2a1b7e6d", sli="errors", baseline_value=0.001, watch_value=0.05,
         unit="ratio", verdict_reason="r", suspects=(), ambiguous=True, action="a",
-        action_url=None, mode="observe",
+        action_url=None, mode="observe", opened_at=time.time(),
     )  # fmt: skip

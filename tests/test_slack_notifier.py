@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -56,6 +57,7 @@ def make_notice(key: str = "incident-7:notify") -> Notice:
         action="opened revert PR #4242",
         action_url=REVERT_URL,
         mode="auto",
+        opened_at=time.time(),
     )
 
 

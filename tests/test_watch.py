@@ -128,7 +128,7 @@ async def test_restart_after_incident_written_makes_one_revert_and_one_notice(
     incident = await store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
     actions = await store.incidents.actions(incident.id)
-    assert {a.kind for a in actions} == {"revert", "notify", "reply", "fix"}
+    assert {a.kind for a in actions} == {"revert", "notify", "upload", "reply", "fix"}
     assert all(a.attempts == 1 for a in actions)
     await store.close()
 

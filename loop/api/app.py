@@ -48,7 +48,8 @@ def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
     notifier: Notifier
     if settings.slack_token is not None and settings.slack_channel:
         notifier = SlackNotifier(settings.slack_token.reveal(), settings.slack_channel,
-                                 base_url=settings.slack_api_url)  # fmt: skip
+                                 base_url=settings.slack_api_url,
+                                 max_retry_after=INLINE_WAIT)  # fmt: skip
     else:
         log.warning("SLACK_BOT_TOKEN or slack.channel not set: notices go to stderr")
         notifier = ConsoleNotifier(sys.stderr)

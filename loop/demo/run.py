@@ -35,7 +35,7 @@ from loop.watch.scheduler import run_due
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge
-from rollback.notify import Delivery, Notice, Reply
+from rollback.notify import Delivery, Notice, Reply, Upload
 from rollback.slack import message_payload, reply_payload
 
 SERVICE = "checkout"
@@ -138,6 +138,9 @@ class CapturingNotifier:
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         self.payloads.append(reply_payload(reply, thread.channel, thread.ts))
         return await self._inner.reply(thread, reply)
+
+    async def upload(self, thread: Delivery, upload: Upload) -> str:
+        return await self._inner.upload(thread, upload)
 
 
 Say = Callable[[str], None]

@@ -1,11 +1,13 @@
-"""What follows the revert and the first message of an incident: the auto-merge request, the
-replies in the incident's Slack thread, the fix step, and the SLI plot.
+"""What follows the revert and the first message of an incident: the auto-merge request, the SLI
+plot and the replies in the incident's Slack thread, and the fix step.
 
 Each is an action with its own idempotency key, run through `loop.watch.actions.run_action`
 (written `pending` before the call, finished after it), so a restart neither asks twice nor posts
-twice:
+twice, nor forgets what it had not done yet:
 
     merge-<incident>         act mode, revert opened, no human gate: auto-merge (or REST merge)
+    plot-<incident>          the regressed SLI around the deploy, a PNG in the incident's thread
+                             (after the merge request, so a files outage never delays it)
     reply-revert-<incident>  the thread's reply saying what became of the revert
     fix-<incident>           the Fixer's draft fix PR, or the refined bug issue
     reply-fix-<incident>     the thread's reply linking it
@@ -33,7 +35,7 @@ from observer.sources import MetricsError
 from rollback.fix import draft_fix, fix_key
 from rollback.fixer import FixContext, Fixer, TemplateFixer, Usage
 from rollback.forge import ForgeError
-from rollback.notify import Delivery, Reply
+from rollback.notify import Delivery, Reply, Upload
 from rollback.plot import sli_png
 from rollback.policy import Plan
 
@@ -93,11 +95,13 @@ async def reply(
 async def follow_up(
     deps: WatchDeps, case: Followed, revert: Action | None, notified: Action | None
 ) -> None:
-    """Merge request, revert reply, fix, fix reply; each once."""
+    """Merge request, plot, revert reply, fix, fix reply; each once."""
     thread = thread_of(notified)
     if revert is None:
+        await upload_plot(deps, case, thread)
         return
     merge = await _merge(deps, case, revert)
+    await upload_plot(deps, case, thread)
     await reply(deps, case.incident, thread, what="revert", text=_revert_text(case, revert, merge))
     if not completed(revert):
         return
@@ -243,6 +247,28 @@ async def _context(
         files_known=known is not None, diff=diff, evidence=evidence(case.incident),
         revert_url=revert.url, incident_url=deps.incident_url(case.incident.id),
     )  # fmt: skip
+
+
+async def upload_plot(deps: WatchDeps, case: Followed, thread: Delivery | None) -> Action | None:
+    """Share the regressed SLI's plot in the incident's thread once (key `plot-<incident>`);
+    None when the incident has no thread (its first message never landed)."""
+    if thread is None:
+        return None
+    incident, key = case.incident, f"plot-{case.incident.id}"
+
+    async def call() -> tuple[str | None, dict[str, Any]]:
+        png = await sli_plot(deps, case.deploy, case.service, incident.sli)
+        if png is None:
+            return None, {"uploaded": False, "reason": "no plot for this SLI (a gauge, or no data)"}
+        upload = Upload(key, incident.id, filename=f"{incident.id}-{incident.sli}.png",
+                        title=f"{case.service.name} {incident.sli} around deploy "
+                              f"{case.deploy.sha[:10]}", data=png)  # fmt: skip
+        with tracer.start_as_current_span("slack.upload"):
+            file_id = await deps.notifier.upload(thread, upload)
+        return None, {"uploaded": True, "file": file_id, "filename": upload.filename,
+                      "channel": thread.channel, "thread_ts": thread.ts}  # fmt: skip
+
+    return await run_action(deps, key, incident, ActionKind.UPLOAD, call)
 
 
 async def sli_plot(deps: WatchDeps, deploy: Deploy, service: ServiceSettings,

@@ -5,7 +5,9 @@ A restart re-enters here: a completed action is not repeated, a pending one is r
 and the Notifier are idempotent per key) after a growing delay (`loop.watch.retry`), and after
 `max_action_attempts` it is marked `failed` with the reason, which the notice then reports. The
 auto-merge request, the thread's replies and the fix step follow (`loop.watch.followup`). The Watch
-ends `reverted` when a revert exists, `escalated` otherwise. Each revert round (the next suspect
+ends `reverted` when a revert exists, `escalated` otherwise. The SLI plot is its own action in
+the first message's thread (`loop.watch.followup.upload_plot`), so a restart between the message
+and the upload still uploads it, once. Each revert round (the next suspect
 after a revert that did not restore health) has its own keys (`loop.watch.rounds`).
 """
 
@@ -35,7 +37,6 @@ from loop.watch.followup import (
     follow_up,
     incident_thread,
     reply,
-    sli_plot,
 )
 from loop.watch.phases import Phase
 from loop.watch.retry import ActionRetry
@@ -159,9 +160,8 @@ async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action 
                                text=text)  # fmt: skip
 
     async def call() -> tuple[str | None, dict[str, Any]]:
-        plot = await sli_plot(deps, case.deploy, case.service, case.incident.sli)
         with tracer.start_as_current_span("slack.send"):
-            delivery = await deps.notifier.send(replace(notice, plot_png=plot))
+            delivery = await deps.notifier.send(notice)
         return None, {"channel": delivery.channel, "ts": delivery.ts}
 
     return await run_action(deps, notice.key, case.incident, ActionKind.NOTIFY, call)
@@ -207,4 +207,5 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
         action=action,
         action_url=url,
         mode=str(deps.settings.mode if case.service.mode is None else case.service.mode),
+        opened_at=incident.opened_at,
     )

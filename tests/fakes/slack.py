@@ -3,15 +3,20 @@
 It owns the slice of Slack that Rearguard uses (`auth.test`, `chat.postMessage`, `chat.update`,
 `conversations.history`, `conversations.replies`, and `files_upload_v2`'s three steps:
 `files.getUploadURLExternal`, the POST of the bytes to the returned URL, and
-`files.completeUploadExternal`, which shares the file into a channel or thread) with Slack's
-envelopes and error codes, plus fault injection for the failure modes the notifier must survive
-(429 with `Retry-After`, 5xx, slow answers). Requests are read the way Slack reads them: `POST
-/api/<method>` with a JSON or form body, or query parameters (slack_sdk sends
-`conversations.history` as a GET); the token comes from `Authorization: Bearer` or a `token`
-argument.
+`files.completeUploadExternal`, which shares the file into a channel or thread, where a message
+showing it appears) with Slack's envelopes, error codes and cursor paging
+(`tests.fakes.slack_messages`). Requests are read the way Slack reads them: `POST /api/<method>`
+with a JSON or form body, or query parameters (slack_sdk sends `conversations.history` as a
+GET); the token comes from `Authorization: Bearer` or a `token` argument. Every `ts` is the
+fake's clock (the wall clock unless given), as Slack's are Slack's time.
 
-Deliberate simplifications: one team, one bot; no cursor pagination (`has_more` is reported);
-`chat.postMessage` requires `text` (Slack only warns without it; Rearguard always sends it).
+Fault injection covers what the notifier must survive: refusals before anything happens (429
+with `Retry-After`, 5xx, slow answers) and answers lost after Slack did the work (a 5xx, or the
+connection dropped, possibly after holding the request: `fail_after_next`, `drop_after_next`).
+`post_as` writes a message as a person would, for busy channels.
+
+Deliberate simplifications: one team, one bot; `chat.postMessage` requires `text` (Slack only
+warns without it; Rearguard always sends it); a shared file's message carries no comment.
 
 Use it with its own `start()`/`close()` (or `async with`), or hand `fake.app` to pytest-aiohttp's
 `aiohttp_server` and `attach()` the server. `url` is the `base_url` for slack_sdk, trailing slash
@@ -22,50 +27,36 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from tests.fakes.latency import Latency
+from tests.fakes.slack_messages import (
+    BOT_ID,
+    BOT_USER_ID,
+    TEAM_ID,
+    FakeFile,
+    FakeMessage,
+    PageError,
+    as_slack,
+    json_arg,
+    page,
+    read_args,
+    share_message,
+    truthy,
+    ts_after,
+)
+
+__all__ = ["BOT_USER_ID", "TOKEN", "FakeFile", "FakeMessage", "FakeSlack"]
 
 TOKEN = "xoxb-0000000000-fake-rearguard-token"
-TEAM_ID = "T0REARGRD"
-BOT_ID = "B0REARGRD"
-BOT_USER_ID = "U0REARGRD"
-APP_ID = "A0REARGRD"
-# ts values are "seconds.sequence" like Slack's; a fixed epoch keeps them deterministic.
-_EPOCH = 1_767_225_600
-
-
-@dataclass(frozen=True, slots=True)
-class FakeMessage:
-    """One message as the fake stores it: what the client sent, plus Slack's `ts`."""
-
-    channel: str
-    ts: str
-    text: str
-    blocks: list[dict[str, Any]] | None
-    metadata: dict[str, Any] | None
-    thread_ts: str | None = None
-    edited: bool = False
-
-
-@dataclass(slots=True)
-class FakeFile:
-    """An uploaded file: its bytes, and where it was shared (channel, thread ts) once completed."""
-
-    id: str
-    filename: str
-    length: int
-    data: bytes = b""
-    title: str | None = None
-    channel: str | None = None
-    thread_ts: str | None = None
+HUMAN_USER_ID = "U0PERSON1"
 
 
 @dataclass(slots=True)
@@ -75,14 +66,26 @@ class _Fault:
     method: str | None
     retry_after: int | None = None
     body: dict[str, Any] | None = None
+    # "before": refused, nothing done; "answer": done, then `status`; "drop": done, then the
+    # connection closes without an answer (after holding it `hold` seconds).
+    when: Literal["before", "answer", "drop"] = "before"
+    hold: float = 0.0
 
 
 class FakeSlack:
     """A Slack workspace on loopback with one bot token and optional known channels."""
 
-    def __init__(self, token: str = TOKEN, *, channels: Iterable[str] | None = None) -> None:
+    def __init__(
+        self,
+        token: str = TOKEN,
+        *,
+        channels: Iterable[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.token = token
         self.channels = frozenset(channels) if channels is not None else None
+        # Slack's time: every `ts` is taken from it (a test on a manual clock passes its own).
+        self.clock = clock
         self.messages: list[FakeMessage] = []
         self.files: list[FakeFile] = []
         # Every request's method name in arrival order, retries included.
@@ -93,7 +96,7 @@ class FakeSlack:
         self._faults: list[_Fault] = []
         self._delay = 0.0
         self._latency = Latency(0.0)
-        self._seq = 0
+        self._last_ts: str | None = None
         self._server: TestServer | None = None
         self._owns_server = False
         # Set on close so a delayed handler does not hold up the server's shutdown.
@@ -149,12 +152,7 @@ class FakeSlack:
         )
 
     def fail_next(
-        self,
-        count: int,
-        status: int = 500,
-        *,
-        error: str | None = None,
-        method: str | None = None,
+        self, count: int, status: int = 500, *, error: str | None = None, method: str | None = None
     ) -> None:
         """Answer the next `count` requests (to `method`, if given) with `status`: an HTML error
         page, or Slack's `{"ok": false, "error": error}` envelope when `error` is given."""
@@ -167,6 +165,30 @@ class FakeSlack:
         self._delay = seconds
         self._latency = Latency(seconds, upto, seed)
 
+    def fail_after_next(self, count: int, status: int = 503, *, method: str) -> None:
+        """Do the next `count` `method` requests, then answer `status` (an HTML error page): the
+        work is done and the answer that says so is lost."""
+        self._faults.append(_Fault(count, status, method, when="answer"))
+
+    def drop_after_next(self, count: int, *, method: str, hold: float = 0.0) -> None:
+        """Do the next `count` `method` requests, hold each answer `hold` seconds (released by
+        `close()`), then close the connection without answering."""
+        self._faults.append(_Fault(count, 0, method, when="drop", hold=hold))
+
+    # -- the workspace's other users -------------------------------------------------------
+
+    def post_as(
+        self, channel: str, text: str, *, user: str = HUMAN_USER_ID, thread_ts: str | None = None
+    ) -> FakeMessage:
+        """A message someone else posts (no bot, no metadata), as a busy channel has."""
+        message = FakeMessage(channel, self._next_ts(), text, None, None, thread_ts, user=user)
+        self.messages.append(message)
+        return message
+
+    def _next_ts(self) -> str:
+        self._last_ts = ts_after(self.clock(), self._last_ts)
+        return self._last_ts
+
     # -- the API ---------------------------------------------------------------------------
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -177,9 +199,9 @@ class FakeSlack:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._closing.wait(), self._latency.draw())
         fault = self._take_fault(method)
-        if fault is not None:
+        if fault is not None and fault.when == "before":
             return _fault_response(fault)
-        args = await _read_args(request)
+        args = await read_args(request)
         denied = self._check_token(request, args)
         if denied is not None:
             return web.json_response({"ok": False, "error": denied})
@@ -194,7 +216,24 @@ class FakeSlack:
         }.get(method)
         if handler is None:
             return web.json_response({"ok": False, "error": "unknown_method", "req_method": method})
-        return web.json_response(handler(args))
+        try:
+            answer = handler(args)
+        except PageError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        if fault is None:
+            return web.json_response(answer)
+        if fault.when == "answer":
+            return _fault_response(fault)
+        return await self._drop(request, fault.hold)
+
+    async def _drop(self, request: web.Request, hold: float) -> web.StreamResponse:
+        """Close the connection without an answer, after holding it (released by `close()`)."""
+        if hold:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._closing.wait(), hold)
+        if request.transport is not None:
+            request.transport.close()
+        return web.Response(status=204)  # never reaches the client: the transport is closed
 
     def _take_fault(self, method: str) -> _Fault | None:
         for fault in self._faults:
@@ -238,14 +277,13 @@ class FakeSlack:
         text = args.get("text")
         if not isinstance(text, str) or not text:
             return {"ok": False, "error": "no_text"}
-        self._seq += 1
         thread_ts = args.get("thread_ts")
         message = FakeMessage(
             channel=str(channel),
-            ts=f"{_EPOCH + self._seq}.{self._seq:06d}",
+            ts=self._next_ts(),
             text=text,
-            blocks=_json_arg(args.get("blocks")),
-            metadata=_json_arg(args.get("metadata")),
+            blocks=json_arg(args.get("blocks")),
+            metadata=json_arg(args.get("metadata")),
             thread_ts=str(thread_ts) if thread_ts else None,
         )
         self.messages.append(message)
@@ -253,7 +291,7 @@ class FakeSlack:
             "ok": True,
             "channel": message.channel,
             "ts": message.ts,
-            "message": _as_slack(message, with_metadata=True),
+            "message": as_slack(message, with_metadata=True),
         }
 
     def _update(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -266,9 +304,9 @@ class FakeSlack:
                 if args.get("text"):
                     changes["text"] = str(args["text"])
                 if args.get("blocks") is not None:
-                    changes["blocks"] = _json_arg(args["blocks"])
+                    changes["blocks"] = json_arg(args["blocks"])
                 if args.get("metadata") is not None:
-                    changes["metadata"] = _json_arg(args["metadata"])
+                    changes["metadata"] = json_arg(args["metadata"])
                 updated = replace(message, **changes)
                 self.messages[i] = updated
                 return {
@@ -276,7 +314,7 @@ class FakeSlack:
                     "channel": updated.channel,
                     "ts": updated.ts,
                     "text": updated.text,
-                    "message": _as_slack(updated, with_metadata=True),
+                    "message": as_slack(updated, with_metadata=True),
                 }
         return {"ok": False, "error": "message_not_found"}
 
@@ -284,15 +322,16 @@ class FakeSlack:
         channel, ts = args.get("channel"), args.get("ts")
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
-        thread = _thread(self.messages, channel, ts)
-        if not thread:
+        if not any(m.channel == channel and m.ts == ts for m in self.messages):
             return {"ok": False, "error": "thread_not_found"}
-        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
-        return {
-            "ok": True,
-            "has_more": False,
-            "messages": [_as_slack(m, with_metadata=with_metadata) for m in thread],
-        }
+        with_metadata = truthy(args.get("include_all_metadata"))
+        # The parent, then its replies and the files shared into it, oldest first.
+        thread = [as_slack(m, with_metadata=with_metadata) for m in self.messages
+                  if m.channel == channel and ts in (m.ts, m.thread_ts)]  # fmt: skip
+        thread += [share_message(f) for f in self.files
+                   if f.channel == channel and f.thread_ts == ts and f.share_ts]  # fmt: skip
+        thread.sort(key=lambda m: float(m["ts"]))
+        return page(thread, args, default_limit=1000, max_limit=1000, newest_first=False)
 
     def _upload_url(self, args: dict[str, Any]) -> dict[str, Any]:
         filename, length = args.get("filename"), str(args.get("length", ""))
@@ -314,7 +353,7 @@ class FakeSlack:
         return web.Response(text=f"OK - {len(found[0].data)}")
 
     def _complete_upload(self, args: dict[str, Any]) -> dict[str, Any]:
-        entries = _json_arg(args.get("files")) or []
+        entries = json_arg(args.get("files")) or []
         channel = args.get("channel_id")
         if channel is not None and not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
@@ -326,6 +365,8 @@ class FakeSlack:
             file = found[0]
             file.title, file.channel = entry.get("title"), channel
             file.thread_ts = str(args["thread_ts"]) if args.get("thread_ts") else None
+            if channel is not None:  # shared: a message shows it in the channel or thread
+                file.share_ts = self._next_ts()
             done.append({"id": file.id, "title": file.title, "name": file.filename})
         return {"ok": True, "files": done}
 
@@ -333,27 +374,15 @@ class FakeSlack:
         channel = args.get("channel")
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
-        limit = min(max(int(args.get("limit", 100)), 1), 999)
-        with_metadata = str(args.get("include_all_metadata", "")).lower() in {"1", "true"}
+        with_metadata = truthy(args.get("include_all_metadata"))
         # History holds top-level messages only, newest first; thread replies live in replies.
-        top = [
-            m
-            for m in reversed(self.messages)
-            if m.channel == channel and m.thread_ts in (None, m.ts)
-        ]
-        return {
-            "ok": True,
-            "messages": [_as_slack(m, with_metadata=with_metadata) for m in top[:limit]],
-            "has_more": len(top) > limit,
-            "pin_count": 0,
-            "channel_actions_ts": None,
-            "channel_actions_count": 0,
-        }
-
-
-def _thread(messages: list[FakeMessage], channel: object, ts: object) -> list[FakeMessage]:
-    """The parent message `ts` and its replies, oldest first."""
-    return [m for m in messages if m.channel == channel and (ts in (m.ts, m.thread_ts))]
+        top = [as_slack(m, with_metadata=with_metadata) for m in self.messages
+               if m.channel == channel and m.thread_ts in (None, m.ts)]  # fmt: skip
+        top += [share_message(f) for f in self.files
+                if f.channel == channel and f.thread_ts is None and f.share_ts]  # fmt: skip
+        top.sort(key=lambda m: float(m["ts"]), reverse=True)
+        answer = page(top, args, default_limit=100, max_limit=999, newest_first=True)
+        return answer | {"pin_count": 0, "channel_actions_ts": None, "channel_actions_count": 0}
 
 
 def _fault_response(fault: _Fault) -> web.Response:
@@ -365,48 +394,3 @@ def _fault_response(fault: _Fault) -> web.Response:
         text=f"<html><body><h1>{fault.status}</h1>Slack is having trouble.</body></html>",
         content_type="text/html",
     )
-
-
-async def _read_args(request: web.Request) -> dict[str, Any]:
-    """Merge query parameters with a JSON or form body, as Slack accepts all three."""
-    args: dict[str, Any] = dict(request.query)
-    if request.content_type == "application/json":
-        body = await request.json()
-        if isinstance(body, dict):
-            args.update(body)
-    elif request.can_read_body:
-        args.update({k: v for k, v in (await request.post()).items() if isinstance(v, str)})
-    return args
-
-
-def _json_arg(value: Any) -> Any:
-    """Form bodies carry `blocks` and `metadata` as JSON strings; JSON bodies carry objects."""
-    if isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
-def _as_slack(message: FakeMessage, *, with_metadata: bool) -> dict[str, Any]:
-    """The message object Slack returns for a bot post (fields Rearguard may read)."""
-    out: dict[str, Any] = {
-        "user": BOT_USER_ID,
-        "type": "message",
-        "ts": message.ts,
-        "bot_id": BOT_ID,
-        "app_id": APP_ID,
-        "text": message.text,
-        "team": TEAM_ID,
-    }
-    if message.blocks is not None:
-        # Slack assigns a block_id to every block that was sent without one.
-        out["blocks"] = [
-            b if "block_id" in b else {**b, "block_id": f"{message.ts}-{i}"}
-            for i, b in enumerate(message.blocks)
-        ]
-    if message.thread_ts is not None:
-        out["thread_ts"] = message.thread_ts
-    if message.edited:
-        out["edited"] = {"user": BOT_USER_ID, "ts": message.ts}
-    if with_metadata and message.metadata is not None:
-        out["metadata"] = message.metadata
-    return out

@@ -1,0 +1,146 @@
+"""Rearguard as `rearguard serve` runs it, for the Slack end-to-end tests: a TOML config read by
+`load_settings`, the clients `build_app` makes from it (slack_sdk and githubkit pointed at the
+stand-ins, a real Prometheus scraping the sample app), the culprit learned from a signed
+`pull_request` webhook and the deploy from the CD hook; and what those tests ask of the Slack
+stand-in afterwards (the incident's first messages, the files in its thread, who a message
+would notify).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.fakes.github import FakeGitHub, FakePR
+from tests.fakes.slack import FakeFile, FakeMessage, FakeSlack
+from tests.fakes.slack_messages import mrkdwn_texts, render
+from tests.loop_rig import API_TOKEN, SLACK_CHANNEL, STEP, WEBHOOK_SECRET, sign
+
+REPO = "acme/shop"
+READ = {"Authorization": f"Bearer {API_TOKEN}"}
+"""Sent on every read too: harmless where reads are open, required where they are not."""
+
+
+def write_config(
+    path: Path, *, store: Path, prometheus: str, github: str, slack: str, service: str,
+    listen: str = "127.0.0.1:8080", mode: str = "propose",
+) -> Path:  # fmt: skip
+    """The config file of one deployment watching `service` (the sample app's 5xx ratio)."""
+    selector = f'service="{service}"'
+    path.write_text(f"""
+[server]
+listen = "{listen}"
+store = "{store}"
+tick = "0.3s"
+public_url = "http://rearguard.test"
+[github]
+api_url = "{github}"
+[prometheus]
+url = "{prometheus}"
+timeout = "3s"
+[slack]
+api_url = "{slack}"
+channel = "{SLACK_CHANNEL}"
+[policy]
+mode = "{mode}"
+[services.{service}]
+repo = "{REPO}"
+step = "{STEP}s"
+watch = "20s"
+baseline = "20s"
+[services.{service}.slis.http_errors]
+kind = "ratio"
+bad = 'sum(increase(http_requests_total{{{selector},code=~"5.."}}[$step]))'
+total = 'sum(increase(http_requests_total{{{selector}}}[$step]))'
+min_events = 100
+""")
+    return path
+
+
+def environment(github: FakeGitHub, slack: FakeSlack) -> dict[str, str]:
+    """The secrets `serve` reads from its environment."""
+    return {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "GITHUB_TOKEN": github.token, "SLACK_BOT_TOKEN": slack.token}  # fmt: skip
+
+
+class Api:
+    """Rearguard's HTTP API at `base`, over `session`."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session, self.base = session, base.rstrip("/")
+
+    async def post(self, path: str, **kwargs: Any) -> tuple[int, Any]:
+        """POST; the status and the JSON answer."""
+        async with self.session.post(self.base + path, **kwargs) as response:
+            return response.status, await response.json()
+
+    async def get(self, path: str) -> Any:
+        """GET with the API token; the JSON answer."""
+        async with self.session.get(self.base + path, headers=READ) as response:
+            return await response.json()
+
+    async def incident(self, deploy_id: str) -> Any:
+        """The deploy's incident view, or None while it has none."""
+        view = await self.get(f"/v1/deploys/{deploy_id}")
+        return await self.get(f"/v1/incidents/{view['incident_id']}") if view.get(
+            "incident_id") else None  # fmt: skip
+
+
+async def regress(api: Api, github: FakeGitHub, service: str, title: str) -> tuple[str, FakePR]:
+    """Merge one agent PR titled `title`, deliver its signed webhook, and deploy it (the caller
+    has raised the service's error ratio); the deploy id and the PR."""
+    initial = github.head_sha()
+    pr = github.merge_pr(title, "Agent-Session: sess-slack\nAgent-Name: claude-code\n",
+                         {"services/shop/retry.py": f"# {title}\n"})  # fmt: skip
+    body = json.dumps(github.pull_request_closed_webhook(pr.number)).encode()
+    status, _ = await api.post("/v1/webhooks/github", data=body, headers={
+        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"slack-{service}-{pr.number}",
+        "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"})  # fmt: skip
+    assert status == 202
+    status, answer = await api.post("/v1/deploys", headers=READ, json={
+        "service": service, "environment": "production", "sha": github.head_sha(),
+        "previous_sha": initial, "finished_at": time.time()})  # fmt: skip
+    assert status == 202, answer
+    return str(answer["id"]), pr
+
+
+async def poll(
+    read: Callable[[], Awaitable[Any]], done: Callable[[Any], bool], within: float, what: str
+) -> Any:
+    """Read until `done(value)`; the value, or an AssertionError naming `what` and the last one."""
+    deadline = time.monotonic() + within
+    value = await read()
+    while not done(value):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} not within {within:.0f}s; last: {value}")
+        await asyncio.sleep(0.2)
+        value = await read()
+    return value
+
+
+def first_messages(slack: FakeSlack, incident_id: str) -> list[FakeMessage]:
+    """The top-level messages carrying the incident's first-notice key."""
+    key = f"notify-{incident_id}"
+    return [m for m in slack.messages if m.thread_ts is None
+            and (m.metadata or {}).get("event_payload", {}).get("key") == key]  # fmt: skip
+
+
+def thread_files(slack: FakeSlack, ts: str) -> list[FakeFile]:
+    """The files shared into the thread of `ts`."""
+    return [f for f in slack.files if f.thread_ts == ts and f.share_ts]
+
+
+def mentions(message: FakeMessage) -> set[str]:
+    """Whom Slack would notify for `message` (its text and every mrkdwn object)."""
+    return {who for text in mrkdwn_texts(message) for who in render(text).mentions}
+
+
+def links(message: FakeMessage) -> list[tuple[str, str]]:
+    """The links (url, label) a reader sees in `message`."""
+    return [link for text in mrkdwn_texts(message) for link in render(text).links]

@@ -1,0 +1,152 @@
+"""What reaches Slack, on the path a real deployment takes: the app as `serve` builds it from its
+config file (slack_sdk and githubkit pointed at the stand-ins), a real Prometheus seeing the
+regression, the culprit learned by webhook. Each test has its own service."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from loop.api.app import build_app
+from loop.config import load_settings
+from tests.fakes.github import FakeGitHub
+from tests.fakes.sample_app import SampleApp
+from tests.fakes.slack import FakeSlack
+from tests.loop_rig import FINAL
+from tests.prometheus_server import PrometheusServer
+from tests.slack_rig import (
+    Api,
+    environment,
+    first_messages,
+    links,
+    mentions,
+    poll,
+    regress,
+    thread_files,
+    write_config,
+)
+
+pytestmark = pytest.mark.prometheus
+
+
+class Loop:
+    """The served app and its stand-ins for one test."""
+
+    def __init__(self, api: Api, github: FakeGitHub, slack: FakeSlack) -> None:
+        self.api, self.github, self.slack = api, github, slack
+
+
+Serve = Callable[[str], contextlib.AbstractAsyncContextManager[Loop]]
+
+
+@pytest.fixture
+def serve(tmp_path: Path, prometheus: PrometheusServer, traffic: SampleApp) -> Serve:
+    """Serve the app for one service, as `rearguard serve --config` would. The app starts and
+    stops inside the test's own task, as under `web.run_app` (githubkit keeps its connection pool
+    in a ContextVar, closed only from the context that opened it)."""
+
+    @contextlib.asynccontextmanager
+    async def serving(service: str) -> AsyncIterator[Loop]:
+        async with (
+            FakeGitHub(tmp_path / "github", repo="acme/shop") as github,
+            FakeSlack() as slack,
+        ):
+            config = write_config(tmp_path / "rearguard.toml", store=tmp_path / "store.duckdb",
+                                  prometheus=prometheus.url, github=github.url, slack=slack.url,
+                                  service=service)  # fmt: skip
+            app = build_app(load_settings(config, environment(github, slack)))
+            try:
+                async with TestClient(TestServer(app)) as client:
+                    yield Loop(Api(client.session, str(client.make_url(""))), github, slack)
+            finally:
+                traffic.configure(service, error_ratio=0.005)
+
+    return serving
+
+
+async def _final(loop: Loop, deploy_id: str) -> Any:
+    view = await poll(lambda: loop.api.get(f"/v1/deploys/{deploy_id}"),
+                      lambda v: v["phase"] in FINAL, 90, "a final phase")  # fmt: skip
+    assert view["phase"] == "reverted", view
+    return view
+
+
+@pytest.mark.parametrize(
+    ("service", "method"),
+    [("e2e-slack-lost-post", "chat.postMessage"),
+     ("e2e-slack-lost-upload", "files.completeUploadExternal")],
+    ids=["message", "plot"],
+)  # fmt: skip
+async def test_an_answer_lost_after_slack_posted_leaves_one_message_and_one_plot(
+    serve: Serve, traffic: SampleApp, service: str, method: str
+) -> None:
+    """Slack posts the first message (or shares the plot), then answers 503: the retry looks
+    first and finds it, and exactly one first message and one plot exist."""
+    async with serve(service) as loop:
+        loop.slack.fail_after_next(1, 503, method=method)
+        traffic.configure(service, error_ratio=0.05)
+        deploy_id, _ = await regress(loop.api, loop.github, service, "Retry payments faster")
+        view = await _final(loop, deploy_id)
+
+    lost = loop.slack.calls.index(method)
+    assert loop.slack.calls[lost + 1].startswith("conversations.")  # the retry looked first
+    (first,) = first_messages(loop.slack, view["incident_id"])
+    (plot,) = thread_files(loop.slack, first.ts)
+    assert plot.data.startswith(b"\x89PNG")
+
+
+async def test_a_pr_title_with_a_channel_mention_notifies_nobody(
+    serve: Serve, traffic: SampleApp
+) -> None:
+    """A PR titled `Stop paging <!channel> on <Money> & retries`: no message of the thread
+    mentions anyone, and the suspect's link shows the title as written."""
+    service, title = "e2e-slack-escape", "Stop paging <!channel> on <Money> & retries"
+    async with serve(service) as loop:
+        traffic.configure(service, error_ratio=0.05)
+        deploy_id, pr = await regress(loop.api, loop.github, service, title)
+        view = await _final(loop, deploy_id)
+
+    (first,) = first_messages(loop.slack, view["incident_id"])
+    assert mentions(first) == set()
+    assert (pr.html_url, f"#{pr.number} {title}") in links(first)
+    thread = [m for m in loop.slack.messages if m.thread_ts == first.ts]
+    assert thread  # the revert and fix replies
+    assert all(mentions(m) == set() for m in thread)
+
+
+async def test_a_long_retry_after_is_handed_back_to_the_loop(
+    serve: Serve, traffic: SampleApp
+) -> None:
+    """Slack answering 429 with Retry-After: 30 to the first message: the Watch step does not
+    sleep it; the notice stays pending and the Watch is due again in 30 s."""
+    service = "e2e-slack-429"
+    async with serve(service) as loop:
+        loop.slack.rate_limit_next(1000, retry_after=30, method="chat.postMessage")
+        traffic.configure(service, error_ratio=0.05)
+        deploy_id, _ = await regress(loop.api, loop.github, service, "Batch the retries")
+        await poll(lambda: loop.api.incident(deploy_id), _reverted, 60, "a completed revert")
+        incident = await poll(lambda: loop.api.incident(deploy_id), _notice_erred, 10,
+                              "the rate-limited notice handed back to the loop")  # fmt: skip
+        view = await loop.api.get(f"/v1/deploys/{deploy_id}")
+
+    (notify,) = [a for a in incident["actions"] if a["kind"] == "notify"]
+    assert notify["status"] == "pending"
+    assert "rate limited for 30s" in notify["error"]
+    assert view["phase"] == "rolling_back"
+    assert "retrying in 30s" in view["reason"]
+    assert loop.slack.calls.count("chat.postMessage") == 1
+    assert loop.slack.messages == []
+
+
+def _reverted(incident: Any) -> bool:
+    actions = incident["actions"] if incident else []
+    return any(a["kind"] == "revert" and a["status"] == "completed" for a in actions)
+
+
+def _notice_erred(incident: Any) -> bool:
+    return any(a["kind"] == "notify" and a["error"] for a in incident["actions"])
