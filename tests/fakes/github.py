@@ -16,8 +16,9 @@ fake's requests the way one repository would):
   `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log).
 - `pull_request_closed_webhook(number)`, `deployment_status_webhook(sha, environment, state)`.
 - Faults: `fail_next(count, status, match=, after=)`, `delay(seconds)`,
-  `rate_limit_next(retry_after, secondary=, count=)`, `refuse_graphql_reverts(message)`,
-  `clear_faults()`.
+  `rate_limit_next(retry_after, secondary=, count=, status=, match=)`,
+  `refuse_graphql_reverts(message)`, `hold_answer(match)` (the change is made, its answer never
+  sent: the moment a client is killed after GitHub acted), `clear_faults()`.
 
 Serve it with `aiohttp_server(fake.app)` and set `fake.url = str(server.make_url("/"))`, or with
 `await fake.start()` / `await fake.close()` (also `async with`).
@@ -54,6 +55,14 @@ class _Fault:
     after: bool
 
 
+@dataclass(frozen=True)
+class _Limit:
+    retry_after: int | None
+    secondary: bool
+    status: int
+    match: str | None
+
+
 class FakeGitHub(GitRepo):
     """A GitHub stand-in for one repository (`repo`, default `acme/app`, branch `main`)."""
 
@@ -68,7 +77,9 @@ class FakeGitHub(GitRepo):
         self.checks_pending = True  # False: GitHub calls an open PR "clean" (nothing to wait for)
         self.requests: list[str] = []
         self._failures: list[_Fault] = []
-        self._rate_limits: list[tuple[int, bool]] = []
+        self._rate_limits: list[_Limit] = []
+        self._holds: dict[str, asyncio.Event] = {}
+        self._release = asyncio.Event()
         self._delay = 0.0
         self._latency = Latency(0.0)
         self._runner: web.AppRunner | None = None
@@ -89,7 +100,8 @@ class FakeGitHub(GitRepo):
         return self.url
 
     async def close(self) -> None:
-        """Stop serving (only if `start` did)."""
+        """Stop serving (only if `start` did); held answers are let go first."""
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -214,9 +226,29 @@ class FakeGitHub(GitRepo):
         `status`; with `after`, handle each first, so the change is made but its answer lost."""
         self._failures.extend([_Fault(status, match, after)] * count)
 
-    def rate_limit_next(self, retry_after: int, *, secondary: bool = True, count: int = 1) -> None:
-        """Answer the next `count` requests 403 rate limited, asking to wait `retry_after` s."""
-        self._rate_limits.extend([(retry_after, secondary)] * count)
+    def rate_limit_next(
+        self,
+        retry_after: int | None,
+        *,
+        secondary: bool = True,
+        count: int = 1,
+        status: int = 403,
+        match: str | None = None,
+    ) -> None:
+        """Answer the next `count` requests (those whose "METHOD /path" contains `match`) with
+        `status` (403 or 429) rate limited: a secondary limit with `retry-after: retry_after`, or
+        with no `retry-after` at all when it is None (GitHub then says only "wait at least a
+        minute"); a primary limit with `x-ratelimit-remaining: 0` and the reset `retry_after`
+        seconds away."""
+        self._rate_limits.extend([_Limit(retry_after, secondary, status, match)] * count)
+
+    def hold_answer(self, match: str) -> asyncio.Event:
+        """Handle the next request whose "METHOD /path" contains `match`, then never answer it
+        (until `close`): the returned event is set once the change is made, so a test can kill
+        the client at the moment GitHub has acted and the client has not heard."""
+        made = asyncio.Event()
+        self._holds[match] = made
+        return made
 
     def clear_faults(self) -> None:
         """Forget every queued failure and rate limit: GitHub is healthy again."""
@@ -248,9 +280,17 @@ class FakeGitHub(GitRepo):
                 await handler(request)
             body = payloads.error("Server Error", fault.status)
             return web.json_response(body, status=fault.status)
-        if self._rate_limits:
-            retry_after, secondary = self._rate_limits.pop(0)
-            return _rate_limited(retry_after, secondary=secondary)
+        limit = next((x for x in self._rate_limits if x.match is None or x.match in line), None)
+        if limit is not None:
+            self._rate_limits.remove(limit)
+            return _rate_limited(limit)
+        held = next((m for m in self._holds if m in line), None)
+        if held is not None:
+            made = self._holds.pop(held)
+            response = await handler(request)
+            made.set()
+            await self._release.wait()
+            return response
         return await handler(request)
 
     @web.middleware
@@ -267,14 +307,26 @@ class FakeGitHub(GitRepo):
             return web.json_response(payloads.error(str(exc), exc.status), status=exc.status)
 
 
-def _rate_limited(retry_after: int, *, secondary: bool) -> web.Response:
-    """GitHub's 403: secondary limits send `retry-after`, primary ones a reset time."""
-    if secondary:
-        message = "You have exceeded a secondary rate limit. Please wait a few minutes."
-        headers = {"retry-after": str(retry_after)}
+def _rate_limited(limit: _Limit) -> web.Response:
+    """GitHub's 403 or 429 when rate limited. A secondary limit counts nothing down (the primary
+    budget still has requests left) and sends `retry-after` only sometimes; a primary limit sends
+    `x-ratelimit-remaining: 0` and the reset time."""
+    now = int(datetime.now(tz=UTC).timestamp())
+    if limit.secondary:
+        message = (
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+            "again. If you reach out to GitHub Support for help, please include the request ID."
+        )
+        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4990",
+                   "x-ratelimit-reset": str(now + 3600)}  # fmt: skip
+        if limit.retry_after is not None:
+            headers["retry-after"] = str(limit.retry_after)
     else:
         message = "API rate limit exceeded for installation."
-        reset = int(datetime.now(tz=UTC).timestamp()) + retry_after
-        headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
-    body = json.dumps(payloads.error(message, 403))
-    return web.Response(status=403, text=body, content_type="application/json", headers=headers)
+        reset = now + (limit.retry_after or 0)
+        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
+                   "x-ratelimit-reset": str(reset)}  # fmt: skip
+    body = json.dumps(payloads.error(message, limit.status))
+    return web.Response(
+        status=limit.status, text=body, content_type="application/json", headers=headers
+    )
