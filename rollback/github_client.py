@@ -6,10 +6,17 @@ githubkit's own retry is off because it may sleep until the rate-limit reset, up
 `_call` retries through `observer.retry.retry_inline`, backing off with `retry_delay` from
 `BACKOFF_FIRST` to `BACKOFF_CAP`. githubkit's errors are mapped here, at the edge::
 
-    RateLimitExceeded, retry_after <= cap  -> wait retry_after, retry       ┐ ForgeUnavailable
-    RateLimitExceeded, retry_after >  cap  -> ForgeUnavailable at once     │ once max_attempts
-    5xx, RequestTimeout, RequestError      -> back off, retry              ┘ are spent
+    rate limited, wait <= cap              -> wait, retry                  ┐ ForgeUnavailable
+    rate limited, wait >  cap              -> ForgeUnavailable at once     │ (with the wait as
+    5xx, RequestTimeout, RequestError      -> back off, retry              ┘ `retry_after`) once
+                                                                             max_attempts are spent
     other 4xx (401 bad token, 404, 422)    -> ForgeError, not retried
+
+"Rate limited" is githubkit's `RateLimitExceeded` (its wait read from `retry-after` or
+`x-ratelimit-reset`), and also what githubkit leaves a plain `RequestFailed`: a 429, or a 403
+saying "secondary rate limit", with no header naming a wait. GitHub's docs say to wait at least a
+minute then, and longer on each repeat (`SECONDARY_WAIT`, doubling), which beyond the inline cap
+is the loop's action retry: the Watch is due again after it, no step sleeps it.
     GraphQLFailed                          -> ForgeError (a revert falls back to the Git Data API)
     pydantic ValidationError               -> ForgeError (GitHub answered in an unexpected shape)
 
@@ -38,7 +45,7 @@ from githubkit.exception import (
 from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
 from pydantic import ValidationError
 
-from observer.retry import Sleep, retry_delay, retry_inline
+from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
 from rollback.forge import ForgeError, ForgeUnavailable
 
 T = TypeVar("T")
@@ -50,6 +57,9 @@ logger = logging.getLogger("rollback.github")
 
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 8.0
+SECONDARY_WAIT = 60.0
+"""The first wait after a secondary rate limit that names none ("wait at least one minute")."""
+_SECONDARY_MESSAGES = ("secondary rate limit", "abuse detection")
 
 
 class Rejected(ForgeError):
@@ -127,9 +137,9 @@ class GitHubClient:
                 sleep=self._sleep,
                 on_retry=partial(self._log_retry, what),
             )
-        except RateLimitExceeded as exc:  # under the cap on every attempt, and the budget spent
-            raise self._spent(what, exc) from exc
         except RequestFailed as exc:
+            if (wait := _limit_wait(exc, self._max_attempts)) is not None:  # the budget spent
+                raise self._spent(what, exc, retry_after=wait) from exc
             if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
                 raise self._rejected(what, exc) from exc
             raise self._spent(what, exc) from exc
@@ -143,8 +153,7 @@ class GitHubClient:
 
     def _classify(self, what: str, exc: Exception, attempt: int) -> float | None:
         """The wait before trying `what` again; None for a failure retrying will not mend."""
-        if isinstance(exc, RateLimitExceeded):
-            wait = exc.retry_after.total_seconds()
+        if (wait := _limit_wait(exc, attempt)) is not None:
             if wait > self._max_retry_after:
                 cap = self._max_retry_after
                 raise ForgeUnavailable(
@@ -169,9 +178,12 @@ class GitHubClient:
             self._max_attempts,
         )
 
-    def _spent(self, what: str, exc: Exception) -> ForgeUnavailable:
+    def _spent(
+        self, what: str, exc: Exception, *, retry_after: float | None = None
+    ) -> ForgeUnavailable:
         return ForgeUnavailable(
-            self._redact(f"{what}: {_describe(exc)} after {self._max_attempts} attempts")
+            self._redact(f"{what}: {_describe(exc)} after {self._max_attempts} attempts"),
+            retry_after=retry_after,
         )
 
     async def _rest(
@@ -198,6 +210,31 @@ class GitHubClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+def _limit_wait(exc: Exception, attempt: int) -> float | None:
+    """Seconds a rate limit asks to wait before `attempt + 1`; None when `exc` is none.
+
+    githubkit raises `RateLimitExceeded` when a header names the wait. A secondary limit that
+    names none stays a plain `RequestFailed`: a 429, or a 403 whose message says so (any other
+    403 is a permission problem, not retried). Then GitHub asks for at least a minute, growing
+    on each repeat."""
+    if isinstance(exc, RateLimitExceeded):
+        return exc.retry_after.total_seconds()
+    if not isinstance(exc, RequestFailed):
+        return None
+    status = exc.response.status_code
+    if status == 429 or (status == 403 and _says_secondary(exc)):  # noqa: PLR2004 (HTTP codes)
+        return retry_delay(attempt, SECONDARY_WAIT, MAX_RETRY_AFTER)
+    return None
+
+
+def _says_secondary(exc: RequestFailed) -> bool:
+    try:
+        message = str(exc.response.raw_response.json().get("message", "")).lower()
+    except (ValueError, AttributeError):
+        return False
+    return any(words in message for words in _SECONDARY_MESSAGES)
 
 
 def split_repo(repo: str) -> Repo:

@@ -10,6 +10,7 @@ import pytest
 from githubkit.webhooks import parse_obj
 from pytest_aiohttp import AiohttpServer
 
+from loop.watch.retry import INLINE_WAIT
 from rollback import github as github_module
 from rollback.forge import (
     ForgeError,
@@ -229,6 +230,43 @@ async def test_rate_limit_beyond_cap_fails_at_once(
         await forge.commits_between("acme/app", "main", "main")
     assert sleeps.waits == []
     assert len(github.requests) == 1
+
+
+@pytest.mark.parametrize("status", [429, 403])
+async def test_secondary_limit_naming_no_wait_is_a_minute_for_the_loop(
+    github: FakeGitHub, sleeps: Sleeps, status: int
+) -> None:
+    """A 429, or a 403 saying "secondary rate limit", with no retry-after: ForgeUnavailable
+    asking for at least a minute, handed to the loop at once (no inline sleep)."""
+    github.rate_limit_next(None, status=status)
+    forge = GitHubForge(github.url, TOKEN, max_retry_after=INLINE_WAIT, sleep=sleeps)
+    with pytest.raises(ForgeUnavailable, match="rate limited for 60s") as caught:
+        async with forge:
+            await forge.commits_between("acme/app", "main", "main")
+    assert caught.value.retry_after == 60.0
+    assert sleeps.waits == []
+    assert len(github.requests) == 1
+
+
+async def test_repeated_secondary_limits_wait_longer_each_time(
+    github: FakeGitHub, sleeps: Sleeps
+) -> None:
+    """Allowed to wait inline, a forge waits a minute, then two, as GitHub asks on repeats."""
+    github.rate_limit_next(None, status=429, count=2)
+    async with GitHubForge(github.url, TOKEN, max_retry_after=300, sleep=sleeps) as forge:
+        await forge.commits_between("acme/app", "main", "main")
+    assert sleeps.waits == [60.0, 120.0]
+
+
+async def test_forbidden_without_a_rate_limit_is_final(
+    github: FakeGitHub, forge: GitHubForge, sleeps: Sleeps
+) -> None:
+    """A 403 that is not a rate limit (a token without the permission) is not retried."""
+    github.fail_next(1, 403)
+    with pytest.raises(ForgeError, match="HTTP 403") as caught:
+        await forge.commits_between("acme/app", "main", "main")
+    assert not isinstance(caught.value, ForgeUnavailable)
+    assert (sleeps.waits, len(github.requests)) == ([], 1)
 
 
 async def test_outage_for_the_whole_budget_is_unavailable_without_the_token(

@@ -1,0 +1,126 @@
+"""GitHub as it really misbehaves, on the path a deployment takes: the app exactly as `serve`
+builds it from a TOML config (githubkit and slack_sdk made from it, pointed at the stand-ins), the
+culprit learned from a signed `pull_request` webhook, the deploy from the CD hook, a real
+Prometheus seeing the regression. The clock is the wall clock, jumped by the test where the loop
+waits a minute or more. Each test has its own service."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from attribution.records import WatchState
+from loop.api.app import build_app
+from loop.api.context import DEPS
+from loop.config import load_settings
+from loop.watch.deps import WatchDeps
+from tests.fakes.github import FakeGitHub, FakePR
+from tests.fakes.sample_app import SampleApp
+from tests.fakes.slack import FakeSlack
+from tests.loop_rig import deliver_pr, post_deploy, wait_final
+from tests.prometheus_server import PrometheusServer
+from tests.serve_rig import JumpClock, serve_env, until, write_config
+
+pytestmark = pytest.mark.prometheus
+
+REPO = "acme/edge"
+BODY = "Faster charges.\n\nAgent-Session: sess-edge\nAgent-Name: claude-code\n"
+
+
+@dataclass
+class Loop:
+    """The app as `serve` builds it, its stand-ins and its clock."""
+
+    client: TestClient[Any, Any]
+    github: FakeGitHub
+    slack: FakeSlack
+    clock: JumpClock
+    service: str
+
+    @property
+    def deps(self) -> WatchDeps:
+        deps: WatchDeps = self.client.app[DEPS]
+        return deps
+
+    async def watch(self, deploy_id: str) -> WatchState:
+        state = await self.deps.store.watches.watch(deploy_id)
+        assert state is not None
+        return state
+
+    async def incident(self, deploy_id: str) -> Any:
+        view = await (await self.client.get(f"/v1/deploys/{deploy_id}")).json()
+        return await (await self.client.get(f"/v1/incidents/{view['incident_id']}")).json()
+
+    def reverts(self) -> list[FakePR]:
+        return [p for p in self.github.created_pulls() if p.title.startswith("Revert")]
+
+
+Start = Callable[[str], Awaitable[Loop]]
+
+
+@pytest.fixture
+async def start(
+    tmp_path: Path, prometheus: PrometheusServer, aiohttp_client: Any
+) -> AsyncIterator[Start]:
+    """Build the app from a config file for one service, as `rearguard serve` does."""
+    github = FakeGitHub(tmp_path / "github", repo=REPO)
+    await github.start()
+    slack = FakeSlack()
+    await slack.start()
+
+    async def build(service: str) -> Loop:
+        config = write_config(tmp_path, service, REPO, prometheus=prometheus.url,
+                              github=github.url, slack=slack.url)  # fmt: skip
+        settings = load_settings(config, serve_env(github.token, slack.token))
+        clock = JumpClock()
+        client = await aiohttp_client(build_app(settings, clock=clock))
+        return Loop(client, github, slack, clock, service)
+
+    yield build
+    await slack.close()
+    await github.close()
+
+
+async def _deploy_regression(loop: Loop, traffic: SampleApp, files: dict[str, str]) -> str:
+    """Merge the culprit, deliver its webhook, deploy it into a 5% error ratio; the deploy id."""
+    initial = loop.github.head_sha()
+    pr = loop.github.merge_pr("Faster charges", BODY, files)
+    await deliver_pr(loop.client, loop.github, pr.number)
+    traffic.configure(loop.service, error_ratio=0.05)
+    return await post_deploy(loop.client, loop.service, loop.github.head_sha(), initial,
+                             time.time())  # fmt: skip
+
+
+async def test_secondary_rate_limit_without_retry_after_retries_the_revert_a_minute_later(
+    start: Start, traffic: SampleApp
+) -> None:
+    """GitHub answering the revert call 429 with no retry-after: the Watch is due again a minute
+    later (no step sleeps it), the revert PR is opened then, and the incident is reverted."""
+    loop = await start("e2e-gh-limit")
+    loop.github.rate_limit_next(None, status=429, match="POST /graphql")
+    try:
+        deploy_id = await _deploy_regression(loop, traffic, {"app/charge.py": "fast = 1\n"})
+        parked = await until(
+            lambda: loop.watch(deploy_id),
+            lambda w: w.phase in {"escalated", "reverted"} or "retrying" in (w.reason or ""),
+            what="the revert refused and retried",
+        )
+        assert parked.phase == "rolling_back", parked
+        assert parked.next_due - loop.clock.now() >= 59, parked
+        assert loop.reverts() == []
+        loop.clock.jump(60)
+        view = await wait_final(loop.client, deploy_id)
+    finally:
+        traffic.configure(loop.service, error_ratio=0.005)
+    assert view["phase"] == "reverted", view
+    (revert,) = loop.reverts()
+    action = next(a for a in (await loop.incident(deploy_id))["actions"] if a["kind"] == "revert")
+    assert (action["status"], action["attempts"]) == ("completed", 2)
+    assert action["url"] == revert.html_url
+    assert loop.github.requests.count("POST /graphql") == 2
