@@ -137,7 +137,7 @@ class FakeGitHub(GitRepo):
     ) -> FakePR:
         """Open a PR with one commit changing `files` and merge it into main with `method`."""
         number = self.next_number()
-        branch = f"{author}/change-{number}"
+        branch = f"{author.removesuffix('[bot]')}/change-{number}"  # as agents name branches
         self.tick()
         self.git("checkout", "-q", "-b", branch, "main")
         self._write(files or {f"change-{number}.txt": f"{title}\n"})
@@ -242,12 +242,12 @@ class FakeGitHub(GitRepo):
         seconds away."""
         self._rate_limits.extend([_Limit(retry_after, secondary, status, match)] * count)
 
-    def hold_answer(self, match: str) -> asyncio.Event:
-        """Handle the next request whose "METHOD /path" contains `match`, then never answer it
-        (until `close`): the returned event is set once the change is made, so a test can kill
-        the client at the moment GitHub has acted and the client has not heard."""
+    def hold_answer(self, line: str) -> asyncio.Event:
+        """Handle the next request whose "METHOD /path" is `line`, then never answer it (until
+        `close`): the returned event is set once the change is made, so a test can kill the
+        client at the moment GitHub has acted and the client has not heard."""
         made = asyncio.Event()
-        self._holds[match] = made
+        self._holds[line] = made
         return made
 
     def clear_faults(self) -> None:
@@ -284,9 +284,8 @@ class FakeGitHub(GitRepo):
         if limit is not None:
             self._rate_limits.remove(limit)
             return _rate_limited(limit)
-        held = next((m for m in self._holds if m in line), None)
-        if held is not None:
-            made = self._holds.pop(held)
+        made = self._holds.pop(line, None)
+        if made is not None:
             response = await handler(request)
             made.set()
             await self._release.wait()
