@@ -87,10 +87,12 @@ async def start(
     await github.close()
 
 
-async def _deploy_regression(loop: Loop, traffic: SampleApp, files: dict[str, str]) -> str:
+async def _deploy_regression(
+    loop: Loop, traffic: SampleApp, files: dict[str, str], *, author: str = "octo-dev"
+) -> str:
     """Merge the culprit, deliver its webhook, deploy it into a 5% error ratio; the deploy id."""
     initial = loop.github.head_sha()
-    pr = loop.github.merge_pr("Faster charges", BODY, files)
+    pr = loop.github.merge_pr("Faster charges", BODY, files, author=author)
     await deliver_pr(loop.client, loop.github, pr.number)
     traffic.configure(loop.service, error_ratio=0.05)
     return await post_deploy(loop.client, loop.service, loop.github.head_sha(), initial,
@@ -124,3 +126,24 @@ async def test_secondary_rate_limit_without_retry_after_retries_the_revert_a_min
     assert (action["status"], action["attempts"]) == ("completed", 2)
     assert action["url"] == revert.html_url
     assert loop.github.requests.count("POST /graphql") == 2
+
+
+async def test_a_bot_written_culprit_gets_a_bug_issue_assigned_to_nobody_naming_its_author(
+    start: Start, traffic: SampleApp
+) -> None:
+    """The culprit opened by `devin-ai-integration[bot]` (GitHub refuses bots as assignees): the
+    fix step opens the bug issue assigned to nobody, and the issue says who wrote the PR."""
+    loop = await start("e2e-gh-bot")
+    bot = "devin-ai-integration[bot]"
+    try:
+        deploy_id = await _deploy_regression(loop, traffic, {"app/pay.py": "pay = 1\n"}, author=bot)
+        view = await wait_final(loop.client, deploy_id)
+    finally:
+        traffic.configure(loop.service, error_ratio=0.005)
+    assert view["phase"] == "reverted", view
+    fix = next(a for a in (await loop.incident(deploy_id))["actions"] if a["kind"] == "fix")
+    assert fix["status"] == "completed", fix["error"]
+    (issue,) = loop.github.issues
+    assert issue.assignees == []
+    assert f"written by @{bot}, a bot account" in issue.body
+    assert fix["url"] == issue.html_url
