@@ -7,13 +7,14 @@ waits a minute or more. Each test has its own service."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from attribution.records import WatchState
 from loop.api.app import build_app
@@ -61,28 +62,29 @@ class Loop:
         return [p for p in self.github.created_pulls() if p.title.startswith("Revert")]
 
 
-Start = Callable[[str], Awaitable[Loop]]
+Start = Callable[[str], AbstractAsyncContextManager[Loop]]
 
 
 @pytest.fixture
-async def start(
-    tmp_path: Path, prometheus: PrometheusServer, aiohttp_client: Any
-) -> AsyncIterator[Start]:
-    """Build the app from a config file for one service, as `rearguard serve` does."""
+async def start(tmp_path: Path, prometheus: PrometheusServer) -> AsyncIterator[Start]:
+    """Build the app from a config file for one service, as `rearguard serve` does, and serve
+    it for the `async with` block (started and stopped in the test's own task, as `serve` does
+    both in one: githubkit keeps its connection pool in a context variable)."""
     github = FakeGitHub(tmp_path / "github", repo=REPO)
     await github.start()
     slack = FakeSlack()
     await slack.start()
 
-    async def build(service: str) -> Loop:
+    @asynccontextmanager
+    async def serve(service: str) -> AsyncIterator[Loop]:
         config = write_config(tmp_path, service, REPO, prometheus=prometheus.url,
                               github=github.url, slack=slack.url)  # fmt: skip
         settings = load_settings(config, serve_env(github.token, slack.token))
         clock = JumpClock()
-        client = await aiohttp_client(build_app(settings, clock=clock))
-        return Loop(client, github, slack, clock, service)
+        async with TestClient(TestServer(build_app(settings, clock=clock))) as client:
+            yield Loop(client, github, slack, clock, service)
 
-    yield build
+    yield serve
     await slack.close()
     await github.close()
 
@@ -104,25 +106,26 @@ async def test_secondary_rate_limit_without_retry_after_retries_the_revert_a_min
 ) -> None:
     """GitHub answering the revert call 429 with no retry-after: the Watch is due again a minute
     later (no step sleeps it), the revert PR is opened then, and the incident is reverted."""
-    loop = await start("e2e-gh-limit")
-    loop.github.rate_limit_next(None, status=429, match="POST /graphql")
-    try:
-        deploy_id = await _deploy_regression(loop, traffic, {"app/charge.py": "fast = 1\n"})
-        parked = await until(
-            lambda: loop.watch(deploy_id),
-            lambda w: w.phase in {"escalated", "reverted"} or "retrying" in (w.reason or ""),
-            what="the revert refused and retried",
-        )
-        assert parked.phase == "rolling_back", parked
-        assert parked.next_due - loop.clock.now() >= 59, parked
-        assert loop.reverts() == []
-        loop.clock.jump(60)
-        view = await wait_final(loop.client, deploy_id)
-    finally:
-        traffic.configure(loop.service, error_ratio=0.005)
+    async with start("e2e-gh-limit") as loop:
+        loop.github.rate_limit_next(None, status=429, match="POST /graphql")
+        try:
+            deploy_id = await _deploy_regression(loop, traffic, {"app/charge.py": "fast = 1\n"})
+            parked = await until(
+                lambda: loop.watch(deploy_id),
+                lambda w: w.phase in {"escalated", "reverted"} or "retrying" in (w.reason or ""),
+                what="the revert refused and retried",
+            )
+            assert parked.phase == "rolling_back", parked
+            assert parked.next_due - loop.clock.now() >= 59, parked
+            assert loop.reverts() == []
+            loop.clock.jump(60)
+            view = await wait_final(loop.client, deploy_id)
+        finally:
+            traffic.configure(loop.service, error_ratio=0.005)
+        incident = await loop.incident(deploy_id)
     assert view["phase"] == "reverted", view
     (revert,) = loop.reverts()
-    action = next(a for a in (await loop.incident(deploy_id))["actions"] if a["kind"] == "revert")
+    action = next(a for a in incident["actions"] if a["kind"] == "revert")
     assert (action["status"], action["attempts"]) == ("completed", 2)
     assert action["url"] == revert.html_url
     assert loop.github.requests.count("POST /graphql") == 2
@@ -133,15 +136,17 @@ async def test_a_bot_written_culprit_gets_a_bug_issue_assigned_to_nobody_naming_
 ) -> None:
     """The culprit opened by `devin-ai-integration[bot]` (GitHub refuses bots as assignees): the
     fix step opens the bug issue assigned to nobody, and the issue says who wrote the PR."""
-    loop = await start("e2e-gh-bot")
     bot = "devin-ai-integration[bot]"
-    try:
-        deploy_id = await _deploy_regression(loop, traffic, {"app/pay.py": "pay = 1\n"}, author=bot)
-        view = await wait_final(loop.client, deploy_id)
-    finally:
-        traffic.configure(loop.service, error_ratio=0.005)
+    async with start("e2e-gh-bot") as loop:
+        try:
+            files = {"app/pay.py": "pay = 1\n"}
+            deploy_id = await _deploy_regression(loop, traffic, files, author=bot)
+            view = await wait_final(loop.client, deploy_id)
+        finally:
+            traffic.configure(loop.service, error_ratio=0.005)
+        incident = await loop.incident(deploy_id)
     assert view["phase"] == "reverted", view
-    fix = next(a for a in (await loop.incident(deploy_id))["actions"] if a["kind"] == "fix")
+    fix = next(a for a in incident["actions"] if a["kind"] == "fix")
     assert fix["status"] == "completed", fix["error"]
     (issue,) = loop.github.issues
     assert issue.assignees == []
