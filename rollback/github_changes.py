@@ -18,6 +18,7 @@ import binascii
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from githubkit.utils import Unset
 from githubkit_schemas.latest.models import Issue
 
 from rollback.forge import (
@@ -186,7 +187,9 @@ class GitHubChanges(GitHubClient):
             )
             issues = cast("list[Issue]", listed.parsed_data)
             for issue in issues:
-                if issue.pull_request is None and tag in (issue.body or ""):
+                # The issues API lists PRs too; a plain issue has no `pull_request` key at all,
+                # which githubkit reads as UNSET, not None.
+                if _plain(issue) and tag in (issue.body or ""):
                     return issue
             if len(issues) < PER_PAGE:
                 return None
@@ -228,6 +231,11 @@ class GitHubChanges(GitHubClient):
         await self._rest(f"comment on PR #{number}", at, comment_on, number, body=comment)
         update = self._gh.rest.pulls.async_update
         await self._rest(f"close PR #{number}", at, update, number, state="closed")
+
+
+def _plain(issue: Issue) -> bool:
+    """Whether `issue` is an issue and not a pull request."""
+    return isinstance(issue.pull_request, Unset) or issue.pull_request is None
 
 
 def _with_marker(body: str, key: str) -> str:

@@ -15,6 +15,7 @@ from rollback import github as github_module
 from rollback.forge import (
     ForgeError,
     ForgeUnavailable,
+    IssueRequest,
     PullRef,
     RevertConflict,
     RevertRequest,
@@ -373,3 +374,20 @@ def test_webhook_payloads_parse_as_github_events(github: FakeGitHub) -> None:
     assert [label.name for label in closed.pull_request.labels] == ["agent"]
     assert status.action == "created"
     assert (status.deployment.sha, status.deployment_status.state) == (pr.merge_sha, "success")
+
+
+async def test_same_key_finds_the_open_bug_issue_and_never_a_pr(
+    github: FakeGitHub, forge: GitHubForge
+) -> None:
+    """Asked twice for one key's issue, the forge returns the issue opened first (GitHub lists it
+    without a `pull_request` key), not a PR carrying the same marker (listed with one)."""
+    request = IssueRequest(repo="acme/app", key="bug-inc-1", title="Regression from #1",
+                           body="What broke.", labels=("rearguard", "bug"))  # fmt: skip
+    decoy = github.new_pr(github.next_number(), "Decoy", f"Quoted: {marker(request.key)}",
+                          author="dev", head_ref="decoy", head_sha=github.head_sha())  # fmt: skip
+    decoy.labels = ["rearguard"]
+    first = await forge.open_issue(request)
+    again = await forge.open_issue(request)
+
+    assert (first.reused, again.reused, again.number) == (False, True, first.number)
+    assert [i.number for i in github.issues] == [first.number]
