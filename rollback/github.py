@@ -4,7 +4,10 @@ Every call goes through the one retry policy and error mapping of
 `rollback.github_client.GitHubClient` (`_call`/`_rest`; the mapping is drawn in that module).
 
 Reverts are idempotent per `RevertRequest.key`: the PR body carries `<!-- rearguard-key: KEY -->`
-and an open PR with that marker (or on the key's branch) is returned instead of a new one. One PR
+and a PR with that marker (or on the key's branch) is returned instead of a new one, whatever
+became of it (open, merged, or closed unmerged: the caller decides what a closed one means). It
+is looked for among the PRs opened after the newest PR it reverts, newest first: a revert cannot
+be older than what it reverts, so the search ends there however many PRs the repository has. One PR
 is reverted by GraphQL `revertPullRequest`; several, or one GraphQL refuses, through the Git Data
 API (tree, commit, ref, PR), refused with `RevertConflict` when later commits changed the same
 files (which paths to restore or refuse is decided by `rollback.revert_plan`). The token never
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from githubkit_schemas.latest.models import PullRequestSimple
 
@@ -127,19 +130,28 @@ class GitHubForge(GitHubChanges):
     # -- reverts -------------------------------------------------------------------------------
 
     async def _find(self, at: Repo, request: Keyed) -> Opened | None:
-        """The open PR on `request.branch` or carrying its marker (one try: callers retry)."""
+        """The PR on `request.branch` or carrying its marker (one try: callers retry): for a
+        revert in any state, among the PRs newer than those it reverts; for a fix change, open."""
         tag = marker(request.key)
+        state: Literal["all", "open"] = "open"
+        floor = 0
+        if isinstance(request, RevertRequest):
+            state, floor = "all", max((pr.number for pr in request.prs), default=0)
         for page in range(1, MAX_PAGES + 1):
             listed = await self._gh.rest.pulls.async_list(
-                *at, state="open", base=request.base_branch, per_page=PER_PAGE, page=page
-            )
+                *at, state=state, base=request.base_branch, sort="created", direction="desc",
+                per_page=PER_PAGE, page=page,
+            )  # fmt: skip
             pulls = cast("list[PullRequestSimple]", listed.parsed_data)
             for pull in pulls:
+                if pull.number <= floor:
+                    return None  # older than what it reverts, and so is every later page
                 if pull.head.ref == request.branch or tag in (pull.body or ""):
                     return as_opened(pull)
             if len(pulls) < PER_PAGE:
                 return None
-        raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open PRs: cannot rule out a duplicate")
+        scanned = MAX_PAGES * PER_PAGE
+        raise ForgeError(f"more than {scanned} PRs to scan: cannot rule out a duplicate")
 
     async def _create_once(
         self, what: str, at: Repo, request: Keyed, create: Callable[[], Awaitable[Opened]]
@@ -305,7 +317,9 @@ class GitHubForge(GitHubChanges):
         if missing:
             add = self._gh.rest.issues.async_add_labels
             await self._rest(f"label PR #{opened.number}", at, add, opened.number, labels=missing)
-        return RevertResult(opened.url, opened.branch, opened.number, opened.head_sha, reused)
+        return RevertResult(
+            opened.url, opened.branch, opened.number, opened.head_sha, reused, opened.state
+        )
 
 
 def _body(request: RevertRequest) -> str:

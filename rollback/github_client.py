@@ -46,7 +46,7 @@ from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
 from pydantic import ValidationError
 
 from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
-from rollback.forge import ForgeError, ForgeUnavailable
+from rollback.forge import ChangeState, ForgeError, ForgeUnavailable
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -83,6 +83,7 @@ class Opened:
     branch: str
     head_sha: str
     labels: frozenset[str]
+    state: ChangeState = ChangeState.OPEN
 
 
 class GitHubClient:
@@ -265,4 +266,8 @@ def _describe(exc: Exception | None) -> str:
 def as_opened(pull: PullRequest | PullRequestSimple) -> Opened:
     """The parts of a githubkit pull request that a revert or fix change is found again by."""
     labels = frozenset(label.name for label in pull.labels)
-    return Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)
+    if pull.merged_at is not None:
+        state = ChangeState.MERGED
+    else:
+        state = ChangeState.OPEN if pull.state == "open" else ChangeState.CLOSED
+    return Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels, state)

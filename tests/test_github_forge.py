@@ -13,6 +13,7 @@ from pytest_aiohttp import AiohttpServer
 from loop.watch.retry import INLINE_WAIT
 from rollback import github as github_module
 from rollback.forge import (
+    ChangeState,
     ForgeError,
     ForgeUnavailable,
     IssueRequest,
@@ -163,17 +164,56 @@ async def test_lost_answer_to_the_revert_does_not_open_a_second_pr(
 async def test_leftover_branch_is_moved_and_a_new_pr_opened(
     github: FakeGitHub, forge: GitHubForge
 ) -> None:
-    """If the key's PR was closed, the branch left behind is reused rather than fatal."""
+    """A branch an interrupted attempt left without a PR is moved rather than fatal."""
     pr = merge_cache_change(github)
     github.refuse_graphql_reverts()
+    github.git("branch", "rearguard/inc-1", "main")
+    opened = await forge.open_revert(request_for(pr))
+
+    assert not opened.reused
+    assert [p.number for p in github.open_pulls()] == [opened.number]
+    assert github.read_file("app/config.py", opened.branch) == "CACHE = False\n"
+
+
+@pytest.mark.parametrize(
+    ("person", "state"), [("merges", ChangeState.MERGED), ("closes", ChangeState.CLOSED)]
+)
+@pytest.mark.parametrize("graphql", [True, False], ids=["graphql", "git-data"])
+async def test_same_key_finds_the_revert_a_person_merged_or_closed(
+    github: FakeGitHub, forge: GitHubForge, person: str, state: ChangeState, graphql: bool
+) -> None:
+    """The revert PR merged or closed unmerged since: asking again returns it as it is now and
+    opens nothing (what a closed one means is the caller's to decide)."""
+    pr = merge_cache_change(github)
+    if not graphql:
+        github.refuse_graphql_reverts()
     first = await forge.open_revert(request_for(pr))
     assert first.number is not None
-    github.pull(first.number).state = "closed"
-    second = await forge.open_revert(request_for(pr))
+    if person == "merges":
+        github.merge_branch(github.pull(first.number))
+    else:
+        github.pull(first.number).state = "closed"
+    again = await forge.open_revert(request_for(pr))
 
-    assert not second.reused
-    assert [p.number for p in github.open_pulls()] == [second.number]
-    assert github.read_file("app/config.py", second.branch) == "CACHE = False\n"
+    assert (again.reused, again.state, again.number) == (True, state, first.number)
+    assert len(github.created_pulls()) == 1
+
+
+async def test_revert_lookup_reads_no_pr_older_than_the_one_reverted(
+    github: FakeGitHub, forge: GitHubForge
+) -> None:
+    """However many PRs the repository had before the culprit, looking for its revert reads one
+    page: a revert is newer than what it reverts."""
+    for n in range(1, 251):
+        github.new_pr(n, f"Old change {n}", "", author="dev", head_ref=f"old-{n}",
+                      head_sha=github.head_sha()).state = "closed"  # fmt: skip
+    pr = merge_cache_change(github)
+    await forge.open_revert(request_for(pr))
+    github.requests.clear()
+    again = await forge.open_revert(request_for(pr))
+
+    assert again.reused
+    assert github.requests.count("GET /repos/acme/app/pulls") == 1
 
 
 async def test_conflicting_later_commit_refuses_and_opens_nothing(

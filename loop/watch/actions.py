@@ -5,7 +5,9 @@ An action row is written `pending` before its call and finished after it: `compl
 URL and detail the call returned, or `failed` with the reason. A retryable failure (the forge,
 the chat or the model said "later") leaves it `pending` and raises `ActionRetry`, which the Watch
 turns into its next due time (`loop.watch.retry`); after `max_action_attempts` it is `failed`.
-A completed, failed or skipped action is never called again.
+A call that finds a person already decided against it (a revert PR closed unmerged) raises
+`Declined`: the action is `skipped` with the reason. A completed, failed or skipped action is
+never called again.
 
 The regressed SLI's result, which every notice, revert body and fix context quotes, is read here
 once as a typed `SliResult` (`culprit_result`).
@@ -27,6 +29,10 @@ Call = Callable[[], Awaitable[tuple[str | None, dict[str, Any]]]]
 """An action's call: it returns the URL (if any) and the detail to keep."""
 
 
+class Declined(Exception):
+    """A person already decided against what the action does; the message says who and how."""
+
+
 async def run_action(
     deps: WatchDeps, key: str, incident: Incident, kind: ActionKind, call: Call
 ) -> Action:
@@ -36,6 +42,10 @@ async def run_action(
         return action
     try:
         url, detail = await call()
+    except Declined as exc:
+        return await deps.store.incidents.finish_action(
+            key, ActionStatus.SKIPPED, now=deps.clock.now(), error=str(exc)
+        )
     except Retryable as exc:
         if action.attempts < deps.max_action_attempts:
             await deps.store.incidents.note_action_error(key, deps.clock.now(), str(exc))
