@@ -110,6 +110,7 @@ class ActionKind(StrEnum):
     REPLY = "reply"
     FIX = "fix"
     CLOSE = "close"
+    RANGE = "range"  # reads rather than changes: a deploy's change range, retried like the rest
 
 
 class ActionStatus(StrEnum):
