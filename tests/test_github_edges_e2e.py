@@ -24,7 +24,7 @@ from loop.watch.deps import WatchDeps
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
-from tests.loop_rig import deliver_pr, post_deploy, wait_final
+from tests.loop_rig import STEP, deliver_pr, post_deploy, wait_final
 from tests.prometheus_server import PrometheusServer
 from tests.serve_rig import JumpClock, serve_env, until, write_config
 
@@ -152,3 +152,85 @@ async def test_a_bot_written_culprit_gets_a_bug_issue_assigned_to_nobody_naming_
     assert issue.assignees == []
     assert f"written by @{bot}, a bot account" in issue.body
     assert fix["url"] == issue.html_url
+
+
+async def _jump_while_held(loop: Loop, deploy_id: str) -> list[float]:
+    """While the regressed Watch holds its incident for the change range, jump the clock to each
+    next try; the waits jumped, once the Watch has moved on."""
+    waits: list[float] = []
+    while True:
+        state = await until(
+            lambda: loop.watch(deploy_id),
+            lambda w: (
+                w.phase not in {"deployed", "observing"} or w.next_due - loop.clock.now() > 2 * STEP
+            ),
+            what="the Watch held or moved on",
+        )
+        if state.phase not in {"deployed", "observing"}:
+            return waits
+        assert "the incident waits for the change range" in (state.reason or ""), state
+        waits.append(state.next_due - loop.clock.now())
+        loop.clock.jump(waits[-1])
+
+
+async def test_github_503_eight_times_from_the_deploy_on_then_the_culprit_is_reverted(
+    start: Start, traffic: SampleApp
+) -> None:
+    """GitHub answering 503 to the first eight calls from the deploy on: the Watch observes and
+    finds the regression meanwhile, the change range is read again after growing delays, and
+    the culprit's revert PR is opened once GitHub recovers."""
+    async with start("e2e-gh-range") as loop:
+        initial = loop.github.head_sha()
+        pr = loop.github.merge_pr("Faster charges", BODY, {"app/cart.py": "fast = 1\n"})
+        await deliver_pr(loop.client, loop.github, pr.number)
+        loop.github.fail_next(8, 503)
+        traffic.configure(loop.service, error_ratio=0.05)
+        try:
+            deploy_id = await post_deploy(loop.client, loop.service, loop.github.head_sha(),
+                                          initial, time.time())  # fmt: skip
+            waits = await _jump_while_held(loop, deploy_id)
+            view = await wait_final(loop.client, deploy_id)
+        finally:
+            traffic.configure(loop.service, error_ratio=0.005)
+        incident = await loop.incident(deploy_id)
+    assert view["phase"] == "reverted", view["reason"]
+    assert [s["number"] for s in incident["suspects"]] == [pr.number]
+    (revert,) = loop.reverts()
+    assert f"Revert #{pr.number}" in revert.title
+    assert len(waits) == 2, waits  # a try 30 s after the first, the next 60 s after that
+    assert waits[1] > waits[0], waits
+    assert loop.github.requests.count(f"GET /repos/{REPO}/compare/{initial}...{view['sha']}") == 9
+
+
+async def test_github_compare_down_for_the_budget_uses_the_prs_on_record_and_says_so(
+    start: Start, traffic: SampleApp
+) -> None:
+    """GitHub's compare failing for the whole budget: the range is given up after growing
+    delays, the PRs on record between the two deploys' PRs are used, the culprit is reverted and
+    the Slack notice says the range was unresolved."""
+    async with start("e2e-gh-records") as loop:
+        before = loop.github.merge_pr("Add cart", BODY, {"app/cart.py": "cart = 1\n"})
+        await deliver_pr(loop.client, loop.github, before.number)
+        pr = loop.github.merge_pr("Faster cart", BODY, {"app/cart.py": "cart = 2\n"})
+        await deliver_pr(loop.client, loop.github, pr.number)
+        loop.github.fail_next(10_000, 503, match="/compare/")
+        traffic.configure(loop.service, error_ratio=0.05)
+        try:
+            deploy_id = await post_deploy(loop.client, loop.service, loop.github.head_sha(),
+                                          before.merge_sha or "", time.time())  # fmt: skip
+            waits = await _jump_while_held(loop, deploy_id)
+            view = await wait_final(loop.client, deploy_id)
+        finally:
+            traffic.configure(loop.service, error_ratio=0.005)
+        incident = await loop.incident(deploy_id)
+    assert view["phase"] == "reverted", view["reason"]
+    assert [s["number"] for s in incident["suspects"]] == [pr.number]
+    (revert,) = loop.reverts()
+    assert f"Revert #{pr.number}" in revert.title
+    assert len(waits) == 4, waits  # 5 attempts
+    assert waits == sorted(waits), waits  # growing delays
+    (opening,) = [m for m in loop.slack.messages if m.thread_ts is None]
+    text = opening.text + str(opening.blocks)
+    assert "change range unresolved" in text
+    assert "gave up after 5 attempts" in text
+    assert f"PR(s) on record merged after #{before.number} up to #{pr.number}" in text

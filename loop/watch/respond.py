@@ -28,6 +28,7 @@ from attribution.records import (
     RevertRound,
 )
 from loop.config import ServiceSettings
+from loop.watch import change_range
 from loop.watch.actions import Declined, completed, culprit_result, is_ratio, run_action, shown
 from loop.watch.attribute import pr_files
 from loop.watch.deps import WatchDeps
@@ -79,6 +80,8 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
     decision = plan(mode, current.prs, files.paths(), gates, unknown=files.unknown(current.prs))
+    if (unresolved := await change_range.failure(deps, deploy.id)) is not None:
+        decision = replace(decision, reasons=(unresolved, *decision.reasons))  # say so
     case = Case(deploy, service, incident, prs, decision, current)
     try:
         revert = await _revert(deps, case)
