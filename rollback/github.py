@@ -35,7 +35,16 @@ from rollback.forge import (
     RevertResult,
 )
 from rollback.github_changes import GitHubChanges
-from rollback.github_client import GraphQLRefused, Opened, Rejected, Repo, as_opened, split_repo
+from rollback.github_client import (
+    GraphQLRefused,
+    Opened,
+    Rejected,
+    Repo,
+    as_opened,
+    ref_path,
+    segment,
+    split_repo,
+)
 from rollback.revert_plan import Change, Tree, plan_revert, tree_entries
 
 Keyed = RevertRequest | ChangeRequest  # a change found again by its branch or key marker
@@ -71,8 +80,8 @@ class GitHubForge(GitHubChanges):
         compare = self._gh.rest.repos.async_compare_commits
         found: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
-            what = f"compare {repo} {basehead}"
-            got = await self._rest(what, at, compare, basehead, page=page, per_page=PER_PAGE)
+            what, path = f"compare {repo} {basehead}", f"{segment(base)}...{segment(head)}"
+            got = await self._rest(what, at, compare, path, page=page, per_page=PER_PAGE)
             found.extend(got.commits)
             if len(got.commits) < PER_PAGE or len(found) >= got.total_commits:
                 return [
@@ -114,7 +123,8 @@ class GitHubForge(GitHubChanges):
         """GitHub's "pull requests associated with a commit" (merged ones carry `merged_at`)."""
         at = split_repo(repo)
         listed = self._gh.rest.repos.async_list_pull_requests_associated_with_commit
-        pulls = await self._rest(f"list PRs of commit {sha[:12]}", at, listed, sha, per_page=100)
+        what = f"list PRs of commit {sha[:12]}"
+        pulls = await self._rest(what, at, listed, segment(sha), per_page=PER_PAGE)
         return [
             PullInfo(
                 number=p.number, title=p.title, body=p.body or "",
@@ -192,9 +202,12 @@ class GitHubForge(GitHubChanges):
     async def _revert_with_git_data(self, at: Repo, request: RevertRequest) -> Opened:
         """Tree, commit, branch and PR undoing every PR in `request`, or `RevertConflict`."""
         git, base = self._gh.rest.git, request.base_branch
-        ref = await self._rest(f"read branch {base}", at, git.async_get_ref, f"heads/{base}")
+        ref = await self._rest(
+            f"read branch {base}", at, git.async_get_ref, ref_path(f"heads/{base}")
+        )
         head_sha = ref.object_.sha
-        head = await self._rest(f"read commit {head_sha}", at, git.async_get_commit, head_sha)
+        read = git.async_get_commit
+        head = await self._rest(f"read commit {head_sha}", at, read, segment(head_sha))
         trees: dict[str, Tree] = {}
         head_tree = await self._tree(at, head.tree.sha, trees)
         changes = [await self._change(at, pr, trees) for pr in request.prs]
@@ -225,7 +238,7 @@ class GitHubForge(GitHubChanges):
         """Every file of tree `sha` (recursive listing), as path -> entry."""
         if sha not in cache:
             read = self._gh.rest.git.async_get_tree
-            listing = await self._rest(f"read tree {sha}", at, read, sha, recursive="1")
+            listing = await self._rest(f"read tree {sha}", at, read, segment(sha), recursive="1")
             if listing.truncated:
                 raise ForgeError(f"tree {sha} is too large for GitHub to list: revert by hand")
             cache[sha] = {e.path: (e.mode, e.type, e.sha) for e in listing.tree if e.type != "tree"}
@@ -234,10 +247,10 @@ class GitHubForge(GitHubChanges):
     async def _change(self, at: Repo, pr: PullRef, trees: dict[str, Tree]) -> Change:
         """What `pr`'s merge commit changed against its first parent."""
         read, what = self._gh.rest.git.async_get_commit, f"read PR #{pr.number}"
-        merge = await self._rest(what, at, read, pr.merge_sha)
+        merge = await self._rest(what, at, read, segment(pr.merge_sha))
         if not merge.parents:
             raise ForgeError(f"PR #{pr.number}: commit {pr.merge_sha} has no parent to revert to")
-        parent = await self._rest(f"{what}'s parent", at, read, merge.parents[0].sha)
+        parent = await self._rest(f"{what}'s parent", at, read, segment(merge.parents[0].sha))
         before = await self._tree(at, parent.tree.sha, trees)
         return Change(pr, before, await self._tree(at, merge.tree.sha, trees))
 
@@ -282,7 +295,7 @@ class GitHubForge(GitHubChanges):
                 raise
             move = git.async_update_ref
             await self._rest(
-                f"move branch {branch}", at, move, f"heads/{branch}", sha=sha, force=True
+                f"move branch {branch}", at, move, ref_path(f"heads/{branch}"), sha=sha, force=True
             )
 
     async def _open_pull(self, at: Repo, request: RevertRequest) -> Opened:

@@ -20,6 +20,13 @@ is the loop's action retry: the Watch is due again after it, no step sleeps it.
     GraphQLFailed                          -> ForgeError (a revert falls back to the Git Data API)
     pydantic ValidationError               -> ForgeError (GitHub answered in an unexpected shape)
 
+githubkit puts path parameters into the URL as they are given, and httpx then reads a `?` as the
+start of a query, a `#` as a fragment and `..` as a step up: every sha and ref Rearguard passes
+in a path goes through `segment` (one segment, everything reserved escaped) or `ref_path` (a
+ref's segments each escaped, its slashes kept), and repository names are checked by
+`split_repo`, so nothing from outside (a deploy's sha, a webhook's merge commit, a configured
+branch) can change which endpoint is asked.
+
 The token never appears in a message or log line (`_redact`).
 """
 
@@ -27,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from urllib.parse import quote
 
 from githubkit import GitHub, Response
 from githubkit.exception import (
@@ -60,6 +69,7 @@ BACKOFF_CAP = 8.0
 SECONDARY_WAIT = 60.0
 """The first wait after a secondary rate limit that names none ("wait at least one minute")."""
 _SECONDARY_MESSAGES = ("secondary rate limit", "abuse detection")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class Rejected(ForgeError):
@@ -239,11 +249,24 @@ def _says_secondary(exc: RequestFailed) -> bool:
 
 
 def split_repo(repo: str) -> Repo:
-    """`owner/name` as (owner, name), the form githubkit's REST calls take; ForgeError if not."""
+    """`owner/name` as (owner, name), the form githubkit's REST calls take; ForgeError if not
+    (GitHub's names are letters, digits, `-`, `_` and `.`, never `.` or `..` alone)."""
     owner, _, name = repo.partition("/")
-    if not owner or not name or "/" in name:
+    if not all(_NAME.fullmatch(part) and part.strip(".") for part in (owner, name)):
         raise ForgeError(f"repository must be 'owner/name', got {repo!r}")
     return owner, name
+
+
+def segment(value: str) -> str:
+    """`value` (a sha, a `base...head`) as exactly one URL path segment."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
+
+
+def ref_path(ref: str) -> str:
+    """A git ref (`heads/release/1.2`) in a URL path: its slashes kept, as GitHub's ref routes
+    take them, and each segment between them escaped."""
+    return "/".join(segment(part) for part in ref.split("/"))
 
 
 def _describe(exc: Exception | None) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from githubkit.webhooks import parse_obj
@@ -22,6 +23,7 @@ from rollback.forge import (
     RevertRequest,
 )
 from rollback.github import GitHubForge, marker
+from rollback.github_client import ref_path
 from tests.fakes.github import FakeGitHub, FakePR
 
 TOKEN = "ghp_FakeToken0123456789abcdef"
@@ -431,3 +433,57 @@ async def test_same_key_finds_the_open_bug_issue_and_never_a_pr(
 
     assert (first.reused, again.reused, again.number) == (False, True, first.number)
     assert [i.number for i in github.issues] == [first.number]
+
+
+HOSTILE = ["main?per_page=1", "x#../../pulls", "..", "../../../../user", "a/b", "v1%2F..%2F"]
+"""Shas and refs as a CD hook or a webhook might carry them: each would change the path asked
+if it went into the URL unquoted (a query, a fragment, a step up, another segment)."""
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+async def test_a_sha_from_outside_stays_one_segment_of_the_path_asked(
+    github: FakeGitHub, forge: GitHubForge, hostile: str
+) -> None:
+    """A deploy's sha (or a merge commit from a webhook) is one path segment of the endpoint
+    meant, whatever it holds: GitHub is asked for exactly that commit, and says it has none."""
+    calls: list[tuple[Callable[[], Awaitable[object]], str]] = [
+        (lambda: forge.commits_between("acme/app", "main", hostile), "compare/main..."),
+        (lambda: forge.pulls_for_commit("acme/app", hostile), "commits/"),
+        (lambda: forge.read_files("acme/app", hostile, ["README.md"]), "git/commits/"),
+    ]
+    for call, route in calls:
+        github.raw_requests.clear()
+        with pytest.raises(ForgeError):
+            await call()
+        (line,) = github.raw_requests
+        method, raw = line.split(" ", 1)
+        path, query = urlsplit(raw).path, parse_qs(urlsplit(raw).query)
+        asked = path.removeprefix(f"/repos/acme/app/{route}").removesuffix("/pulls")
+        assert method == "GET"
+        assert path.startswith(f"/repos/acme/app/{route}"), raw
+        assert "/" not in asked, raw  # one segment: no step up, no other endpoint
+        assert set(query) <= {"page", "per_page"}, raw  # no query smuggled in
+        assert unquote(asked) == hostile
+
+
+@pytest.mark.parametrize(
+    ("ref", "path"),
+    [
+        ("heads/release/1.2", "heads/release/1.2"),
+        ("heads/../../pulls", "heads/%2E%2E/%2E%2E/pulls"),
+        ("heads/a?b#c", "heads/a%3Fb%23c"),
+    ],
+)
+def test_a_ref_keeps_its_slashes_and_nothing_else(ref: str, path: str) -> None:
+    """A ref's segments are escaped one by one (`..` too); its slashes stay, as GitHub takes."""
+    assert ref_path(ref) == path
+
+
+@pytest.mark.parametrize("repo", ["acme/..", "../app", "acme/app?x=1", "acme/app#x", "acme/a/b"])
+async def test_a_repository_name_that_is_no_github_name_is_refused(
+    github: FakeGitHub, forge: GitHubForge, repo: str
+) -> None:
+    """A configured repository must be a GitHub `owner/name`; nothing is asked otherwise."""
+    with pytest.raises(ForgeError, match="owner/name"):
+        await forge.commits_between(repo, "main", "main")
+    assert github.requests == []

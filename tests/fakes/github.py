@@ -13,7 +13,8 @@ fake's requests the way one repository would):
 - `merge_pr(title, body, files, author=, labels=, method=)` -> `FakePR`: branch, commit, merge.
 - `commit(files, message, branch="main")` -> sha: a direct push (e.g. a later conflicting change).
 - `head_sha(branch)`, `read_file(path, ref)`, `pulls` (every PR), `open_pulls()`,
-  `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log).
+  `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log, the path
+  decoded) and `raw_requests` (the same as sent: path still quoted, query included).
 - `pull_request_closed_webhook(number)`, `deployment_status_webhook(sha, environment, state)`.
 - Faults: `fail_next(count, status, match=, after=)`, `delay(seconds)`,
   `rate_limit_next(retry_after, secondary=, count=, status=, match=)`,
@@ -76,6 +77,7 @@ class FakeGitHub(GitRepo):
         self.auto_merge_allowed = True
         self.checks_pending = True  # False: GitHub calls an open PR "clean" (nothing to wait for)
         self.requests: list[str] = []
+        self.raw_requests: list[str] = []  # "METHOD /raw/path?query" as it came over the wire
         self._failures: list[_Fault] = []
         self._rate_limits: list[_Limit] = []
         self._holds: dict[str, asyncio.Event] = {}
@@ -271,6 +273,7 @@ class FakeGitHub(GitRepo):
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         line = f"{request.method} {request.path}"
         self.requests.append(line)
+        self.raw_requests.append(f"{request.method} {request.raw_path}")
         if self._delay:
             await asyncio.sleep(self._latency.draw())
         fault = next((f for f in self._failures if f.match is None or f.match in line), None)
