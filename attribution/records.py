@@ -111,6 +111,7 @@ class ActionKind(StrEnum):
     UPLOAD = "upload"  # a file (the SLI plot) in an incident's thread
     FIX = "fix"
     CLOSE = "close"
+    RANGE = "range"  # reads rather than changes: a deploy's change range, retried like the rest
 
 
 class ActionStatus(StrEnum):

@@ -139,12 +139,17 @@ class IncidentQueries:
 
         return await self._writer.call(finish)
 
-    async def note_action_error(self, key: str, now: float, error: str) -> None:
-        """Keep the last error of a still-pending action (it will be retried)."""
+    async def note_action_error(
+        self, key: str, now: float, error: str, *, retry_at: float | None = None
+    ) -> None:
+        """Keep the last error of a still-pending action (it will be retried), and when it may
+        be tried again (`detail.retry_at`, Unix seconds) while it stays pending."""
+        detail = None if retry_at is None else json.dumps({"retry_at": retry_at})
         await self._writer.call(
             lambda cur: cur.execute(
-                "UPDATE actions SET error = ?, updated_at = to_timestamp(?) WHERE id = ?",
-                [error, now, key],
+                "UPDATE actions SET error = ?, updated_at = to_timestamp(?), "
+                "detail = coalesce(?, detail) WHERE id = ?",
+                [error, now, detail, key],
             )
         )
 

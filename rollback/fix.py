@@ -4,7 +4,9 @@ The model's output is data. A patch is parsed (`rollback.patch`), checked agains
 touch (`rollback.policy.patch_refusals`: the original PR's files and tests only, never CI
 workflows or human-gated paths) and applied in memory to the files as the original PR left them;
 only then does the forge write a branch off the default branch with the original change plus the
-fix, opened as a draft PR labelled `agent-fix`, assigned to the original author. A refused patch,
+fix, opened as a draft PR labelled `agent-fix`, assigned to the original author unless that is a
+bot account (coding agents open PRs as `…[bot]` users, which GitHub refuses as assignees with a
+422): then nobody is assigned and the PR or issue says who wrote the change. A refused patch,
 a patch that does not apply, no patch (the template fixer), or a fixer that gave up all lead to a
 bug issue that says why. So does a culprit whose files are unknown: no patch could be checked
 against them (and a fix PR could not re-apply a change it cannot see), so no fixer is asked.
@@ -61,6 +63,28 @@ def fix_key(incident_id: str) -> str:
 def issue_key(incident_id: str) -> str:
     """The idempotency key of an incident's bug issue."""
     return f"bug-{incident_id}"
+
+
+def assignable(login: str) -> bool:
+    """Whether GitHub takes `login` as an assignee: not a bot account (`…[bot]`), and not the
+    `ghost` that stands for a deleted user."""
+    return bool(login) and not login.endswith("[bot]") and login != "ghost"
+
+
+def _assignees(context: FixContext) -> tuple[str, ...]:
+    return (context.pr_author,) if assignable(context.pr_author) else ()
+
+
+def _author_note(context: FixContext) -> str:
+    """For a change nobody can be assigned: who wrote it, so a person knows whose it was."""
+    if assignable(context.pr_author):
+        return ""
+    who = f"@{context.pr_author}, a bot account" if context.pr_author else "an unknown account"
+    session = f" (agent session `{context.agent_session}`)" if context.agent_session else ""
+    return (
+        f"\n\n#{context.pr_number} was written by {who}{session}, which GitHub does not take "
+        "as an assignee: nobody is assigned, a person takes this on."
+    )
 
 
 async def draft_fix(
@@ -135,9 +159,9 @@ async def _open_fix_pr(
         files=tuple(sorted(files.items())),
         message=f"Re-apply #{context.pr_number} with a fix\n\n{proposal.hypothesis}",
         title=f"Fix and re-apply #{context.pr_number}: {context.pr_title}"[:250],
-        body=fix_pr_body(context, proposal),
+        body=fix_pr_body(context, proposal) + _author_note(context),
         labels=labels,
-        assignees=(context.pr_author,) if context.pr_author else (),
+        assignees=_assignees(context),
         draft=True,
     )
     made = await forge.open_change(request)
@@ -151,9 +175,9 @@ async def _open_issue(
         repo=context.repo,
         key=issue_key(context.incident_id),
         title=f"Regression from #{context.pr_number} ({context.pr_title}): fix and re-apply"[:250],
-        body=bug_issue_body(context, proposal, why),
+        body=bug_issue_body(context, proposal, why) + _author_note(context),
         labels=ISSUE_LABELS,
-        assignees=(context.pr_author,) if context.pr_author else (),
+        assignees=_assignees(context),
     )
     made = await forge.open_issue(request)
     return FixOutcome("bug_issue", made.url, made.number, why, made.reused)

@@ -12,7 +12,8 @@ attribution and change resolution read) and `ForgeWrites` (revert and fix change
 requests, closes: what rollback writes); `Forge` is both. Implementations: `GitHubForge`
 (githubkit) and `LocalGitForge` (a git repository on disk, for the demo), each a whole `Forge`.
 Writes are idempotent per request key (`RevertRequest.key`, `ChangeRequest.key`,
-`IssueRequest.key`): asking twice returns what the first call made.
+`IssueRequest.key`): asking twice returns what the first call made, in whatever state people
+have since left it (a revert PR found merged or closed unmerged is returned, never made again).
 """
 
 from __future__ import annotations
@@ -109,15 +110,25 @@ class RevertRequest:
         return f"rearguard/{self.key}"
 
 
+class ChangeState(StrEnum):
+    """Where a change the forge made stands now: people may have merged or closed it."""
+
+    OPEN = "open"
+    MERGED = "merged"
+    CLOSED = "closed"  # closed unmerged: a person decided against it
+
+
 @dataclass(frozen=True, slots=True)
 class RevertResult:
-    """What the forge made: a PR (number and URL) or, for local git, a branch and its commit."""
+    """What the forge made: a PR (number and URL) or, for local git, a branch and its commit;
+    `state` is the PR's now (a reused one may have been merged or closed since)."""
 
     url: str
     branch: str
     number: int | None
     head_sha: str
     reused: bool
+    state: ChangeState = ChangeState.OPEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +219,8 @@ class ForgeWrites(Protocol):
     push to the default branch."""
 
     async def open_revert(self, request: RevertRequest) -> RevertResult:
-        """Open (or find, if it exists) the revert change for `request`."""
+        """Open the revert change for `request`, or find the one made for its key before, in
+        any state (open, merged, or closed unmerged)."""
         ...
 
     async def open_change(self, request: ChangeRequest) -> RevertResult:

@@ -4,7 +4,10 @@ Every call goes through the one retry policy and error mapping of
 `rollback.github_client.GitHubClient` (`_call`/`_rest`; the mapping is drawn in that module).
 
 Reverts are idempotent per `RevertRequest.key`: the PR body carries `<!-- rearguard-key: KEY -->`
-and an open PR with that marker (or on the key's branch) is returned instead of a new one. One PR
+and a PR with that marker (or on the key's branch) is returned instead of a new one, whatever
+became of it (open, merged, or closed unmerged: the caller decides what a closed one means). It
+is looked for among the PRs opened after the newest PR it reverts, newest first: a revert cannot
+be older than what it reverts, so the search ends there however many PRs the repository has. One PR
 is reverted by GraphQL `revertPullRequest`; several, or one GraphQL refuses, through the Git Data
 API (tree, commit, ref, PR), refused with `RevertConflict` when later commits changed the same
 files (which paths to restore or refuse is decided by `rollback.revert_plan`). The token never
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from githubkit_schemas.latest.models import PullRequestSimple
 
@@ -32,7 +35,16 @@ from rollback.forge import (
     RevertResult,
 )
 from rollback.github_changes import GitHubChanges
-from rollback.github_client import GraphQLRefused, Opened, Rejected, Repo, as_opened, split_repo
+from rollback.github_client import (
+    GraphQLRefused,
+    Opened,
+    Rejected,
+    Repo,
+    as_opened,
+    ref_path,
+    segment,
+    split_repo,
+)
 from rollback.revert_plan import Change, Tree, plan_revert, tree_entries
 
 Keyed = RevertRequest | ChangeRequest  # a change found again by its branch or key marker
@@ -68,8 +80,8 @@ class GitHubForge(GitHubChanges):
         compare = self._gh.rest.repos.async_compare_commits
         found: list[Any] = []
         for page in range(1, MAX_PAGES + 1):
-            what = f"compare {repo} {basehead}"
-            got = await self._rest(what, at, compare, basehead, page=page, per_page=PER_PAGE)
+            what, path = f"compare {repo} {basehead}", f"{segment(base)}...{segment(head)}"
+            got = await self._rest(what, at, compare, path, page=page, per_page=PER_PAGE)
             found.extend(got.commits)
             if len(got.commits) < PER_PAGE or len(found) >= got.total_commits:
                 return [
@@ -111,7 +123,8 @@ class GitHubForge(GitHubChanges):
         """GitHub's "pull requests associated with a commit" (merged ones carry `merged_at`)."""
         at = split_repo(repo)
         listed = self._gh.rest.repos.async_list_pull_requests_associated_with_commit
-        pulls = await self._rest(f"list PRs of commit {sha[:12]}", at, listed, sha, per_page=100)
+        what = f"list PRs of commit {sha[:12]}"
+        pulls = await self._rest(what, at, listed, segment(sha), per_page=PER_PAGE)
         return [
             PullInfo(
                 number=p.number, title=p.title, body=p.body or "",
@@ -127,19 +140,28 @@ class GitHubForge(GitHubChanges):
     # -- reverts -------------------------------------------------------------------------------
 
     async def _find(self, at: Repo, request: Keyed) -> Opened | None:
-        """The open PR on `request.branch` or carrying its marker (one try: callers retry)."""
+        """The PR on `request.branch` or carrying its marker (one try: callers retry): for a
+        revert in any state, among the PRs newer than those it reverts; for a fix change, open."""
         tag = marker(request.key)
+        state: Literal["all", "open"] = "open"
+        floor = 0
+        if isinstance(request, RevertRequest):
+            state, floor = "all", max((pr.number for pr in request.prs), default=0)
         for page in range(1, MAX_PAGES + 1):
             listed = await self._gh.rest.pulls.async_list(
-                *at, state="open", base=request.base_branch, per_page=PER_PAGE, page=page
-            )
+                *at, state=state, base=request.base_branch, sort="created", direction="desc",
+                per_page=PER_PAGE, page=page,
+            )  # fmt: skip
             pulls = cast("list[PullRequestSimple]", listed.parsed_data)
             for pull in pulls:
+                if pull.number <= floor:
+                    return None  # older than what it reverts, and so is every later page
                 if pull.head.ref == request.branch or tag in (pull.body or ""):
                     return as_opened(pull)
             if len(pulls) < PER_PAGE:
                 return None
-        raise ForgeError(f"more than {MAX_PAGES * PER_PAGE} open PRs: cannot rule out a duplicate")
+        scanned = MAX_PAGES * PER_PAGE
+        raise ForgeError(f"more than {scanned} PRs to scan: cannot rule out a duplicate")
 
     async def _create_once(
         self, what: str, at: Repo, request: Keyed, create: Callable[[], Awaitable[Opened]]
@@ -180,9 +202,12 @@ class GitHubForge(GitHubChanges):
     async def _revert_with_git_data(self, at: Repo, request: RevertRequest) -> Opened:
         """Tree, commit, branch and PR undoing every PR in `request`, or `RevertConflict`."""
         git, base = self._gh.rest.git, request.base_branch
-        ref = await self._rest(f"read branch {base}", at, git.async_get_ref, f"heads/{base}")
+        ref = await self._rest(
+            f"read branch {base}", at, git.async_get_ref, ref_path(f"heads/{base}")
+        )
         head_sha = ref.object_.sha
-        head = await self._rest(f"read commit {head_sha}", at, git.async_get_commit, head_sha)
+        read = git.async_get_commit
+        head = await self._rest(f"read commit {head_sha}", at, read, segment(head_sha))
         trees: dict[str, Tree] = {}
         head_tree = await self._tree(at, head.tree.sha, trees)
         changes = [await self._change(at, pr, trees) for pr in request.prs]
@@ -213,7 +238,7 @@ class GitHubForge(GitHubChanges):
         """Every file of tree `sha` (recursive listing), as path -> entry."""
         if sha not in cache:
             read = self._gh.rest.git.async_get_tree
-            listing = await self._rest(f"read tree {sha}", at, read, sha, recursive="1")
+            listing = await self._rest(f"read tree {sha}", at, read, segment(sha), recursive="1")
             if listing.truncated:
                 raise ForgeError(f"tree {sha} is too large for GitHub to list: revert by hand")
             cache[sha] = {e.path: (e.mode, e.type, e.sha) for e in listing.tree if e.type != "tree"}
@@ -222,10 +247,10 @@ class GitHubForge(GitHubChanges):
     async def _change(self, at: Repo, pr: PullRef, trees: dict[str, Tree]) -> Change:
         """What `pr`'s merge commit changed against its first parent."""
         read, what = self._gh.rest.git.async_get_commit, f"read PR #{pr.number}"
-        merge = await self._rest(what, at, read, pr.merge_sha)
+        merge = await self._rest(what, at, read, segment(pr.merge_sha))
         if not merge.parents:
             raise ForgeError(f"PR #{pr.number}: commit {pr.merge_sha} has no parent to revert to")
-        parent = await self._rest(f"{what}'s parent", at, read, merge.parents[0].sha)
+        parent = await self._rest(f"{what}'s parent", at, read, segment(merge.parents[0].sha))
         before = await self._tree(at, parent.tree.sha, trees)
         return Change(pr, before, await self._tree(at, merge.tree.sha, trees))
 
@@ -270,7 +295,7 @@ class GitHubForge(GitHubChanges):
                 raise
             move = git.async_update_ref
             await self._rest(
-                f"move branch {branch}", at, move, f"heads/{branch}", sha=sha, force=True
+                f"move branch {branch}", at, move, ref_path(f"heads/{branch}"), sha=sha, force=True
             )
 
     async def _open_pull(self, at: Repo, request: RevertRequest) -> Opened:
@@ -305,7 +330,9 @@ class GitHubForge(GitHubChanges):
         if missing:
             add = self._gh.rest.issues.async_add_labels
             await self._rest(f"label PR #{opened.number}", at, add, opened.number, labels=missing)
-        return RevertResult(opened.url, opened.branch, opened.number, opened.head_sha, reused)
+        return RevertResult(
+            opened.url, opened.branch, opened.number, opened.head_sha, reused, opened.state
+        )
 
 
 def _body(request: RevertRequest) -> str:

@@ -18,6 +18,7 @@ import binascii
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from githubkit.utils import Unset
 from githubkit_schemas.latest.models import Issue
 
 from rollback.forge import (
@@ -30,7 +31,16 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
-from rollback.github_client import GitHubClient, GraphQLRefused, Opened, Repo, as_opened, split_repo
+from rollback.github_client import (
+    GitHubClient,
+    GraphQLRefused,
+    Opened,
+    Repo,
+    as_opened,
+    ref_path,
+    segment,
+    split_repo,
+)
 from rollback.policy import MergeNext, after_auto_merge
 
 if TYPE_CHECKING:
@@ -83,12 +93,13 @@ class GitHubChanges(GitHubClient):
         """Each path's text at commit `ref` (`sha^`: its first parent) through the Git Data API."""
         at, git = split_repo(repo), self._gh.rest.git
         sha = ref.removesuffix("^")
-        commit = await self._rest(f"read commit {sha}", at, git.async_get_commit, sha)
+        commit = await self._rest(f"read commit {sha}", at, git.async_get_commit, segment(sha))
         if ref.endswith("^"):
             if not commit.parents:
                 raise ForgeError(f"commit {sha[:10]} has no parent")
             parent = commit.parents[0].sha
-            commit = await self._rest(f"read commit {parent}", at, git.async_get_commit, parent)
+            read = git.async_get_commit
+            commit = await self._rest(f"read commit {parent}", at, read, segment(parent))
         tree = await self._tree(at, commit.tree.sha, {})
         out: dict[str, str | None] = {}
         for path in paths:
@@ -96,7 +107,7 @@ class GitHubChanges(GitHubClient):
             if entry is None:
                 out[path] = None
                 continue
-            blob = await self._rest(f"read {path}", at, git.async_get_blob, entry[2])
+            blob = await self._rest(f"read {path}", at, git.async_get_blob, segment(entry[2]))
             try:
                 out[path] = base64.b64decode(blob.content).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
@@ -114,8 +125,11 @@ class GitHubChanges(GitHubClient):
         if existing is not None:
             return await self._assign(at, request, existing, reused=True)
         base = request.base_branch
-        ref = await self._rest(f"read branch {base}", at, git.async_get_ref, f"heads/{base}")
-        head = await self._rest("read the base commit", at, git.async_get_commit, ref.object_.sha)
+        ref = await self._rest(
+            f"read branch {base}", at, git.async_get_ref, ref_path(f"heads/{base}")
+        )
+        read = git.async_get_commit
+        head = await self._rest("read the base commit", at, read, segment(ref.object_.sha))
         head_tree = await self._tree(at, head.tree.sha, {})
         entries: list[Any] = []
         for path, content in request.files:
@@ -186,7 +200,9 @@ class GitHubChanges(GitHubClient):
             )
             issues = cast("list[Issue]", listed.parsed_data)
             for issue in issues:
-                if issue.pull_request is None and tag in (issue.body or ""):
+                # The issues API lists PRs too; a plain issue has no `pull_request` key at all,
+                # which githubkit reads as UNSET, not None.
+                if _plain(issue) and tag in (issue.body or ""):
                     return issue
             if len(issues) < PER_PAGE:
                 return None
@@ -228,6 +244,11 @@ class GitHubChanges(GitHubClient):
         await self._rest(f"comment on PR #{number}", at, comment_on, number, body=comment)
         update = self._gh.rest.pulls.async_update
         await self._rest(f"close PR #{number}", at, update, number, state="closed")
+
+
+def _plain(issue: Issue) -> bool:
+    """Whether `issue` is an issue and not a pull request."""
+    return isinstance(issue.pull_request, Unset) or issue.pull_request is None
 
 
 def _with_marker(body: str, key: str) -> str:

@@ -6,12 +6,26 @@ githubkit's own retry is off because it may sleep until the rate-limit reset, up
 `_call` retries through `observer.retry.retry_inline`, backing off with `retry_delay` from
 `BACKOFF_FIRST` to `BACKOFF_CAP`. githubkit's errors are mapped here, at the edge::
 
-    RateLimitExceeded, retry_after <= cap  -> wait retry_after, retry       ┐ ForgeUnavailable
-    RateLimitExceeded, retry_after >  cap  -> ForgeUnavailable at once     │ once max_attempts
-    5xx, RequestTimeout, RequestError      -> back off, retry              ┘ are spent
+    rate limited, wait <= cap              -> wait, retry                  ┐ ForgeUnavailable
+    rate limited, wait >  cap              -> ForgeUnavailable at once     │ (with the wait as
+    5xx, RequestTimeout, RequestError      -> back off, retry              ┘ `retry_after`) once
+                                                                             max_attempts are spent
     other 4xx (401 bad token, 404, 422)    -> ForgeError, not retried
+
+"Rate limited" is githubkit's `RateLimitExceeded` (its wait read from `retry-after` or
+`x-ratelimit-reset`), and also what githubkit leaves a plain `RequestFailed`: a 429, or a 403
+saying "secondary rate limit", with no header naming a wait. GitHub's docs say to wait at least a
+minute then, and longer on each repeat (`SECONDARY_WAIT`, doubling), which beyond the inline cap
+is the loop's action retry: the Watch is due again after it, no step sleeps it.
     GraphQLFailed                          -> ForgeError (a revert falls back to the Git Data API)
     pydantic ValidationError               -> ForgeError (GitHub answered in an unexpected shape)
+
+githubkit puts path parameters into the URL as they are given, and httpx then reads a `?` as the
+start of a query, a `#` as a fragment and `..` as a step up: every sha and ref Rearguard passes
+in a path goes through `segment` (one segment, everything reserved escaped) or `ref_path` (a
+ref's segments each escaped, its slashes kept), and repository names are checked by
+`split_repo`, so nothing from outside (a deploy's sha, a webhook's merge commit, a configured
+branch) can change which endpoint is asked.
 
 The token never appears in a message or log line (`_redact`).
 """
@@ -20,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from types import TracebackType
 from typing import Any, Concatenate, ParamSpec, Self, TypeVar
+from urllib.parse import quote
 
 from githubkit import GitHub, Response
 from githubkit.exception import (
@@ -38,8 +54,8 @@ from githubkit.exception import (
 from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
 from pydantic import ValidationError
 
-from observer.retry import Sleep, retry_delay, retry_inline
-from rollback.forge import ForgeError, ForgeUnavailable
+from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
+from rollback.forge import ChangeState, ForgeError, ForgeUnavailable
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -50,6 +66,10 @@ logger = logging.getLogger("rollback.github")
 
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 8.0
+SECONDARY_WAIT = 60.0
+"""The first wait after a secondary rate limit that names none ("wait at least one minute")."""
+_SECONDARY_MESSAGES = ("secondary rate limit", "abuse detection")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 
 class Rejected(ForgeError):
@@ -73,6 +93,7 @@ class Opened:
     branch: str
     head_sha: str
     labels: frozenset[str]
+    state: ChangeState = ChangeState.OPEN
 
 
 class GitHubClient:
@@ -127,9 +148,9 @@ class GitHubClient:
                 sleep=self._sleep,
                 on_retry=partial(self._log_retry, what),
             )
-        except RateLimitExceeded as exc:  # under the cap on every attempt, and the budget spent
-            raise self._spent(what, exc) from exc
         except RequestFailed as exc:
+            if (wait := _limit_wait(exc, self._max_attempts)) is not None:  # the budget spent
+                raise self._spent(what, exc, retry_after=wait) from exc
             if exc.response.status_code < 500:  # noqa: PLR2004 (5xx: the server's fault)
                 raise self._rejected(what, exc) from exc
             raise self._spent(what, exc) from exc
@@ -143,8 +164,7 @@ class GitHubClient:
 
     def _classify(self, what: str, exc: Exception, attempt: int) -> float | None:
         """The wait before trying `what` again; None for a failure retrying will not mend."""
-        if isinstance(exc, RateLimitExceeded):
-            wait = exc.retry_after.total_seconds()
+        if (wait := _limit_wait(exc, attempt)) is not None:
             if wait > self._max_retry_after:
                 cap = self._max_retry_after
                 raise ForgeUnavailable(
@@ -169,9 +189,12 @@ class GitHubClient:
             self._max_attempts,
         )
 
-    def _spent(self, what: str, exc: Exception) -> ForgeUnavailable:
+    def _spent(
+        self, what: str, exc: Exception, *, retry_after: float | None = None
+    ) -> ForgeUnavailable:
         return ForgeUnavailable(
-            self._redact(f"{what}: {_describe(exc)} after {self._max_attempts} attempts")
+            self._redact(f"{what}: {_describe(exc)} after {self._max_attempts} attempts"),
+            retry_after=retry_after,
         )
 
     async def _rest(
@@ -200,12 +223,50 @@ class GitHubClient:
         return text.replace(self._token, "***") if self._token else text
 
 
+def _limit_wait(exc: Exception, attempt: int) -> float | None:
+    """Seconds a rate limit asks to wait before `attempt + 1`; None when `exc` is none.
+
+    githubkit raises `RateLimitExceeded` when a header names the wait. A secondary limit that
+    names none stays a plain `RequestFailed`: a 429, or a 403 whose message says so (any other
+    403 is a permission problem, not retried). Then GitHub asks for at least a minute, growing
+    on each repeat."""
+    if isinstance(exc, RateLimitExceeded):
+        return exc.retry_after.total_seconds()
+    if not isinstance(exc, RequestFailed):
+        return None
+    status = exc.response.status_code
+    if status == 429 or (status == 403 and _says_secondary(exc)):  # noqa: PLR2004 (HTTP codes)
+        return retry_delay(attempt, SECONDARY_WAIT, MAX_RETRY_AFTER)
+    return None
+
+
+def _says_secondary(exc: RequestFailed) -> bool:
+    try:
+        message = str(exc.response.raw_response.json().get("message", "")).lower()
+    except (ValueError, AttributeError):
+        return False
+    return any(words in message for words in _SECONDARY_MESSAGES)
+
+
 def split_repo(repo: str) -> Repo:
-    """`owner/name` as (owner, name), the form githubkit's REST calls take; ForgeError if not."""
+    """`owner/name` as (owner, name), the form githubkit's REST calls take; ForgeError if not
+    (GitHub's names are letters, digits, `-`, `_` and `.`, never `.` or `..` alone)."""
     owner, _, name = repo.partition("/")
-    if not owner or not name or "/" in name:
+    if not all(_NAME.fullmatch(part) and part.strip(".") for part in (owner, name)):
         raise ForgeError(f"repository must be 'owner/name', got {repo!r}")
     return owner, name
+
+
+def segment(value: str) -> str:
+    """`value` (a sha, a `base...head`) as exactly one URL path segment."""
+    quoted = quote(value, safe="")
+    return quoted.replace(".", "%2E") if not quoted.strip(".") else quoted
+
+
+def ref_path(ref: str) -> str:
+    """A git ref (`heads/release/1.2`) in a URL path: its slashes kept, as GitHub's ref routes
+    take them, and each segment between them escaped."""
+    return "/".join(segment(part) for part in ref.split("/"))
 
 
 def _describe(exc: Exception | None) -> str:
@@ -228,4 +289,8 @@ def _describe(exc: Exception | None) -> str:
 def as_opened(pull: PullRequest | PullRequestSimple) -> Opened:
     """The parts of a githubkit pull request that a revert or fix change is found again by."""
     labels = frozenset(label.name for label in pull.labels)
-    return Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels)
+    if pull.merged_at is not None:
+        state = ChangeState.MERGED
+    else:
+        state = ChangeState.OPEN if pull.state == "open" else ChangeState.CLOSED
+    return Opened(pull.number, pull.html_url, pull.head.ref, pull.head.sha, labels, state)

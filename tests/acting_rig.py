@@ -136,6 +136,7 @@ async def make_acting_rig(
     store: Store | None = None,
     forge_attempts: int = 4,
     learned: Literal["record", "webhook", "commit"] = "record",
+    author: str = "octo-dev",
 ) -> ActingRig:
     """A commit, then the culprit PR merged on top; one deploy of it. `learned` says how
     Rearguard knows the culprit: "record" (on record with its files), "webhook" (on record
@@ -144,7 +145,7 @@ async def make_acting_rig(
     github.commit({"app/charge.py": "def charge(x):\n    return retry(x)\n"}, "Add charge")
     previous = github.head_sha()
     files = dict(culprit_files or {"app/charge.py": "def charge(x):\n    return x\n"})
-    culprit = github.merge_pr("Make charges faster", AGENT_BODY, files, author="octo-dev")
+    culprit = github.merge_pr("Make charges faster", AGENT_BODY, files, author=author)
     store = store or await Store.open(tmp_path / "store.duckdb")
     clock = ManualClock(2_000_000_000.0)
     slack.clock = clock.now  # Slack stamps each ts with the rig's time, as it would in production

@@ -76,6 +76,13 @@ LOOP_SERVICES = {
     "e2e-slack-429": 200.0,
     "e2e-slack-crash-busy": 200.0,
     "e2e-slack-crash-plot": 200.0,
+    "e2e-gh-limit": 200.0,
+    "e2e-gh-range": 200.0,
+    "e2e-gh-records": 200.0,
+    "e2e-gh-bot": 200.0,
+    "e2e-gh-issue": 200.0,
+    "e2e-gh-merged": 200.0,
+    "e2e-gh-closed": 200.0,
 }
 """Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
 

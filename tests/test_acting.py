@@ -222,6 +222,31 @@ async def test_valid_patch_opens_a_draft_fix_pr_on_top_of_the_original_change(
     assert "app/charge.py" in json.dumps(request["messages"])
 
 
+async def test_a_bot_written_culprit_gets_its_draft_fix_pr_assigned_to_nobody(
+    tmp_path: Path, github: FakeGitHub, slack: FakeSlack, anthropic_api: FakeAnthropic
+) -> None:
+    """The culprit opened by `copilot-swe-agent[bot]`, which GitHub refuses as an assignee: the
+    draft fix PR opens assigned to nobody and says who wrote the change."""
+    anthropic_api.answer_with({"diagnosis": "the retry was removed", "hypothesis": "errors",
+                               "plan": ["restore it"], "patch": FIX, "tests": []})  # fmt: skip
+    fixer = AnthropicFixer(anthropic_api.key, "claude-sonnet-4-6", base_url=anthropic_api.url,
+                           timeout=5.0, sleep=Sleeps())  # fmt: skip
+    bot = "copilot-swe-agent[bot]"
+    rig = await make_acting_rig(tmp_path, github, slack, mode="propose", fixer=fixer, author=bot)
+    try:
+        assert await rig.run() == "reverted"
+        incident = await rig.store.incidents.incident_for_deploy(rig.deploy.id)
+        assert incident is not None
+        actions = {str(a.kind): a for a in await rig.store.incidents.actions(incident.id)}
+    finally:
+        await fixer.aclose()
+        await _close(rig)
+    assert actions["fix"].status == "completed", actions["fix"].error
+    (fix,) = [p for p in github.created_pulls() if "agent-fix" in p.labels]
+    assert fix.assignees == []
+    assert f"written by @{bot}, a bot account" in fix.body
+
+
 async def test_over_the_daily_budget_no_model_is_asked_and_a_bug_issue_says_why(
     tmp_path: Path, github: FakeGitHub, slack: FakeSlack, anthropic_api: FakeAnthropic
 ) -> None:

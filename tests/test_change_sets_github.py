@@ -13,8 +13,8 @@ from attribution.records import Deploy
 from attribution.store import Store
 from loop.clock import ManualClock
 from loop.config import settings_from
+from loop.watch.change_range import resolve
 from loop.watch.deps import WatchDeps
-from loop.watch.steps import resolve_changes
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.github import GitHubForge
@@ -22,6 +22,10 @@ from tests.fakes.github import FakeGitHub
 
 TOKEN = "ghp_FakeToken0123456789abcdef"
 START = 1_790_000_000.0
+
+
+async def _no_revert_waits(commits: object) -> None:
+    """No incident waits for a revert to be deployed here."""
 
 
 @pytest.mark.parametrize(
@@ -70,7 +74,8 @@ async def test_squash_and_rebase_merges_in_one_range_are_both_found(
                 "acme/app",
                 previous_sha=base,
             )
-            prs, note = await resolve_changes(deps, deploy, service)
+            resolved = await resolve(deps, deploy, service, _no_revert_waits)
+        prs, note = resolved.prs or (), resolved.note
         titles = {squashed.number: "squashed", rebased.number: "rebased"}
         assert [titles[p.number] for p in prs] == found
         assert prs[0].merge_sha in (squashed.merge_sha, rebased.merge_sha)

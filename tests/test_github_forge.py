@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 from githubkit.webhooks import parse_obj
 from pytest_aiohttp import AiohttpServer
 
+from loop.watch.retry import INLINE_WAIT
 from rollback import github as github_module
 from rollback.forge import (
+    ChangeState,
     ForgeError,
     ForgeUnavailable,
+    IssueRequest,
     PullRef,
     RevertConflict,
     RevertRequest,
 )
 from rollback.github import GitHubForge, marker
+from rollback.github_client import ref_path
 from tests.fakes.github import FakeGitHub, FakePR
 
 TOKEN = "ghp_FakeToken0123456789abcdef"
@@ -161,17 +166,56 @@ async def test_lost_answer_to_the_revert_does_not_open_a_second_pr(
 async def test_leftover_branch_is_moved_and_a_new_pr_opened(
     github: FakeGitHub, forge: GitHubForge
 ) -> None:
-    """If the key's PR was closed, the branch left behind is reused rather than fatal."""
+    """A branch an interrupted attempt left without a PR is moved rather than fatal."""
     pr = merge_cache_change(github)
     github.refuse_graphql_reverts()
+    github.git("branch", "rearguard/inc-1", "main")
+    opened = await forge.open_revert(request_for(pr))
+
+    assert not opened.reused
+    assert [p.number for p in github.open_pulls()] == [opened.number]
+    assert github.read_file("app/config.py", opened.branch) == "CACHE = False\n"
+
+
+@pytest.mark.parametrize(
+    ("person", "state"), [("merges", ChangeState.MERGED), ("closes", ChangeState.CLOSED)]
+)
+@pytest.mark.parametrize("graphql", [True, False], ids=["graphql", "git-data"])
+async def test_same_key_finds_the_revert_a_person_merged_or_closed(
+    github: FakeGitHub, forge: GitHubForge, person: str, state: ChangeState, graphql: bool
+) -> None:
+    """The revert PR merged or closed unmerged since: asking again returns it as it is now and
+    opens nothing (what a closed one means is the caller's to decide)."""
+    pr = merge_cache_change(github)
+    if not graphql:
+        github.refuse_graphql_reverts()
     first = await forge.open_revert(request_for(pr))
     assert first.number is not None
-    github.pull(first.number).state = "closed"
-    second = await forge.open_revert(request_for(pr))
+    if person == "merges":
+        github.merge_branch(github.pull(first.number))
+    else:
+        github.pull(first.number).state = "closed"
+    again = await forge.open_revert(request_for(pr))
 
-    assert not second.reused
-    assert [p.number for p in github.open_pulls()] == [second.number]
-    assert github.read_file("app/config.py", second.branch) == "CACHE = False\n"
+    assert (again.reused, again.state, again.number) == (True, state, first.number)
+    assert len(github.created_pulls()) == 1
+
+
+async def test_revert_lookup_reads_no_pr_older_than_the_one_reverted(
+    github: FakeGitHub, forge: GitHubForge
+) -> None:
+    """However many PRs the repository had before the culprit, looking for its revert reads one
+    page: a revert is newer than what it reverts."""
+    for n in range(1, 251):
+        github.new_pr(n, f"Old change {n}", "", author="dev", head_ref=f"old-{n}",
+                      head_sha=github.head_sha()).state = "closed"  # fmt: skip
+    pr = merge_cache_change(github)
+    await forge.open_revert(request_for(pr))
+    github.requests.clear()
+    again = await forge.open_revert(request_for(pr))
+
+    assert again.reused
+    assert github.requests.count("GET /repos/acme/app/pulls") == 1
 
 
 async def test_conflicting_later_commit_refuses_and_opens_nothing(
@@ -229,6 +273,43 @@ async def test_rate_limit_beyond_cap_fails_at_once(
         await forge.commits_between("acme/app", "main", "main")
     assert sleeps.waits == []
     assert len(github.requests) == 1
+
+
+@pytest.mark.parametrize("status", [429, 403])
+async def test_secondary_limit_naming_no_wait_is_a_minute_for_the_loop(
+    github: FakeGitHub, sleeps: Sleeps, status: int
+) -> None:
+    """A 429, or a 403 saying "secondary rate limit", with no retry-after: ForgeUnavailable
+    asking for at least a minute, handed to the loop at once (no inline sleep)."""
+    github.rate_limit_next(None, status=status)
+    forge = GitHubForge(github.url, TOKEN, max_retry_after=INLINE_WAIT, sleep=sleeps)
+    with pytest.raises(ForgeUnavailable, match="rate limited for 60s") as caught:
+        async with forge:
+            await forge.commits_between("acme/app", "main", "main")
+    assert caught.value.retry_after == 60.0
+    assert sleeps.waits == []
+    assert len(github.requests) == 1
+
+
+async def test_repeated_secondary_limits_wait_longer_each_time(
+    github: FakeGitHub, sleeps: Sleeps
+) -> None:
+    """Allowed to wait inline, a forge waits a minute, then two, as GitHub asks on repeats."""
+    github.rate_limit_next(None, status=429, count=2)
+    async with GitHubForge(github.url, TOKEN, max_retry_after=300, sleep=sleeps) as forge:
+        await forge.commits_between("acme/app", "main", "main")
+    assert sleeps.waits == [60.0, 120.0]
+
+
+async def test_forbidden_without_a_rate_limit_is_final(
+    github: FakeGitHub, forge: GitHubForge, sleeps: Sleeps
+) -> None:
+    """A 403 that is not a rate limit (a token without the permission) is not retried."""
+    github.fail_next(1, 403)
+    with pytest.raises(ForgeError, match="HTTP 403") as caught:
+        await forge.commits_between("acme/app", "main", "main")
+    assert not isinstance(caught.value, ForgeUnavailable)
+    assert (sleeps.waits, len(github.requests)) == ([], 1)
 
 
 async def test_outage_for_the_whole_budget_is_unavailable_without_the_token(
@@ -335,3 +416,74 @@ def test_webhook_payloads_parse_as_github_events(github: FakeGitHub) -> None:
     assert [label.name for label in closed.pull_request.labels] == ["agent"]
     assert status.action == "created"
     assert (status.deployment.sha, status.deployment_status.state) == (pr.merge_sha, "success")
+
+
+async def test_same_key_finds_the_open_bug_issue_and_never_a_pr(
+    github: FakeGitHub, forge: GitHubForge
+) -> None:
+    """Asked twice for one key's issue, the forge returns the issue opened first (GitHub lists it
+    without a `pull_request` key), not a PR carrying the same marker (listed with one)."""
+    request = IssueRequest(repo="acme/app", key="bug-inc-1", title="Regression from #1",
+                           body="What broke.", labels=("rearguard", "bug"))  # fmt: skip
+    decoy = github.new_pr(github.next_number(), "Decoy", f"Quoted: {marker(request.key)}",
+                          author="dev", head_ref="decoy", head_sha=github.head_sha())  # fmt: skip
+    decoy.labels = ["rearguard"]
+    first = await forge.open_issue(request)
+    again = await forge.open_issue(request)
+
+    assert (first.reused, again.reused, again.number) == (False, True, first.number)
+    assert [i.number for i in github.issues] == [first.number]
+
+
+HOSTILE = ["main?per_page=1", "x#../../pulls", "..", "../../../../user", "a/b", "v1%2F..%2F"]
+"""Shas and refs as a CD hook or a webhook might carry them: each would change the path asked
+if it went into the URL unquoted (a query, a fragment, a step up, another segment)."""
+
+
+@pytest.mark.parametrize("hostile", HOSTILE)
+async def test_a_sha_from_outside_stays_one_segment_of_the_path_asked(
+    github: FakeGitHub, forge: GitHubForge, hostile: str
+) -> None:
+    """A deploy's sha (or a merge commit from a webhook) is one path segment of the endpoint
+    meant, whatever it holds: GitHub is asked for exactly that commit, and says it has none."""
+    calls: list[tuple[Callable[[], Awaitable[object]], str]] = [
+        (lambda: forge.commits_between("acme/app", "main", hostile), "compare/main..."),
+        (lambda: forge.pulls_for_commit("acme/app", hostile), "commits/"),
+        (lambda: forge.read_files("acme/app", hostile, ["README.md"]), "git/commits/"),
+    ]
+    for call, route in calls:
+        github.raw_requests.clear()
+        with pytest.raises(ForgeError):
+            await call()
+        (line,) = github.raw_requests
+        method, raw = line.split(" ", 1)
+        path, query = urlsplit(raw).path, parse_qs(urlsplit(raw).query)
+        asked = path.removeprefix(f"/repos/acme/app/{route}").removesuffix("/pulls")
+        assert method == "GET"
+        assert path.startswith(f"/repos/acme/app/{route}"), raw
+        assert "/" not in asked, raw  # one segment: no step up, no other endpoint
+        assert set(query) <= {"page", "per_page"}, raw  # no query smuggled in
+        assert unquote(asked) == hostile
+
+
+@pytest.mark.parametrize(
+    ("ref", "path"),
+    [
+        ("heads/release/1.2", "heads/release/1.2"),
+        ("heads/../../pulls", "heads/%2E%2E/%2E%2E/pulls"),
+        ("heads/a?b#c", "heads/a%3Fb%23c"),
+    ],
+)
+def test_a_ref_keeps_its_slashes_and_nothing_else(ref: str, path: str) -> None:
+    """A ref's segments are escaped one by one (`..` too); its slashes stay, as GitHub takes."""
+    assert ref_path(ref) == path
+
+
+@pytest.mark.parametrize("repo", ["acme/..", "../app", "acme/app?x=1", "acme/app#x", "acme/a/b"])
+async def test_a_repository_name_that_is_no_github_name_is_refused(
+    github: FakeGitHub, forge: GitHubForge, repo: str
+) -> None:
+    """A configured repository must be a GitHub `owner/name`; nothing is asked otherwise."""
+    with pytest.raises(ForgeError, match="owner/name"):
+        await forge.commits_between(repo, "main", "main")
+    assert github.requests == []

@@ -5,7 +5,11 @@ An action row is written `pending` before its call and finished after it: `compl
 URL and detail the call returned, or `failed` with the reason. A retryable failure (the forge,
 the chat or the model said "later") leaves it `pending` and raises `ActionRetry`, which the Watch
 turns into its next due time (`loop.watch.retry`); after `max_action_attempts` it is `failed`.
-A completed, failed or skipped action is never called again.
+While pending, the action keeps when it may be tried again (`detail.retry_at`), for a caller
+that is not itself put off by the delay (the change range, read while the Watch observes on).
+A call that finds a person already decided against it (a revert PR closed unmerged) raises
+`Declined`: the action is `skipped` with the reason. A completed, failed or skipped action is
+never called again.
 
 The regressed SLI's result, which every notice, revert body and fix context quotes, is read here
 once as a typed `SliResult` (`culprit_result`).
@@ -27,21 +31,32 @@ Call = Callable[[], Awaitable[tuple[str | None, dict[str, Any]]]]
 """An action's call: it returns the URL (if any) and the detail to keep."""
 
 
+class Declined(Exception):
+    """A person already decided against what the action does; the message says who and how."""
+
+
 async def run_action(
-    deps: WatchDeps, key: str, incident: Incident, kind: ActionKind, call: Call
+    deps: WatchDeps, key: str, incident: Incident | str, kind: ActionKind, call: Call
 ) -> Action:
-    """Begin (or resume) the action `key`, make its call if it is pending, record the outcome."""
-    action = await deps.store.incidents.begin_action(key, incident.id, kind, deps.clock.now())
+    """Begin (or resume) the action `key` of `incident` (or, for a deploy's own change range,
+    of the deploy's id), make its call if it is pending, record the outcome."""
+    owner = incident if isinstance(incident, str) else incident.id
+    action = await deps.store.incidents.begin_action(key, owner, kind, deps.clock.now())
     if action.status is not ActionStatus.PENDING:
         return action
     try:
         url, detail = await call()
+    except Declined as exc:
+        return await deps.store.incidents.finish_action(
+            key, ActionStatus.SKIPPED, now=deps.clock.now(), error=str(exc)
+        )
     except Retryable as exc:
         if action.attempts < deps.max_action_attempts:
-            await deps.store.incidents.note_action_error(key, deps.clock.now(), str(exc))
             delay = retry_delay(
                 action.attempts, deps.action_retry_seconds, deps.action_retry_cap, exc.retry_after
             )
+            now = deps.clock.now()
+            await deps.store.incidents.note_action_error(key, now, str(exc), retry_at=now + delay)
             raise ActionRetry(
                 f"{kind} attempt {action.attempts} of {deps.max_action_attempts} failed, "
                 f"retrying in {delay:.0f}s: {exc}",

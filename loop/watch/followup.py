@@ -26,7 +26,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from attribution.records import Action, ActionKind, Deploy, Incident, MergedPR
+from attribution.records import Action, ActionKind, ActionStatus, Deploy, Incident, MergedPR
 from loop.config import ServiceSettings
 from loop.watch.actions import completed, culprit_result, is_ratio, run_action, shown
 from loop.watch.attribute import pr_files
@@ -117,6 +117,8 @@ async def follow_up(
 
 
 def _revert_text(case: Followed, revert: Action, merge: Action | None) -> str:
+    if revert.status is ActionStatus.SKIPPED:
+        return f"Revert not pursued: {revert.error}"
     if not completed(revert):
         return f"Revert FAILED, a person must revert by hand: {revert.error}"
     text = f"Revert PR opened: {revert.url}"

@@ -1,8 +1,9 @@
 """The `reverted` phase: find the deploy that carries the revert, verify recovery, and act on it.
 
 A revert PR goes through the repository's own CI and CD, so Rearguard waits: when a later deploy
-of the same service and environment holds the revert's merge (`link_revert_deploy`, called as
-that deploy's Watch starts — whether it came from the CD hook or a GitHub `deployment_status`),
+of the same service and environment holds the revert's merge (`link_revert_deploy`, called once
+that deploy's change range is read — whether it came from the CD hook or a GitHub
+`deployment_status`, and however late GitHub answered),
 the incident's Watch is woken and, one step at a time, judges the regressed SLI since that deploy
 against the incident's pre-regression baseline (`observer.recovery`). Then, each decision written
 before its side effect:
@@ -35,7 +36,6 @@ from loop.watch.rounds import round_key
 from loop.watch.transitions import Turn, claim, moved
 from observer.recovery import RecoveryWindows, observe_recovery
 from observer.verdict import SliResult, Status
-from rollback.forge import ForgeError
 from rollback.policy import plan
 
 RECHECK_WAITING = 3600.0
@@ -45,25 +45,17 @@ wakes it at once)."""
 _OUTCOMES = {Status.HEALTHY: RoundOutcome.RECOVERED, Status.REGRESSED: RoundOutcome.NOT_RECOVERED}
 
 
-async def link_revert_deploy(deps: WatchDeps, deploy: Deploy, service: ServiceSettings) -> None:
-    """If `deploy` carries an opened revert of this service and environment, say so and wake the
-    incident's Watch to verify recovery from the deploy's first step."""
+async def link_revert_deploy(
+    deps: WatchDeps, deploy: Deploy, service: ServiceSettings, range_commits: list[RangeCommit]
+) -> None:
+    """If `deploy`, whose change range is `range_commits`, carries an opened revert of this
+    service and environment, say so and wake the incident's Watch to verify recovery from the
+    deploy's first step."""
     waiting = await deps.store.rounds.awaiting_reverts(
         deploy.service, deploy.environment, phase=Phase.REVERTED
     )
     if not waiting:
         return
-    base = deploy.previous_sha
-    if base is None:
-        previous = await deps.store.watches.previous_deploy(deploy)
-        base = previous.sha if previous else None
-    if base is None:
-        return
-    try:
-        commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
-    except ForgeError:
-        return  # the deploy's own Watch reports the unresolved range
-    range_commits = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
     known = await deps.store.prs.of_repo(service.repo)
     now = deps.clock.now()
     for found, detail in waiting:

@@ -2,7 +2,9 @@
 Notifier, each as an action row written `pending` before the call and finished after it.
 
 A restart re-enters here: a completed action is not repeated, a pending one is retried (the Forge
-and the Notifier are idempotent per key) after a growing delay (`loop.watch.retry`), and after
+and the Notifier are idempotent per key; a revert PR the Forge finds merged since counts as opened,
+one found closed unmerged is respected as when a person's close arrives by webhook, see
+`loop.api.revert_events`) after a growing delay (`loop.watch.retry`), and after
 `max_action_attempts` it is marked `failed` with the reason, which the notice then reports. The
 auto-merge request, the thread's replies and the fix step follow (`loop.watch.followup`). The Watch
 ends `reverted` when a revert exists, `escalated` otherwise. The SLI plot is its own action in
@@ -28,7 +30,8 @@ from attribution.records import (
     RevertRound,
 )
 from loop.config import ServiceSettings
-from loop.watch.actions import completed, culprit_result, is_ratio, run_action, shown
+from loop.watch import change_range
+from loop.watch.actions import Declined, completed, culprit_result, is_ratio, run_action, shown
 from loop.watch.attribute import pr_files
 from loop.watch.deps import WatchDeps
 from loop.watch.followup import (
@@ -42,7 +45,7 @@ from loop.watch.phases import Phase
 from loop.watch.retry import ActionRetry
 from loop.watch.rounds import current_round, notice_key
 from loop.watch.transitions import Turn, claim, moved
-from rollback.forge import PullRef
+from rollback.forge import ChangeState, PullRef, RevertResult
 from rollback.notify import Notice, SuspectLine
 from rollback.policy import Plan, effective, plan
 from rollback.revert import RevertContext, revert_key, revert_request
@@ -78,6 +81,8 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
     mode, gates = effective(deps.settings.mode, deps.settings.human_gates, service.mode,
                             service.human_gates)  # fmt: skip
     decision = plan(mode, current.prs, files.paths(), gates, unknown=files.unknown(current.prs))
+    if (unresolved := await change_range.failure(deps, deploy.id)) is not None:
+        decision = replace(decision, reasons=(unresolved, *decision.reasons))  # say so
     case = Case(deploy, service, incident, prs, decision, current)
     try:
         revert = await _revert(deps, case)
@@ -96,7 +101,11 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
         reason = f"revert opened: {revert.url}; waiting for it to be merged and deployed"
         return await moved(deps, acting.to(Phase.REVERTED, reason, now))
     why = revert.error if revert is not None and revert.error else "; ".join(decision.reasons)
-    return await moved(deps, acting.to(Phase.ESCALATED, f"no revert opened: {why}", now))
+    if revert is not None and revert.status is ActionStatus.SKIPPED:  # a person closed it
+        why = f"revert not pursued: {why}; no other revert is opened for this incident"
+    else:
+        why = f"no revert opened: {why}"
+    return await moved(deps, acting.to(Phase.ESCALATED, why, now))
 
 
 async def _revert(deps: WatchDeps, case: Case) -> Action | None:
@@ -131,11 +140,14 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
     async def call() -> tuple[str, dict[str, Any]]:
         with tracer.start_as_current_span("github.open_revert"):
             made = await deps.forge.open_revert(request)
+        if made.state is ChangeState.CLOSED:
+            await _closed_meanwhile(deps, request.key, made)
         detail = {
             "branch": made.branch,
             "number": made.number,
             "head_sha": made.head_sha,
             "reused": made.reused,
+            "state": str(made.state),
             "labels": list(request.labels),
             "prs": [p.number for p in prs],
             "needs_human": decision.needs_human,
@@ -146,6 +158,15 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
     if key != request.key:  # a later round: its own key, branch and marker
         request = replace(request, key=key, body=request.body.replace(request.key, key))
     return await run_action(deps, key, incident, ActionKind.REVERT, call)
+
+
+async def _closed_meanwhile(deps: WatchDeps, key: str, made: RevertResult) -> None:
+    """The revert PR from an earlier attempt, closed unmerged by a person since: record it as the
+    webhook of that close would have (round `closed`, action `skipped`), and decline."""
+    note = f"revert PR #{made.number} ({made.url}) was closed unmerged by a person"
+    phases = (Phase.REVERTED, Phase.ROLLING_BACK)
+    await deps.store.rounds.close_revert(key, phases=phases, now=deps.clock.now(), note=note)
+    raise Declined(note)
 
 
 async def _notify(deps: WatchDeps, case: Case, revert: Action | None) -> Action | None:

@@ -1,7 +1,8 @@
 """The Watch: one deploy's state machine, advanced one transition per call.
 
 Every transition is a row written before the side effect it leads to, so a restart resumes each
-Watch where it was: `deployed` resolves the change set, `observing` evaluates the SLIs once per
+Watch where it was: `deployed` reads the change range (see `change_range`: a forge that fails
+is asked again later, the Watch observes meanwhile), `observing` evaluates the SLIs once per
 step, `regressed` (the incident and its suspects written in the same transaction) decides the
 plan, `rolling_back` carries out the actions (see `respond`), and `reverted` waits for the deploy
 that carries the revert and verifies recovery (see `recovery`).
@@ -12,15 +13,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
 
 from opentelemetry import trace
 
-from attribution.changes import RangeCommit, change_set
 from attribution.records import Deploy, Incident, MergedPR
-from attribution.watch_rows import DeployPrs, Observations, OpenIncident
+from attribution.watch_rows import Observations, OpenIncident
 from loop.config import ServiceSettings
-from loop.watch import attribute
+from loop.watch import attribute, change_range
 from loop.watch.deps import WatchDeps
 from loop.watch.phases import Phase
 from loop.watch.recovery import link_revert_deploy, verify
@@ -28,7 +29,6 @@ from loop.watch.respond import respond
 from loop.watch.transitions import Turn, moved
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
-from rollback.forge import ForgeError
 from rollback.policy import effective, plan
 
 log = logging.getLogger(__name__)
@@ -59,49 +59,25 @@ async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
     return await step(deps, turn, service)
 
 
-async def resolve_changes(
+async def _changes(
     deps: WatchDeps, deploy: Deploy, service: ServiceSettings
-) -> tuple[list[MergedPR], str]:
-    """The PRs between the previous deploy and this one, and a note when that is not known."""
-    base = deploy.previous_sha
-    if base is None:
-        previous = await deps.store.watches.previous_deploy(deploy)
-        base = previous.sha if previous else None
-    if base is None:
-        return [], "no previous deploy or previous_sha: the change range is unknown"
-    try:
-        with tracer.start_as_current_span("github.commits_between"):
-            commits = await deps.forge.commits_between(service.repo, base, deploy.sha)
-    except ForgeError as exc:
-        return [], f"change range {base[:10]}..{deploy.sha[:10]} unresolved: {exc}"
-    known = await deps.store.prs.of_repo(service.repo)
-    in_range = [RangeCommit(c.sha, c.message, c.parents) for c in commits]
-    changes = change_set(in_range, known)
-    if (changes.unknown_numbers or changes.unattributed) and await attribute.find_missing_prs(
-        deps, service, in_range, known
-    ):
-        changes = change_set(in_range, await deps.store.prs.of_repo(service.repo))
-    prs, outside = await attribute.in_service_paths(deps, service, list(changes.prs))
-    note = f" {outside} PR(s) outside the service's paths left out" if outside else ""
-    if changes.unknown_numbers:
-        note += " PRs not on record: " + ", ".join(f"#{n}" for n in changes.unknown_numbers)
-    if changes.unattributed:
-        note += f" {len(changes.unattributed)} commit(s) without a PR"
-    return prs, note.strip()
+) -> change_range.ChangeRange:
+    """The deploy's change range, linking any revert it carries once its commits are read."""
+    link = partial(link_revert_deploy, deps, deploy, service)
+    return await change_range.resolve(deps, deploy, service, link)
 
 
 async def _start(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
     deploy = turn.deploy
-    prs, note = await resolve_changes(deps, deploy, service)
-    await link_revert_deploy(deps, deploy, service)
+    changes = await _changes(deps, deploy, service)
+    found = "not yet known" if changes.prs is None else str(len(changes.prs))
     reason = (
         f"watching {len(service.slis)} SLI(s) for {service.watch:.0f}s at a {service.step:.0f}s "
-        f"step; {len(prs)} PR(s) in the deploy" + (f"; {note}" if note else "")
+        f"step; {found} PR(s) in the deploy" + (f"; {changes.note}" if changes.note else "")
     )
     now = deps.clock.now()
-    carried = DeployPrs(deploy.id, service.repo, tuple(p.number for p in prs))
     move = turn.to(Phase.OBSERVING, reason, max(now, deploy.finished_at + service.step),
-                   rows=(carried,))  # fmt: skip
+                   rows=changes.rows)  # fmt: skip
     return await moved(deps, move)
 
 
@@ -123,13 +99,20 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
         move = turn.to(Phase.OBSERVING, verdict.reason, max(next_due, now), verdict=kept,
                        rows=(observed,))  # fmt: skip
     elif verdict.status is Status.REGRESSED:
-        with tracer.start_as_current_span("attribution.rank"):
-            incident, carried = await _incident(deps, deploy, service, verdict, now)
-        move = turn.to(Phase.REGRESSED, verdict.reason, now, verdict=kept,
-                       rows=(*carried, observed, OpenIncident(incident)))  # fmt: skip
-    else:
+        changes = await _changes(deps, deploy, service)
+        if changes.prs is None:  # the forge is asked again later; the incident needs its PRs
+            reason = f"{verdict.reason}; the incident waits for the change range ({changes.note})"
+            move = turn.to(Phase.OBSERVING, reason, max(changes.retry_at or now, now),
+                           verdict=kept, rows=(observed,))  # fmt: skip
+        else:
+            with tracer.start_as_current_span("attribution.rank"):
+                incident = await _incident(deps, deploy, service, verdict, changes.prs, now=now)
+            move = turn.to(Phase.REGRESSED, verdict.reason, now, verdict=kept,
+                           rows=(*changes.rows, observed, OpenIncident(incident)))  # fmt: skip
+    else:  # a range still unread is tried once more if due: its PRs, and a revert it carries
+        changes = await _changes(deps, deploy, service)
         final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
-        move = turn.to(final, verdict.reason, now, verdict=kept, rows=(observed,))
+        move = turn.to(final, verdict.reason, now, verdict=kept, rows=(*changes.rows, observed))
     return await moved(deps, move)
 
 
@@ -144,18 +127,19 @@ def next_step_due(deployed_at: float, step: float, now: float) -> float:
 
 
 async def _incident(
-    deps: WatchDeps, deploy: Deploy, service: ServiceSettings, verdict: Verdict, now: float
-) -> tuple[Incident, tuple[DeployPrs, ...]]:
-    """The incident to open, and the deploy's PRs when they were resolved only now."""
-    prs = await deps.store.prs.deploy_prs(deploy.id)
-    carried: tuple[DeployPrs, ...] = ()
-    if not prs:  # the range could not be resolved at deploy time; try once more now
-        prs, _ = await resolve_changes(deps, deploy, service)
-        carried = (DeployPrs(deploy.id, service.repo, tuple(p.number for p in prs)),)
+    deps: WatchDeps,
+    deploy: Deploy,
+    service: ServiceSettings,
+    verdict: Verdict,
+    prs: Sequence[MergedPR],
+    *,
+    now: float,
+) -> Incident:
+    """The incident to open over the deploy's PRs."""
     ranking = await attribute.rank_incident(
         deps, deploy, service, verdict.culprit_sli, prs, now=now
     )
-    incident = Incident(
+    return Incident(
         id=incident_id_for(deploy.id),
         deploy_id=deploy.id,
         service=deploy.service,
@@ -169,7 +153,6 @@ async def _incident(
         reason=ranking.reason,
         suspects=ranking.suspects,
     )
-    return incident, carried
 
 
 async def _plan(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:

@@ -13,11 +13,13 @@ fake's requests the way one repository would):
 - `merge_pr(title, body, files, author=, labels=, method=)` -> `FakePR`: branch, commit, merge.
 - `commit(files, message, branch="main")` -> sha: a direct push (e.g. a later conflicting change).
 - `head_sha(branch)`, `read_file(path, ref)`, `pulls` (every PR), `open_pulls()`,
-  `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log).
+  `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log, the path
+  decoded) and `raw_requests` (the same as sent: path still quoted, query included).
 - `pull_request_closed_webhook(number)`, `deployment_status_webhook(sha, environment, state)`.
 - Faults: `fail_next(count, status, match=, after=)`, `delay(seconds)`,
-  `rate_limit_next(retry_after, secondary=, count=)`, `refuse_graphql_reverts(message)`,
-  `clear_faults()`.
+  `rate_limit_next(retry_after, secondary=, count=, status=, match=)`,
+  `refuse_graphql_reverts(message)`, `hold_answer(match)` (the change is made, its answer never
+  sent: the moment a client is killed after GitHub acted), `clear_faults()`.
 
 Serve it with `aiohttp_server(fake.app)` and set `fake.url = str(server.make_url("/"))`, or with
 `await fake.start()` / `await fake.close()` (also `async with`).
@@ -54,6 +56,14 @@ class _Fault:
     after: bool
 
 
+@dataclass(frozen=True)
+class _Limit:
+    retry_after: int | None
+    secondary: bool
+    status: int
+    match: str | None
+
+
 class FakeGitHub(GitRepo):
     """A GitHub stand-in for one repository (`repo`, default `acme/app`, branch `main`)."""
 
@@ -67,8 +77,11 @@ class FakeGitHub(GitRepo):
         self.auto_merge_allowed = True
         self.checks_pending = True  # False: GitHub calls an open PR "clean" (nothing to wait for)
         self.requests: list[str] = []
+        self.raw_requests: list[str] = []  # "METHOD /raw/path?query" as it came over the wire
         self._failures: list[_Fault] = []
-        self._rate_limits: list[tuple[int, bool]] = []
+        self._rate_limits: list[_Limit] = []
+        self._holds: dict[str, asyncio.Event] = {}
+        self._release = asyncio.Event()
         self._delay = 0.0
         self._latency = Latency(0.0)
         self._runner: web.AppRunner | None = None
@@ -89,7 +102,8 @@ class FakeGitHub(GitRepo):
         return self.url
 
     async def close(self) -> None:
-        """Stop serving (only if `start` did)."""
+        """Stop serving (only if `start` did); held answers are let go first."""
+        self._release.set()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -125,7 +139,7 @@ class FakeGitHub(GitRepo):
     ) -> FakePR:
         """Open a PR with one commit changing `files` and merge it into main with `method`."""
         number = self.next_number()
-        branch = f"{author}/change-{number}"
+        branch = f"{author.removesuffix('[bot]')}/change-{number}"  # as agents name branches
         self.tick()
         self.git("checkout", "-q", "-b", branch, "main")
         self._write(files or {f"change-{number}.txt": f"{title}\n"})
@@ -214,9 +228,29 @@ class FakeGitHub(GitRepo):
         `status`; with `after`, handle each first, so the change is made but its answer lost."""
         self._failures.extend([_Fault(status, match, after)] * count)
 
-    def rate_limit_next(self, retry_after: int, *, secondary: bool = True, count: int = 1) -> None:
-        """Answer the next `count` requests 403 rate limited, asking to wait `retry_after` s."""
-        self._rate_limits.extend([(retry_after, secondary)] * count)
+    def rate_limit_next(
+        self,
+        retry_after: int | None,
+        *,
+        secondary: bool = True,
+        count: int = 1,
+        status: int = 403,
+        match: str | None = None,
+    ) -> None:
+        """Answer the next `count` requests (those whose "METHOD /path" contains `match`) with
+        `status` (403 or 429) rate limited: a secondary limit with `retry-after: retry_after`, or
+        with no `retry-after` at all when it is None (GitHub then says only "wait at least a
+        minute"); a primary limit with `x-ratelimit-remaining: 0` and the reset `retry_after`
+        seconds away."""
+        self._rate_limits.extend([_Limit(retry_after, secondary, status, match)] * count)
+
+    def hold_answer(self, line: str) -> asyncio.Event:
+        """Handle the next request whose "METHOD /path" is `line`, then never answer it (until
+        `close`): the returned event is set once the change is made, so a test can kill the
+        client at the moment GitHub has acted and the client has not heard."""
+        made = asyncio.Event()
+        self._holds[line] = made
+        return made
 
     def clear_faults(self) -> None:
         """Forget every queued failure and rate limit: GitHub is healthy again."""
@@ -239,6 +273,7 @@ class FakeGitHub(GitRepo):
     async def _faults(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         line = f"{request.method} {request.path}"
         self.requests.append(line)
+        self.raw_requests.append(f"{request.method} {request.raw_path}")
         if self._delay:
             await asyncio.sleep(self._latency.draw())
         fault = next((f for f in self._failures if f.match is None or f.match in line), None)
@@ -248,9 +283,16 @@ class FakeGitHub(GitRepo):
                 await handler(request)
             body = payloads.error("Server Error", fault.status)
             return web.json_response(body, status=fault.status)
-        if self._rate_limits:
-            retry_after, secondary = self._rate_limits.pop(0)
-            return _rate_limited(retry_after, secondary=secondary)
+        limit = next((x for x in self._rate_limits if x.match is None or x.match in line), None)
+        if limit is not None:
+            self._rate_limits.remove(limit)
+            return _rate_limited(limit)
+        made = self._holds.pop(line, None)
+        if made is not None:
+            response = await handler(request)
+            made.set()
+            await self._release.wait()
+            return response
         return await handler(request)
 
     @web.middleware
@@ -267,14 +309,26 @@ class FakeGitHub(GitRepo):
             return web.json_response(payloads.error(str(exc), exc.status), status=exc.status)
 
 
-def _rate_limited(retry_after: int, *, secondary: bool) -> web.Response:
-    """GitHub's 403: secondary limits send `retry-after`, primary ones a reset time."""
-    if secondary:
-        message = "You have exceeded a secondary rate limit. Please wait a few minutes."
-        headers = {"retry-after": str(retry_after)}
+def _rate_limited(limit: _Limit) -> web.Response:
+    """GitHub's 403 or 429 when rate limited. A secondary limit counts nothing down (the primary
+    budget still has requests left) and sends `retry-after` only sometimes; a primary limit sends
+    `x-ratelimit-remaining: 0` and the reset time."""
+    now = int(datetime.now(tz=UTC).timestamp())
+    if limit.secondary:
+        message = (
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try "
+            "again. If you reach out to GitHub Support for help, please include the request ID."
+        )
+        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "4990",
+                   "x-ratelimit-reset": str(now + 3600)}  # fmt: skip
+        if limit.retry_after is not None:
+            headers["retry-after"] = str(limit.retry_after)
     else:
         message = "API rate limit exceeded for installation."
-        reset = int(datetime.now(tz=UTC).timestamp()) + retry_after
-        headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(reset)}
-    body = json.dumps(payloads.error(message, 403))
-    return web.Response(status=403, text=body, content_type="application/json", headers=headers)
+        reset = now + (limit.retry_after or 0)
+        headers = {"x-ratelimit-limit": "5000", "x-ratelimit-remaining": "0",
+                   "x-ratelimit-reset": str(reset)}  # fmt: skip
+    body = json.dumps(payloads.error(message, limit.status))
+    return web.Response(
+        status=limit.status, text=body, content_type="application/json", headers=headers
+    )

@@ -1,10 +1,14 @@
 """The routes `FakeGitHub` answers for fixes, issues, merges and closes (beside `GitHubApi`).
 
-Git Data blobs (read and write), issues (create, list, assignees, comments), closing a PR
-(`PATCH /pulls/{n}`), the REST merge (`PUT /pulls/{n}/merge`) and GraphQL
+Git Data blobs (read and write), issues (create, list, assignees, comments), requested
+reviewers, closing a PR (`PATCH /pulls/{n}`), the REST merge (`PUT /pulls/{n}/merge`) and GraphQL
 `enablePullRequestAutoMerge`, which answers as GitHub does: auto-merge enabled, "Pull request is
 in clean status" when nothing is pending (`fake.checks_pending = False`), or "Auto merge is not
 allowed for this repository" (`fake.auto_merge_allowed = False`).
+
+As on GitHub, the issues list holds pull requests too, each with a `pull_request` object, while a
+plain issue has no `pull_request` key at all; and a bot account (a `…[bot]` login, as coding
+agents open PRs) can be neither an assignee nor a requested reviewer: 422.
 """
 
 from __future__ import annotations
@@ -38,8 +42,42 @@ class FakeIssue:
     comments: list[str] = field(default_factory=list)
 
 
+def is_bot(login: str) -> bool:
+    """A GitHub App's bot account, which GitHub refuses as assignee or reviewer."""
+    return login.endswith("[bot]")
+
+
+def validation_failed(field: str, logins: list[str]) -> web.Response:
+    """GitHub's 422 for assignees it cannot take."""
+    errors = [{"value": login, "resource": "Issue", "field": field, "code": "invalid"}
+              for login in logins]  # fmt: skip
+    body = payloads.error("Validation Failed", 422) | {"errors": errors}
+    return web.json_response(body, status=422)
+
+
+def pull_as_issue(pr: payloads.FakePR, site: payloads.Site) -> Json:
+    """A pull request as the issues API lists it: an `Issue` with a `pull_request` object."""
+    values = {
+        "id": 1000 + pr.number, "node_id": pr.node_id, "url": f"{site.repo_api}/issues/{pr.number}",
+        "repository_url": site.repo_api, "html_url": pr.html_url, "number": pr.number,
+        "state": pr.state, "title": pr.title, "body": pr.body,
+        "user": payloads.user(pr.author, site),
+        "labels": [payloads.label(n, site) for n in pr.labels],
+        "assignees": [payloads.user(a, site) for a in pr.assignees],
+        "comments": len(pr.comments), "created_at": pr.created_at,
+        "updated_at": pr.merged_at or pr.created_at, "closed_at": pr.merged_at, "locked": False,
+        "milestone": None, "draft": pr.draft,
+        "pull_request": {
+            "url": f"{site.repo_api}/pulls/{pr.number}", "html_url": pr.html_url,
+            "diff_url": f"{pr.html_url}.diff", "patch_url": f"{pr.html_url}.patch",
+            "merged_at": pr.merged_at,
+        },
+    }  # fmt: skip
+    return payloads.over(payloads.skeleton(models.Issue), values)
+
+
 def issue_payload(issue: FakeIssue, site: payloads.Site) -> Json:
-    """An `Issue` body for `issue`."""
+    """An `Issue` body for `issue` (no `pull_request` key: it is a plain issue)."""
     values = {
         "id": 5000 + issue.number, "node_id": f"I_fake{issue.number:04d}",
         "url": f"{site.repo_api}/issues/{issue.number}", "repository_url": site.repo_api,
@@ -67,6 +105,7 @@ class GitHubChangesApi:
         add("POST", f"{repo}/issues", self._create_issue)
         add("POST", f"{repo}/issues/{{number:\\d+}}/assignees", self._assign)
         add("POST", f"{repo}/issues/{{number:\\d+}}/comments", self._comment)
+        add("POST", f"{repo}/pulls/{{number:\\d+}}/requested_reviewers", self._request_reviewers)
         add("PATCH", f"{repo}/pulls/{{number:\\d+}}", self._update_pull)
         add("PUT", f"{repo}/pulls/{{number:\\d+}}/merge", self._merge)
 
@@ -95,18 +134,20 @@ class GitHubChangesApi:
 
     async def _list_issues(self, request: web.Request) -> web.Response:
         fake, q = self._fake, request.query
-        wanted = set(filter(None, q.get("labels", "").split(",")))
-        chosen = [
-            i
-            for i in reversed(fake.issues)
-            if q.get("state", "open") in ("all", i.state) and wanted <= set(i.labels)
-        ]
+        wanted, state = set(filter(None, q.get("labels", "").split(","))), q.get("state", "open")
+        listed = [(i.number, issue_payload(i, fake.site)) for i in fake.issues
+                  if state in ("all", i.state) and wanted <= set(i.labels)]  # fmt: skip
+        listed += [(p.number, pull_as_issue(p, fake.site)) for p in fake.pulls
+                   if state in ("all", p.state) and wanted <= set(p.labels)]  # fmt: skip
+        chosen = [body for _, body in sorted(listed, key=lambda x: x[0], reverse=True)]
         per_page, page = min(int(q.get("per_page", "30")), 100), max(int(q.get("page", "1")), 1)
-        shown = chosen[(page - 1) * per_page : page * per_page]
-        return web.json_response([issue_payload(i, fake.site) for i in shown])
+        return web.json_response(chosen[(page - 1) * per_page : page * per_page])
 
     async def _create_issue(self, request: web.Request) -> web.Response:
         fake, data = self._fake, await request.json()
+        bots = [str(x) for x in data.get("assignees", []) if is_bot(str(x))]
+        if bots:
+            return validation_failed("assignees", bots)
         number = fake.next_number()
         issue = FakeIssue(
             number=number, title=str(data["title"]), body=str(data.get("body") or ""),
@@ -120,8 +161,24 @@ class GitHubChangesApi:
 
     async def _assign(self, request: web.Request) -> web.Response:
         fake, data = self._fake, await request.json()
+        logins = [str(a) for a in data.get("assignees", [])]
+        if bots := [a for a in logins if is_bot(a)]:
+            return validation_failed("assignees", bots)
         pr = fake.pull(int(request.match_info["number"]))
-        pr.assignees.extend(a for a in data.get("assignees", []) if a not in pr.assignees)
+        pr.assignees.extend(a for a in logins if a not in pr.assignees)
+        return web.json_response(payloads.pull_request(pr, fake.site), status=201)
+
+    async def _request_reviewers(self, request: web.Request) -> web.Response:
+        fake, data = self._fake, await request.json()
+        logins = [str(a) for a in data.get("reviewers", [])]
+        if any(is_bot(a) for a in logins):
+            message = (
+                "Reviews may only be requested from collaborators. One or more of the users or "
+                f"teams you specified is not a collaborator of the {fake.full_name} repository."
+            )
+            return web.json_response(payloads.error(message, 422), status=422)
+        pr = fake.pull(int(request.match_info["number"]))
+        pr.reviewers.extend(a for a in logins if a not in pr.reviewers)
         return web.json_response(payloads.pull_request(pr, fake.site), status=201)
 
     async def _comment(self, request: web.Request) -> web.Response:

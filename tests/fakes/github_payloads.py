@@ -54,6 +54,7 @@ class FakePR:
     opened_by_api: bool = False
     auto_merge: str | None = None
     assignees: list[str] = field(default_factory=list)
+    reviewers: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
 
 
@@ -142,7 +143,7 @@ def user(login: str, site: Site) -> Json:
         "node_id": f"U_{login}",
         "url": f"{site.api}/users/{login}",
         "html_url": f"https://github.com/{login}",
-        "type": "Bot" if login.endswith("bot") else "User",
+        "type": "Bot" if login.endswith("[bot]") else "User",
     }
     return over(skeleton(models.SimpleUser), values)
 
@@ -193,6 +194,7 @@ def pull_request(pr: FakePR, site: Site, *, simple: bool = False) -> Json:
         "base": end(pr.base_ref, pr.base_sha),
         "author_association": "MEMBER",
         "assignees": [user(a, site) for a in pr.assignees],
+        "requested_reviewers": [user(r, site) for r in pr.reviewers],
     }
     if simple:
         return over(skeleton(models.PullRequestSimple), values)
