@@ -48,6 +48,14 @@ class StoreWriter:
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rearguard-store")
         self._lock = threading.Lock()
+        # Each counter has one writer (the event loop, the writer thread), so none is lost.
+        self._submitted = 0
+        self._started = 0
+
+    @property
+    def waiting(self) -> int:
+        """Store operations submitted and not yet started on the writer thread (its queue)."""
+        return self._submitted - self._started
 
     async def close(self) -> None:
         """Close the connection on the writer thread (after the calls queued before), then stop
@@ -60,6 +68,7 @@ class StoreWriter:
         times: list[float] = []
 
         def run() -> T:
+            self._started += 1
             times.append(time.perf_counter())
             with self._lock:
                 cur = self._con.cursor()
@@ -74,6 +83,7 @@ class StoreWriter:
         with _tracer.start_as_current_span("store.call") as span:
             span.set_attribute("rearguard.store.op", getattr(fn, "__name__", "call"))
             submitted = time.perf_counter()
+            self._submitted += 1
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._executor, run)
             finally:

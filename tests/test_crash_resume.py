@@ -6,11 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,16 +19,11 @@ from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
 from tests.loop_rig import API_TOKEN, FINAL, SLACK_CHANNEL, WEBHOOK_SECRET, sign
 from tests.prometheus_server import PrometheusServer
+from tests.serve_rig import Server, free_port, wait_up
+from tests.serve_rig import server_env as clean_env
 
 pytestmark = pytest.mark.prometheus
 SERVICE = "e2e-crash"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _config(tmp: Path, port: int, prometheus: str, github: str, slack: str) -> Path:
@@ -66,60 +56,15 @@ total = '{total}'
     return path
 
 
-class Server:
-    """`rearguard serve` as a child process."""
-
-    def __init__(self, config: Path, env: dict[str, str], port: int, log: Path) -> None:
-        self.config, self.env, self.url, self.log = config, env, f"http://127.0.0.1:{port}", log
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "loop.cli.main", "serve", "--config", str(self.config)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            )  # fmt: skip
-
-    def tail(self) -> str:
-        """The end of the server's log, for failure messages."""
-        return self.log.read_text(errors="replace")[-3000:]
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-
 @pytest.fixture
 def server_env() -> dict[str, str]:
     """The server's environment: this one's, less any real GitHub or Slack credentials."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB", "SLACK"))}
+    return clean_env()
 
 
 async def _get(session: aiohttp.ClientSession, url: str) -> Any:
     async with session.get(url) as response:
         return await response.json()
-
-
-async def _wait_up(session: aiohttp.ClientSession, server: Server) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            async with session.get(f"{server.url}/readyz") as response:
-                if response.status == 200:
-                    return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"server did not start:\n{server.tail()}")
 
 
 @pytest.fixture
@@ -142,7 +87,7 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
 ) -> None:
     """SIGKILL after the incident row, before the revert: one revert PR, one message."""
     github, slack = stand_ins
-    port = _free_port()
+    port = free_port()
     config = _config(tmp_path, port, prometheus.url, github.url, slack.url)
     env = server_env | {
         "REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
@@ -155,7 +100,7 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
     server.start()
     try:
         async with aiohttp.ClientSession() as session:
-            await _wait_up(session, server)
+            await wait_up(session, server)
             async with session.post(f"{server.url}/v1/webhooks/github", data=body, headers={
                 "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "crash-1",
                 "X-Hub-Signature-256": sign(body), "Content-Type": "application/json",
@@ -191,7 +136,7 @@ async def test_sigkill_after_incident_resumes_to_one_revert_and_one_message(
 
             github.delay(0)
             server.start()
-            await _wait_up(session, server)
+            await wait_up(session, server)
             deadline = time.monotonic() + 60
             view = await _get(session, f"{server.url}/v1/deploys/{deploy_id}")
             while view["phase"] not in FINAL:
