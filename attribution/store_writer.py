@@ -6,6 +6,12 @@ cursor, `tx` runs it in one transaction. Each query group (`store_*.py`) is a pl
 one `StoreWriter` and reaches the database only through `call` and `tx`; `attribution.store.Store`
 holds the writer and the groups.
 
+`group` makes a group commit over the writer (`GroupCommit`): items that callers submit while the
+writer is busy, or within a few milliseconds of each other, are written in one transaction, each
+caller answered once that transaction has committed. Webhook deliveries go this way
+(`store.journal`): one COMMIT (one WAL sync) for many deliveries, and a Watch's call waits behind
+at most the one batch on the writer, never behind every delivery queued after it.
+
 Rows become records by column name, never by position: each group's SELECT names (or aliases)
 its columns after the fields of the record it reads, and `fetch_records` passes every row to the
 record's constructor (or a small function that decodes JSON and lists first) as keywords.
@@ -14,18 +20,21 @@ record's constructor (or a small function that decodes JSON and lists first) as 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Generic, TypeVar
 
 import duckdb
 from opentelemetry import trace
 
 T = TypeVar("T")
 R = TypeVar("R")
+I = TypeVar("I")  # noqa: E741 - an item of a group commit, beside its result R
 _tracer = trace.get_tracer("rearguard.store")
 
 
@@ -51,11 +60,13 @@ class StoreWriter:
         # Each counter has one writer (the event loop, the writer thread), so none is lost.
         self._submitted = 0
         self._started = 0
+        self._groups: list[GroupCommit[Any, Any]] = []
 
     @property
     def waiting(self) -> int:
-        """Store operations submitted and not yet started on the writer thread (its queue)."""
-        return self._submitted - self._started
+        """Store operations submitted and not yet started on the writer thread (its queue), the
+        items waiting in its group commits included."""
+        return self._submitted - self._started + sum(g.waiting for g in self._groups)
 
     async def close(self) -> None:
         """Close the connection on the writer thread (after the calls queued before), then stop
@@ -65,10 +76,14 @@ class StoreWriter:
 
     async def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` on a fresh cursor on the writer thread; DuckDB errors become `StoreError`."""
+        return await self._run(fn, 1)
+
+    async def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T], weight: int) -> T:
+        """`call`, counting as `weight` operations in `waiting` until it starts (a batch)."""
         times: list[float] = []
 
         def run() -> T:
-            self._started += 1
+            self._started += weight
             times.append(time.perf_counter())
             with self._lock:
                 cur = self._con.cursor()
@@ -83,7 +98,7 @@ class StoreWriter:
         with _tracer.start_as_current_span("store.call") as span:
             span.set_attribute("rearguard.store.op", getattr(fn, "__name__", "call"))
             submitted = time.perf_counter()
-            self._submitted += 1
+            self._submitted += weight
             try:
                 return await asyncio.get_running_loop().run_in_executor(self._executor, run)
             finally:
@@ -95,16 +110,134 @@ class StoreWriter:
 
     async def tx(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` in one transaction: all of it is written, or none."""
+        return await self._run(_transaction(fn), 1)
 
-        def wrapped(cur: duckdb.DuckDBPyConnection) -> T:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                result = fn(cur)
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            cur.execute("COMMIT")
-            return result
+    def group(
+        self,
+        write: Callable[[duckdb.DuckDBPyConnection, Sequence[I]], Sequence[R]],
+        *,
+        max_items: int = 64,
+        max_wait: float = 0.002,
+    ) -> GroupCommit[I, R]:
+        """A group commit whose batches `write` writes, each in one transaction; it counts in
+        `waiting` while its items wait."""
+        group = GroupCommit(self, write, max_items=max_items, max_wait=max_wait)
+        self._groups.append(group)
+        return group
 
-        wrapped.__name__ = getattr(fn, "__name__", "transaction")
-        return await self.call(wrapped)
+
+def _transaction(fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Callable[..., T]:
+    def wrapped(cur: duckdb.DuckDBPyConnection) -> T:
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            result = fn(cur)
+        except BaseException:
+            cur.execute("ROLLBACK")
+            raise
+        cur.execute("COMMIT")
+        return result
+
+    wrapped.__name__ = getattr(fn, "__name__", "transaction")
+    return wrapped
+
+
+@dataclass(slots=True)
+class _Entry(Generic[I, R]):
+    item: I
+    future: asyncio.Future[R]
+    at: float = field(default_factory=time.monotonic)
+
+    def succeed(self, result: R) -> None:
+        if not self.future.done():  # done: its caller gave up (cancelled); the write stands
+            self.future.set_result(result)
+
+    def fail(self, error: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(error)
+
+
+class GroupCommit(Generic[I, R]):
+    """Items submitted together are written together: one transaction, one COMMIT.
+
+    A batch takes at most `max_items` items and waits at most `max_wait` seconds after its oldest
+    item for more (none when items have queued while the writer was busy). `submit` returns the
+    item's result only after its batch's COMMIT returned: DuckDB has synced its WAL by then, so
+    an answer sent afterwards survives a crash. One batch at a time is queued on the writer, so
+    any other call waits behind that batch only. If a batch fails, each of its items is written
+    again in a transaction of its own, and only the items that fail alone get their error; so
+    `write` must touch nothing but the database (it may run twice for an item) and must return
+    one result per item, in order.
+    """
+
+    def __init__(
+        self,
+        writer: StoreWriter,
+        write: Callable[[duckdb.DuckDBPyConnection, Sequence[I]], Sequence[R]],
+        *,
+        max_items: int,
+        max_wait: float,
+    ) -> None:
+        self._writer = writer
+        self._write = write
+        self._max_items = max_items
+        self._max_wait = max_wait
+        self._queue: list[_Entry[I, R]] = []
+        self._full = asyncio.Event()
+        self._drainer: asyncio.Task[None] | None = None
+
+    @property
+    def waiting(self) -> int:
+        """Items submitted and not yet handed to the writer."""
+        return len(self._queue)
+
+    async def submit(self, item: I) -> R:
+        """Write `item` in the next batch; its result once that batch has committed."""
+        entry: _Entry[I, R] = _Entry(item, asyncio.get_running_loop().create_future())
+        self._queue.append(entry)
+        if len(self._queue) >= self._max_items:
+            self._full.set()
+        if self._drainer is None:
+            self._drainer = asyncio.create_task(self._drain())
+        return await entry.future
+
+    async def _drain(self) -> None:
+        batch: list[_Entry[I, R]] = []
+        try:
+            while self._queue:
+                wait = self._queue[0].at + self._max_wait - time.monotonic()
+                if len(self._queue) < self._max_items and wait > 0:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._full.wait(), wait)
+                batch = self._queue[: self._max_items]
+                del self._queue[: self._max_items]
+                if len(self._queue) < self._max_items:
+                    self._full.clear()
+                await self._commit(batch)
+                batch = []
+        except BaseException as exc:  # cancelled: no caller may wait for ever
+            for entry in (*batch, *self._queue):
+                entry.fail(StoreError(f"group commit stopped: {exc!r}"))
+            self._queue.clear()
+            raise
+        finally:
+            self._drainer = None
+
+    async def _commit(self, batch: list[_Entry[I, R]]) -> None:
+        items = [entry.item for entry in batch]
+        write = self._write
+
+        def batched(cur: duckdb.DuckDBPyConnection) -> Sequence[R]:
+            return write(cur, items)
+
+        batched.__name__ = getattr(write, "__name__", "batch")
+        try:
+            results = await self._writer._run(_transaction(batched), len(batch))
+        except Exception as exc:  # noqa: BLE001 - one bad item must not fail the rest: each alone
+            if len(batch) == 1:
+                batch[0].fail(exc)
+                return
+            for entry in batch:
+                await self._commit([entry])
+            return
+        for entry, result in zip(batch, results, strict=True):
+            entry.succeed(result)
