@@ -117,12 +117,12 @@ class JournalQueries:
         )
         rows: list[dict[str, Any]] = []
         promoted: list[str] = []
-        applying: list[str] = []
+        applying: set[str] = set()  # claimed by this batch; kept once its rows are written
         decided: list[tuple[Delivery, bool, bool]] = []  # delivery, fresh, whether it applies
         for d in deliveries:
             before = known.get(d.key)
             # Left `accepted` by a process that died before applying it: apply it now.
-            stale = before == ACCEPTED and d.key not in self._applying
+            stale = before == ACCEPTED and d.key not in self._applying and d.key not in applying
             applies = before is None or stale or not d.dedupe
             status = APPLIED if d.applied is not None else d.status
             if before is None:
@@ -134,7 +134,7 @@ class JournalQueries:
             elif stale and d.applied is not None:
                 promoted.append(d.key)
             if applies and status == ACCEPTED:
-                applying.append(d.key)
+                applying.add(d.key)
             known[d.key] = status if applies else known[d.key]
             decided.append((d, before is None, applies))
         if rows:

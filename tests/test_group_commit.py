@@ -10,9 +10,12 @@ batch being written.
 from __future__ import annotations
 
 import asyncio
+import copy
 import io
+import json
 import threading
 import time
+import tomllib
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -32,30 +35,33 @@ from loop.config import ENV_API_TOKEN, ENV_GITHUB_WEBHOOK_SECRET, settings_from
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge
-from tests.loop_rig import API_TOKEN, WEBHOOK_SECRET
+from tests.loop_rig import API_TOKEN, WEBHOOK_SECRET, sign
 from tests.serve_rig import BEARER, EXAMPLE_CONFIG, EXAMPLE_REPO, PullRequests, deploy_request
+from tests.shared_fixtures import load_json
 
 Client = TestClient[web.Request, web.Application]
 ONE_BATCH = 64  # the most deliveries one transaction takes
 
 
-@pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[Client]:
-    """The app on loopback with the example config's service, and a client with no connection
-    limit (a flood is many connections at once, as GitHub's and CD's are)."""
-    import tomllib  # noqa: PLC0415 - only this fixture reads TOML
-
+async def start(tmp_path: Path) -> Client:
+    """The app on loopback with the example config's service (its store in `tmp_path`), and a
+    client with no connection limit (a flood is many connections at once, as GitHub's are)."""
     config = tomllib.loads(EXAMPLE_CONFIG.read_text())
     config["server"] = {"store": str(tmp_path / "store.duckdb")}
     env = {ENV_API_TOKEN: API_TOKEN, ENV_GITHUB_WEBHOOK_SECRET: WEBHOOK_SECRET}
     clients = (SimulatedSource(), LocalGitForge(tmp_path / "repo"), ConsoleNotifier(io.StringIO()))
     app = build_app(settings_from(config, env, "example"), clock=ManualClock(1_790_000_000.0),
                     clients=clients, scheduler=False)  # fmt: skip
-    connector = aiohttp.TCPConnector(limit=0)
-    test_client: Client = TestClient(TestServer(app), connector=connector)
+    test_client: Client = TestClient(TestServer(app), connector=aiohttp.TCPConnector(limit=0))
     await test_client.start_server()
-    yield test_client
-    await test_client.close()
+    return test_client
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[Client]:
+    started = await start(tmp_path)
+    yield started
+    await started.close()
 
 
 async def until(condition: Callable[[], bool], what: str, within: float = 30) -> None:
@@ -69,6 +75,24 @@ async def post_pr(client: Client, prs: PullRequests, number: int, delivery: str)
     body = prs.body(number)
     response = await client.post("/v1/webhooks/github", data=body,
                                  headers=prs.headers(delivery, body))  # fmt: skip
+    return response.status, await response.json()
+
+
+def ci_run(run: int) -> bytes:
+    """GitHub's sample completed `workflow_run` on PR #2 of the example repository, run `run`."""
+    data: dict[str, Any] = copy.deepcopy(
+        load_json("github-webhooks/workflow_run/completed.with-pull-requests.payload.json")
+    )
+    data["workflow_run"].update(id=run, pull_requests=[{"number": 2}])
+    data["repository"]["full_name"] = EXAMPLE_REPO
+    return json.dumps(data).encode()
+
+
+async def post_ci(client: Client, run: int, delivery: str) -> Any:
+    body = ci_run(run)
+    headers = {"X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": delivery,
+               "X-Hub-Signature-256": sign(body), "Content-Type": "application/json"}  # fmt: skip
+    response = await client.post("/v1/webhooks/github", data=body, headers=headers)
     return response.status, await response.json()
 
 
@@ -160,3 +184,43 @@ async def test_a_failing_delivery_does_not_fail_the_others_in_its_batch(
     assert rows(store, "SELECT count(*) FROM pull_requests") == [(30,)]
     applied = rows(store, "SELECT id FROM journal WHERE status = 'applied'")
     assert ("github:bad",) not in applied
+
+
+async def test_concurrent_copies_of_a_ci_run_are_applied_once(client: Client) -> None:
+    """A CI run (applied after its journal row, not in the batch) sent twice at once: one copy
+    accepted, the other a duplicate while the first is being applied."""
+    answers = await asyncio.gather(
+        *(post_ci(client, 9000 + n, f"ci-{n}") for n in range(20) for _ in range(2))
+    )
+    by_delivery: dict[str, list[str]] = {}
+    for _, answer in answers:
+        by_delivery.setdefault(answer["delivery"], []).append(answer["status"])
+    assert {d: sorted(s) for d, s in by_delivery.items()} == {
+        f"ci-{n}": ["accepted", "duplicate"] for n in range(20)
+    }
+
+
+async def test_a_delivery_a_dead_process_left_accepted_is_applied_on_redelivery(
+    tmp_path: Path,
+) -> None:
+    """Journaled `accepted` by a process that died before applying them, a merged PR and a CI
+    run are applied when GitHub redelivers them, and a third copy is a duplicate."""
+    store = await Store.open(tmp_path / "store.duckdb")
+    for delivery, event in (("stale-pr", "pull_request"), ("stale-ci", "workflow_run")):
+        await store.journal.record("github", event, delivery, status="accepted", received_at=1.0)
+    await store.close()
+    client = await start(tmp_path)
+    try:
+        prs = PullRequests()
+        assert await post_pr(client, prs, 77, "stale-pr") == (
+            202, {"status": "accepted", "delivery": "stale-pr"}
+        )  # fmt: skip
+        assert (await post_ci(client, 9100, "stale-ci"))[1]["status"] == "accepted"
+        assert (await post_pr(client, prs, 77, "stale-pr"))[1]["status"] == "duplicate"
+        assert (await post_ci(client, 9100, "stale-ci"))[1]["status"] == "duplicate"
+    finally:
+        await client.close()
+    path = tmp_path / "store.duckdb"
+    assert rows(path, "SELECT status, count(*) FROM journal GROUP BY ALL") == [("applied", 2)]
+    assert rows(path, "SELECT number FROM pull_requests") == [(77,)]
+    assert rows(path, "SELECT DISTINCT number FROM ci_runs") == [(2,)]
