@@ -57,10 +57,16 @@ class Delivery:
     error: str | None = None
     applied: Applied | None = None
     dedupe: bool = True
+    text: str | None = None  # `body` as the JSON text it arrived as: kept as is, not re-encoded
 
     @property
     def key(self) -> str:
         return f"{self.source}:{self.delivery}"
+
+    def body_json(self) -> str | None:
+        if self.body is None:
+            return None
+        return self.text if self.text is not None else json.dumps(self.body)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +135,7 @@ class JournalQueries:
                 rows.append({
                     "id": d.key, "source": d.source, "event": d.event, "at": d.received_at,
                     "status": status, "error": d.error,
-                    "body": None if d.body is None else json.dumps(d.body),
+                    "body": d.body_json(),
                 })  # fmt: skip
             elif stale and d.applied is not None:
                 promoted.append(d.key)

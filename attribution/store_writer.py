@@ -9,8 +9,10 @@ holds the writer and the groups.
 `group` makes a group commit over the writer (`GroupCommit`): items that callers submit while the
 writer is busy, or within a few milliseconds of each other, are written in one transaction, each
 caller answered once that transaction has committed. Webhook deliveries go this way
-(`store.journal`): one COMMIT (one WAL sync) for many deliveries, and a Watch's call waits behind
-at most the one batch on the writer, never behind every delivery queued after it.
+(`store.journal`): one COMMIT (one WAL sync) for many deliveries. The writer thread takes calls
+before batches: a batch waits while calls are queued (at most `BATCH_DEFER` seconds, so a stream
+of calls cannot hold ingest back for ever), so a Watch's call waits at most for the one batch
+already running, never for the deliveries queued with it.
 
 Rows become records by column name, never by position: each group's SELECT names (or aliases)
 its columns after the fields of the record it reads, and `fetch_records` passes every row to the
@@ -21,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -36,6 +40,15 @@ T = TypeVar("T")
 R = TypeVar("R")
 I = TypeVar("I")  # noqa: E741 - an item of a group commit, beside its result R
 _tracer = trace.get_tracer("rearguard.store")
+
+BATCH_DEFER = 0.1
+"""Seconds a group commit's batch waits behind queued calls at most before it goes first."""
+
+SWITCH_INTERVAL = 0.001
+"""The interpreter's thread switch interval (seconds) while a writer runs. The writer thread hands
+each statement to DuckDB, which lets the GIL go, and needs the GIL back for the result; a busy
+event loop keeps it for the whole interval first, 5 ms by default, which made a 64-delivery
+batch (a dozen such handoffs) several times slower under load than alone."""
 
 
 class StoreError(Exception):
@@ -49,13 +62,70 @@ def fetch_records(cur: duckdb.DuckDBPyConnection, make: Callable[..., R]) -> lis
     return [make(**dict(zip(names, row, strict=True))) for row in cur.fetchall()]
 
 
+class _Thread:
+    """The writer thread: runs one job at a time, calls in the order they came and before any
+    batch, except a batch that has waited `defer` seconds, which goes next."""
+
+    def __init__(self, defer: float) -> None:
+        self._defer = defer
+        self._calls: deque[tuple[Callable[[], Any], Future[Any]]] = deque()
+        self._batches: deque[tuple[float, Callable[[], Any], Future[Any]]] = deque()
+        self._ready = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._serve, name="rearguard-store", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T], *, batch: bool) -> Future[T]:
+        future: Future[T] = Future()
+        with self._ready:
+            if self._closing:
+                raise StoreError("the store is closed")
+            if batch:
+                self._batches.append((time.monotonic(), fn, future))
+            else:
+                self._calls.append((fn, future))
+            self._ready.notify()
+        return future
+
+    def _next(self) -> tuple[Callable[[], Any], Future[Any]] | None:
+        with self._ready:
+            while not (self._calls or self._batches or self._closing):
+                self._ready.wait()
+            if self._batches and (
+                not self._calls or time.monotonic() - self._batches[0][0] >= self._defer
+            ):
+                _, fn, future = self._batches.popleft()
+                return fn, future
+            return self._calls.popleft() if self._calls else None  # None: closing, all done
+
+    def _serve(self) -> None:
+        while (job := self._next()) is not None:
+            fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue  # its caller gave up before it started
+            try:
+                result = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller, who raises it
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+
+    def close(self) -> None:
+        """Stop once every job queued so far has run."""
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join()
+
+
 class StoreWriter:
-    """The connection, its executor thread and lock: the one way every query group writes."""
+    """The connection, its thread and lock: the one way every query group writes."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection, path: Path) -> None:
         self._con = con
         self.path = path
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="rearguard-store")
+        self._thread = _Thread(BATCH_DEFER)
+        sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
         self._lock = threading.Lock()
         # Each counter has one writer (the event loop, the writer thread), so none is lost.
         self._submitted = 0
@@ -72,14 +142,17 @@ class StoreWriter:
         """Close the connection on the writer thread (after the calls queued before), then stop
         the thread."""
         await self.call(lambda cur: self._con.close())
-        self._executor.shutdown(wait=True)
+        await asyncio.to_thread(self._thread.close)
 
     async def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` on a fresh cursor on the writer thread; DuckDB errors become `StoreError`."""
         return await self._run(fn, 1)
 
-    async def _run(self, fn: Callable[[duckdb.DuckDBPyConnection], T], weight: int) -> T:
-        """`call`, counting as `weight` operations in `waiting` until it starts (a batch)."""
+    async def _run(
+        self, fn: Callable[[duckdb.DuckDBPyConnection], T], weight: int, *, batch: bool = False
+    ) -> T:
+        """`call`; a `batch` of `weight` items (counted as that many operations in `waiting`
+        until it starts) goes after the calls queued before it."""
         times: list[float] = []
 
         def run() -> T:
@@ -100,7 +173,7 @@ class StoreWriter:
             submitted = time.perf_counter()
             self._submitted += weight
             try:
-                return await asyncio.get_running_loop().run_in_executor(self._executor, run)
+                return await asyncio.wrap_future(self._thread.submit(run, batch=batch))
             finally:
                 # The span is the caller's wait; these say how much of it was the writer queue
                 # (other calls ahead on the one writer thread) and how much DuckDB's own work.
@@ -231,7 +304,7 @@ class GroupCommit(Generic[I, R]):
 
         batched.__name__ = getattr(write, "__name__", "batch")
         try:
-            results = await self._writer._run(_transaction(batched), len(batch))
+            results = await self._writer._run(_transaction(batched), len(batch), batch=True)
         except Exception as exc:  # noqa: BLE001 - one bad item must not fail the rest: each alone
             if len(batch) == 1:
                 batch[0].fail(exc)

@@ -13,6 +13,9 @@ where the deliveries arriving together share one transaction, and the answer is 
 transaction has committed. A flood of deliveries is then a few transactions, not several per
 delivery, and a Watch's store call waits behind one batch of them at most.
 
+A JSON body is journaled as the text it arrived as (what `parse` read; no second encoding on the
+hot path), any other body as the JSON of the `Parsed.body` it was read into.
+
 A refused request is journaled (when the sender asks for it) under a key of its own, never the
 sender's delivery id, so the genuine (re)delivery of that id is not taken for a duplicate later.
 """
@@ -97,7 +100,7 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
         done = await deps.store.journal.deliver(Delivery(
             sender.source, parsed.event, parsed.delivery, now,
             status="accepted" if record is not None else "ignored", body=parsed.body,
-            applied=effect, dedupe=sender.dedupe,
+            applied=effect, dedupe=sender.dedupe, text=_json_text(request, body),
         ))  # fmt: skip
         if done.duplicate:
             return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
@@ -111,6 +114,17 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
         status = "accepted" if record is not None else "ignored"
         answer = {"status": status, "delivery": parsed.delivery, **extra}
     return web.json_response(answer, status=sender.ok_status)
+
+
+def _json_text(request: web.Request, body: bytes) -> str | None:
+    """A JSON body as the text it arrived as, journaled without decoding and encoding it again
+    (the parsed body it equals is what `parse` read from it); None for any other body."""
+    if request.content_type != "application/json":
+        return None
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 async def _apply(
