@@ -62,15 +62,21 @@ def example_config(path: Path, port: int, store: Path, *, github: str, prometheu
 class Server:
     """`rearguard serve` as a child process."""
 
-    def __init__(self, config: Path, env: dict[str, str], port: int, log: Path) -> None:
+    def __init__(
+        self, config: Path, env: dict[str, str], port: int, log: Path, *, code: Path | None = None
+    ) -> None:
+        """`code`: run the Rearguard of that source tree (a benchmark's baseline), not this one."""
         self.config, self.env, self.url, self.log = config, env, f"http://127.0.0.1:{port}", log
+        self.code = code
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        env = self.env if self.code is None else self.env | {"PYTHONPATH": str(self.code)}
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "loop.cli.main", "serve", "--config", str(self.config)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=self.code,
             )  # fmt: skip
 
     def tail(self) -> str:
