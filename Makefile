@@ -5,7 +5,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
-.PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution bench-loop
+.PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution bench-loop \
+        bench-ingest
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +37,12 @@ test: $(TSTAMP) test-deps
 # Onset -> revert PR and first Slack message over 20 incidents on a real Prometheus (a few minutes).
 bench-loop: $(TSTAMP) test-deps
 	$(PY) -m bench.loop.run
+
+# Webhooks and CD deploys offered at rising rates to `rearguard serve` (its own process) while
+# 50 Watches run at a 1 s step on a real Prometheus; against the unbatched baseline in the same run.
+# Prints a table and writes bench/results/ingest.json (about 10 minutes; BENCH_SCALE=0.1 for a check).
+bench-ingest: $(TSTAMP) test-deps
+	$(PY) -m bench.ingest.run
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check .

@@ -95,13 +95,22 @@ class EvidenceQueries:
 
     async def record_opened_at(self, repo: str, number: int, opened_at: float) -> None:
         """Keep when a PR was opened (its lead time is merged_at - opened_at)."""
-        await self._writer.call(
-            lambda cur: cur.execute(
-                "INSERT INTO pr_facts VALUES (?, ?, to_timestamp(?), false) "
+        await self._writer.call(lambda cur: self.write_opened(cur, [(repo, number, opened_at)]))
+
+    @staticmethod
+    def write_opened(
+        cur: duckdb.DuckDBPyConnection, opened: Sequence[tuple[str, int, float]]
+    ) -> None:
+        """Keep when PRs (repo, number) were opened, in one statement (of one PR listed twice,
+        the later time wins); the journal writes a batch's opening times here."""
+        latest = {(repo, number): at for repo, number, at in opened}
+        if latest:
+            cur.execute(
+                "INSERT INTO pr_facts SELECT r.repo, r.number, to_timestamp(r.at), false "
+                "FROM (SELECT unnest(?) AS r) "
                 "ON CONFLICT DO UPDATE SET opened_at = excluded.opened_at",
-                [repo, number, opened_at],
+                [[{"repo": k[0], "number": k[1], "at": at} for k, at in latest.items()]],
             )
-        )
 
     async def files_known(self, repo: str, numbers: Sequence[int]) -> set[int]:
         rows = await self._fetch(

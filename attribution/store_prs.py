@@ -30,6 +30,20 @@ def _merged_pr(
     )
 
 
+def _pr_row(pr: MergedPR, now: float) -> dict[str, Any]:
+    """A PR as one row of `pull_requests`, its fields named as `write_prs` reads them."""
+    ident = pr.identity
+    return {
+        "repo": pr.repo, "number": pr.number, "title": pr.title, "author": pr.author,
+        "url": pr.url, "merge_sha": pr.merge_sha, "head_sha": pr.head_sha,
+        "base_ref": pr.base_ref, "merged_at": pr.merged_at, "body": pr.body,
+        "labels": list(pr.labels), "files": list(pr.files), "node_id": pr.node_id,
+        "kind": ident.kind, "name": ident.name, "session": ident.session, "model": ident.model,
+        "role": ident.role, "spec": ident.spec, "tokens": ident.tokens,
+        "cost_usd": ident.cost_usd, "recorded_at": now,
+    }  # fmt: skip
+
+
 class PullRequestQueries:
     """Merged PRs, agent sessions, and the PRs each deploy shipped."""
 
@@ -38,53 +52,37 @@ class PullRequestQueries:
 
     async def record_pr(self, pr: MergedPR, now: float) -> None:
         """Insert or refresh a merged PR, and its agent session when it names one."""
-        ident = pr.identity
+        await self._writer.tx(lambda cur: self.write_prs(cur, [pr], now))
 
-        def upsert(cur: duckdb.DuckDBPyConnection) -> None:
+    @staticmethod
+    def write_prs(cur: duckdb.DuckDBPyConnection, prs: Sequence[MergedPR], now: float) -> None:
+        """Insert or refresh merged PRs (of one PR listed twice, the later wins) and the agent
+        sessions they name (a session keeps what it was first seen with), one statement per
+        table however many there are: the journal writes a whole batch of deliveries' PRs here."""
+        latest = {(pr.repo, pr.number): pr for pr in prs}
+        if not latest:
+            return
+        cur.execute(
+            "INSERT OR REPLACE INTO pull_requests SELECT r.repo, r.number, r.title, r.author, "
+            "r.url, r.merge_sha, r.head_sha, r.base_ref, to_timestamp(r.merged_at), r.body, "
+            "r.labels::VARCHAR[], r.files::VARCHAR[], r.node_id, r.kind, r.name, r.session, "
+            "r.model, r.role, r.spec, r.tokens, r.cost_usd, to_timestamp(r.recorded_at) "
+            "FROM (SELECT unnest(?) AS r)",
+            [[_pr_row(pr, now) for pr in latest.values()]],
+        )
+        sessions: dict[str, AgentIdentity] = {}
+        for pr in prs:
+            if pr.identity.session:
+                sessions.setdefault(pr.identity.session, pr.identity)
+        if sessions:
             cur.execute(
-                "INSERT OR REPLACE INTO pull_requests VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                "to_timestamp(?), ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, to_timestamp(?))",
-                [
-                    pr.repo,
-                    pr.number,
-                    pr.title,
-                    pr.author,
-                    pr.url,
-                    pr.merge_sha,
-                    pr.head_sha,
-                    pr.base_ref,
-                    pr.merged_at,
-                    pr.body,
-                    list(pr.labels),
-                    list(pr.files),
-                    pr.node_id,
-                    ident.kind,
-                    ident.name,
-                    ident.session,
-                    ident.model,
-                    ident.role,
-                    ident.spec,
-                    ident.tokens,
-                    ident.cost_usd,
-                    now,
-                ],
-            )
-            if ident.session:
-                cur.execute(
-                    "INSERT INTO agent_sessions VALUES (?, ?, ?, ?, to_timestamp(?), ?, ?) "
-                    "ON CONFLICT DO NOTHING",
-                    [
-                        ident.session,
-                        ident.name,
-                        ident.model,
-                        ident.role,
-                        now,
-                        ident.tokens,
-                        ident.cost_usd,
-                    ],
-                )
-
-        await self._writer.tx(upsert)
+                "INSERT INTO agent_sessions SELECT r.id, r.name, r.model, r.role, "
+                "to_timestamp(r.first_seen), r.tokens, r.cost_usd "
+                "FROM (SELECT unnest(?) AS r) ON CONFLICT DO NOTHING",
+                [[{"id": session, "name": ident.name, "model": ident.model, "role": ident.role,
+                   "first_seen": now, "tokens": ident.tokens, "cost_usd": ident.cost_usd}
+                  for session, ident in sessions.items()]],
+            )  # fmt: skip
 
     async def of_repo(self, repo: str, numbers: Sequence[int] | None = None) -> list[MergedPR]:
         """PRs of `repo` (all, or those numbered), oldest merge first."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import asdict, fields
 from typing import Any
 
 import duckdb
@@ -70,39 +70,46 @@ class WatchQueries:
 
     async def record_deploy(self, deploy: Deploy, phase: str, now: float) -> bool:
         """Insert a deploy and its Watch in one transaction; False if the id already exists."""
+        created = await self._writer.tx(lambda cur: self.write_deploys(cur, [deploy], phase, now))
+        return created[0]
 
-        def insert(cur: duckdb.DuckDBPyConnection) -> bool:
-            rows = cur.execute(
-                "INSERT INTO deploys VALUES (?, ?, ?, ?, ?, ?, to_timestamp(?), to_timestamp(?), "
-                "?, ?, to_timestamp(?)) ON CONFLICT DO NOTHING RETURNING id",
-                [
-                    deploy.id,
-                    deploy.service,
-                    deploy.environment,
-                    deploy.repo,
-                    deploy.sha,
-                    deploy.previous_sha,
-                    deploy.started_at,
-                    deploy.finished_at,
-                    deploy.url,
-                    deploy.source,
-                    now,
-                ],
+    @staticmethod
+    def write_deploys(
+        cur: duckdb.DuckDBPyConnection, deploys: Sequence[Deploy], phase: str, now: float
+    ) -> list[bool]:
+        """Insert deploys, each new one with its Watch (in `phase`, due `now`) and first
+        transition, one statement per table however many there are (the journal writes a batch's
+        deploys here); per deploy, whether it was new (of one id listed twice, the first)."""
+        if not deploys:
+            return []
+        new = {
+            str(row[0])
+            for row in cur.execute(
+                "INSERT INTO deploys SELECT r.id, r.service, r.environment, r.repo, r.sha, "
+                "r.previous_sha, to_timestamp(r.started_at), to_timestamp(r.finished_at), r.url, "
+                "r.source, to_timestamp(?) FROM (SELECT unnest(?) AS r) "
+                "ON CONFLICT DO NOTHING RETURNING id",
+                [now, [asdict(d) for d in deploys]],
             ).fetchall()
-            if not rows:
-                return False
+        }
+        created = []
+        for deploy in deploys:
+            created.append(deploy.id in new)
+            new.discard(deploy.id)
+        fresh = [d for d, made in zip(deploys, created, strict=True) if made]
+        if fresh:
+            rows = [{"id": d.id, "reason": f"deploy recorded from {d.source}"} for d in fresh]
             cur.execute(
                 "INSERT INTO watches (deploy_id, phase, next_due, updated_at, version) "
-                "VALUES (?, ?, to_timestamp(?), to_timestamp(?), 0)",
-                [deploy.id, phase, now, now],
+                "SELECT r.id, ?, to_timestamp(?), to_timestamp(?), 0 FROM (SELECT unnest(?) AS r)",
+                [phase, now, now, rows],
             )
             cur.execute(
-                "INSERT INTO transitions VALUES (?, 0, NULL, ?, to_timestamp(?), ?)",
-                [deploy.id, phase, now, f"deploy recorded from {deploy.source}"],
+                "INSERT INTO transitions SELECT r.id, 0, NULL, ?, to_timestamp(?), r.reason "
+                "FROM (SELECT unnest(?) AS r)",
+                [phase, now, rows],
             )
-            return True
-
-        return await self._writer.tx(insert)
+        return created
 
     async def deploy(self, deploy_id: str) -> Deploy | None:
         found = await self._writer.call(

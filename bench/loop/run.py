@@ -67,12 +67,13 @@ EXTERNAL = ("prometheus", "github", "slack")
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "loop.json"
 
 
-def _service(name: str) -> dict[str, Any]:
-    """At a 1 s scrape a 1 s `increase` holds one sample and is empty: each step reads the
-    2 s window halved, so the steps' sum is the true count (each event lands in two windows)."""
+def service(name: str, *, watch: str = "120s", baseline: str = "120s") -> dict[str, Any]:
+    """A service of the sample app at a 1 s step (its config table). At a 1 s scrape a 1 s
+    `increase` holds one sample and is empty: each step reads the 2 s window halved, so the
+    steps' sum is the true count (each event lands in two windows)."""
     sel = f'service="{name}"'
     return {
-        "repo": "acme/shop", "step": "1s", "watch": "120s", "baseline": "120s",
+        "repo": "acme/shop", "step": "1s", "watch": watch, "baseline": baseline,
         "slis": {"http_errors": {
             "bad": f'sum(increase(http_requests_total{{{sel},code=~"5.."}}[2s])) / 2',
             "total": f"sum(increase(http_requests_total{{{sel}}}[2s])) / 2",
@@ -85,7 +86,7 @@ def _stage(name: str) -> str:
     return {"watch": "loop", "store": "store", "attribution": "attribution"}.get(head, head)
 
 
-def _percentile(values: list[float], q: float) -> float:
+def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
 
@@ -245,7 +246,7 @@ async def run(workdir: Path) -> dict[str, Any]:
             "server": {"store": str(workdir / "store.duckdb"), "tick": "0.25s"},
             "prometheus": {"url": prometheus.url, "timeout": "3s"},
             "slack": {"channel": CHANNEL}, "policy": {"mode": "propose"},
-            "services": {n: _service(n) for n in names}}, env, "bench")  # fmt: skip
+            "services": {n: service(n) for n in names}}, env, "bench")  # fmt: skip
         forge = GitHubForge(github.url, github.token, timeout=10)
         notifier = SlackNotifier(slack.token, CHANNEL, base_url=slack.url)
         source = PrometheusSource(prometheus.url, timeout=3)
@@ -279,16 +280,16 @@ def _report(rows: list[dict[str, Any]], prs: int) -> dict[str, Any]:
             values = [r[f"{key}_{unit}"] for r in good]
             for q in (0.5, 0.9):
                 summary[f"{key}_p{round(q * 100)}_{unit}"] = (
-                    _percentile(values, q) if values else None
+                    percentile(values, q) if values else None
                 )
     own = [r["own_stages_seconds"] for r in good]
-    summary["own_stages_p50_seconds"] = _percentile(own, 0.5) if own else None
-    summary["own_stages_p90_seconds"] = _percentile(own, 0.9) if own else None
+    summary["own_stages_p50_seconds"] = percentile(own, 0.5) if own else None
+    summary["own_stages_p90_seconds"] = percentile(own, 0.9) if own else None
     for key in ("onset_to_detection_steps", "detection_to_revert_pr_seconds",
                 "evaluations_to_detection"):  # fmt: skip
         values = [r[key] for r in good]
-        summary[f"{key}_p50"] = _percentile(values, 0.5) if values else None
-        summary[f"{key}_p90"] = _percentile(values, 0.9) if values else None
+        summary[f"{key}_p50"] = percentile(values, 0.5) if values else None
+        summary[f"{key}_p90"] = percentile(values, 0.9) if values else None
     calls: dict[str, list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
     for r in good:
         for op, v in r["store_calls"].items():
@@ -301,7 +302,7 @@ def _report(rows: list[dict[str, Any]], prs: int) -> dict[str, Any]:
         for op, v in sorted(calls.items(), key=lambda kv: -kv[1][1])
     }
     queue = [r["store_queue_seconds"] for r in good]
-    summary["store_queue_p50_seconds"] = _percentile(queue, 0.5) if queue else None
+    summary["store_queue_p50_seconds"] = percentile(queue, 0.5) if queue else None
     stages = ("waiting for evidence", *EXTERNAL, *OWN)
     totals = {s: sum(r["stages_seconds"].get(s, 0.0) for r in good) for s in stages}
     whole = sum(totals.values()) or 1.0

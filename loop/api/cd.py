@@ -13,6 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from attribution.records import Deploy
+from attribution.store_journal import Applied, Journaled
 from loop.api.context import DEPS, SETTINGS, wake
 from loop.api.fields import read_json
 from loop.api.ingest import check_bearer, parse_deploy_request
@@ -33,15 +34,18 @@ def _parse(request: web.Request, body: bytes) -> Parsed[Deploy]:
     return Parsed("deploy", delivery, data, deploy)
 
 
-async def _apply(request: web.Request, deploy: Deploy) -> dict[str, Any]:
-    deps = request.app[DEPS]
-    created = await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, deps.clock.now())
+def _rows(request: web.Request, deploy: Deploy) -> Applied:
+    return Applied(deploys=(deploy,), phase=Phase.DEPLOYED)
+
+
+def _applied(request: web.Request, deploy: Deploy, done: Journaled) -> dict[str, Any]:
     wake(request.app)
-    return {"id": deploy.id, "created": created}
+    return {"id": deploy.id, "created": done.created[0]}
 
 
 CD: Sender[Deploy] = Sender(
-    "cd", _verify, _parse, _apply, dedupe=False, answer=lambda parsed, applied: applied,
+    "cd", _verify, _parse, rows=_rows, applied=_applied, dedupe=False,
+    answer=lambda parsed, applied: applied,
 )  # fmt: skip
 
 

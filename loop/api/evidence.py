@@ -31,14 +31,21 @@ from loop.api.webhook import Parsed, Sender, receive
 from loop.config import ENV_ALERTMANAGER_TOKEN, ServiceSettings
 
 
-async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
-    """Keep when a merged PR was opened (its lead time), from the `pull_request` webhook."""
+def pr_opened(pr: MergedPR, data: Any) -> tuple[str, int, float] | None:
+    """When a merged PR was opened (its lead time), from the `pull_request` webhook, as
+    (repo, number, time); None when the payload gives no time it can be read from."""
     opened = data.get("pull_request", {}).get("created_at") if isinstance(data, Mapping) else None
     if isinstance(opened, str):
         with contextlib.suppress(IngestError):  # a bad time loses the lead time, not the PR
-            await store.evidence.record_opened_at(
-                pr.repo, pr.number, parse_time(opened, "created_at")
-            )
+            return pr.repo, pr.number, parse_time(opened, "created_at")
+    return None
+
+
+async def record_pr_facts(store: Store, pr: MergedPR, data: Any) -> None:
+    """Keep when a merged PR was opened (its lead time), from the `pull_request` webhook."""
+    opened = pr_opened(pr, data)
+    if opened is not None:
+        await store.evidence.record_opened_at(*opened)
 
 
 async def record_ci(store: Store, run: CiRun) -> None:

@@ -4,7 +4,9 @@ Merged PRs (`pull_request` closed by a merge) become PR records with their agent
 opening time; a Rearguard revert PR closed unmerged is applied to its incident (a person decided
 against it, see `loop.api.revert_events`); `deployment_status` success is a deploy; `workflow_run`
 and `check_suite` are CI evidence. Every delivery is journaled and deduplicated on
-`X-GitHub-Delivery`; anything else is acknowledged as ignored.
+`X-GitHub-Delivery`; anything else is acknowledged as ignored. A merged PR and a deploy are
+journaled with their rows in the store's group commit; CI runs and closed reverts are applied
+after their journal row.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from typing import Any
 from aiohttp import web
 
 from attribution.records import Deploy, MergedPR
+from attribution.store_journal import Applied, Journaled
 from loop.api.context import DEPS, SETTINGS, wake
-from loop.api.evidence import record_ci, record_pr_facts
+from loop.api.evidence import pr_opened, record_ci, record_pr_facts
 from loop.api.evidence_ingest import GITHUB_CI_EVENTS, CiRun, parse_ci
 from loop.api.fields import Ignored, IngestError, read_json
 from loop.api.ingest import check_github_signature, parse_deployment_status, parse_merged_pr
@@ -94,7 +97,29 @@ async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
     return {}
 
 
-GITHUB: Sender[GitHubEvent] = Sender("github", _verify, _parse, _apply)
+def _rows(request: web.Request, found: GitHubEvent) -> Applied | None:
+    """A merged PR (with when it was opened) or a deploy is rows only, journaled together;
+    CI runs and closed reverts read the store first, so they go through `_apply`."""
+    if found.ci is not None or found.closed is not None:
+        return None
+    opened = pr_opened(found.pr, found.data) if found.pr is not None else None
+    return Applied(
+        prs=(found.pr,) if found.pr is not None else (),
+        opened=(opened,) if opened is not None else (),
+        deploys=(found.deploy,) if found.deploy is not None else (),
+        phase=Phase.DEPLOYED,
+    )
+
+
+def _applied(request: web.Request, found: GitHubEvent, done: Journaled) -> dict[str, Any]:
+    if found.deploy is not None:
+        wake(request.app)
+    return {}
+
+
+GITHUB: Sender[GitHubEvent] = Sender(
+    "github", _verify, _parse, _apply, rows=_rows, applied=_applied,
+)  # fmt: skip
 
 
 async def post_github(request: web.Request) -> web.Response:

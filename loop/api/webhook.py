@@ -11,6 +11,15 @@ A refused request (not the sender's, or not a record) writes nothing to the stor
 not its headers, not a row saying it came, so no one can fill the store or claim a delivery id by
 sending requests. It is answered with a 4xx naming the problem and counted in `/metrics` by route
 and reason code (`loop.api.errors`).
+
+Journal and apply are one step for a record whose whole effect is rows (`Sender.rows`: a merged
+PR, a deploy and its Watch): the rows go with the journal row into the store's group commit,
+where the deliveries arriving together share one transaction, and the answer is sent once that
+transaction has committed. A flood of deliveries is then a few transactions, not several per
+delivery, and a Watch's store call waits behind one batch of them at most.
+
+A JSON body is journaled as the text it arrived as (what `parse` read; no second encoding on the
+hot path), any other body as the JSON of the `Parsed.body` it was read into.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
+from attribution.store_journal import Applied, Delivery, Journaled
 from loop.api.context import DEPS
 
 T = TypeVar("T")
@@ -43,19 +53,25 @@ class Parsed(Generic[T]):
 class Sender(Generic[T]):
     """How one sender's deliveries are checked, read and applied.
 
-    `apply` returns the fields to add to the answer; `answer` shapes the whole answer where the
-    sender's callers expect one of their own (the CD hook answers with the deploy's id).
-    `dedupe=False` applies every delivery (for senders whose records are idempotent themselves);
-    `journal_ignored=False` keeps deliveries that mean nothing out of the journal."""
+    `apply` writes a record and returns the fields to add to the answer. `rows`, where a
+    record's whole effect is rows, gives them instead (None for a record that needs `apply`):
+    they are journaled with it in one group-committed transaction, and `applied` runs once they
+    are durable (waking the scheduler) and returns the answer's fields. `answer` shapes the whole
+    answer where the sender's callers expect one of their own (the CD hook answers with the
+    deploy's id). `dedupe=False` applies every delivery (for senders whose records are
+    idempotent themselves); `journal_ignored=False` keeps deliveries that mean nothing out of
+    the journal."""
 
     source: str
     verify: Callable[[web.Request, bytes], None]
     parse: Callable[[web.Request, bytes], Parsed[T]]
-    apply: Callable[[web.Request, T], Awaitable[dict[str, Any]]]
+    apply: Callable[[web.Request, T], Awaitable[dict[str, Any]]] | None = None
     dedupe: bool = True
     journal_ignored: bool = True
     ok_status: int = 202
     answer: Callable[[Parsed[T], dict[str, Any]], dict[str, Any]] | None = field(default=None)
+    rows: Callable[[web.Request, T], Applied | None] | None = None
+    applied: Callable[[web.Request, T, Journaled], dict[str, Any]] | None = None
 
 
 async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
@@ -66,28 +82,55 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     # A refusal (IngestError) from verify or parse is answered and counted by `loop.api.errors`.
     sender.verify(request, body)
     parsed = sender.parse(request, body)
-    applies = parsed.record is not None
-    if applies or sender.journal_ignored:
-        fresh = await deps.store.journal.record(
-            sender.source, parsed.event, parsed.delivery,
-            status="accepted" if applies else "ignored", received_at=now, body=parsed.body,
-            error=None if applies else parsed.reason,
-        )  # fmt: skip
-        if (
-            sender.dedupe
-            and not fresh
-            and await deps.store.journal.status(sender.source, parsed.delivery) != "accepted"
-        ):
-            return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
+    record = parsed.record
+    effect = sender.rows(request, record) if record is not None and sender.rows else None
     extra: dict[str, Any] = {}
-    if parsed.record is not None:
-        extra = await sender.apply(request, parsed.record)
-        await deps.store.journal.mark(sender.source, parsed.delivery, "applied")
+    if record is not None or sender.journal_ignored:
+        done = await deps.store.journal.deliver(Delivery(
+            sender.source, parsed.event, parsed.delivery, now,
+            status="accepted" if record is not None else "ignored", body=parsed.body,
+            error=None if record is not None else parsed.reason, applied=effect,
+            dedupe=sender.dedupe, text=_json_text(request, body),
+        ))  # fmt: skip
+        if done.duplicate:
+            return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
+        if record is not None and effect is not None and sender.applied is not None:
+            extra = sender.applied(request, record, done)
+    if record is not None and effect is None:
+        extra = await _apply(request, sender, parsed.delivery, record)
     if sender.answer is not None:
         answer = sender.answer(parsed, extra)
     else:
-        status = "accepted" if applies else "ignored"
+        status = "accepted" if record is not None else "ignored"
         answer = {"status": status, "delivery": parsed.delivery, **extra}
-        if not applies and parsed.reason:
+        if record is None and parsed.reason:
             answer["reason"] = parsed.reason
     return web.json_response(answer, status=sender.ok_status)
+
+
+def _json_text(request: web.Request, body: bytes) -> str | None:
+    """A JSON body as the text it arrived as, journaled without decoding and encoding it again
+    (the parsed body it equals is what `parse` read from it); None for any other body."""
+    if request.content_type != "application/json":
+        return None
+    try:
+        return body.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+async def _apply(
+    request: web.Request, sender: Sender[T], delivery: str, record: T
+) -> dict[str, Any]:
+    """Apply a record journaled `accepted`, then mark it applied; if it could not be applied,
+    the journal lets a redelivery try again."""
+    journal = request.app[DEPS].store.journal
+    if sender.apply is None:
+        raise TypeError(f"sender {sender.source} has neither rows nor apply for this record")
+    try:
+        extra = await sender.apply(request, record)
+    except BaseException:
+        await journal.release(sender.source, delivery)
+        raise
+    await journal.mark(sender.source, delivery, "applied")
+    return extra
