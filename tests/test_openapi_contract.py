@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import jsonschema_rs
@@ -92,22 +93,25 @@ def _merged_pr() -> Any:
                            "url": "https://ci.example.com/runs/7"}),
         ("FeedbackRequest", {"kind": "wrong_pr", "actor": "alice", "pr": 2, "culprit": 3,
                              "note": "it was #3"}),
-        ("GitHubEvent", _merged_pr()),
-        ("GitHubEvent", load_json("github-webhooks/pull_request/closed.payload.json")),
-        ("GitHubEvent", load_json("github-webhooks/deployment_status/payload.json")),
-        ("GitHubEvent", load_json(
-            "github-webhooks/workflow_run/completed.with-pull-requests.payload.json")),
-        ("GitHubEvent", load_json("github-webhooks/check_suite/completed.payload.json")),
-        ("SentryEvent", load_json("sentry/webhooks/event_alert.triggered.json")),
-        ("SentryEvent", load_json("sentry/webhooks/issue.created.json")),
-        ("SentryEvent", load_json("sentry/webhooks/error.created.json")),
-        ("AlertmanagerNotification", load_json("alertmanager/zulip/alert.json")),
-        ("AlertmanagerNotification", load_json("alertmanager/prom2teams/all_ok_multiple.json")),
+        ("GitHubEvent", _merged_pr),
+        ("GitHubEvent", partial(load_json, "github-webhooks/pull_request/closed.payload.json")),
+        ("GitHubEvent", partial(load_json, "github-webhooks/deployment_status/payload.json")),
+        ("GitHubEvent", partial(
+            load_json, "github-webhooks/workflow_run/completed.with-pull-requests.payload.json")),
+        ("GitHubEvent", partial(load_json, "github-webhooks/check_suite/completed.payload.json")),
+        ("SentryEvent", partial(load_json, "sentry/webhooks/event_alert.triggered.json")),
+        ("SentryEvent", partial(load_json, "sentry/webhooks/issue.created.json")),
+        ("SentryEvent", partial(load_json, "sentry/webhooks/error.created.json")),
+        ("AlertmanagerNotification", partial(load_json, "alertmanager/zulip/alert.json")),
+        ("AlertmanagerNotification", partial(
+            load_json, "alertmanager/prom2teams/all_ok_multiple.json")),
         ("SlackInteraction", {"payload": json.dumps({"type": "block_actions", "actions": []})}),
     ],
 )  # fmt: skip
 def test_real_bodies_validate_against_the_request_schemas(schema: str, body: Any) -> None:
     """The senders' own samples (and our documented bodies) are bodies the schemas allow."""
+    if callable(body):  # a shared sample, read here so a clone without them skips this case only
+        body = body()
     errors = [str(e) for e in _validator(schema).iter_errors(body)]
     assert errors == [], errors[:3]
 
