@@ -147,6 +147,7 @@ class StoreWriter:
         self._submitted = 0
         self._started = 0
         self._groups: list[GroupCommit[Any, Any]] = []
+        self._closed = False
 
     def _note(self, exc: duckdb.Error) -> None:
         text = str(exc)
@@ -163,7 +164,10 @@ class StoreWriter:
 
     async def close(self) -> None:
         """Close the connection on the writer thread (after the calls queued before), then stop
-        the thread."""
+        the thread. A second close (shutdown paths that overlap) does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         await self.call(lambda cur: self._con.close())
         await asyncio.to_thread(self._thread.close)
 

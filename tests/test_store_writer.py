@@ -108,3 +108,14 @@ async def test_one_failing_item_fails_alone(store: Store) -> None:
     assert isinstance(results[2], StoreError)
     assert results[3] == 3
     assert await store.fetch("SELECT n FROM items ORDER BY n") == [(1,), (2,), (3,)]
+
+
+async def test_closing_twice_closes_once_and_frees_the_file(tmp_path: Path) -> None:
+    """Overlapping shutdown paths may both close the store: the second close returns at once,
+    and the file is free for the next process."""
+    path = tmp_path / "twice.duckdb"
+    opened = await Store.open(path)
+    await opened.close()
+    await asyncio.wait_for(opened.close(), timeout=5)
+    again = await Store.open(path)
+    await again.close()
