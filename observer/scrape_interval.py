@@ -40,11 +40,11 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from observer.slis import Sli, SliKind
-from observer.sources import MetricsSource
+from observer.sources import MetricsSource, QueryRejected
 
 LEARN_WINDOW = 600.0
 """Seconds of history the interval is measured over."""
@@ -167,30 +167,41 @@ def promql_duration(seconds: float) -> str:
 
 @dataclass(slots=True)
 class ScrapeIntervals:
-    """The interval of each SLI's data: an override from the config where one is set, else
-    learnt from the source and kept for `RELEARN_AFTER` seconds (so an evaluation every step
-    does not ask each time). `override` is `[prometheus] scrape_interval`; `per_sli` maps SLI
-    names to their own override."""
+    """The interval of each SLI's data: the SLI's own `scrape_interval`, else `override`
+    (`[prometheus] scrape_interval`), else learnt from the source and kept for `RELEARN_AFTER`
+    seconds (a minute when nothing was learnt), so an evaluation every step does not ask each
+    time. One instance per process; `widened` remembers which SLIs were logged as widened."""
 
-    override: float | None = None
-    per_sli: Mapping[str, float] = field(default_factory=dict)
     clock: Callable[[], float] = time.monotonic
+    widened: set[tuple[str, float, float]] = field(default_factory=set)
     _known: dict[tuple[str, ...], tuple[float, float | None]] = field(default_factory=dict)
 
-    async def interval(self, source: MetricsSource, sli: Sli, now: float) -> float | None:
-        """The interval for `sli` at `now` (Unix seconds); raises `MetricsError`."""
-        if sli.name in self.per_sli:
-            return self.per_sli[sli.name]
-        if self.override is not None:
-            return self.override
+    async def interval(
+        self, source: MetricsSource, sli: Sli, now: float, override: float | None = None
+    ) -> float | None:
+        """The interval for `sli` at `now` (Unix seconds); raises `SourceUnavailable`."""
+        if sli.scrape_interval is not None:
+            return sli.scrape_interval
+        if override is not None:
+            return override
         key = tuple(sli.queries(1.0).values())
         kept = self._known.get(key)
         if kept is not None and self.clock() - kept[0] < (RELEARN_AFTER if kept[1] else 60.0):
             return kept[1]
-        found = [await learn_interval(source, query, now) for query in key]
+        found = [await _learn_or_none(source, query, now) for query in key]
         learnt = max((f for f in found if f is not None), default=None)
         self._known[key] = (self.clock(), learnt)
         return learnt
+
+
+async def _learn_or_none(source: MetricsSource, query: str, now: float) -> float | None:
+    """`learn_interval`, None where the source refuses the question (a source that is not
+    Prometheus, such as the demo's simulation): the SLI is then queried at its configured step.
+    An unavailable source raises, as the SLI's own queries would."""
+    try:
+        return await learn_interval(source, query, now)
+    except QueryRejected:
+        return None
 
 
 def _seconds(value: float) -> str:

@@ -49,6 +49,9 @@ class Sli:
     version_label: str = ""
     """Canary mode when set: the label whose value names the version (the deployed sha or its
     prefix); series of other versions over the same steps are the baseline."""
+    scrape_interval: float | None = None
+    """Seconds between the samples of this SLI's series, when set; else learnt from them
+    (`observer.scrape_interval`)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -59,6 +62,8 @@ class Sli:
             raise SliError(f"SLI {self.name!r}: a gauge SLI needs `query` PromQL")
         if self.tolerance < 0:
             raise SliError(f"SLI {self.name!r}: tolerance must be >= 0, got {self.tolerance}")
+        if self.scrape_interval is not None and self.scrape_interval <= 0:
+            raise SliError(f"SLI {self.name!r}: scrape_interval must be positive")
         if self.min_events < 0:
             raise SliError(f"SLI {self.name!r}: min_events must be >= 0, got {self.min_events}")
 
@@ -67,9 +72,12 @@ class Sli:
         """How values of this SLI read: `ratio` shows as a percentage."""
         return "ratio" if self.kind is SliKind.RATIO else ""
 
-    def queries(self, step: float) -> dict[str, str]:
-        """The resolved PromQL per role (`bad`/`total` or `value`), `$step` substituted."""
-        duration = f"{round(step)}s"
+    def queries(self, step: float, window: float | None = None) -> dict[str, str]:
+        """The resolved PromQL per role (`bad`/`total` or `value`), `$step` substituted by
+        `window` seconds (the step itself by default; see `observer.scrape_interval`)."""
+        seconds = step if window is None else window
+        millis = round(seconds * 1000)
+        duration = f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
         if self.kind is SliKind.RATIO:
             return {
                 "bad": self.bad.replace("$step", duration),
