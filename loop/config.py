@@ -252,10 +252,7 @@ def _optional_duration(table: Mapping[str, Any], key: str, where: str) -> float 
     """A duration that may be left out (None), e.g. `scrape_interval = "30s"`."""
     if key not in table:
         return None
-    seconds = parse_duration(table[key], f"{where}.{key}")
-    if seconds <= 0:
-        raise ConfigError(f"{where}.{key}: must be positive")
-    return seconds
+    return parse_duration(table[key], f"{where}.{key}")
 
 
 def _routes(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:

@@ -311,9 +311,11 @@ async def observe_sli(
     if windows.watch_end(now) < windows.deployed_at + windows.step:
         return SliResult(sli=sli.name, status=Status.OBSERVING, reason="no watch step yet")
     try:
+        # The interval of the data being judged: learnt where the watch window ends.
         plan = await step_plan(
-            source, sli, windows.step, now, intervals=intervals, scrape_interval=scrape_interval
-        )
+            source, sli, windows.step, windows.watch_end(now), intervals=intervals,
+            scrape_interval=scrape_interval,
+        )  # fmt: skip
         if windows.watch_end(now) < windows.deployed_at + plan.step:
             return SliResult(sli=sli.name, status=Status.OBSERVING, step=plan.step,
                              reason=f"no watch step of {plan.step:g}s yet")  # fmt: skip
