@@ -2,8 +2,9 @@
 
 A ratio SLI is two PromQL expressions giving bad events and all events per step (errors over
 requests; requests slower than a threshold, from histogram buckets, over requests). A gauge SLI is
-one expression (memory, CPU, queue depth). `$step` in a query is replaced by the step as a PromQL
-duration (`15s`), so `increase(x[$step])` yields the events of each step.
+one expression (memory, CPU, queue depth). `$step` in a query is replaced by a PromQL duration:
+the step (`15s`), or for a ratio SLI whose scrape interval is known the step plus one interval, so
+that `increase(x[$step])` yields the events of each step once (`observer.scrape_interval`).
 """
 
 from __future__ import annotations
