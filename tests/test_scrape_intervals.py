@@ -17,7 +17,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from loop.config import ServiceSettings, load_settings
@@ -25,7 +27,10 @@ from observer.observe import Windows, evaluate, fetch_sli, step_plan
 from observer.prometheus import PrometheusSource
 from observer.scrape_interval import ScrapeIntervals, learn_interval
 from observer.verdict import Status, Verdict
+from tests.loop_rig import API_TOKEN
 from tests.prometheus_server import PrometheusServer
+from tests.serve_rig import Server, free_port, get_json, server_environment, wait_up
+from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.prometheus
 
@@ -238,3 +243,62 @@ async def test_a_step_shorter_than_the_data_allows_is_widened_and_said(
         "SLI 'http_errors': the step of 15s is shorter than the scrape interval found, 60s; "
         "the smallest step that works is 60s (this SLI is evaluated every 60s)"
     ]
+
+
+def _serve_config(path: Path, port: int, prometheus_url: str, store: Path) -> None:
+    """The example config as shipped, pointed at this test's Prometheus, store and port."""
+    text = EXAMPLE.read_text()
+    for shipped, here in [
+        ('listen = "0.0.0.0:8080"', f'listen = "127.0.0.1:{port}"'),
+        ('store = "/var/lib/rearguard/rearguard.duckdb"', f'store = "{store}"'),
+        ('tick = "5s"', 'tick = "1s"'),
+        ('url = "http://prometheus.monitoring:9090"', f'url = "{prometheus_url}"'),
+        ('api_url = "https://api.github.com"', 'api_url = "http://127.0.0.1:9/"'),
+        ('api_url = "https://slack.com/api/"', 'api_url = "http://127.0.0.1:9/"'),
+    ]:
+        assert shipped in text, shipped
+        text = text.replace(shipped, here)
+    path.write_text(text)
+
+
+async def test_serve_says_the_step_was_widened_and_judges_on_it(
+    history: History, tmp_path: Path
+) -> None:
+    """`rearguard serve` with the example config over data scraped every 60 s: its log names the
+    SLI, the interval found and the smallest step that works, and the deploy ends `healthy`
+    with the widened step kept in its verdict."""
+    port = free_port()
+    config = tmp_path / "rearguard.toml"
+    _serve_config(config, port, history.server.url, tmp_path / "store.duckdb")
+    env = server_environment() | {"REARGUARD_API_TOKEN": API_TOKEN, "GITHUB_TOKEN": "ghp-test"}
+    server = Server(config, env, port, tmp_path / "serve.log")
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_up(session, server)
+            async with session.post(
+                f"{server.url}/v1/deploys",
+                json={"service": "checkout", "environment": "production", "sha": "a" * 40,
+                      "finished_at": history.deployed_at["clean-60s"]},
+                headers={"Authorization": f"Bearer {API_TOKEN}"},
+            ) as response:  # fmt: skip
+                assert response.status == 202, await response.text()
+                deploy_id = (await response.json())["id"]
+
+            async def decided() -> dict[str, Any] | None:
+                url = f"{server.url}/v1/deploys/{deploy_id}"
+                found = await get_json(session, url, API_TOKEN)
+                return found if found.get("phase") in {"healthy", "inconclusive"} else None
+
+            found = await wait_for_async(decided, within=60, what="the verdict",
+                                         detail=server.tail)  # fmt: skip
+    finally:
+        server.stop()
+    assert found["phase"] == "healthy", found
+    errors = next(r for r in found["verdict"]["results"] if r["sli"] == "http_errors")
+    assert (errors["step"], errors["scrape_interval"]) == (60.0, 60.0)
+    assert errors["queries"]["total"].endswith("[119999ms]))")
+    assert (
+        "SLI 'http_errors': the step of 15s is shorter than the scrape interval found, 60s; "
+        "the smallest step that works is 60s" in server.tail()
+    )
