@@ -294,6 +294,7 @@ async def test_serve_says_the_step_was_widened_and_judges_on_it(
                                          detail=server.tail)  # fmt: skip
     finally:
         server.stop()
+    assert found is not None
     assert found["phase"] == "healthy", found
     errors = next(r for r in found["verdict"]["results"] if r["sli"] == "http_errors")
     assert (errors["step"], errors["scrape_interval"]) == (60.0, 60.0)
