@@ -159,10 +159,14 @@ def _reduce(sli: Sli, raw: dict[str, tuple[list[Series], ...]]) -> tuple[Point, 
 
 
 async def fetch_points(
-    source: MetricsSource, sli: Sli, span: list[float], step: float
+    source: MetricsSource, sli: Sli, span: list[float], step: float, plan: StepPlan | None = None
 ) -> tuple[Point, ...]:
-    """One SLI's per-step points over `span` (ratio: (t, bad, total); gauge: (t, value, 0))."""
-    return _reduce(sli, await _points(source, sli, sli.queries(step), span, step))
+    """One SLI's per-step points over `span` (ratio: (t, bad, total); gauge: (t, value, 0)),
+    on `plan` (its step replaces `step`) when given."""
+    if plan is None:
+        return _reduce(sli, await _points(source, sli, sli.queries(step), span, step))
+    raw = await _points(source, sli, sli.queries(plan.step, plan.range), span, plan.step)
+    return _scaled(_reduce(sli, raw), plan.scale)
 
 
 def _scaled(points: tuple[Point, ...], scale: float) -> tuple[Point, ...]:
@@ -311,9 +315,10 @@ async def observe_sli(
     if windows.watch_end(now) < windows.deployed_at + windows.step:
         return SliResult(sli=sli.name, status=Status.OBSERVING, reason="no watch step yet")
     try:
-        # The interval of the data being judged: learnt where the watch window ends.
+        # Learnt where the baseline ends: the series of the pods a deploy replaces have their
+        # ten minutes of samples there, the new pods' series have not yet.
         plan = await step_plan(
-            source, sli, windows.step, windows.watch_end(now), intervals=intervals,
+            source, sli, windows.step, windows.deployed_at, intervals=intervals,
             scrape_interval=scrape_interval,
         )  # fmt: skip
         if windows.watch_end(now) < windows.deployed_at + plan.step:
