@@ -52,12 +52,16 @@ class Segment:
     interval: int
     after: float
     outage: tuple[float, float] | None = None
+    new_pods: bool = False
+    """The deploy replaces the pods: new series (a new `pod` label) counting from zero."""
 
 
 SEGMENTS = [
     *(Segment(f"clean-{i}s", i, BEFORE) for i in (15, 30, 60)),
     *(Segment(f"regressed-{i}s", i, AFTER) for i in (15, 30, 60)),
     Segment("outage-15s", 15, BEFORE, (0.15, 0.60)),
+    Segment("new-pods-clean-15s", 15, BEFORE, new_pods=True),
+    Segment("new-pods-regressed-15s", 15, AFTER, new_pods=True),
 ]
 
 
@@ -75,6 +79,7 @@ def _samples(seg: Segment, start: float, deployed_at: float, rng: random.Random)
     """OpenMetrics lines of two counters (code 200 and 500) over one segment."""
     phase = rng.uniform(0.5, seg.interval - 0.5)
     ok = bad = 0
+    pod = "old"
     lines: list[str] = []
     second = start
     t = start + phase
@@ -91,10 +96,13 @@ def _samples(seg: Segment, start: float, deployed_at: float, rng: random.Random)
         down = seg.outage is not None and (
             deployed_at + seg.outage[0] * WATCH <= t < deployed_at + seg.outage[1] * WATCH
         )
+        if seg.new_pods and t >= deployed_at and pod == "old":
+            pod, ok, bad = "new", 0, 0  # the new pod's counters start at zero
         if not down:
             at = t + rng.uniform(-0.005, 0.005)
-            lines.append(f'http_requests_total{{service="checkout",code="200"}} {ok} {at:.3f}')
-            lines.append(f'http_requests_total{{service="checkout",code="500"}} {bad} {at:.3f}')
+            labels = f'service="checkout",pod="{pod}"'
+            lines.append(f'http_requests_total{{{labels},code="200"}} {ok} {at:.3f}')
+            lines.append(f'http_requests_total{{{labels},code="500"}} {bad} {at:.3f}')
         t += seg.interval
     return lines
 
@@ -121,7 +129,7 @@ def history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[History]:
         lines.extend(_samples(seg, start, start + LEAD, rng))
         start += LEAD + WATCH + GAP
     # OpenMetrics wants each series' samples together, in time order.
-    lines[1:] = sorted(lines[1:], key=lambda line: ('code="500"' in line, float(line.split()[-1])))
+    lines[1:] = sorted(lines[1:], key=lambda line: (line.split()[0], float(line.split()[-1])))
     source = workdir / "history.om"
     source.write_text("\n".join([*lines, "# EOF", ""]))
     server = PrometheusServer([], workdir=workdir, scrape_interval=15)
@@ -142,10 +150,11 @@ def _checkout() -> ServiceSettings:
 
 
 async def _watch(
-    history: History, name: str, service: ServiceSettings
+    history: History, name: str, service: ServiceSettings, *, relearn: bool = False
 ) -> tuple[Verdict, float, list[Verdict]]:
     """Evaluate the deploy once per configured step, as the Watch does, until it is decided:
-    the verdict, the seconds after the deploy it was reached at, and every verdict on the way."""
+    the verdict, the seconds after the deploy it was reached at, and every verdict on the way.
+    `relearn`: the interval is learnt afresh at every evaluation (none kept between them)."""
     deployed = history.deployed_at[name]
     windows = Windows(
         deployed, service.baseline, service.watch, service.step, service.seasonal, "abc123"
@@ -155,6 +164,8 @@ async def _watch(
     async with PrometheusSource(history.server.url) as source:
         for k in range(1, round(service.watch / service.step) + 1):
             now = deployed + k * service.step
+            if relearn:
+                intervals = ScrapeIntervals()
             verdict = await evaluate(source, service.slis, windows, now, intervals=intervals)
             seen.append(verdict)
             if verdict.status is not Status.OBSERVING:
@@ -213,6 +224,18 @@ async def test_every_event_is_counted_once(history: History, interval: int) -> N
     counted = sum(p[2] for p in data.watch)
     assert len(data.watch) == WATCH / plan.step
     assert counted == pytest.approx(values[-1] - values[0], rel=0.002)
+
+
+@pytest.mark.parametrize(("kind", "status"), [("clean", Status.HEALTHY),
+                                             ("regressed", Status.REGRESSED)])  # fmt: skip
+async def test_a_deploy_that_replaces_the_pods(history: History, kind: str, status: Status) -> None:
+    """New pods' series have no ten minutes of samples yet; the interval is learnt before the
+    deploy, where the old pods' series have them, so the new series are counted from the start."""
+    verdict, at, seen = await _watch(history, f"new-pods-{kind}-15s", _checkout(), relearn=True)
+    assert verdict.status is status, verdict.reason
+    learnt = {r.scrape_interval for v in seen for r in v.results if r.sli == "http_errors"}
+    assert learnt == {15.0}  # at every evaluation, the new series' first ten minutes too
+    assert at <= (180 if status is Status.REGRESSED else WATCH)
 
 
 async def test_outage_over_much_of_the_watch_is_inconclusive(history: History) -> None:
