@@ -119,6 +119,8 @@ class Settings:
     github_api_url: str = "https://api.github.com"
     prometheus_url: str = "http://127.0.0.1:9090"
     prometheus_timeout: float = 10.0
+    prometheus_scrape_interval: float | None = None
+    """Seconds between samples of every SLI's series, when set; else learnt from the samples."""
     slack_api_url: str = "https://slack.com/api/"
     slack_channel: str = ""
     mode: Mode = Mode.PROPOSE
@@ -189,7 +191,7 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 _SLI_KEYS = {
     "kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical",
-    "version_label",
+    "version_label", "scrape_interval",
 }  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
@@ -198,7 +200,7 @@ _SERVICE_KEYS = {
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick", "open_reads"},
     "github": {"api_url"},
-    "prometheus": {"url", "timeout"},
+    "prometheus": {"url", "timeout", "scrape_interval"},
     "slack": {"api_url", "channel"},
     "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
     "anthropic": {
@@ -240,9 +242,17 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
             min_events=_typed(table, "min_events", int, 100, where),
             critical=_typed(table, "critical", bool, True, where),
             version_label=_typed(table, "version_label", str, "", where),
+            scrape_interval=_optional_duration(table, "scrape_interval", where),
         )
     except (SliError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+
+
+def _optional_duration(table: Mapping[str, Any], key: str, where: str) -> float | None:
+    """A duration that may be left out (None), e.g. `scrape_interval = "30s"`."""
+    if key not in table:
+        return None
+    return parse_duration(table[key], f"{where}.{key}")
 
 
 def _routes(table: Mapping[str, Any], where: str) -> dict[str, tuple[str, ...]]:
@@ -412,6 +422,9 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", f"{where}:prometheus"),
         prometheus_timeout=parse_duration(
             prom.get("timeout", "10s"), f"{where}:prometheus.timeout"
+        ),
+        prometheus_scrape_interval=_optional_duration(
+            prom, "scrape_interval", f"{where}:prometheus"
         ),
         slack_api_url=_typed(slack, "api_url", str, "https://slack.com/api/", f"{where}:slack"),
         slack_channel=_slack_channel(slack, where),

@@ -8,11 +8,19 @@ Baselines: the window before the deploy plus, where history exists, the same wat
 and one week earlier (`Windows.seasonal`); in canary mode (an SLI with `version_label`) the
 stable version over the same steps. A source failure on one SLI makes that SLI not yet judged
 (and inconclusive at the end of the window), never regressed.
+
+Scrape intervals: each SLI is queried on the step its data allows (`observer.scrape_interval`:
+learnt from the samples, the step widened to a whole multiple of the interval, a log line the
+first time); the result keeps the `step` and `scrape_interval` it was judged at. Coverage: a
+`healthy` result needs at least `MIN_COVERAGE` of the watch's steps so far to hold data, else it
+is `inconclusive` with the share found (a Prometheus outage over much of the watch is no evidence
+of health).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, replace
@@ -22,15 +30,19 @@ from opentelemetry import trace
 
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
 from observer.gauge import assess_gauge_baselines
+from observer.scrape_interval import ScrapeIntervals, StepPlan, plan_step, step_too_short
 from observer.sequential import Baseline, Step, assess_ratio_steps
 from observer.slis import Sli, SliKind
 from observer.sources import MetricsError, MetricsSource, Series
 from observer.verdict import SliResult, Status, Verdict
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 tracer = trace.get_tracer("rearguard.observer")
 
 SEASONAL_LABELS = {86400.0: "1d", 604800.0: "7d"}
+MIN_COVERAGE = 0.8
+"""The share of the watch's steps (so far) that must hold data for an SLI to be `healthy`."""
 
 Point = tuple[float, float, float]
 """(t, bad, total) for ratio SLIs, (t, value, 0) for gauges; `t` in Unix seconds."""
@@ -75,6 +87,8 @@ class SliData:
     queries: dict[str, str]
     windows: dict[str, list[float]]
     mode: str
+    plan: StepPlan | None = None
+    """The step, range and scale the queries were made with; None: the configured step."""
 
 
 def _matches(value: str, version: str) -> bool:
@@ -145,16 +159,58 @@ def _reduce(sli: Sli, raw: dict[str, tuple[list[Series], ...]]) -> tuple[Point, 
 
 
 async def fetch_points(
-    source: MetricsSource, sli: Sli, span: list[float], step: float
+    source: MetricsSource, sli: Sli, span: list[float], step: float, plan: StepPlan | None = None
 ) -> tuple[Point, ...]:
-    """One SLI's per-step points over `span` (ratio: (t, bad, total); gauge: (t, value, 0))."""
-    return _reduce(sli, await _points(source, sli, sli.queries(step), span, step))
+    """One SLI's per-step points over `span` (ratio: (t, bad, total); gauge: (t, value, 0)),
+    on `plan` (its step replaces `step`) when given."""
+    if plan is None:
+        return _reduce(sli, await _points(source, sli, sli.queries(step), span, step))
+    raw = await _points(source, sli, sli.queries(plan.step, plan.range), span, plan.step)
+    return _scaled(_reduce(sli, raw), plan.scale)
 
 
-async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: float) -> SliData:
-    """Query one SLI's watch window so far and its baselines; raises `MetricsError`."""
+def _scaled(points: tuple[Point, ...], scale: float) -> tuple[Point, ...]:
+    """Ratio counts with Prometheus' extrapolation undone (`StepPlan.scale`)."""
+    if scale == 1.0:
+        return points
+    return tuple((t, bad * scale, total * scale) for t, bad, total in points)
+
+
+async def step_plan(
+    source: MetricsSource,
+    sli: Sli,
+    step: float,
+    now: float,
+    *,
+    intervals: ScrapeIntervals | None = None,
+    scrape_interval: float | None = None,
+) -> StepPlan:
+    """How `sli` is queried at the configured `step`: its data's interval (the SLI's own
+    override, else `scrape_interval`, else learnt), the widened step, its range and scale.
+    Logs the widening once per SLI and interval; raises `MetricsError`."""
+    book = intervals if intervals is not None else ScrapeIntervals()
+    interval = await book.interval(source, sli, now, scrape_interval)
+    plan = plan_step(sli, step, interval)
+    message = step_too_short(sli.name, step, interval)
+    if (
+        message is not None
+        and interval is not None
+        and (sli.name, step, interval) not in book.widened
+    ):
+        book.widened.add((sli.name, step, interval))
+        log.warning("%s", message)
+    return plan
+
+
+async def fetch_sli(
+    source: MetricsSource, sli: Sli, windows: Windows, now: float, plan: StepPlan | None = None
+) -> SliData:
+    """Query one SLI's watch window so far and its baselines on `plan` (the configured step as
+    it is by default); raises `MetricsError`."""
+    plan = plan if plan is not None else plan_step(sli, windows.step, None)
+    windows = replace(windows, step=plan.step)
     step = windows.step
-    queries = sli.queries(step)
+    queries = sli.queries(step, plan.range)
     watch_span = [windows.deployed_at + step, windows.watch_end(now)]
     spans = {"watch": watch_span}
     if sli.version_label:
@@ -164,8 +220,9 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
                       for k, vs in raw.items()}  # fmt: skip
         stable_raw = {k: tuple(_split(v, sli.version_label, windows.version)[1] for v in vs)
                       for k, vs in raw.items()}  # fmt: skip
-        stable = (("stable", _reduce(sli, stable_raw)),)
-        return SliData(_reduce(sli, canary_raw), stable, queries, spans, "canary")
+        stable = (("stable", _scaled(_reduce(sli, stable_raw), plan.scale)),)
+        canary = _scaled(_reduce(sli, canary_raw), plan.scale)
+        return SliData(canary, stable, queries, spans, "canary", plan)
     spans["before"] = [windows.deployed_at - windows.baseline + step, windows.deployed_at]
     for offset in windows.seasonal:
         label = SEASONAL_LABELS.get(offset, f"{offset:.0f}s")
@@ -178,9 +235,9 @@ async def fetch_sli(source: MetricsSource, sli: Sli, windows: Windows, now: floa
         fetched = await _all(
             *(_points(source, sli, queries, spans[label], step) for label in labels)
         )
-    points = [_reduce(sli, r) for r in fetched]
+    points = [_scaled(_reduce(sli, r), plan.scale) for r in fetched]
     baselines = tuple(zip(labels[1:], points[1:], strict=True))
-    return SliData(points[0], baselines, queries, spans, "before_after")
+    return SliData(points[0], baselines, queries, spans, "before_after", plan)
 
 
 def judge(
@@ -191,6 +248,8 @@ def judge(
     settings: DetectorSettings = DEFAULT_SETTINGS,
 ) -> SliResult:
     """Judge `data` as it stood at `upto` (Unix seconds): the pure half of an evaluation."""
+    if data.plan is not None:
+        windows = replace(windows, step=data.plan.step)
     complete = windows.complete(upto)
     end = windows.watch_end(upto)
     watch = [p for p in data.watch if p[0] <= end + 1e-6]
@@ -219,7 +278,27 @@ def judge(
             [p[1] for p in watch], complete, settings,
         )  # fmt: skip
     windows_json = {**data.windows, "watch": [data.windows["watch"][0], end]}
-    return replace(result, queries=dict(data.queries), windows=windows_json, mode=data.mode)
+    interval = data.plan.interval if data.plan is not None else None
+    return replace(
+        covered(result, len(watch), windows, end), queries=dict(data.queries),
+        windows=windows_json, mode=data.mode, step=windows.step,
+        scrape_interval=math.nan if interval is None else interval,
+    )  # fmt: skip
+
+
+def covered(result: SliResult, with_data: int, windows: Windows, end: float) -> SliResult:
+    """`result`, made `inconclusive` when it is `healthy` on fewer than `MIN_COVERAGE` of the
+    watch steps up to `end` holding data (a Prometheus outage is no evidence of health)."""
+    if result.status is not Status.HEALTHY:
+        return result
+    expected = min(windows.horizon, math.floor((end - windows.deployed_at) / windows.step + 1e-9))
+    if expected <= 0 or with_data >= MIN_COVERAGE * expected:
+        return result
+    reason = (
+        f"only {with_data} of {expected} watch steps had data ({with_data / expected:.0%}; "
+        f"healthy needs {MIN_COVERAGE:.0%}): {result.reason}"
+    )
+    return replace(result, status=Status.INCONCLUSIVE, reason=reason)
 
 
 async def observe_sli(
@@ -228,12 +307,24 @@ async def observe_sli(
     windows: Windows,
     now: float,
     settings: DetectorSettings = DEFAULT_SETTINGS,
+    *,
+    intervals: ScrapeIntervals | None = None,
+    scrape_interval: float | None = None,
 ) -> SliResult:
     """Query one SLI over its windows and judge it; a source error yields a not-judged result."""
     if windows.watch_end(now) < windows.deployed_at + windows.step:
         return SliResult(sli=sli.name, status=Status.OBSERVING, reason="no watch step yet")
     try:
-        data = await fetch_sli(source, sli, windows, now)
+        # Learnt where the baseline ends: the series of the pods a deploy replaces have their
+        # ten minutes of samples there, the new pods' series have not yet.
+        plan = await step_plan(
+            source, sli, windows.step, windows.deployed_at, intervals=intervals,
+            scrape_interval=scrape_interval,
+        )  # fmt: skip
+        if windows.watch_end(now) < windows.deployed_at + plan.step:
+            return SliResult(sli=sli.name, status=Status.OBSERVING, step=plan.step,
+                             reason=f"no watch step of {plan.step:g}s yet")  # fmt: skip
+        data = await fetch_sli(source, sli, windows, now, plan)
     except MetricsError as exc:
         status = Status.INCONCLUSIVE if windows.complete(now) else Status.OBSERVING
         return SliResult(
@@ -249,8 +340,21 @@ async def evaluate(
     windows: Windows,
     now: float,
     settings: DetectorSettings = DEFAULT_SETTINGS,
+    *,
+    intervals: ScrapeIntervals | None = None,
+    scrape_interval: float | None = None,
 ) -> Verdict:
     """Evaluate every SLI of a deploy once, their queries together (a slow source then costs
-    one timeout per evaluation, not one per SLI), and combine the results into a verdict."""
-    results = await _all(*(observe_sli(source, sli, windows, now, settings) for sli in slis))
+    one timeout per evaluation, not one per SLI), and combine the results into a verdict.
+    `intervals` keeps learnt scrape intervals between evaluations (one is made when None);
+    `scrape_interval` is `[prometheus] scrape_interval`."""
+    book = intervals if intervals is not None else ScrapeIntervals()
+    results = await _all(
+        *(
+            observe_sli(
+                source, sli, windows, now, settings, intervals=book, scrape_interval=scrape_interval
+            )
+            for sli in slis
+        )
+    )
     return decide(slis, results, windows.complete(now))

@@ -28,7 +28,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, assess_gauge
-from observer.observe import fetch_points
+from observer.observe import fetch_points, step_plan
+from observer.scrape_interval import ScrapeIntervals
 from observer.sequential import Baseline, Step, assess_ratio_steps, step_log_lrs
 from observer.slis import Sli, SliKind
 from observer.sources import MetricsError, MetricsSource
@@ -125,18 +126,25 @@ async def observe_recovery(
     now: float,
     *,
     settings: DetectorSettings = DEFAULT_SETTINGS,
+    intervals: ScrapeIntervals | None = None,
+    scrape_interval: float | None = None,
 ) -> SliResult:
-    """Query the SLI over both windows and judge recovery; a source error is not a decision."""
-    step, complete = windows.step, windows.complete(now)
-    b_start, b_end = windows.baseline_start + step, windows.baseline_end
-    w_start, w_end = windows.since + step, windows.end(now)
+    """Query the SLI over both windows and judge recovery; a source error is not a decision.
+    Both windows are queried on the step the SLI's data allows (`observer.scrape_interval`)."""
+    complete = windows.complete(now)
     try:
+        plan = await step_plan(source, sli, windows.step, windows.baseline_end,
+                               intervals=intervals, scrape_interval=scrape_interval)  # fmt: skip
+        windows = replace(windows, step=plan.step)
+        step = windows.step
+        b_start, b_end = windows.baseline_start + step, windows.baseline_end
+        w_start, w_end = windows.since + step, windows.end(now)
         if w_end < w_start:
             return SliResult(
                 sli=sli.name, status=Status.OBSERVING, reason="no step since the revert"
             )
-        base = await fetch_points(source, sli, [b_start, b_end], step)
-        since = await fetch_points(source, sli, [w_start, w_end], step)
+        base = await fetch_points(source, sli, [b_start, b_end], step, plan)
+        since = await fetch_points(source, sli, [w_start, w_end], step, plan)
         if sli.kind is SliKind.RATIO:
             return assess_recovery(
                 sli,

@@ -2,8 +2,9 @@
 
 A ratio SLI is two PromQL expressions giving bad events and all events per step (errors over
 requests; requests slower than a threshold, from histogram buckets, over requests). A gauge SLI is
-one expression (memory, CPU, queue depth). `$step` in a query is replaced by the step as a PromQL
-duration (`15s`), so `increase(x[$step])` yields the events of each step.
+one expression (memory, CPU, queue depth). `$step` in a query is replaced by a PromQL duration:
+the step (`15s`), or for a ratio SLI whose scrape interval is known the step plus one interval, so
+that `increase(x[$step])` yields the events of each step once (`observer.scrape_interval`).
 """
 
 from __future__ import annotations
@@ -49,6 +50,9 @@ class Sli:
     version_label: str = ""
     """Canary mode when set: the label whose value names the version (the deployed sha or its
     prefix); series of other versions over the same steps are the baseline."""
+    scrape_interval: float | None = None
+    """Seconds between the samples of this SLI's series, when set; else learnt from them
+    (`observer.scrape_interval`)."""
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -59,6 +63,8 @@ class Sli:
             raise SliError(f"SLI {self.name!r}: a gauge SLI needs `query` PromQL")
         if self.tolerance < 0:
             raise SliError(f"SLI {self.name!r}: tolerance must be >= 0, got {self.tolerance}")
+        if self.scrape_interval is not None and self.scrape_interval <= 0:
+            raise SliError(f"SLI {self.name!r}: scrape_interval must be positive")
         if self.min_events < 0:
             raise SliError(f"SLI {self.name!r}: min_events must be >= 0, got {self.min_events}")
 
@@ -67,9 +73,12 @@ class Sli:
         """How values of this SLI read: `ratio` shows as a percentage."""
         return "ratio" if self.kind is SliKind.RATIO else ""
 
-    def queries(self, step: float) -> dict[str, str]:
-        """The resolved PromQL per role (`bad`/`total` or `value`), `$step` substituted."""
-        duration = f"{round(step)}s"
+    def queries(self, step: float, window: float | None = None) -> dict[str, str]:
+        """The resolved PromQL per role (`bad`/`total` or `value`), `$step` substituted by
+        `window` seconds (the step itself by default; see `observer.scrape_interval`)."""
+        seconds = step if window is None else window
+        millis = round(seconds * 1000)
+        duration = f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
         if self.kind is SliKind.RATIO:
             return {
                 "bad": self.bad.replace("$step", duration),

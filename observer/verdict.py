@@ -45,6 +45,10 @@ class SliResult:
     queries: dict[str, str] = field(default_factory=dict)
     windows: dict[str, list[float]] = field(default_factory=dict)
     """Named [start, end] Unix-second windows that were queried: `watch`, `before`, `1d`, ..."""
+    step: float = float("nan")
+    """Seconds per step this SLI was judged at: the configured step, or widened to fit the data."""
+    scrape_interval: float = float("nan")
+    """Seconds between the samples of the SLI's series (learnt or configured); NaN if unknown."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe dict (NaN becomes None)."""

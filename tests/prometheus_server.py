@@ -1,6 +1,7 @@
 """The real `prometheus` binary, run for tests: config, process, readiness, restarts.
 
-`PrometheusServer` writes a config that scrapes the given targets every second, runs the
+`PrometheusServer` writes a config that scrapes the given targets every `scrape_interval`
+seconds (one by default, so live tests see data fast; 15 s and more is what teams run), runs the
 binary (`REARGUARD_PROMETHEUS_BIN`, else `prometheus` on PATH; the Debian package
 `prometheus`) on a free loopback port with its TSDB in a given folder, and waits for
 `/-/ready`. `stop()` and `start()` keep the same port and data folder, so a test can take
@@ -36,7 +37,7 @@ class PrometheusNotFound(RuntimeError):
 
 
 class PrometheusServer:
-    """One Prometheus process scraping `targets` ("host:port") every second."""
+    """One Prometheus process scraping `targets` ("host:port") every `scrape_interval` seconds."""
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class PrometheusServer:
         workdir: Path,
         binary: str | None = None,
         ready_timeout: float = 30.0,
+        scrape_interval: int = 1,
     ) -> None:
         self._binary = binary or find_binary()
         self._workdir = workdir
@@ -53,7 +55,7 @@ class PrometheusServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._config = workdir / "prometheus.yml"
-        self._config.write_text(_config(targets))
+        self._config.write_text(_config(targets, scrape_interval))
         self.data_dir = workdir / "data"
         self.log_path = workdir / "prometheus.log"
 
@@ -184,13 +186,13 @@ def find_binary() -> str:
     return found
 
 
-def _config(targets: Sequence[str]) -> str:
+def _config(targets: Sequence[str], scrape_interval: int = 1) -> str:
     listed = ", ".join(f'"{target}"' for target in targets)
     return (
         "global:\n"
-        "  scrape_interval: 1s\n"
+        f"  scrape_interval: {scrape_interval}s\n"
         "  scrape_timeout: 1s\n"
-        "  evaluation_interval: 1s\n"
+        f"  evaluation_interval: {scrape_interval}s\n"
         "scrape_configs:\n"
         "  - job_name: sample_app\n"
         "    static_configs:\n"

@@ -16,7 +16,7 @@ from typing import TextIO
 
 from loop.config import ServiceSettings
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
-from observer.observe import SliData, Windows, fetch_sli, judge
+from observer.observe import SliData, Windows, fetch_sli, judge, step_plan
 from observer.sources import MetricsError, MetricsSource
 from observer.verdict import SliResult, Status
 
@@ -78,8 +78,11 @@ async def backtest(
     *,
     progress: TextIO | None = None,
     settings: DetectorSettings = DEFAULT_SETTINGS,
+    scrape_interval: float | None = None,
 ) -> list[BacktestRow]:
-    """Replay `deploys` of `service` against `source`; a progress bar goes to `progress`."""
+    """Replay `deploys` of `service` against `source`; a progress bar goes to `progress`.
+    Each SLI is fetched on the step its data allows, as the Watch does (`scrape_interval` is
+    `[prometheus] scrape_interval`; else the interval is learnt at each watch's end)."""
     rows = []
     for index, deploy in enumerate(deploys, start=1):
         windows = Windows(
@@ -96,7 +99,9 @@ async def backtest(
             data: dict[str, SliData | str] = {}
             for sli in service.slis:
                 try:
-                    data[sli.name] = await fetch_sli(source, sli, windows, end)
+                    plan = await step_plan(source, sli, service.step, end,
+                                           scrape_interval=scrape_interval)  # fmt: skip
+                    data[sli.name] = await fetch_sli(source, sli, windows, end, plan)
                 except MetricsError as exc:
                     data[sli.name] = str(exc)
             status, after, reason = replay_verdict(service, windows, data, settings)

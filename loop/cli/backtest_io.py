@@ -66,6 +66,9 @@ async def run_backtest(settings: Settings, service: str, since: str, at: list[st
     async with PrometheusSource(
         settings.prometheus_url, timeout=settings.prometheus_timeout
     ) as source:
-        rows = await backtest(source, svc, deploys, now, progress=sys.stderr)
+        rows = await backtest(
+            source, svc, deploys, now, progress=sys.stderr,
+            scrape_interval=settings.prometheus_scrape_interval,
+        )  # fmt: skip
     render(rows, sys.stdout)
     return 0

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from attribution.store import Store
 from loop.clock import Clock
 from loop.config import Settings
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
+from observer.scrape_interval import ScrapeIntervals
 from observer.sources import MetricsSource
 from rollback.anthropic_fixer import AnthropicFixer
 from rollback.fixer import Fixer, TemplateFixer
@@ -30,6 +31,8 @@ class WatchDeps:
     fixer: Fixer = TemplateFixer()  # noqa: RUF009 - stateless: one shared instance is safe
     action_retry_seconds: float = 30.0
     action_retry_cap: float = 600.0
+    intervals: ScrapeIntervals = field(default_factory=ScrapeIntervals)
+    """Scrape intervals learnt from the SLIs' samples, kept across evaluations."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

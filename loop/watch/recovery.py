@@ -133,7 +133,10 @@ async def _judge(
         step=service.step,
     )
     now = deps.clock.now()
-    return await observe_recovery(deps.source, sli, windows, regressed, now, settings=deps.detector)
+    return await observe_recovery(
+        deps.source, sli, windows, regressed, now, settings=deps.detector,
+        intervals=deps.intervals, scrape_interval=deps.settings.prometheus_scrape_interval,
+    )  # fmt: skip
 
 
 async def _act(

@@ -90,7 +90,10 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
     now = deps.clock.now()
     # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
     with tracer.start_as_current_span("watch.evaluate"):
-        verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
+        verdict = await evaluate(
+            deps.source, service.slis, windows, now, deps.detector, intervals=deps.intervals,
+            scrape_interval=deps.settings.prometheus_scrape_interval,
+        )  # fmt: skip
     observed = Observations(deploy.id, now, [r.to_json() for r in verdict.results])
     kept = verdict.to_json()
     if verdict.status is Status.OBSERVING:
