@@ -20,13 +20,16 @@ and a union bound over starts and alternatives the chance of ever calling a regr
 clean watch is at most `alpha`, however often it is evaluated, plus the 0.5% chance that the
 baseline's bound falls below its true rate.
 
-A blip is not a regression: the evidence must persist. Besides crossing its threshold, the
-statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
-with the `r` steps that weigh most left out (`r` = `blip` seconds in steps, at most a tenth of
-the watch). An excursion no longer than a blip then leaves only the clean steps around it, which
-clear that bar with probability at most exp(-persist) by Ville's inequality again. Both
-conditions are needed, so the false-alarm bound above is untouched; and a sustained regression
-pays only `persist` for the blip rule, not the whole of its strongest step.
+A burst that ends is not a regression: the evidence must persist. Besides crossing its threshold,
+the statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
+with any stretch of up to `r` consecutive steps left out (the stretch that weighs most), `r` =
+the SLI's `max_blip` seconds in steps (two minutes by default), at most a tenth of the watch. A
+burst no longer than `max_blip` (pods restarting, a cold cache) then leaves only the clean steps
+around it, which clear that bar with probability at most exp(-persist) by Ville's inequality
+again; a regression that stays keeps growing outside any one stretch. Both conditions are needed,
+so the false-alarm bound above is untouched. The cost is delay: a regression is called no sooner
+than `r` steps plus the evidence for `persist` after it starts, about `max_blip` later than the
+threshold alone would allow for a strong one, nothing for one too weak to cross before then.
 """
 
 from __future__ import annotations
@@ -127,13 +130,21 @@ def step_log_lrs(steps: Sequence[Step], p_null: float, p_alt: float) -> list[flo
     return [s.bad * bad_weight + max(s.total - s.bad, 0.0) * good_weight for s in steps]
 
 
-def _robust_sum(llrs: Sequence[float], drop: int) -> float:
-    """Sum of `llrs` without its `drop` largest positive terms (a blip weighs nothing)."""
+def without_burst(llrs: Sequence[float], width: int) -> float:
+    """Sum of `llrs` without the stretch of at most `width` consecutive terms that weighs most
+    (a burst that ended weighs nothing). One pass over prefix sums, each step's own stretch
+    looking back at most `width` terms: a running quantity, as the sums are."""
     total = sum(llrs)
-    if drop <= 0:
+    if width <= 0 or not llrs:
         return total
-    top = sorted((v for v in llrs if v > 0), reverse=True)[:drop]
-    return total - sum(top)
+    prefix = [0.0]
+    for value in llrs:
+        prefix.append(prefix[-1] + value)
+    heaviest = 0.0
+    for end in range(1, len(prefix)):
+        lowest = min(prefix[max(0, end - width) : end])
+        heaviest = max(heaviest, prefix[end] - lowest)
+    return total - heaviest
 
 
 def _log_mean_exp(values: Sequence[float]) -> float:
@@ -156,10 +167,10 @@ class Evidence:
 
 
 def evidence(
-    steps: Sequence[Step], p_null: float, drop: int, bars: tuple[float, float] = (0.0, 0.0)
+    steps: Sequence[Step], p_null: float, burst: int, bars: tuple[float, float] = (0.0, 0.0)
 ) -> Evidence:
-    """The mixture log-LR from the deploy and the best CUSUM excursion, each also with the `drop`
-    steps that weigh most left out (what is left once a blip is discounted).
+    """The mixture log-LR from the deploy and the best CUSUM excursion, each also with the stretch
+    of up to `burst` steps that weighs most left out (what is left once a burst is discounted).
 
     The best excursion is the one nearest to clearing both `bars` (its threshold and the
     evidence it must keep without the blip)."""
@@ -168,7 +179,7 @@ def evidence(
         return Evidence(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
     per_alt = [step_log_lrs(steps, p_null, p_alt) for p_alt in alternatives]
     from_deploy = _log_mean_exp([sum(llrs) for llrs in per_alt])
-    from_deploy_rest = _log_mean_exp([_robust_sum(llrs, drop) for llrs in per_alt])
+    from_deploy_rest = _log_mean_exp([without_burst(llrs, burst) for llrs in per_alt])
     best, best_rest, onset = 0.0, 0.0, len(steps)
     score = -math.inf
     for llrs in per_alt:
@@ -179,7 +190,7 @@ def evidence(
             else:
                 level += value
         if start < len(llrs):
-            rest = _robust_sum(llrs[start:], drop)
+            rest = without_burst(llrs[start:], burst)
             if min(level - bars[0], rest - bars[1]) > score:
                 score = min(level - bars[0], rest - bars[1])
                 best, best_rest, onset = level, rest, start
@@ -239,16 +250,13 @@ def assess_ratio_steps(
         return replace(result, status=_pending(complete), reason=reason)
     p_null, chosen = found
     base_rate = chosen.bad / chosen.total
-    drop = max(0, math.ceil(settings.blip / step_seconds - 1e-9)) if step_seconds > 0 else 0
-    # A blip is short against the watch: at most a tenth of it (one step at the least), so a
-    # watch of a few short steps is not mostly left out.
-    drop = min(drop, max(1, horizon // 10))
+    burst = burst_steps(sli, settings, step_seconds, horizon)
     excursion_alpha = settings.alpha * (1 - FROM_DEPLOY_SHARE)
     excursion_threshold = math.log(max(horizon, 1) * len(ALTERNATIVES) / excursion_alpha)
     # The evidence left once the blip is discounted must clear `persist`; for an excursion that
     # bar carries the same union over starts and alternatives as its threshold.
     excursion_persist = settings.persist + math.log(max(horizon, 1) * len(ALTERNATIVES))
-    ev = evidence(steps, p_null, drop, (excursion_threshold, excursion_persist))
+    ev = evidence(steps, p_null, burst, (excursion_threshold, excursion_persist))
     # Report the larger statistic as a multiple of its own threshold, in log-LR units.
     from_deploy_margin = min(ev.from_deploy - threshold, ev.from_deploy_rest - settings.persist)
     excursion_margin = min(
@@ -293,7 +301,7 @@ def assess_ratio_steps(
         since = f" since {onset:.0f}s after the deploy" if use_excursion else ""
         reason = (
             f"{rates}; log-LR{since} {statistic:.2f} >= {threshold:.2f}, "
-            f"{rest:.2f} > {rest_bar:.2f} without the strongest {drop} step(s)"
+            f"{rest:.2f} > {rest_bar:.2f} without the heaviest {burst} consecutive step(s)"
         )
         return replace(result, status=Status.REGRESSED, reason=reason)
     if not complete:
@@ -301,6 +309,15 @@ def assess_ratio_steps(
     healthy = f"{rates}; log-LR {statistic:.2f} < {threshold:.2f}"
     status, reason = _final(sli, len(steps), horizon, w_total, healthy)
     return replace(result, status=status, reason=reason)
+
+
+def burst_steps(sli: Sli, settings: DetectorSettings, step_seconds: float, horizon: int) -> int:
+    """The longest stretch of steps a burst may fill and still not count: the SLI's `max_blip`
+    (else the watch's `blip`) in steps, rounded up; at most a tenth of the watch (one step at
+    the least), so a watch of a few long steps is not mostly left out."""
+    seconds = settings.blip if sli.max_blip is None else sli.max_blip
+    steps = max(0, math.ceil(seconds / step_seconds - 1e-9)) if step_seconds > 0 else 0
+    return min(steps, max(1, horizon // 10))
 
 
 def _final(sli: Sli, seen: int, horizon: int, w_total: float, healthy: str) -> tuple[Status, str]:

@@ -35,6 +35,8 @@ class Sli:
     `tolerance` is the practical-effect floor, relative to the baseline (0.2: a change of less than
     20% is never a regression). `min_events` is the traffic below which a ratio SLI is
     inconclusive. A `critical` SLI decides the verdict alone. `version_label` turns on canary mode.
+    `max_blip` (seconds; None: the detector's `blip`) is the longest burst of a ratio SLI that
+    ends and is still no regression (see `observer.sequential`).
     """
 
     name: str
@@ -49,6 +51,7 @@ class Sli:
     version_label: str = ""
     """Canary mode when set: the label whose value names the version (the deployed sha or its
     prefix); series of other versions over the same steps are the baseline."""
+    max_blip: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -59,6 +62,8 @@ class Sli:
             raise SliError(f"SLI {self.name!r}: a gauge SLI needs `query` PromQL")
         if self.tolerance < 0:
             raise SliError(f"SLI {self.name!r}: tolerance must be >= 0, got {self.tolerance}")
+        if self.max_blip is not None and self.max_blip < 0:
+            raise SliError(f"SLI {self.name!r}: max_blip must be >= 0, got {self.max_blip}")
         if self.min_events < 0:
             raise SliError(f"SLI {self.name!r}: min_events must be >= 0, got {self.min_events}")
 
