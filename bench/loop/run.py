@@ -5,9 +5,9 @@ Slack stand-ins answer each call after a latency drawn uniformly from `STANDIN_L
 served from a thread and loop of their own as remote services would be (`bench.loop.standins`).
 Time is compressed 15-fold, a 1 s step standing for a 15 s one: the 120-step baseline and watch
 are the defaults' 30 minutes, and the detector's blip is one step (`BENCH_BLIP`, seconds; the
-production `max_blip` of 2 minutes, 8 steps at 15 s, is `BENCH_BLIP=8`). Each incident is one service whose error
-ratio goes from 0.5% to 2.5% at 150 simulated requests/s at the moment its deploy is posted
-(the onset). The real app (over loopback, its scheduler on the wall clock) detects, attributes,
+production `max_blip` of 2 minutes, 8 steps at 15 s, is `BENCH_BLIP=8`). Each incident is one
+service whose error ratio goes from 0.5% to 2.5% at 150 simulated requests/s at the moment its
+deploy is posted (the onset). The real app (over loopback, its scheduler on the wall clock) detects, attributes,
 opens the revert PR (GraphQL on the GitHub stand-in, over a real git repository) and posts to
 Slack. Stage times come from Rearguard's own OpenTelemetry spans, read back with an in-memory
 exporter: `watch.advance` (one Watch step) and inside it `watch.evaluate` (the detector),
