@@ -22,6 +22,8 @@ from observer.sequential import (
     evidence,
     homogeneous,
     null_rate,
+    share_evidence,
+    share_log_lr,
     without_burst,
 )
 from observer.slis import Sli, SliKind
@@ -126,6 +128,55 @@ def test_false_alarms_over_a_whole_watch_stay_below_alpha(rate: float, events: i
             is not None
         )
     assert fired / runs <= settings.alpha
+
+
+@pytest.mark.parametrize(
+    ("rate", "events", "base_steps", "tolerance"),
+    [
+        (0.005, 600, 60, 0.0),  # 20 requests/s at 30 s steps, the benchmark's x1.5 cell
+        (0.001, 60, 60, 0.0),  # 2 requests/s, a handful of bad events on each side
+        (0.02, 6, 60, 0.0),  # 0.2 requests/s
+        (0.05, 40, 30, 0.0),  # a baseline half as long as the watch
+        (0.005, 3000, 120, 0.1),  # the default tolerance, at the null's edge (x1.1)
+    ],
+)
+def test_the_share_test_keeps_the_false_alarm_bound(
+    rate: float, events: int, base_steps: int, tolerance: float
+) -> None:
+    """Clean watches (the watch's rate `1 + tolerance` times the baseline's, the worst the null
+    allows) judged at every one of 60 steps by the from-deploy share statistic alone, without
+    the burst rule, `min_bad` or the Wilson bound: called in at most `alpha` (5%) of runs."""
+    rng = random.Random(int(rate * 1e5) + events + base_steps)
+    alpha, runs, fired = 0.05, 500, 0
+    for _ in range(runs):
+        reference = baseline(rng, "before", rate, events, base_steps)
+        steps: list[Step] = []
+        for k in range(60):
+            steps.append(
+                Step(30.0 * (k + 1), binomial(rng, events, rate * (1 + tolerance)), events)
+            )
+            if share_evidence([reference], steps, tolerance, (0, 0))[0] >= math.log(1 / alpha):
+                fired += 1
+                break
+    assert fired / runs <= alpha
+
+
+@pytest.mark.parametrize(
+    ("reference", "bad", "total", "ratio", "sign"),
+    [
+        (Baseline("before", 50, 10_000), 15, 2_000, 2.0, 1),  # the watch at 1.5x: for 2x
+        (Baseline("before", 50, 10_000), 10, 2_000, 2.0, -1),  # at the reference's rate
+        (Baseline("before", 50, 10_000), 0, 0, 2.0, 0),  # no watch data: no evidence
+        (Baseline("before", 0, 10_000), 3, 2_000, 4.0, 1),  # none before, three after
+    ],
+)
+def test_the_share_of_bad_events_points_the_way_of_the_rates(
+    reference: Baseline, bad: float, total: float, ratio: float, sign: int
+) -> None:
+    """The share log-LR is positive when the watch's share of all bad events is more than its
+    share of the traffic explains, negative when it is not, 0 without data."""
+    value = share_log_lr(reference, bad, total, ratio, 0.0)
+    assert (value > 0) - (value < 0) == sign
 
 
 def test_false_alarms_at_the_null_boundary_stay_below_alpha() -> None:
