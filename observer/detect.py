@@ -42,11 +42,12 @@ class DetectorSettings:
     """Consecutive latest gauge points that must each lie past the band: a level shift or a
     leak persists, a burst of spikes between normal points does not (tuned on a training half
     of the NAB series, see bench/detection/tune_gauge.py)."""
-    blip: float = 15.0
-    """Seconds of excursion that are a blip, never a regression (the steps that weigh most for a
-    regression, this long, are left out of every statistic)."""
+    blip: float = 120.0
+    """Seconds of a burst that ends and is never a regression: the stretch of consecutive steps,
+    this long, that weighs most for a regression is left out of the evidence that must persist
+    (an SLI's `max_blip` overrides it)."""
     persist: float = 2.3
-    """Log-LR a ratio regression must keep with its blip-long strongest steps left out: the
+    """Log-LR a ratio regression must keep with its heaviest blip-long stretch left out: the
     evidence has to persist beyond a blip (see `observer.sequential`). exp(-2.3) = 10% bounds
     the share of blips on clean traffic that could pass; measured, well under 1%
     (tests/test_sequential.py)."""

@@ -4,29 +4,40 @@ Pure and deterministic; the Watch, recovery after a revert (`observer.recovery`)
 backtest` and the detection benchmark all call `assess_ratio_steps` with the steps seen so far,
 once per step.
 
-The null comes from the available baselines (before the deploy, the same window a day and a week
-earlier, or the stable version in canary mode): pooled when they agree, else the most pessimistic
-one; its upper Wilson bound (99.5%), raised by the SLI's `tolerance`. Two families of likelihood
-ratios are tested against it, each over `ALTERNATIVES` (multiples of the null):
+The references are the available baselines (before the deploy, the same window a day and a week
+earlier, or the stable version in canary mode): pooled when they agree, else each one. Two
+families of likelihood ratios, each a mixture or a union over `ALTERNATIVES` (multiples of the
+null):
 
-- from the deploy on (the regression starts at the deploy): the mixture over the alternatives,
-  against `log(1 / (0.8 alpha))`;
+- from the deploy on (the regression starts at the deploy): the watch's share of all bad events
+  of reference and watch (`share_log_lr`; given their total, binomial with a parameter set by
+  the rate ratio alone), the ratio `1 + tolerance` against the alternatives' multiples of it,
+  the least over the references (the most pessimistic season), against `log(1 / (0.8 alpha))`.
+  The reference's rate drops out instead of being bounded, which at moderate traffic is most of
+  the power (the old upper Wilson bound on the most pessimistic baseline sat 30% above a
+  0.5% rate at 20 requests/s);
 - from the start of the current excursion (a CUSUM per alternative, for a regression that starts
-  later in the watch), against `log(horizon * len(ALTERNATIVES) / (0.2 alpha))`.
+  later in the watch), against a null at the upper Wilson bound (99.5%) of the most pessimistic
+  reference raised by `tolerance`, against `log(horizon * len(ALTERNATIVES) / (0.2 alpha))`.
 
 Each likelihood ratio from a fixed start and alternative is a non-negative supermartingale under
 the null (also when the rate moves below the null from step to step), so by Ville's inequality
 and a union bound over starts and alternatives the chance of ever calling a regression during a
 clean watch is at most `alpha`, however often it is evaluated, plus the 0.5% chance that the
-baseline's bound falls below its true rate.
+baseline's bound falls below its true rate for the excursion family. For the share statistic
+this rests on the Bayes factor with the scale-invariant prior on the unknown rate; the tests
+simulate it (clean watches at the null's edge, evaluated at every step, stay below `alpha`).
 
-A blip is not a regression: the evidence must persist. Besides crossing its threshold, the
-statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
-with the `r` steps that weigh most left out (`r` = `blip` seconds in steps, at most a tenth of
-the watch). An excursion no longer than a blip then leaves only the clean steps around it, which
-clear that bar with probability at most exp(-persist) by Ville's inequality again. Both
-conditions are needed, so the false-alarm bound above is untouched; and a sustained regression
-pays only `persist` for the blip rule, not the whole of its strongest step.
+A burst that ends is not a regression: the evidence must persist. Besides crossing its threshold,
+the statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
+with any stretch of up to `r` consecutive steps left out (the stretch that weighs most), `r` =
+the SLI's `max_blip` seconds in steps (two minutes by default), at most a tenth of the watch. A
+burst no longer than `max_blip` (pods restarting, a cold cache) then leaves only the clean steps
+around it, which clear that bar with probability at most exp(-persist) by Ville's inequality
+again; a regression that stays keeps growing outside any one stretch. Both conditions are needed,
+so the false-alarm bound above is untouched. The cost is delay: a regression is called no sooner
+than `r` steps plus the evidence for `persist` after it starts, about `max_blip` later than the
+threshold alone would allow for a strong one, nothing for one too weak to cross before then.
 """
 
 from __future__ import annotations
@@ -127,13 +138,85 @@ def step_log_lrs(steps: Sequence[Step], p_null: float, p_alt: float) -> list[flo
     return [s.bad * bad_weight + max(s.total - s.bad, 0.0) * good_weight for s in steps]
 
 
-def _robust_sum(llrs: Sequence[float], drop: int) -> float:
-    """Sum of `llrs` without its `drop` largest positive terms (a blip weighs nothing)."""
-    total = sum(llrs)
-    if drop <= 0:
-        return total
-    top = sorted((v for v in llrs if v > 0), reverse=True)[:drop]
-    return total - sum(top)
+def heaviest_stretch(llrs: Sequence[float], width: int) -> tuple[int, int, float]:
+    """The stretch `[start, end)` of at most `width` consecutive terms whose sum weighs most for
+    a regression, and that sum (an empty stretch, 0, when nothing weighs). One pass over prefix
+    sums, each step's stretch looking back at most `width` terms: a running quantity."""
+    prefix = [0.0]
+    for value in llrs:
+        prefix.append(prefix[-1] + value)
+    best = (0, 0, 0.0)
+    for end in range(1, len(prefix)):
+        start = min(range(max(0, end - width), end), key=prefix.__getitem__, default=end)
+        if prefix[end] - prefix[start] > best[2]:
+            best = (start, end, prefix[end] - prefix[start])
+    return best
+
+
+def without_burst(llrs: Sequence[float], width: int) -> float:
+    """Sum of `llrs` without the stretch of at most `width` consecutive terms that weighs most
+    (a burst that ended weighs nothing)."""
+    return sum(llrs) - heaviest_stretch(llrs, width)[2]
+
+
+def share_log_lr(
+    reference: Baseline, bad: float, total: float, ratio: float, tolerance: float
+) -> float:
+    """Log-LR that the watch's bad rate is `ratio` times the reference's against `1 + tolerance`
+    times it, from the watch's share of all bad events of reference and watch together.
+
+    Given the total bad count, the watch's share is binomial with a parameter set by the rate
+    ratio alone (Poisson counts), so the reference's unknown rate drops out instead of being
+    bounded from above: the most powerful comparison of the two windows. With the scale-invariant
+    prior on that rate, this is the Bayes factor of the two ratios; its false-alarm rate over a
+    watch evaluated at every step stays below `alpha` (tests/test_sequential.py simulates it).
+    """
+    if total <= 0 or reference.total <= 0:
+        return 0.0
+    null = 1 + tolerance
+    alt = null * ratio
+    events = reference.bad + bad
+    return bad * math.log(alt / null) + events * (
+        math.log(reference.total + null * total) - math.log(reference.total + alt * total)
+    )
+
+
+def share_evidence(
+    references: Sequence[Baseline],
+    steps: Sequence[Step],
+    tolerance: float,
+    left_out: tuple[int, int],
+) -> tuple[float, float]:
+    """The mixture over `ALTERNATIVES` of `share_log_lr` from the deploy, the least over the
+    references (each a null the watch must beat), and the same with the steps `left_out`
+    (a stretch `[start, end)`, the burst) taken away. Sums over steps only."""
+    bad = sum(s.bad for s in steps)
+    total = sum(s.total for s in steps)
+    gone = steps[left_out[0] : left_out[1]]
+    rest_bad = bad - sum(s.bad for s in gone)
+    rest_total = total - sum(s.total for s in gone)
+
+    def mixture(reference: Baseline, b: float, n: float) -> float:
+        return _log_mean_exp([share_log_lr(reference, b, n, m, tolerance) for m in ALTERNATIVES])
+
+    full = min(mixture(r, bad, total) for r in references)
+    rest = min(mixture(r, rest_bad, rest_total) for r in references)
+    return full, rest
+
+
+def references(sli: Sli, baselines: Sequence[Baseline]) -> list[Baseline]:
+    """The baselines a watch is compared with in the share test: pooled when they agree, else
+    each one with `min_events` (the watch must beat every season, the most pessimistic too)."""
+    usable = [b for b in baselines if b.total >= max(sli.min_events, 1)]
+    if len(usable) > 1 and homogeneous(usable):
+        return [
+            Baseline(
+                "+".join(b.label for b in usable),
+                sum(b.bad for b in usable),
+                sum(b.total for b in usable),
+            )
+        ]
+    return usable
 
 
 def _log_mean_exp(values: Sequence[float]) -> float:
@@ -156,10 +239,10 @@ class Evidence:
 
 
 def evidence(
-    steps: Sequence[Step], p_null: float, drop: int, bars: tuple[float, float] = (0.0, 0.0)
+    steps: Sequence[Step], p_null: float, burst: int, bars: tuple[float, float] = (0.0, 0.0)
 ) -> Evidence:
-    """The mixture log-LR from the deploy and the best CUSUM excursion, each also with the `drop`
-    steps that weigh most left out (what is left once a blip is discounted).
+    """The mixture log-LR from the deploy and the best CUSUM excursion, each also with the stretch
+    of up to `burst` steps that weighs most left out (what is left once a burst is discounted).
 
     The best excursion is the one nearest to clearing both `bars` (its threshold and the
     evidence it must keep without the blip)."""
@@ -168,7 +251,7 @@ def evidence(
         return Evidence(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
     per_alt = [step_log_lrs(steps, p_null, p_alt) for p_alt in alternatives]
     from_deploy = _log_mean_exp([sum(llrs) for llrs in per_alt])
-    from_deploy_rest = _log_mean_exp([_robust_sum(llrs, drop) for llrs in per_alt])
+    from_deploy_rest = _log_mean_exp([without_burst(llrs, burst) for llrs in per_alt])
     best, best_rest, onset = 0.0, 0.0, len(steps)
     score = -math.inf
     for llrs in per_alt:
@@ -179,7 +262,7 @@ def evidence(
             else:
                 level += value
         if start < len(llrs):
-            rest = _robust_sum(llrs[start:], drop)
+            rest = without_burst(llrs[start:], burst)
             if min(level - bars[0], rest - bars[1]) > score:
                 score = min(level - bars[0], rest - bars[1])
                 best, best_rest, onset = level, rest, start
@@ -239,16 +322,20 @@ def assess_ratio_steps(
         return replace(result, status=_pending(complete), reason=reason)
     p_null, chosen = found
     base_rate = chosen.bad / chosen.total
-    drop = max(0, math.ceil(settings.blip / step_seconds - 1e-9)) if step_seconds > 0 else 0
-    # A blip is short against the watch: at most a tenth of it (one step at the least), so a
-    # watch of a few short steps is not mostly left out.
-    drop = min(drop, max(1, horizon // 10))
+    burst = burst_steps(sli, settings, step_seconds, horizon)
     excursion_alpha = settings.alpha * (1 - FROM_DEPLOY_SHARE)
     excursion_threshold = math.log(max(horizon, 1) * len(ALTERNATIVES) / excursion_alpha)
     # The evidence left once the blip is discounted must clear `persist`; for an excursion that
     # bar carries the same union over starts and alternatives as its threshold.
     excursion_persist = settings.persist + math.log(max(horizon, 1) * len(ALTERNATIVES))
-    ev = evidence(steps, p_null, drop, (excursion_threshold, excursion_persist))
+    ev = evidence(steps, p_null, burst, (excursion_threshold, excursion_persist))
+    # From the deploy, the watch's share of the bad events against the references themselves
+    # (no bound on their rate), with the stretch that weighs most for a regression left out.
+    compared = references(sli, baselines)
+    stretch = heaviest_stretch(step_log_lrs(steps, p_null, min(2 * p_null, 0.999)), burst)
+    share, share_rest = share_evidence(compared, steps, sli.tolerance, stretch[:2])
+    ev = replace(ev, from_deploy=share, from_deploy_rest=share_rest)
+    share_floor = max(r.bad / r.total for r in compared) * (1 + sli.tolerance)
     # Report the larger statistic as a multiple of its own threshold, in log-LR units.
     from_deploy_margin = min(ev.from_deploy - threshold, ev.from_deploy_rest - settings.persist)
     excursion_margin = min(
@@ -286,14 +373,14 @@ def assess_ratio_steps(
         statistic >= threshold
         and rest > rest_bar
         and total_behind > 0
-        and bad_behind / total_behind > p_null
+        and bad_behind / total_behind > (p_null if use_excursion else share_floor)
         and bad_behind >= settings.min_bad
         and w_total >= sli.min_events
     ):
         since = f" since {onset:.0f}s after the deploy" if use_excursion else ""
         reason = (
             f"{rates}; log-LR{since} {statistic:.2f} >= {threshold:.2f}, "
-            f"{rest:.2f} > {rest_bar:.2f} without the strongest {drop} step(s)"
+            f"{rest:.2f} > {rest_bar:.2f} without the heaviest {burst} consecutive step(s)"
         )
         return replace(result, status=Status.REGRESSED, reason=reason)
     if not complete:
@@ -301,6 +388,15 @@ def assess_ratio_steps(
     healthy = f"{rates}; log-LR {statistic:.2f} < {threshold:.2f}"
     status, reason = _final(sli, len(steps), horizon, w_total, healthy)
     return replace(result, status=status, reason=reason)
+
+
+def burst_steps(sli: Sli, settings: DetectorSettings, step_seconds: float, horizon: int) -> int:
+    """The longest stretch of steps a burst may fill and still not count: the SLI's `max_blip`
+    (else the watch's `blip`) in steps, rounded up; at most a tenth of the watch (one step at
+    the least), so a watch of a few long steps is not mostly left out."""
+    seconds = settings.blip if sli.max_blip is None else sli.max_blip
+    steps = max(0, math.ceil(seconds / step_seconds - 1e-9)) if step_seconds > 0 else 0
+    return min(steps, max(1, horizon // 10))
 
 
 def _final(sli: Sli, seen: int, horizon: int, w_total: float, healthy: str) -> tuple[Status, str]:

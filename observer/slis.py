@@ -36,6 +36,8 @@ class Sli:
     `tolerance` is the practical-effect floor, relative to the baseline (0.2: a change of less than
     20% is never a regression). `min_events` is the traffic below which a ratio SLI is
     inconclusive. A `critical` SLI decides the verdict alone. `version_label` turns on canary mode.
+    `max_blip` (seconds; None: the detector's `blip`) is the longest burst of a ratio SLI that
+    ends and is still no regression (see `observer.sequential`).
     """
 
     name: str
@@ -53,6 +55,7 @@ class Sli:
     scrape_interval: float | None = None
     """Seconds between the samples of this SLI's series, when set; else learnt from them
     (`observer.scrape_interval`)."""
+    max_blip: float | None = None
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -65,6 +68,8 @@ class Sli:
             raise SliError(f"SLI {self.name!r}: tolerance must be >= 0, got {self.tolerance}")
         if self.scrape_interval is not None and self.scrape_interval <= 0:
             raise SliError(f"SLI {self.name!r}: scrape_interval must be positive")
+        if self.max_blip is not None and self.max_blip < 0:
+            raise SliError(f"SLI {self.name!r}: max_blip must be >= 0, got {self.max_blip}")
         if self.min_events < 0:
             raise SliError(f"SLI {self.name!r}: min_events must be >= 0, got {self.min_events}")
 

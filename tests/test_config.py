@@ -60,6 +60,7 @@ bad = 'sum(increase(http_requests_total{code=~"5.."}[$step]))'
 total = 'sum(increase(http_requests_total[$step]))'
 tolerance = 0.2
 min_events = 200
+max_blip = "90s"
 
 [services.checkout.slis.memory]
 kind = "gauge"
@@ -121,6 +122,7 @@ def test_full_config_parses(tmp_path: Path) -> None:
             total="sum(increase(http_requests_total[$step]))",
             tolerance=0.2,
             min_events=200,
+            max_blip=90.0,
         ),
         Sli(
             "memory",
@@ -222,6 +224,8 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      id="negative-tolerance"),
         pytest.param(swap("min_events = 200", "min_events = 2.5"),
                      "slis.http_errors.min_events", id="fractional-min-events"),
+        pytest.param(swap('max_blip = "90s"', 'max_blip = "soon"'),
+                     "slis.http_errors.max_blip", id="max-blip-not-a-duration"),
         pytest.param(swap("critical = false", 'critical = "no"'), "slis.memory.critical",
                      id="critical-not-a-bool"),
         pytest.param(without(CONFIG, "total = 'sum(increase(http_requests_total[$step]))'"),

@@ -78,11 +78,26 @@ async def test_a_blip_that_recovers_is_not_a_regression() -> None:
 
 
 async def test_a_sustained_rise_is_a_regression_where_a_blip_is_not() -> None:
-    """The same 30% errors, sustained: regressed within a minute."""
+    """The same 30% errors, sustained: regressed as soon as it outlasts a burst (2 minutes)."""
     source = _ratio_source(15, lambda t: 20.0, lambda t: 0.3 if t > DEPLOY + 60 else 0.005)
     run = await _run(source, [ERRORS], Windows(DEPLOY, 1800, 1800, 15))
     assert run[-1][1] is Status.REGRESSED
-    assert run[-1][0] - 60 <= 60
+    assert 120 < run[-1][0] - 60 <= 150
+
+
+async def test_a_burst_that_ends_is_healthy_and_one_that_stays_is_regressed() -> None:
+    """The issue's scenario: 10x errors for 60 s from 2 minutes after the deploy, then the
+    baseline ratio again, at 20 requests/s and 15 s steps: healthy. Kept up: regressed."""
+
+    def burst(t: float) -> float:
+        return 0.05 if DEPLOY + 120 < t <= DEPLOY + 180 else 0.005
+
+    windows = Windows(DEPLOY, 1800, 1800, 15)
+    ended = await _run(_ratio_source(15, lambda t: 20.0, burst), [ERRORS], windows)
+    assert [s for _, s in ended][-1] is Status.HEALTHY
+    stays = _ratio_source(15, lambda t: 20.0, lambda t: 0.05 if t > DEPLOY + 120 else 0.005)
+    kept = await _run(stays, [ERRORS], windows)
+    assert kept[-1][1] is Status.REGRESSED
 
 
 async def test_daily_peak_after_a_deploy_is_not_a_regression() -> None:
@@ -163,10 +178,11 @@ async def test_canary_is_judged_against_the_stable_version_at_the_same_time() ->
     assert same[-1][1] is Status.HEALTHY
 
 
-async def test_error_ratio_five_fold_at_ten_per_second_is_called_within_two_minutes(
+async def test_error_ratio_five_fold_at_ten_per_second_is_called_within_three_minutes(
     tmp_path: Path,
 ) -> None:
-    """0.5% -> 2.5% at 10 requests/s, 15 s step: regressed within 2 minutes, evidence shown."""
+    """0.5% -> 2.5% at 10 requests/s, 15 s step: regressed within 3 minutes (after the 2 minutes
+    a burst that ends may last), evidence shown."""
     rig = await make_rig(tmp_path)
     onset = rig.clock.now()
     settings = settings_from(
@@ -188,7 +204,7 @@ async def test_error_ratio_five_fold_at_ten_per_second_is_called_within_two_minu
     await rig.step_until(deploy.id, Phase.REGRESSED)
     incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
-    assert incident.opened_at - onset <= 120
+    assert 120 < incident.opened_at - onset <= 180
     view = await incident_view(rig.deps.store, incident)
     evidence = {e["sli"]: e for e in view["evidence"]}["http_errors"]
     assert evidence["status"] == "regressed"

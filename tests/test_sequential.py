@@ -22,6 +22,9 @@ from observer.sequential import (
     evidence,
     homogeneous,
     null_rate,
+    share_evidence,
+    share_log_lr,
+    without_burst,
 )
 from observer.slis import Sli, SliKind
 from observer.verdict import SliResult, Status
@@ -77,16 +80,28 @@ def baseline(rng: random.Random, label: str, rate: float, events: int, steps: in
     return Baseline(label, sum(binomial(rng, events, rate) for _ in range(steps)), events * steps)
 
 
-def test_five_fold_errors_at_ten_per_second_are_called_within_two_minutes_with_noise() -> None:
-    """0.5% -> 2.5% at 10 requests/s, 15 s steps, binomial counts: >= 95% of runs within 120 s."""
+@pytest.mark.parametrize(("rate", "seconds"), [(0.05, 180.0), (0.025, 240.0)])
+def test_errors_at_ten_per_second_are_called_within_minutes_with_noise(
+    rate: float, seconds: float
+) -> None:
+    """0.5% -> 5% (the issue's scenario) and -> 2.5% at 10 requests/s, 15 s steps, binomial
+    counts: >= 95% of runs within 3 and 4 minutes (never within the two minutes that a burst
+    that ends may last)."""
     rng = random.Random(20261102)
     runs, within = 300, 0
     for _ in range(runs):
         baselines = [baseline(rng, label, 0.005, 150, 120) for label in ("before", "1d", "7d")]
         called = watch(
-            rng, rate=0.025, events=150, step=15.0, horizon=120, baselines=baselines, upto=8
+            rng,
+            rate=rate,
+            events=150,
+            step=15.0,
+            horizon=120,
+            baselines=baselines,
+            upto=round(seconds / 15.0),
         )
         within += called is not None
+        assert called is None or called > 120.0
     assert within / runs >= 0.95
 
 
@@ -113,6 +128,55 @@ def test_false_alarms_over_a_whole_watch_stay_below_alpha(rate: float, events: i
             is not None
         )
     assert fired / runs <= settings.alpha
+
+
+@pytest.mark.parametrize(
+    ("rate", "events", "base_steps", "tolerance"),
+    [
+        (0.005, 600, 60, 0.0),  # 20 requests/s at 30 s steps, the benchmark's x1.5 cell
+        (0.001, 60, 60, 0.0),  # 2 requests/s, a handful of bad events on each side
+        (0.02, 6, 60, 0.0),  # 0.2 requests/s
+        (0.05, 40, 30, 0.0),  # a baseline half as long as the watch
+        (0.005, 3000, 120, 0.1),  # the default tolerance, at the null's edge (x1.1)
+    ],
+)
+def test_the_share_test_keeps_the_false_alarm_bound(
+    rate: float, events: int, base_steps: int, tolerance: float
+) -> None:
+    """Clean watches (the watch's rate `1 + tolerance` times the baseline's, the worst the null
+    allows) judged at every one of 60 steps by the from-deploy share statistic alone, without
+    the burst rule, `min_bad` or the Wilson bound: called in at most `alpha` (5%) of runs."""
+    rng = random.Random(int(rate * 1e5) + events + base_steps)
+    alpha, runs, fired = 0.05, 500, 0
+    for _ in range(runs):
+        reference = baseline(rng, "before", rate, events, base_steps)
+        steps: list[Step] = []
+        for k in range(60):
+            steps.append(
+                Step(30.0 * (k + 1), binomial(rng, events, rate * (1 + tolerance)), events)
+            )
+            if share_evidence([reference], steps, tolerance, (0, 0))[0] >= math.log(1 / alpha):
+                fired += 1
+                break
+    assert fired / runs <= alpha
+
+
+@pytest.mark.parametrize(
+    ("reference", "bad", "total", "ratio", "sign"),
+    [
+        (Baseline("before", 50, 10_000), 15, 2_000, 2.0, 1),  # the watch at 1.5x: for 2x
+        (Baseline("before", 50, 10_000), 10, 2_000, 2.0, -1),  # at the reference's rate
+        (Baseline("before", 50, 10_000), 0, 0, 2.0, 0),  # no watch data: no evidence
+        (Baseline("before", 0, 10_000), 3, 2_000, 4.0, 1),  # none before, three after
+    ],
+)
+def test_the_share_of_bad_events_points_the_way_of_the_rates(
+    reference: Baseline, bad: float, total: float, ratio: float, sign: int
+) -> None:
+    """The share log-LR is positive when the watch's share of all bad events is more than its
+    share of the traffic explains, negative when it is not, 0 without data."""
+    value = share_log_lr(reference, bad, total, ratio, 0.0)
+    assert (value > 0) - (value < 0) == sign
 
 
 def test_false_alarms_at_the_null_boundary_stay_below_alpha() -> None:
@@ -167,6 +231,87 @@ def test_blips_that_recover_are_rarely_called() -> None:
 
 
 @pytest.mark.parametrize(
+    ("llrs", "width", "expected"),
+    [
+        ([1.0, 5.0, 5.0, 1.0], 0, 12.0),  # nothing left out
+        ([1.0, 5.0, 5.0, 1.0], 2, 2.0),  # the burst of two
+        ([5.0, -3.0, 5.0, 1.0], 1, 3.0),  # the strongest single step
+        ([5.0, -3.0, 5.0, 1.0], 3, 1.0),  # the stretch 5, -3, 5 weighs 7; 5, 1 only 6
+        ([5.0, 1.0, -1.0, 5.0], 2, 4.0),  # two strong steps apart are not one stretch
+        ([-1.0, -2.0], 2, -3.0),  # nothing weighs for a regression: nothing to leave out
+        ([], 4, 0.0),
+    ],
+)
+def test_without_burst_leaves_out_the_heaviest_stretch(
+    llrs: list[float], width: int, expected: float
+) -> None:
+    """The evidence that must persist is the sum without the heaviest stretch of at most `width`
+    consecutive steps (not the `width` strongest steps wherever they are)."""
+    assert without_burst(llrs, width) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("rps", [10, 20, 50])
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_burst_that_ends_is_healthy(rps: int, seed: int) -> None:
+    """The issue's scenario: 0.5% errors, a 60 s burst of 10x errors 2 minutes after the deploy,
+    then 0.5% again, binomial counts at 15 s steps over a 30-minute watch: healthy."""
+    rng = random.Random(seed * 1000 + rps)
+    events = rps * 15
+    baselines = [baseline(rng, label, 0.005, events, 120) for label in ("before", "1d")]
+    burst = dict.fromkeys(range(8, 12), 0.05)  # the steps ending at 135 s to 180 s
+    steps = [Step(15.0 * (k + 1), binomial(rng, events, burst.get(k, 0.005)), events)
+             for k in range(120)]  # fmt: skip
+    results = [
+        assess_ratio_steps(ERRORS, baselines, steps[: k + 1], complete=k == 119, horizon=120,
+                           step_seconds=15.0)
+        for k in range(120)
+    ]  # fmt: skip
+    assert Status.REGRESSED not in statuses(results)
+    assert results[-1].status is Status.HEALTHY
+    # Without the burst rule the same counts would have been called.
+    no_rule = DetectorSettings(persist=-math.inf)
+    called = [
+        assess_ratio_steps(ERRORS, baselines, steps[: k + 1], complete=False, horizon=120,
+                           step_seconds=15.0, settings=no_rule).status
+        for k in range(8, 20)
+    ]  # fmt: skip
+    assert Status.REGRESSED in called
+
+
+@pytest.mark.parametrize(
+    ("rps", "bad_rate_at", "max_blip", "regressed"),
+    [
+        pytest.param(20, dict.fromkeys(range(8, 120), 0.015), None, True, id="x3-stays"),
+        pytest.param(10, dict.fromkeys(range(120), 0.015), None, True, id="x3-at-deploy"),
+        pytest.param(20, dict.fromkeys(range(8, 24), 0.05), None, True, id="4-minute-burst"),
+        pytest.param(20, dict.fromkeys(range(8, 12), 0.05), 30.0, True, id="max-blip-30s"),
+        pytest.param(20, dict.fromkeys(range(8, 12), 0.05), 90.0, False, id="max-blip-90s"),
+        # One stretch is forgiven, not every burst: a service that keeps bursting is regressed.
+        pytest.param(50, {8: 0.1, 9: 0.1, 30: 0.1, 31: 0.1}, None, True, id="bursts-that-recur"),
+        pytest.param(50, {8: 0.1, 9: 0.1, 10: 0.1}, None, False, id="45-second-burst"),
+    ],
+)
+def test_what_stays_is_regressed_and_what_ends_within_max_blip_is_not(
+    rps: int, bad_rate_at: dict[int, float], max_blip: float | None, regressed: bool
+) -> None:
+    """Expected counts (no noise) at 0.5% outside the listed steps, 15 s steps, 30 minutes: a
+    persistent x3 and a burst longer than the SLI's `max_blip` are regressed; bursts within it
+    are not."""
+    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", max_blip=max_blip)
+    events = rps * 15
+    baselines = [Baseline("before", 0.005 * events * 120, events * 120)]
+    steps = [Step(15.0 * (k + 1), bad_rate_at.get(k, 0.005) * events, events) for k in range(120)]
+    results = [
+        assess_ratio_steps(sli, baselines, steps[: k + 1], complete=k == 119, horizon=120,
+                           step_seconds=15.0)
+        for k in range(120)
+    ]  # fmt: skip
+    assert (Status.REGRESSED in statuses(results)) is regressed
+    if not regressed:
+        assert results[-1].status is Status.HEALTHY
+
+
+@pytest.mark.parametrize(
     ("rates", "expected"),
     [
         ((90, 95, 88), True),
@@ -214,13 +359,13 @@ def statuses(results: Sequence[SliResult]) -> set[Status]:
 
 
 def test_clear_regression_is_called_within_two_steps() -> None:
-    """0.5% errors before and 5% after, at 600 events a step, is REGRESSED at the second step
-    (the first alone is a blip)."""
+    """0.5% errors before and 5% after, at 600 events a step, is REGRESSED at the third step
+    (the first two alone could be a burst that ends: a 20-step watch leaves out up to two)."""
     before = (0.005 * STEPS * PER_STEP, STEPS * PER_STEP)
     results = replay(ERRORS, before, [(0.05 * PER_STEP, PER_STEP)] * STEPS)
     first = next(i for i, r in enumerate(results) if r.status is Status.REGRESSED)
     called = results[first]
-    assert first <= 1
+    assert first == 2
     alpha = DetectorSettings().alpha
     assert (
         called.statistic
@@ -339,7 +484,7 @@ def test_evidence_points_the_way_of_the_counts(
 ) -> None:
     """The log-LR from the deploy is positive above the null rate, negative below, 0 without
     data."""
-    value = evidence([Step(15.0, bad, total)], p_null, drop=0).from_deploy
+    value = evidence([Step(15.0, bad, total)], p_null, burst=0).from_deploy
     assert (value > 0) - (value < 0) == sign
 
 
@@ -354,7 +499,7 @@ def test_evidence_is_the_log_of_the_mean_likelihood_ratio(
         for q in (min(p_null * m, 0.999) for m in ALTERNATIVES)
     ]
     expected = math.log(sum(ratios) / len(ratios))
-    one = evidence([Step(15.0, bad, total)], p_null, drop=0).from_deploy
+    one = evidence([Step(15.0, bad, total)], p_null, burst=0).from_deploy
     halves = [Step(15.0, bad / 2, total / 2), Step(30.0, bad / 2, total / 2)]
     assert one == pytest.approx(expected, rel=1e-9)
-    assert evidence(halves, p_null, drop=0).from_deploy == pytest.approx(expected, rel=1e-9)
+    assert evidence(halves, p_null, burst=0).from_deploy == pytest.approx(expected, rel=1e-9)

@@ -3,20 +3,19 @@
 A real Prometheus scrapes the sample app every second; the service's step is 1 s; the GitHub and
 Slack stand-ins answer each call after a latency drawn uniformly from `STANDIN_LATENCY` (seeded),
 served from a thread and loop of their own as remote services would be (`bench.loop.standins`).
-Time is compressed 15-fold, a 1 s step standing for a 15 s one: the 120-step baseline and watch
-are the defaults' 30 minutes, and the detector's blip (15 s, one step at a 15 s step) is one step
-too (`BENCH_BLIP`, seconds; set it to 15 to run the production setting unscaled, which leaves out
-a tenth of the watch, 12 steps, as a blip). Each incident is one service whose error
-ratio goes from 0.5% to 2.5% at 150 simulated requests/s at the moment its deploy is posted
-(the onset). The real app (over loopback, its scheduler on the wall clock) detects, attributes,
-opens the revert PR (GraphQL on the GitHub stand-in, over a real git repository) and posts to
-Slack. Stage times come from Rearguard's own OpenTelemetry spans, read back with an in-memory
-exporter: `watch.advance` (one Watch step) and inside it `watch.evaluate` (the detector),
-`prometheus.fetch` (its queries, run together), `attribution.rank`, `github.*`, `slack.send` and
-`store.call`; each span's exclusive time (its
-duration less its children's) goes to its stage, and the time outside any Watch step is waiting
-for evidence (the next step, the next scrape). Own stages are the loop, attribution and the store
-(a store span is the caller's whole wait: the writer queue, reported apart, and DuckDB's work).
+Time is compressed 15-fold, a 1 s step standing for a 15 s one: the 120-step baseline and watch are
+the defaults' 30 minutes, and the detector's blip is one step (`BENCH_BLIP`, seconds; the
+production `max_blip` of 2 minutes, 8 steps at 15 s, is `BENCH_BLIP=8`). Each incident is one
+service whose error ratio goes from 0.5% to 2.5% at 150 simulated requests/s at the moment its
+deploy is posted (the onset). The real app (over loopback, its scheduler on the wall clock)
+detects, attributes, opens the revert PR (GraphQL on the GitHub stand-in, over a real git
+repository) and posts to Slack. Stage times come from Rearguard's own OpenTelemetry spans, read
+back with an in-memory exporter: `watch.advance` (one Watch step) and inside it `watch.evaluate`
+(the detector), `prometheus.fetch` (its queries, run together), `attribution.rank`, `github.*`,
+`slack.send` and `store.call`; each span's exclusive time (its duration less its children's) goes
+to its stage, and the time outside any Watch step is waiting for evidence (the next step, the next
+scrape). Own stages are the loop, attribution and the store (a store span is the caller's whole
+wait: the writer queue, reported apart, and DuckDB's work).
 
 Writes bench/results/loop.json and prints a table. Needs the shared fixtures (the stand-ins build
 GitHub payloads over real samples) and a `prometheus` binary (`make prometheus`).
