@@ -8,6 +8,7 @@ whose repr is `***`, so a settings object can be logged without leaking them.
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import tomllib
@@ -29,6 +30,9 @@ ENV_SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"  # noqa: S105
 ENV_SENTRY_SECRET = "REARGUARD_SENTRY_CLIENT_SECRET"  # noqa: S105
 ENV_ALERTMANAGER_TOKEN = "REARGUARD_ALERTMANAGER_TOKEN"  # noqa: S105
 ENV_ANTHROPIC_KEY = "ANTHROPIC_API_KEY"
+ENV_PROMETHEUS_TOKEN = "REARGUARD_PROMETHEUS_TOKEN"  # noqa: S105
+ENV_PROMETHEUS_USER = "REARGUARD_PROMETHEUS_USER"
+ENV_PROMETHEUS_PASSWORD = "REARGUARD_PROMETHEUS_PASSWORD"  # noqa: S105
 
 
 REPO_NAME = re.compile(r"(?!\.\.?/)[A-Za-z0-9_.-]{1,100}/(?!\.\.?$)[A-Za-z0-9_.-]{1,100}")
@@ -107,6 +111,29 @@ class AnthropicSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class PrometheusAuth:
+    """How Rearguard authenticates to Prometheus: a bearer token or basic auth (from the
+    environment), extra headers (`[prometheus] headers`, such as Mimir's `X-Scope-OrgID`) and a
+    CA bundle (`ca_file`) for a server whose certificate a private CA signed."""
+
+    headers: Mapping[str, str] = field(default_factory=dict)
+    token: Secret | None = None
+    user: str = ""
+    password: Secret | None = None
+    ca_file: Path | None = None
+
+    def all_headers(self) -> dict[str, str]:
+        """The headers every query carries, `Authorization` included."""
+        out = dict(self.headers)
+        if self.token is not None:
+            out["Authorization"] = f"Bearer {self.token.reveal()}"
+        elif self.user:
+            pair = f"{self.user}:{self.password.reveal() if self.password else ''}"
+            out["Authorization"] = f"Basic {base64.b64encode(pair.encode()).decode()}"
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     """The whole settings tree, frozen after validation."""
 
@@ -121,6 +148,7 @@ class Settings:
     prometheus_timeout: float = 10.0
     prometheus_scrape_interval: float | None = None
     """Seconds between samples of every SLI's series, when set; else learnt from the samples."""
+    prometheus_auth: PrometheusAuth = field(default_factory=PrometheusAuth)
     slack_api_url: str = "https://slack.com/api/"
     slack_channel: str = ""
     mode: Mode = Mode.PROPOSE
@@ -200,7 +228,7 @@ _SERVICE_KEYS = {
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick", "open_reads"},
     "github": {"api_url"},
-    "prometheus": {"url", "timeout", "scrape_interval"},
+    "prometheus": {"url", "timeout", "scrape_interval", "headers", "ca_file"},
     "slack": {"api_url", "channel"},
     "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
     "anthropic": {
@@ -364,6 +392,35 @@ def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
     return channel
 
 
+def _prometheus_auth(
+    table: Mapping[str, Any], env: Mapping[str, str], where: str
+) -> PrometheusAuth:
+    """Headers and CA bundle from the file; the token or user and password from `env` only."""
+    headers = _table(table, "headers", where)
+    for name, value in headers.items():
+        if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+            raise ConfigError(f"{where}.headers.{name}: expected a header name and a string value")
+        if name.lower() == "authorization":
+            raise ConfigError(
+                f"{where}.headers.Authorization: credentials come from the environment only "
+                f"({ENV_PROMETHEUS_TOKEN}, or {ENV_PROMETHEUS_USER} and {ENV_PROMETHEUS_PASSWORD})"
+            )
+    token = _secret(env, ENV_PROMETHEUS_TOKEN)
+    user = env.get(ENV_PROMETHEUS_USER, "").strip()
+    if token is not None and user:
+        raise ConfigError(
+            f"{where}: set {ENV_PROMETHEUS_TOKEN} or {ENV_PROMETHEUS_USER}, not both "
+            "(one Authorization header)"
+        )
+    ca = _typed(table, "ca_file", str, "", where)
+    if ca and not Path(ca).is_file():
+        raise ConfigError(f"{where}.ca_file: no such file {ca!r} (a PEM bundle of CA certificates)")
+    return PrometheusAuth(
+        headers=dict(headers), token=token, user=user,
+        password=_secret(env, ENV_PROMETHEUS_PASSWORD), ca_file=Path(ca) if ca else None,
+    )  # fmt: skip
+
+
 def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     value = env.get(name, "").strip()
     return Secret(value) if value else None
@@ -427,6 +484,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         prometheus_scrape_interval=_optional_duration(
             prom, "scrape_interval", f"{where}:prometheus"
         ),
+        prometheus_auth=_prometheus_auth(prom, env, f"{where}:prometheus"),
         slack_api_url=_typed(slack, "api_url", str, "https://slack.com/api/", f"{where}:slack"),
         slack_channel=_slack_channel(slack, where),
         mode=mode,

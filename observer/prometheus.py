@@ -22,6 +22,7 @@ millisecond, Prometheus' own resolution.
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Self
@@ -48,9 +49,15 @@ class PrometheusSource:
     `async with`). Its HTTP session is made on the first query, in the loop that runs it."""
 
     def __init__(
-        self, url: str, *, timeout: float = 10.0, headers: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        timeout: float = 10.0,
+        headers: dict[str, str] | None = None,
+        ca_file: str | None = None,
     ) -> None:
         self._url = url.rstrip("/")
+        self._ca_file = ca_file
         self._timeout = timeout
         self._headers = dict(headers or {})
         parts = urlsplit(self._url)
@@ -60,6 +67,11 @@ class PrometheusSource:
         self._safe_url = _redact_url(self._url)
         self._secrets = _secrets(self._headers, self._url)
         self._session: aiohttp.ClientSession | None = None
+
+    @property
+    def safe_url(self) -> str:
+        """The base URL with any `user:password@` hidden, for messages."""
+        return self._safe_url
 
     async def query_range(self, query: str, start: float, end: float, step: float) -> list[Series]:
         """Evaluate `query` at `start, start+step, …, end`; at most `timeout` seconds."""
@@ -108,11 +120,15 @@ class PrometheusSource:
             self._session = aiohttp.ClientSession(
                 headers=self._headers,
                 # limit=0: no pool-wide cap that hung queries could fill (see the module doc).
-                connector=aiohttp.TCPConnector(limit=0),
+                connector=aiohttp.TCPConnector(limit=0, ssl=self._tls()),
                 timeout=aiohttp.ClientTimeout(total=self._timeout),
                 trust_env=False,  # no proxies or netrc picked up from the environment
             )
         return self._session
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        """The CA bundle's context when one is given, else the system's trust store."""
+        return ssl.create_default_context(cafile=self._ca_file) if self._ca_file else True
 
     def _error(self, kind: type[MetricsError], message: str) -> MetricsError:
         """Build the error with every secret scrubbed from its message."""

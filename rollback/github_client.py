@@ -52,7 +52,7 @@ from githubkit.exception import (
     RequestTimeout,
 )
 from githubkit_schemas.latest.models import PullRequest, PullRequestSimple
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
 from rollback.forge import ChangeState, ForgeError, ForgeUnavailable
@@ -94,6 +94,29 @@ class Opened:
     head_sha: str
     labels: frozenset[str]
     state: ChangeState = ChangeState.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class RepoAccess:
+    """What GitHub reports of the token on one repository: the `permissions` object of
+    `GET /repos/{owner}/{repo}` (the role the token acts with: for an App installation its
+    permissions, for a user token the user's role), and for a classic token its scopes
+    (`X-OAuth-Scopes`; None for fine-grained and installation tokens, which send none)."""
+
+    pull: bool
+    push: bool
+    private: bool
+    scopes: frozenset[str] | None
+
+    @property
+    def can_write(self) -> bool:
+        """Whether the token may push branches and open PRs: `push`, and for a classic token
+        the `repo` scope (`public_repo` is enough on a public repository)."""
+        if not self.push:
+            return False
+        if self.scopes is None:
+            return True
+        return "repo" in self.scopes or (not self.private and "public_repo" in self.scopes)
 
 
 class GitHubClient:
@@ -212,6 +235,25 @@ class GitHubClient:
             return (await method(at[0], at[1], *args, **kwargs)).parsed_data
 
         return await self._call(what, op)
+
+    async def repo_access(self, repo: str) -> RepoAccess:
+        """The token's access to `repo` as GitHub reports it (`ForgeError` on 401/404)."""
+        owner, name = split_repo(repo)
+
+        async def op() -> RepoAccess:
+            response = await self._gh.rest.repos.async_get(owner, name)
+            found = response.parsed_data
+            perms = found.permissions if isinstance(found.permissions, BaseModel) else None
+            header = response.headers.get("x-oauth-scopes")
+            scopes = None if header is None else frozenset(
+                s.strip() for s in header.split(",") if s.strip()
+            )  # fmt: skip
+            return RepoAccess(
+                pull=bool(perms and perms.pull), push=bool(perms and perms.push),
+                private=bool(found.private), scopes=scopes,
+            )  # fmt: skip
+
+        return await self._call(f"reading repository {repo}", op)
 
     def _rejected(self, what: str, exc: RequestFailed) -> ForgeError:
         status = exc.response.status_code

@@ -8,6 +8,7 @@ holds 50 recorded deploys; every tenth one raised the error ratio tenfold during
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import time
@@ -139,3 +140,49 @@ def test_backtest_at_given_times_and_bad_input(
     assert "expected ISO 8601" in capsys.readouterr().err
     assert not (tmp_path / "absent.duckdb").exists()
     assert main(["backtest", "--config", str(config), "--service", "nope"]) == 2
+
+
+def test_backtest_json_holds_every_verdicts_numbers_for_every_service(
+    history: tuple[PrometheusServer, list[float]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Without --service every configured service is replayed; --json keeps the counts, rates
+    and statistic of each verdict, the healthy ones too."""
+    server, times = history
+    config = tmp_path / "rearguard.toml"
+    _config(config, server.url, tmp_path / "absent.duckdb")
+    twin = config.read_text().split("[services.bt]", 1)[1].replace("services.bt.", "services.bt2.")
+    config.write_text(config.read_text() + "[services.bt2]" + twin)
+    at = ["--at", f"{times[9]:.0f}", "--at", f"{times[10]:.0f}"]
+    assert main(["backtest", "--config", str(config), "--json", *at]) == 0
+    document = json.loads(capsys.readouterr().out)
+    rows = [(d["service"], d["verdict"]) for d in document["deploys"]]
+    assert rows == [("bt", "regressed"), ("bt", "healthy"), ("bt2", "regressed"),
+                    ("bt2", "healthy")]  # fmt: skip
+    for deploy in document["deploys"]:
+        (sli,) = deploy["slis"]
+        assert sli["sli"] == "errors"
+        assert sli["watch_total"] > 0
+        assert sli["baseline_total"] > 0
+        assert sli["threshold"] > 0
+    healthy = document["deploys"][1]["slis"][0]
+    assert healthy["watch_bad"] / healthy["watch_total"] == pytest.approx(0.005, rel=0.2)
+    assert document["unjudged"] == []
+
+
+def test_backtest_exits_non_zero_when_a_query_fails(
+    history: tuple[PrometheusServer, list[float]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A deploy whose SLI could not be queried is not judged: exit 1, and stderr names it."""
+    server, times = history
+    config = tmp_path / "rearguard.toml"
+    _config(config, server.url, tmp_path / "absent.duckdb")
+    config.write_text(config.read_text().replace("[$step]))'", "[$step])'", 1))
+    args = ["backtest", "--config", str(config), "--service", "bt", "--at", f"{times[3]:.0f}"]
+    assert main([*args, "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["unjudged"] == [f"at-{times[3]:.0f}"]
+    assert "1 deploy(s) could not be judged because a query failed" in err

@@ -23,11 +23,11 @@ from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
 from loop.clock import Clock, WallClock
 from loop.config import Settings
+from loop.prometheus import prometheus_source
 from loop.watch.deps import WatchDeps, build_fixer
 from loop.watch.retry import INLINE_WAIT
 from loop.watch.scheduler import Scheduler
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
-from observer.prometheus import PrometheusSource
 from observer.sources import MetricsSource
 from rollback.console import ConsoleNotifier
 from rollback.forge import Forge
@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
-    source = PrometheusSource(settings.prometheus_url, timeout=settings.prometheus_timeout)
+    source = prometheus_source(settings)
     if settings.github_token is None:
         raise SystemExit("GITHUB_TOKEN is not set: Rearguard needs it to read ranges and revert")
     forge = GitHubForge(

@@ -11,14 +11,14 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TextIO
+from dataclasses import dataclass, replace
+from typing import Any, TextIO
 
 from loop.config import ServiceSettings
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
 from observer.observe import SliData, Windows, fetch_sli, judge, step_plan
 from observer.sources import MetricsError, MetricsSource
-from observer.verdict import SliResult, Status
+from observer.verdict import SliResult, Status, Verdict
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +32,28 @@ class Replayed:
 
 @dataclass(frozen=True, slots=True)
 class BacktestRow:
-    """What the detector decided for one deploy, and how long after the deploy."""
+    """What the detector decided for one deploy, how long after it, and the numbers behind it
+    (`results`: each SLI's counts, rates, statistic and threshold at the deciding step).
+    `source_failed`: a query failed, so the deploy could not be judged on all its SLIs."""
 
     deploy_id: str
     finished_at: float
     status: Status
     decided_after: float
     reason: str
+    service: str = ""
+    results: tuple[SliResult, ...] = ()
+    source_failed: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe (NaN as None)."""
+        return {
+            "service": self.service, "deploy": self.deploy_id, "finished_at": self.finished_at,
+            "verdict": str(self.status), "reason": self.reason,
+            "decided_after": None if math.isnan(self.decided_after) else self.decided_after,
+            "source_failed": self.source_failed,
+            "slis": [result.to_json() for result in self.results],
+        }  # fmt: skip
 
 
 def replay_verdict(
@@ -46,13 +61,14 @@ def replay_verdict(
     windows: Windows,
     data: dict[str, SliData | str],
     settings: DetectorSettings = DEFAULT_SETTINGS,
-) -> tuple[Status, float, str]:
-    """Judge fetched data at every step of the watch; (status, seconds after deploy, reason).
+) -> tuple[Verdict, float]:
+    """Judge fetched data at every step of the watch; the first final verdict (else the last
+    one, inconclusive) and the seconds after the deploy it came (NaN when none did).
 
     `data` maps SLI names to their fetched data, or to the error text when the fetch failed.
     """
     steps = windows.horizon
-    verdict_reason = "no evaluation"
+    last = Verdict(Status.INCONCLUSIVE, "no evaluation", ())
     for k in range(1, steps + 1):
         at = windows.deployed_at + k * windows.step
         results = []
@@ -64,10 +80,10 @@ def replay_verdict(
             else:
                 results.append(judge(sli, fetched, windows, at, settings))
         verdict = decide(service.slis, results, windows.complete(at))
-        verdict_reason = verdict.reason
+        last = verdict
         if verdict.status is not Status.OBSERVING:
-            return verdict.status, at - windows.deployed_at, verdict.reason
-    return Status.INCONCLUSIVE, math.nan, verdict_reason
+            return verdict, at - windows.deployed_at
+    return replace(last, status=Status.INCONCLUSIVE), math.nan
 
 
 async def backtest(
@@ -93,7 +109,7 @@ async def backtest(
         if end > now:
             row = BacktestRow(
                 deploy.id, deploy.finished_at, Status.OBSERVING, math.nan,
-                "watch window not over yet",
+                "watch window not over yet", service.name,
             )  # fmt: skip
         else:
             data: dict[str, SliData | str] = {}
@@ -104,8 +120,12 @@ async def backtest(
                     data[sli.name] = await fetch_sli(source, sli, windows, end, plan)
                 except MetricsError as exc:
                     data[sli.name] = str(exc)
-            status, after, reason = replay_verdict(service, windows, data, settings)
-            row = BacktestRow(deploy.id, deploy.finished_at, status, after, reason)
+            verdict, after = replay_verdict(service, windows, data, settings)
+            failed = any(isinstance(fetched, str) for fetched in data.values())
+            row = BacktestRow(
+                deploy.id, deploy.finished_at, verdict.status, after, verdict.reason,
+                service.name, verdict.results, failed,
+            )  # fmt: skip
         rows.append(row)
         if progress is not None:
             _bar(progress, index, len(deploys))
@@ -125,11 +145,16 @@ def render(rows: Sequence[BacktestRow], out: TextIO = sys.stdout) -> None:
     """One line per deploy: id, time (UTC), verdict, when it was decided, and why."""
     import datetime as dt  # noqa: PLC0415 - only the table needs it
 
-    out.write(f"{'deploy':<28} {'finished (UTC)':<20} {'verdict':<13} {'after':>7}  reason\n")
+    out.write(
+        f"{'deploy':<28} {'finished (UTC)':<20} {'verdict':<13} {'after':>7}  service  reason\n"
+    )
     for row in rows:
         when = dt.datetime.fromtimestamp(row.finished_at, tz=dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
         after = "-" if math.isnan(row.decided_after) else f"{row.decided_after:.0f}s"
-        out.write(f"{row.deploy_id:<28} {when:<20} {row.status!s:<13} {after:>7}  {row.reason}\n")
+        out.write(
+            f"{row.deploy_id:<28} {when:<20} {row.status!s:<13} {after:>7}  {row.service}  "
+            f"{row.reason}\n"
+        )
     counts: dict[str, int] = {}
     for row in rows:
         counts[str(row.status)] = counts.get(str(row.status), 0) + 1

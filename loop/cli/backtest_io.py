@@ -4,13 +4,15 @@ from the config, the table on stdout and the progress bar on stderr."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 
 from attribution.store import Store, StoreError
-from loop.cli.backtest import Replayed, backtest, render
+from loop.cli.backtest import BacktestRow, Replayed, backtest, render
 from loop.config import ConfigError, Settings, parse_duration
-from observer.prometheus import PrometheusSource
+from loop.prometheus import prometheus_source
+from observer.verdict import Status
 
 
 class BacktestInputError(ValueError):
@@ -43,32 +45,57 @@ async def _deploys(settings: Settings, service: str, since: float) -> list[Repla
     return [Replayed(d.id, d.finished_at, d.sha) for d in found]
 
 
-async def run_backtest(settings: Settings, service: str, since: str, at: list[str]) -> int:
-    """Replay and print; 2 on bad input (nothing is written), 0 otherwise."""
-    svc = settings.service(service)
-    if svc is None:
+async def run_backtest(
+    settings: Settings, services: list[str], since: str, at: list[str], *, as_json: bool = False
+) -> int:
+    """Replay and print (a table, or one JSON document with `as_json`) for `services`, every
+    configured one when empty. 2 on bad input (nothing is written); 1 when a deploy could not
+    be judged because a query failed; 0 otherwise."""
+    unknown = [name for name in services if settings.service(name) is None]
+    if unknown:
         known = ", ".join(sorted(settings.services))
-        sys.stderr.write(f"rearguard: no service {service!r} in the config (known: {known})\n")
+        sys.stderr.write(f"rearguard: no service {unknown[0]!r} in the config (known: {known})\n")
         return 2
+    chosen = [settings.services[name] for name in services or settings.services]
     now = time.time()
     try:
         window = parse_duration(since, "--since")
-        if at:
-            deploys = [Replayed(f"at-{parse_time(t):.0f}", parse_time(t)) for t in at]
-        else:
-            deploys = await _deploys(settings, service, now - window)
+        times = [parse_time(t) for t in at]
+        plans = []
+        for svc in chosen:
+            found = [Replayed(f"at-{t:.0f}", t) for t in times]
+            plans.append((svc, found or await _deploys(settings, svc.name, now - window)))
     except (ConfigError, BacktestInputError, StoreError) as exc:
         sys.stderr.write(f"rearguard: {exc}\n")
         return 2
-    if not deploys:
-        sys.stderr.write(f"rearguard: no deploys of {service!r} in the store since {since}\n")
-        return 0
-    async with PrometheusSource(
-        settings.prometheus_url, timeout=settings.prometheus_timeout
-    ) as source:
-        rows = await backtest(
-            source, svc, deploys, now, progress=sys.stderr,
-            scrape_interval=settings.prometheus_scrape_interval,
-        )  # fmt: skip
-    render(rows, sys.stdout)
+    rows: list[BacktestRow] = []
+    async with prometheus_source(settings) as source:
+        for svc, deploys in plans:
+            if not deploys:
+                sys.stderr.write(
+                    f"rearguard: no deploys of {svc.name!r} in the store since {since}\n"
+                )
+                continue
+            rows += await backtest(
+                source, svc, deploys, now, progress=sys.stderr,
+                scrape_interval=settings.prometheus_scrape_interval,
+            )  # fmt: skip
+    if as_json:
+        json.dump({"deploys": [row.to_json() for row in rows], "unjudged": unjudged(rows)},
+                  sys.stdout, indent=2)  # fmt: skip
+        sys.stdout.write("\n")
+    elif rows:
+        render(rows, sys.stdout)
+    failed = unjudged(rows)
+    if failed:
+        sys.stderr.write(
+            f"rearguard: {len(failed)} deploy(s) could not be judged because a query failed: "
+            f"{', '.join(failed)}\n"
+        )
+        return 1
     return 0
+
+
+def unjudged(rows: list[BacktestRow]) -> list[str]:
+    """Deploys a failed query left without a verdict (one regressed on another SLI was judged)."""
+    return [r.deploy_id for r in rows if r.source_failed and r.status is not Status.REGRESSED]

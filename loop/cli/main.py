@@ -1,4 +1,5 @@
-"""The `rearguard` command: `serve` beside CD, and `demo` on embedded defaults."""
+"""The `rearguard` command: `serve` beside CD, `demo` on embedded defaults, `backtest` over
+history, and `check` of a config against the real services."""
 
 from __future__ import annotations
 
@@ -38,6 +39,19 @@ def _demo(args: argparse.Namespace) -> int:
     return demo_main(workdir, args.json)
 
 
+def _check(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
+
+    from loop.cli.check import run_check  # noqa: PLC0415
+
+    try:
+        settings = load_settings(Path(args.config), os.environ)
+    except ConfigError as exc:
+        print(f"FAIL config: {exc}")
+        return 2
+    return asyncio.run(run_check(settings))
+
+
 def _backtest(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
 
@@ -48,7 +62,9 @@ def _backtest(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rearguard: config error: {exc}", file=sys.stderr)
         return 2
-    return asyncio.run(run_backtest(settings, args.service, args.since, args.at or []))
+    return asyncio.run(
+        run_backtest(settings, args.service or [], args.since, args.at or [], as_json=args.json)
+    )
 
 
 def parser() -> argparse.ArgumentParser:
@@ -65,13 +81,22 @@ def parser() -> argparse.ArgumentParser:
         "backtest", help="what the detector would have decided for past deploys, from history"
     )
     back.add_argument("--config", required=True, help="TOML config (see deploy/)")
-    back.add_argument("--service", required=True, help="a [services.NAME] of the config")
+    back.add_argument(
+        "--service", action="append", metavar="NAME",
+        help="a [services.NAME] of the config; repeatable (default: every service)",
+    )  # fmt: skip
+    back.add_argument("--json", action="store_true", help="one JSON document with every number")
     back.add_argument("--since", default="30d", help="replay the store's deploys this far back")
     back.add_argument(
         "--at", action="append", metavar="TIME",
         help="a deploy time instead of the store's (ISO 8601 or Unix seconds); repeatable",
     )  # fmt: skip
     back.set_defaults(run=_backtest)
+    check = sub.add_parser(
+        "check", help="the config against the real Prometheus, GitHub and Slack, one line each"
+    )
+    check.add_argument("--config", required=True, help="TOML config (see deploy/)")
+    check.set_defaults(run=_check)
     return top
 
 

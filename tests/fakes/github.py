@@ -77,6 +77,11 @@ class FakeGitHub(GitRepo):
         self.auto_merge_allowed = True
         self.checks_pending = True  # False: GitHub calls an open PR "clean" (nothing to wait for)
         self.requests: list[str] = []
+        # What `GET /repos/{o}/{r}` reports of the token: its `permissions`, and for a classic
+        # token its scopes (`X-OAuth-Scopes`; None: a fine-grained or installation token).
+        self.permissions = {"admin": False, "maintain": False, "push": True, "triage": True,
+                            "pull": True}  # fmt: skip
+        self.oauth_scopes: str | None = None
         self.raw_requests: list[str] = []  # "METHOD /raw/path?query" as it came over the wire
         self._failures: list[_Fault] = []
         self._rate_limits: list[_Limit] = []

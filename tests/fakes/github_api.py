@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
+from githubkit_schemas.latest.models import FullRepository
 
 from tests.fakes import github_payloads as payloads
 from tests.fakes.git_repo import GitFailed
@@ -43,6 +44,7 @@ class GitHubApi:
     def register(self, app: web.Application) -> None:
         """Add every route to `app`."""
         repo, add = "/repos/{owner}/{repo}", app.router.add_route
+        add("GET", repo, self._get_repo)
         add("GET", f"{repo}/compare/{{basehead}}", self._compare)
         add("GET", f"{repo}/commits", self._list_commits)
         add("GET", f"{repo}/pulls", self._list_pulls)
@@ -74,6 +76,19 @@ class GitHubApi:
                 payloads.repo_commit(fake.site, sha, message.rstrip("\n"), parents.split())
             )
         return commits
+
+    async def _get_repo(self, request: web.Request) -> web.Response:
+        """`GET /repos/{owner}/{repo}`: a `FullRepository` whose `permissions` are the token's
+        (`fake.permissions`), with `X-OAuth-Scopes` when the fake plays a classic token."""
+        fake = self._fake
+        owner, name = fake.full_name.split("/", 1)
+        body = payloads.over(
+            payloads.skeleton(FullRepository),
+            {"full_name": fake.full_name, "name": name, "owner": payloads.user(owner, fake.site),
+             "private": True, "default_branch": "main", "permissions": dict(fake.permissions)},
+        )  # fmt: skip
+        headers = {} if fake.oauth_scopes is None else {"X-OAuth-Scopes": fake.oauth_scopes}
+        return web.json_response(body, headers=headers)
 
     async def _compare(self, request: web.Request) -> web.Response:
         fake = self._fake
