@@ -189,7 +189,7 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 _SLI_KEYS = {
     "kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical",
-    "version_label",
+    "version_label", "traffic_drop",
 }  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
@@ -240,6 +240,7 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
             min_events=_typed(table, "min_events", int, 100, where),
             critical=_typed(table, "critical", bool, True, where),
             version_label=_typed(table, "version_label", str, "", where),
+            traffic_drop=_typed(table, "traffic_drop", float, 0.5, where),
         )
     except (SliError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc

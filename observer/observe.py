@@ -21,6 +21,7 @@ from typing import TypeVar, cast
 from opentelemetry import trace
 
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
+from observer.early_warning import early_warning
 from observer.gauge import assess_gauge_baselines
 from observer.sequential import Baseline, Step, assess_ratio_steps
 from observer.slis import Sli, SliKind
@@ -219,7 +220,16 @@ def judge(
             [p[1] for p in watch], complete, settings,
         )  # fmt: skip
     windows_json = {**data.windows, "watch": [data.windows["watch"][0], end]}
-    return replace(result, queries=dict(data.queries), windows=windows_json, mode=data.mode)
+    before = next((pts for label, pts in baselines if label == "before"), [])
+    warning = early_warning(
+        watch, before, deployed_at=windows.deployed_at, step=windows.step, end=end,
+        ratio=sli.kind is SliKind.RATIO, traffic_drop=sli.traffic_drop,
+    )  # fmt: skip
+    return replace(
+        result, queries=dict(data.queries), windows=windows_json, mode=data.mode,
+        warning=str(warning.reason) if warning else "",
+        warning_detail=warning.detail if warning else "",
+    )  # fmt: skip
 
 
 async def observe_sli(

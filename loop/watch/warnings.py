@@ -1,0 +1,54 @@
+"""Posting a Watch's early warnings: once per Watch, SLI and reason, never a revert.
+
+An evaluation's results carry the warning `observer.early_warning` found (`SliResult.warning`);
+after the evaluation's transition is written, each one is posted as an action owned by the
+deploy, keyed `warn-<deploy>-<sli>-<reason>`: the journal makes it at-most-once across restarts,
+and the notifier's own key lookup covers a post whose answer was lost. A post Slack put off
+stays pending and is tried again at the next evaluation that still shows the warning.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from attribution.records import Action, ActionKind, Deploy
+from loop.watch.actions import run_action
+from loop.watch.deps import WatchDeps
+from loop.watch.retry import ActionRetry
+from observer.verdict import Verdict
+from rollback.notify import WarningNotice
+
+log = logging.getLogger(__name__)
+
+
+def warning_key(deploy_id: str, sli: str, reason: str) -> str:
+    return f"warn-{deploy_id}-{sli}-{reason}"
+
+
+async def post_warnings(deps: WatchDeps, deploy: Deploy, verdict: Verdict) -> list[Action]:
+    """Post each warning of `verdict` not posted yet; the actions as they stand afterwards."""
+    done = []
+    for result in verdict.results:
+        if not result.warning:
+            continue
+        notice = WarningNotice(
+            key=warning_key(deploy.id, result.sli, result.warning), service=deploy.service,
+            environment=deploy.environment, deploy_sha=deploy.sha, sli=result.sli,
+            reason=result.warning, detail=result.warning_detail, raised_at=deps.clock.now(),
+        )  # fmt: skip
+
+        async def call(notice: WarningNotice = notice) -> tuple[str | None, dict[str, Any]]:
+            log.warning("watch %s: SLI %s early warning (%s): %s", deploy.id, notice.sli,
+                        notice.reason, notice.detail)  # fmt: skip
+            delivery = await deps.notifier.warn(notice)
+            return None, {"sli": notice.sli, "reason": notice.reason, "detail": notice.detail,
+                          "channel": delivery.channel, "ts": delivery.ts}  # fmt: skip
+
+        try:
+            action = await run_action(deps, notice.key, deploy.id, ActionKind.WARN, call)
+        except ActionRetry as exc:
+            log.warning("watch %s: warning %s not posted yet: %s", deploy.id, notice.key, exc)
+            continue
+        done.append(action)
+    return done
