@@ -25,7 +25,7 @@ from observer.early_warning import early_warning
 from observer.gauge import assess_gauge_baselines
 from observer.sequential import Baseline, Step, assess_ratio_steps
 from observer.slis import Sli, SliKind
-from observer.sources import MetricsError, MetricsSource, Series
+from observer.sources import MetricsError, MetricsSource, QueryRejected, Series
 from observer.verdict import SliResult, Status, Verdict
 
 T = TypeVar("T")
@@ -246,11 +246,15 @@ async def observe_sli(
         data = await fetch_sli(source, sli, windows, now)
     except MetricsError as exc:
         status = Status.INCONCLUSIVE if windows.complete(now) else Status.OBSERVING
+        cause = "query_rejected" if isinstance(exc, QueryRejected) else "source_unavailable"
         return SliResult(
             sli=sli.name, status=status, reason=f"metrics source failed: {exc}",
-            queries=sli.queries(windows.step),
+            queries=sli.queries(windows.step), failure=cause,
         )  # fmt: skip
-    return judge(sli, data, windows, now, settings)
+    result = judge(sli, data, windows, now, settings)
+    if not data.watch and not any(points for _, points in data.baselines):
+        return replace(result, failure="no_series")
+    return result
 
 
 async def evaluate(

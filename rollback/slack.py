@@ -280,6 +280,9 @@ WARNING_TITLES = {
     "vanished": "SLI data vanished",
     "counters_reset": "Request counters reset",
     "traffic_drop": "Traffic dropped",
+    "query_rejected": "SLI query rejected",
+    "source_unavailable": "Metrics source unreachable",
+    "no_series": "SLI query returns no series",
 }
 
 
@@ -288,18 +291,18 @@ def warning_text(warning: WarningNotice) -> str:
     title = WARNING_TITLES.get(warning.reason, warning.reason)
     return escape(
         f"Rearguard warning: {warning.service}/{warning.environment} {title.lower()} on SLI "
-        f"{warning.sli} after deploy {warning.deploy_sha[:10]}: {warning.detail}. "
+        f"{warning.sli} (deploy {warning.deploy_sha[:10]}): {warning.detail}. "
         "Nothing is reverted on missing data."
     )
 
 
 def warning_payload(warning: WarningNotice, channel: str) -> dict[str, Any]:
-    """The exact `chat.postMessage` arguments for an early warning: no buttons (there is no
-    incident to confirm), the key in `metadata` like every other notice."""
+    """The exact `chat.postMessage` arguments for an early warning or a query failure: no
+    buttons (there is no incident to confirm), the key in `metadata` like every other notice."""
     title = WARNING_TITLES.get(warning.reason, warning.reason)
     header = f"{title} in {warning.service} ({warning.environment})"  # plain_text: no markup
     body = (
-        f"*SLI* `{escape(warning.sli)}` after deploy `{escape(warning.deploy_sha[:10])}`: "
+        f"*SLI* `{escape(warning.sli)}` (deploy `{escape(warning.deploy_sha[:10])}`): "
         f"{escape(warning.detail)}\n*No action*: missing data never reverts anything."
     )
     return {

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from attribution.store import Store
 from loop.clock import Clock
 from loop.config import Settings
+from loop.watch.query_health import QueryHealth
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.sources import MetricsSource
 from rollback.anthropic_fixer import AnthropicFixer
@@ -30,6 +31,8 @@ class WatchDeps:
     fixer: Fixer = TemplateFixer()  # noqa: RUF009 - stateless: one shared instance is safe
     action_retry_seconds: float = 30.0
     action_retry_cap: float = 600.0
+    query_health: QueryHealth = field(default_factory=QueryHealth)
+    """The SLIs whose queries fail now (`/readyz`, `/metrics`); one per app, shared by Watches."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

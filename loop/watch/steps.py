@@ -92,6 +92,9 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
     # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
     with tracer.start_as_current_span("watch.evaluate"):
         verdict = await evaluate(deps.source, service.slis, windows, now, deps.detector)
+    for failure in deps.query_health.record(deploy.service, verdict):  # logged once, not per step
+        log.error("service %s: SLI %s cannot be evaluated (%s): %s", failure.service,
+                  failure.sli, failure.cause, failure.reason)  # fmt: skip
     observed = Observations(deploy.id, now, [r.to_json() for r in verdict.results])
     kept = verdict.to_json()
     if verdict.status is Status.OBSERVING:
