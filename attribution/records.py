@@ -112,6 +112,7 @@ class ActionKind(StrEnum):
     FIX = "fix"
     CLOSE = "close"
     RANGE = "range"  # reads rather than changes: a deploy's change range, retried like the rest
+    WARN = "warn"  # an early warning (data gone, traffic fallen): a notice, never a revert
 
 
 class ActionStatus(StrEnum):

@@ -219,7 +219,7 @@ def _only(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
 
 _SLI_KEYS = {
     "kind", "bad", "total", "query", "direction", "tolerance", "min_events", "critical",
-    "version_label", "scrape_interval", "max_blip",
+    "version_label", "scrape_interval", "max_blip", "traffic_drop",
 }  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
@@ -272,6 +272,7 @@ def _sli(name: str, table: Mapping[str, Any], where: str) -> Sli:
             version_label=_typed(table, "version_label", str, "", where),
             scrape_interval=_optional_duration(table, "scrape_interval", where),
             max_blip=_optional_duration(table, "max_blip", where),
+            traffic_drop=_typed(table, "traffic_drop", float, 0.5, where),
         )
     except (SliError, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc

@@ -29,11 +29,12 @@ from typing import TypeVar, cast
 from opentelemetry import trace
 
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings, decide
+from observer.early_warning import early_warning
 from observer.gauge import assess_gauge_baselines
 from observer.scrape_interval import ScrapeIntervals, StepPlan, plan_step, step_too_short
 from observer.sequential import Baseline, Step, assess_ratio_steps
 from observer.slis import Sli, SliKind
-from observer.sources import MetricsError, MetricsSource, Series
+from observer.sources import MetricsError, MetricsSource, QueryRejected, Series
 from observer.verdict import SliResult, Status, Verdict
 
 T = TypeVar("T")
@@ -279,10 +280,17 @@ def judge(
         )  # fmt: skip
     windows_json = {**data.windows, "watch": [data.windows["watch"][0], end]}
     interval = data.plan.interval if data.plan is not None else None
+    before = next((pts for label, pts in baselines if label == "before"), [])
+    warning = early_warning(
+        watch, before, deployed_at=windows.deployed_at, step=windows.step, end=end,
+        ratio=sli.kind is SliKind.RATIO, traffic_drop=sli.traffic_drop,
+    )  # fmt: skip
     return replace(
         covered(result, len(watch), windows, end), queries=dict(data.queries),
         windows=windows_json, mode=data.mode, step=windows.step,
         scrape_interval=math.nan if interval is None else interval,
+        warning=str(warning.reason) if warning else "",
+        warning_detail=warning.detail if warning else "",
     )  # fmt: skip
 
 
@@ -327,11 +335,15 @@ async def observe_sli(
         data = await fetch_sli(source, sli, windows, now, plan)
     except MetricsError as exc:
         status = Status.INCONCLUSIVE if windows.complete(now) else Status.OBSERVING
+        cause = "query_rejected" if isinstance(exc, QueryRejected) else "source_unavailable"
         return SliResult(
             sli=sli.name, status=status, reason=f"metrics source failed: {exc}",
-            queries=sli.queries(windows.step),
+            queries=sli.queries(windows.step), failure=cause,
         )  # fmt: skip
-    return judge(sli, data, windows, now, settings)
+    result = judge(sli, data, windows, now, settings)
+    if not data.watch and not any(points for _, points in data.baselines):
+        return replace(result, failure="no_series")
+    return result
 
 
 async def evaluate(

@@ -49,6 +49,9 @@ class Sli:
     tolerance: float = 0.1
     min_events: int = 100
     critical: bool = True
+    traffic_drop: float = 0.5
+    """The share of the baseline's traffic (ratio SLIs) whose loss after the deploy raises an
+    early warning (`observer.early_warning`); 0 turns that warning off."""
     version_label: str = ""
     """Canary mode when set: the label whose value names the version (the deployed sha or its
     prefix); series of other versions over the same steps are the baseline."""
@@ -70,6 +73,10 @@ class Sli:
             raise SliError(f"SLI {self.name!r}: scrape_interval must be positive")
         if self.max_blip is not None and self.max_blip < 0:
             raise SliError(f"SLI {self.name!r}: max_blip must be >= 0, got {self.max_blip}")
+        if not 0 <= self.traffic_drop < 1:
+            raise SliError(
+                f"SLI {self.name!r}: traffic_drop must be in [0, 1), got {self.traffic_drop}"
+            )
         if self.min_events < 0:
             raise SliError(f"SLI {self.name!r}: min_events must be >= 0, got {self.min_events}")
 

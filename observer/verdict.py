@@ -42,6 +42,13 @@ class SliResult:
     """Seconds after the deploy where the excursion behind the statistic began."""
     mode: str = "before_after"
     """`before_after` (baselines before the deploy, a day and a week earlier) or `canary`."""
+    warning: str = ""
+    """An early warning's reason (`observer.early_warning.WarningReason`), empty when none."""
+    warning_detail: str = ""
+    failure: str = ""
+    """Why the SLI's queries gave nothing to judge: `query_rejected` (a PromQL error),
+    `source_unavailable` (the source unreachable or failing) or `no_series` (the queries match
+    nothing, before the deploy or after); empty when they answered."""
     queries: dict[str, str] = field(default_factory=dict)
     windows: dict[str, list[float]] = field(default_factory=dict)
     """Named [start, end] Unix-second windows that were queried: `watch`, `before`, `1d`, ..."""

@@ -14,8 +14,14 @@ import hashlib
 import json
 from typing import TextIO
 
-from rollback.notify import Delivery, Notice, Reply, Upload
-from rollback.slack import message_payload, render_text, reply_payload
+from rollback.notify import Delivery, Notice, Reply, Upload, WarningNotice
+from rollback.slack import (
+    message_payload,
+    render_text,
+    reply_payload,
+    warning_payload,
+    warning_text,
+)
 
 
 class ConsoleNotifier:
@@ -32,6 +38,14 @@ class ConsoleNotifier:
         self._stream.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         self._stream.flush()
         return Delivery(channel=self._channel, ts=console_ts(notice.key))
+
+    async def warn(self, warning: WarningNotice) -> Delivery:
+        """Print the warning's payload; its `ts` depends only on its key."""
+        payload = warning_payload(warning, self._channel)
+        self._stream.write(f"[warn {self._channel}] {warning_text(warning)}\n")
+        self._stream.write(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        self._stream.flush()
+        return Delivery(channel=self._channel, ts=console_ts(warning.key))
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         """Print the reply's payload; its `ts` depends only on its key."""

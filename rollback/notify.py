@@ -77,6 +77,22 @@ class Notice:
 
 
 @dataclass(frozen=True, slots=True)
+class WarningNotice:
+    """An early warning (data gone, traffic fallen): a thread of its own, no buttons, no revert;
+    rendered by `rollback.slack.warning_payload`."""
+
+    key: str
+    service: str
+    environment: str
+    deploy_sha: str
+    sli: str
+    reason: str
+    detail: str
+    raised_at: float
+    """When the warning was first raised (epoch seconds): the duplicate check reads back to then."""
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """One reply in an incident's thread; `key` makes it idempotent."""
 
@@ -111,6 +127,10 @@ class Notifier(Protocol):
     async def send(self, notice: Notice) -> Delivery:
         """Deliver `notice` as a thread's first message; raise `NotifyRetryable` or
         `NotifyRejected` on failure."""
+        ...
+
+    async def warn(self, warning: WarningNotice) -> Delivery:
+        """Deliver `warning` as a message of its own (once per `warning.key`)."""
         ...
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:

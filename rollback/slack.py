@@ -30,7 +30,7 @@ from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from observer.retry import Sleep
-from rollback.notify import Delivery, Notice, Reply, Upload
+from rollback.notify import Delivery, Notice, Reply, Upload, WarningNotice
 from rollback.slack_web import SlackWeb
 
 EVENT_TYPE = "rearguard_notice"
@@ -76,6 +76,14 @@ class SlackNotifier:
         oldest = max(notice.opened_at - CLOCK_SKEW, 0.0)
         client = self._web.client
         return await self._post(message_payload(notice, self._channel), notice.key,
+                                client.conversations_history, channel=self._channel,
+                                oldest=f"{oldest:.6f}")  # fmt: skip
+
+    async def warn(self, warning: WarningNotice) -> Delivery:
+        """Post `warning` unless the channel already shows a message with its key."""
+        oldest = max(warning.raised_at - CLOCK_SKEW, 0.0)
+        client = self._web.client
+        return await self._post(warning_payload(warning, self._channel), warning.key,
                                 client.conversations_history, channel=self._channel,
                                 oldest=f"{oldest:.6f}")  # fmt: skip
 
@@ -264,5 +272,52 @@ def message_payload(notice: Notice, channel: str) -> dict[str, Any]:
         "metadata": {
             "event_type": EVENT_TYPE,
             "event_payload": {"key": notice.key, "incident_id": notice.incident_id},
+        },
+    }
+
+
+WARNING_TITLES = {
+    "vanished": "SLI data vanished",
+    "counters_reset": "Request counters reset",
+    "traffic_drop": "Traffic dropped",
+    "query_rejected": "SLI query rejected",
+    "source_unavailable": "Metrics source unreachable",
+    "no_series": "SLI query returns no series",
+}
+
+
+def warning_text(warning: WarningNotice) -> str:
+    """A warning's fallback text, as mrkdwn (every part escaped)."""
+    title = WARNING_TITLES.get(warning.reason, warning.reason)
+    return escape(
+        f"Rearguard warning: {warning.service}/{warning.environment} {title.lower()} on SLI "
+        f"{warning.sli} (deploy {warning.deploy_sha[:10]}): {warning.detail}. "
+        "Nothing is reverted on missing data."
+    )
+
+
+def warning_payload(warning: WarningNotice, channel: str) -> dict[str, Any]:
+    """The exact `chat.postMessage` arguments for an early warning or a query failure: no
+    buttons (there is no incident to confirm), the key in `metadata` like every other notice."""
+    title = WARNING_TITLES.get(warning.reason, warning.reason)
+    header = f"{title} in {warning.service} ({warning.environment})"  # plain_text: no markup
+    body = (
+        f"*SLI* `{escape(warning.sli)}` (deploy `{escape(warning.deploy_sha[:10])}`): "
+        f"{escape(warning.detail)}\n*No action*: missing data never reverts anything."
+    )
+    return {
+        "channel": channel,
+        "text": warning_text(warning),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": header[:150]}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": body[:3000]}},
+            {
+                "type": "context",
+                "elements": [{"type": "mrkdwn", "text": f"warning `{escape(warning.reason)}`"}],
+            },
+        ],
+        "metadata": {
+            "event_type": EVENT_TYPE,
+            "event_payload": {"key": warning.key, "warning": warning.reason},
         },
     }

@@ -6,6 +6,9 @@ restarts and never drift from the truth. Refused requests are not the store's bu
 request writes nothing): they are counted in the process, by route and reason code, both from
 fixed sets, so no request can make up a label value. The OpenTelemetry SDK holds the gauges and
 the counter, and its Prometheus reader renders them, on a registry of this app's own.
+`rearguard_sli_query_failures_total{service,sli,cause}` counts the evaluations whose SLI queries
+failed (`loop.watch.query_health`; service and SLI names come from the config, causes from a
+fixed set).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 
 from attribution.store import Store
 from attribution.store_stats import GAUGES
+from loop.watch.query_health import QueryHealth
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -37,13 +41,24 @@ class OwnMetrics:
             description="Requests answered with an error, by route template and reason code.",
         )
 
+        self._query_failures = meter.create_counter(
+            "rearguard_sli_query_failures",
+            description="Evaluations whose SLI queries failed, by service, SLI and cause.",
+        )
+        self._failures_seen: dict[tuple[str, str, str], int] = {}
+
     def refused(self, route: str, reason: str) -> None:
         """Count one refused request; the caller passes a route template and a reason code,
         never text taken from the request."""
         self._refused.add(1, {"route": route, "reason": reason})
 
-    async def render(self, store: Store) -> bytes:
-        """Read the counts from the store and render them."""
+    async def render(self, store: Store, health: QueryHealth | None = None) -> bytes:
+        """Read the counts from the store (and the query failures from `health`), render them."""
+        for (service, sli, cause), total in (health.counts if health else {}).items():
+            added = total - self._failures_seen.get((service, sli, cause), 0)
+            if added > 0:
+                self._query_failures.add(added, {"service": service, "sli": sli, "cause": cause})
+            self._failures_seen[(service, sli, cause)] = total
         for count in await store.stats.counts():
             now = dict(count.values)
             # A label set that has emptied (every Watch left `deployed`) must read 0, not its

@@ -37,7 +37,8 @@ def reader(handler: Handler) -> Handler:
 
 async def metrics(request: web.Request) -> web.Response:
     """Rearguard's own state for Prometheus, read from the store at scrape time."""
-    body = await request.app[METRICS].render(request.app[DEPS].store)
+    deps = request.app[DEPS]
+    body = await request.app[METRICS].render(deps.store, deps.query_health)
     return web.Response(body=body, headers={"Content-Type": METRICS_CONTENT_TYPE})
 
 
@@ -89,13 +90,22 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready when the store can write now: a committed write, not a read."""
+    """Ready when the store can write now: a committed write, not a read. SLIs whose queries
+    fail make the answer `degraded`, still 200: webhooks and deploys are still taken in, and a
+    load balancer must not drop every replica over one PromQL typo."""
     deps = request.app.get(DEPS)
     if deps is None:
         return error_response(503, "starting", "the store is not open yet")
     reason = await deps.store.health.ready()
     if reason is not None:
         return error_response(503, "store_unwritable", f"the store cannot write: {reason}")
+    failing = deps.query_health.current()
+    if failing:
+        return web.json_response({
+            "status": "degraded",
+            "failures": [{"service": f.service, "sli": f.sli, "cause": f.cause,
+                          "reason": f.reason} for f in failing],
+        })  # fmt: skip
     return web.json_response({"status": "ready"})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from attribution.records import Deploy, Incident, MergedPR
+from attribution.records import ActionKind, Deploy, Incident, MergedPR
 from attribution.store import Store
 
 
@@ -43,7 +43,17 @@ async def deploy_view(store: Store, deploy: Deploy) -> dict[str, Any]:
         "prs": [pr_view(p) for p in prs],
         "timeline": timeline,
         "incident_id": incident_id,
+        "warnings": await warnings_view(store, deploy.id),
     }
+
+
+async def warnings_view(store: Store, deploy_id: str) -> list[dict[str, Any]]:
+    """The deploy's early warnings as journalled actions (`loop.watch.warnings`)."""
+    return [
+        {"key": a.id, "status": str(a.status), "detail": a.detail, "error": a.error}
+        for a in await store.incidents.actions(deploy_id)
+        if a.kind is ActionKind.WARN
+    ]
 
 
 async def incident_view(store: Store, incident: Incident) -> dict[str, Any]:

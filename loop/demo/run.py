@@ -35,8 +35,8 @@ from loop.watch.scheduler import run_due
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge
-from rollback.notify import Delivery, Notice, Reply, Upload
-from rollback.slack import message_payload, reply_payload
+from rollback.notify import Delivery, Notice, Reply, Upload, WarningNotice
+from rollback.slack import message_payload, reply_payload, warning_payload
 
 SERVICE = "checkout"
 STEP = 30.0
@@ -134,6 +134,10 @@ class CapturingNotifier:
     async def send(self, notice: Notice) -> Delivery:
         self.payloads.append(message_payload(notice, self._channel))
         return await self._inner.send(notice)
+
+    async def warn(self, warning: WarningNotice) -> Delivery:
+        self.payloads.append(warning_payload(warning, self._channel))
+        return await self._inner.warn(warning)
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         self.payloads.append(reply_payload(reply, thread.channel, thread.ts))

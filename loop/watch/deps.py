@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from attribution.store import Store
 from loop.clock import Clock
 from loop.config import Settings
+from loop.watch.query_health import QueryHealth
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.scrape_interval import ScrapeIntervals
 from observer.sources import MetricsSource
@@ -33,6 +34,8 @@ class WatchDeps:
     action_retry_cap: float = 600.0
     intervals: ScrapeIntervals = field(default_factory=ScrapeIntervals)
     """Scrape intervals learnt from the SLIs' samples, kept across evaluations."""
+    query_health: QueryHealth = field(default_factory=QueryHealth)
+    """The SLIs whose queries fail now (`/readyz`, `/metrics`); one per app, shared by Watches."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

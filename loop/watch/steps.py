@@ -27,6 +27,7 @@ from loop.watch.phases import Phase
 from loop.watch.recovery import link_revert_deploy, verify
 from loop.watch.respond import respond
 from loop.watch.transitions import Turn, moved
+from loop.watch.warnings import post_warnings
 from observer.observe import Windows, evaluate
 from observer.verdict import Status, Verdict
 from rollback.policy import effective, plan
@@ -94,6 +95,9 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
             deps.source, service.slis, windows, now, deps.detector, intervals=deps.intervals,
             scrape_interval=deps.settings.prometheus_scrape_interval,
         )  # fmt: skip
+    for failure in deps.query_health.record(deploy.service, verdict):  # logged once, not per step
+        log.error("service %s: SLI %s cannot be evaluated (%s): %s", failure.service,
+                  failure.sli, failure.cause, failure.reason)  # fmt: skip
     observed = Observations(deploy.id, now, [r.to_json() for r in verdict.results])
     kept = verdict.to_json()
     if verdict.status is Status.OBSERVING:
@@ -116,7 +120,10 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
         changes = await _changes(deps, deploy, service)
         final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
         move = turn.to(final, verdict.reason, now, verdict=kept, rows=(*changes.rows, observed))
-    return await moved(deps, move)
+    phase = await moved(deps, move)
+    if phase is not None:  # the evaluation is written: its warnings may go out (never a revert)
+        await post_warnings(deps, deploy, verdict)
+    return phase
 
 
 def next_step_due(deployed_at: float, step: float, now: float) -> float:

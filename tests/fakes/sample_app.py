@@ -100,6 +100,12 @@ class SampleApp:
             self._counters.setdefault(service, _Counters())
         return new
 
+    def forget(self, service: str) -> None:
+        """Stop exposing `service`'s series, as a service that stopped reporting would."""
+        with self._lock:
+            self._traffic.pop(service, None)
+            self._counters.pop(service, None)
+
     def advance(self, seconds: float) -> None:
         """Simulate `seconds` of traffic for every service (the background task calls this)."""
         with self._lock:
