@@ -220,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
             else {}
         ),
         "scraped": (
-            {k: v for k, v in scraped_result.items() if k not in ("by_scrape_interval", "by_kind")}
+            {
+                k: v
+                for k, v in scraped_result.items()
+                if k not in ("by_scrape_interval", "by_kind", "rows")
+            }
             if scraped_result
             else "skipped (--no-scraped)"
         ),

@@ -49,6 +49,7 @@ from bench.detection.scraped_scenarios import (
     scrape,
 )
 from loop.config import ServiceSettings, load_settings
+from observer import observe
 from observer.detect import decide
 from observer.observe import SliData, Windows, fetch_sli, judge
 from observer.prometheus import PrometheusSource
@@ -116,16 +117,22 @@ async def fetch_all(
     url: str, slis: Sequence[Sli], windows: Windows, *, concurrency: int = 8
 ) -> list[SliData | str]:
     """Each SLI's whole watch and baselines, fetched once at the watch's end, a few at a time;
-    a source error is kept as its message."""
+    a source error is kept as its message. Where the observer plans each SLI's step from its
+    data's scrape interval (`observe.step_plan`, det-interval), the plan is made as the Watch
+    has it, from the data up to the deploy, and the fetch made on it."""
     gate = asyncio.Semaphore(concurrency)
     end = windows.deployed_at + windows.watch
+    plan_step = getattr(observe, "step_plan", None)
 
     async with PrometheusSource(url, timeout=30.0) as source:
 
         async def one(sli: Sli) -> SliData | str:
             async with gate:
                 try:
-                    return await fetch_sli(source, sli, windows, end)
+                    if plan_step is None:
+                        return await fetch_sli(source, sli, windows, end)
+                    plan = await plan_step(source, sli, windows.step, windows.deployed_at)
+                    return await fetch_sli(source, sli, windows, end, plan)  # type: ignore[call-arg, unused-ignore]
                 except Exception as exc:  # noqa: BLE001 - a failed fetch is a result to report
                     return f"{type(exc).__name__}: {exc}"
 
