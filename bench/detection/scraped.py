@@ -307,11 +307,13 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
 def run(seed: int, per_kind: dict[str, int], workers: int = 2) -> dict[str, Any]:
     """Every interval; the figures overall, per interval and per kind, and every row."""
     rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
     with ProcessPoolExecutor(workers) as pool:
         for interval in INTERVALS:
             rows += run_interval(interval, seed, per_kind, pool)
     return {
         "seed": seed,
+        "seconds": round(time.perf_counter() - started, 1),
         "config": str(EXAMPLE.name),
         "sli": "http_errors",
         "references": (
