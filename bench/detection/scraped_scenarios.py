@@ -14,6 +14,7 @@ regressed from the deploy on; `vanish` and `drop` are warnings (data missing, ne
 from __future__ import annotations
 
 import random
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -143,7 +144,8 @@ class Scraped:
 
 def scrape(s: Scenario, deployed_at: int, interval: int, seed: int) -> Scraped:
     """Draw the events per second and keep the counters at each scrape (none where missing)."""
-    gen = np.random.default_rng(abs(hash((seed, s.name, interval))) % 2**32)
+    # crc32, not hash(): str hashes change with every process, and the draws must not.
+    gen = np.random.default_rng(zlib.crc32(f"{seed}-{s.name}-{interval}".encode()))
 
     def counters(
         rate: np.ndarray, ratio: np.ndarray, start: int, missing: np.ndarray | None
