@@ -54,6 +54,8 @@ typecheck: $(TSTAMP)
 
 # Rearguard's detector against peer-style detectors and an oracle; prints a table and writes
 # bench/results/detection.json. Real series from $$REARGUARD_SHARED_FIXTURES/nab (default ../shared/fixtures).
+# Its second half serves deploys from a real Prometheus at 15/30/60 s scrapes (needs `prometheus`
+# and `promtool`); ARGS="--quick" for a tenth, ARGS="--no-scraped" to skip it.
 bench-detection: $(STAMP)
 	$(PY) -m bench.detection.run $(ARGS)
 

@@ -3,7 +3,8 @@
 Rearguard's detector is driven exactly as the Watch drives it: `observer.observe.judge` on the
 data fetched so far, once per step, stopping at the first final verdict; steps where the source
 fails are evaluations that did not happen. Prints a table and writes
-bench/results/detection.json. Seeded; `--quick` runs a smaller set.
+bench/results/detection.json. Seeded; `--quick` runs a smaller set. The real-Prometheus half
+(15, 30 and 60 s scrapes, the example config's queries) is `bench/detection/scraped.py`.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.detection import peers
+from bench.detection import peers, scraped
 from bench.detection.scenarios import (
     BASE_RATIOS,
     EFFECTS,
@@ -156,6 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=20261102)
     parser.add_argument("--quick", action="store_true", help="a small set, for a smoke run")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--no-scraped", action="store_true", help="skip the real-Prometheus half (15/30/60 s)"
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     clean_reps, reg_reps, cal = (6, 1, 60) if args.quick else (30, 5, 200)
@@ -197,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     print(file=sys.stderr)
     names = list(detectors)
     summaries = {n: _summary(rows, n) for n in names}
+    scraped_result = None if args.no_scraped else _scraped(args.seed + 3, args.quick)
     anomalies = [r for r in rows if r["variant"] == "nab-anomaly"]
     result = {
         "seed": args.seed,
@@ -207,7 +212,22 @@ def main(argv: list[str] | None = None) -> int:
         "summary": {
             **summaries["rearguard"],
             "peers": {n: summaries[n] for n in names if n != "rearguard"},
+            **({k: scraped_result["all"].get(k) for k in SCRAPED_KEYS} if scraped_result else {}),
         },
+        **(
+            {k: scraped_result[k] for k in ("by_scrape_interval", "by_kind")}
+            if scraped_result
+            else {}
+        ),
+        "scraped": (
+            {
+                k: v
+                for k, v in scraped_result.items()
+                if k not in ("by_scrape_interval", "by_kind", "rows")
+            }
+            if scraped_result
+            else "skipped (--no-scraped)"
+        ),
         "recall_by_effect_and_traffic": _recall_table(
             rows, [*names, "oracle", "oracle_two_sample"]
         ),
@@ -229,9 +249,59 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    result["seconds"] = round(time.perf_counter() - started, 1)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     _print(summaries, result)
+    if scraped_result:
+        _print_scraped(scraped_result)
     return 0
+
+
+SCRAPED_KEYS = (
+    "false_rollback_rate_all_clean_kinds",
+    "recall_of_two_sample_detections_by_rps",
+    "median_delay_ratio_to_two_sample_scraped",
+    "warned_within_5_steps_share",
+)
+SCRAPED_PER_KIND = {
+    "clean": 150, "burst": 90, "blip": 60, "peak": 60, "gap": 60,
+    "ramp": 30, "step": 120, "vanish": 40, "drop": 40,
+}  # fmt: skip
+
+
+def _scraped(seed: int, quick: bool) -> dict[str, Any]:
+    """The real-Prometheus half (bench/detection/scraped.py), on its own seed."""
+    per_kind = {k: max(2, n // 10) for k, n in SCRAPED_PER_KIND.items()} if quick else None
+    result = scraped.run(seed, per_kind or SCRAPED_PER_KIND)
+    # The synthetic half already has `median_delay_ratio_to_two_sample` in `summary`; the
+    # scraped figure sits beside it under its own name there and under its plain name per
+    # interval and per kind.
+    result["all"]["median_delay_ratio_to_two_sample_scraped"] = result["all"][
+        "median_delay_ratio_to_two_sample"
+    ]
+    return result
+
+
+def _print_scraped(result: dict[str, Any]) -> None:
+    print(f"scraped (real Prometheus, example config's http_errors), seed {result['seed']}")
+    print("| group | deploys | verdicts | false rollbacks (clean kinds) | recall of two-sample "
+          "by rps | delay / two-sample | recall of oracle by rps | delay / oracle "
+          "| warned <= 5 steps |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|")
+    groups = {"all": result["all"], **result["by_scrape_interval"], **result["by_kind"]}
+    for name, f in groups.items():
+        verdicts = " ".join(f"{k}:{v}" for k, v in f["verdicts"].items())
+        print(f"| {name} | {f['deploys']} | {verdicts} | "
+              f"{_fmt(f['false_rollback_rate_all_clean_kinds'])} | "
+              f"{_by_rps(f['recall_of_two_sample_detections_by_rps'])} | "
+              f"{_fmt(f['median_delay_ratio_to_two_sample'], False)} | "
+              f"{_by_rps(f['recall_of_oracle_detections_by_rps'])} | "
+              f"{_fmt(f['median_delay_ratio_to_oracle'], False)} | "
+              f"{_fmt(f['warned_within_5_steps_share'])} |")  # fmt: skip
+
+
+def _by_rps(shares: dict[str, float | None]) -> str:
+    return " ".join(f"{k}:{_fmt(v)}" for k, v in shares.items()) or "-"
 
 
 def _fmt(value: float | None, pct: bool = True) -> str:
