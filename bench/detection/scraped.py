@@ -139,18 +139,12 @@ async def fetch_all(
         return list(await asyncio.gather(*(one(s) for s in slis)))
 
 
-def _warning_status() -> Status | None:
-    """The early-warning status, once the observer has one (det-warn); None until then."""
-    return next((s for s in Status if s.value == "warning"), None)
-
-
 def walk(job: tuple[Sli, SliData | str, Windows, frozenset[int]]) -> tuple[Decision, int | None]:
     """The Watch's evaluations one step at a time: the final verdict and its step, and the first
-    step with a warning (None if never, or if the observer has no warnings yet)."""
+    step whose result carries an early warning (`SliResult.warning`; None if never)."""
     sli, data, windows, down = job
     if isinstance(data, str):
         return ("error", None), None
-    warning = _warning_status()
     first_warning: int | None = None
     n = windows.horizon
     for k in range(n):
@@ -160,13 +154,9 @@ def walk(job: tuple[Sli, SliData | str, Windows, frozenset[int]]) -> tuple[Decis
             continue
         result = judge(sli, data, windows, windows.deployed_at + (k + 1) * windows.step)
         verdict = decide([sli], [result], k == n - 1)
-        if (
-            warning is not None
-            and first_warning is None
-            and warning in (verdict.status, result.status)
-        ):
+        if first_warning is None and result.warning:
             first_warning = k
-        if verdict.status not in (Status.OBSERVING, warning):
+        if verdict.status is not Status.OBSERVING:
             status = str(verdict.status)
             return (status, k if verdict.status is Status.REGRESSED else None), first_warning
     return ("inconclusive", None), first_warning
@@ -287,13 +277,8 @@ def figures(rows: list[dict[str, Any]]) -> dict[str, Any]:
         ]
         out[f"recall_of_{ref}_detections_by_rps"] = by_rps if regressed else {}
         out[f"median_delay_ratio_to_{ref}"] = statistics.median(ratios) if ratios else None
-    if _warning_status() is None or not warned:
+    if not warned:
         out["warned_within_5_steps_share"] = None
-        if warned:
-            out["warned_note"] = (
-                "observer has no early-warning status on this branch (det-warn not merged): "
-                "not measured"
-            )
     else:
         on_time = [
             r for r in warned
