@@ -101,7 +101,11 @@ async def _check(
     if permissions == "read":
         github.permissions = {"admin": False, "maintain": False, "push": False,
                               "triage": False, "pull": True}  # fmt: skip
-    async with github, FakeSlack(channels=[CHANNEL]) as slack:
+    slack_fake = FakeSlack(channels=[CHANNEL])
+    slack_fake.scopes = tuple(
+        kw.pop("scopes", "chat:write,channels:history,files:write").split(",")
+    )
+    async with github, slack_fake as slack:
         config = _config(tmp_path / "rearguard.toml", prometheus.url, github.url, slack.url, **kw)
         code = await run_check(load_settings(config, ENV))
     out = capsys.readouterr().out
@@ -145,6 +149,11 @@ async def test_a_working_config_passes_every_check(
             {"permissions": "read"},
             "FAIL github acme/ck: no push permission on the repository; propose mode opens",
             id="read-only-token",
+        ),
+        pytest.param(
+            {"scopes": "chat:write,channels:history"},
+            "FAIL slack token: missing scope(s) files:write",
+            id="slack-scope-missing",
         ),
         pytest.param(
             {"channel": "C0WRONG99"},

@@ -242,6 +242,11 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      id="unknown-section"),
         pytest.param(swap('step = "30s"', 'step = "250ms"'), "step: must be at least 1s",
                      id="sub-second-step"),
+        pytest.param(swap("[prometheus]\n", '[prometheus]\nheaders = { Authorization = "x" }\n'),
+                     "prometheus.headers.Authorization: credentials come from the environment",
+                     id="authorization-in-file"),
+        pytest.param(swap("[prometheus]\n", '[prometheus]\nca_file = "/nonexistent/ca.pem"\n'),
+                     "prometheus.ca_file: no such file", id="missing-ca-file"),
     ],
 )  # fmt: skip
 def test_bad_config_names_the_key(tmp_path: Path, text: str, names: str) -> None:
@@ -320,3 +325,20 @@ def test_parse_duration_refuses_the_rest(value: object) -> None:
     """Zero, negative, unknown-unit, non-finite and non-duration values are refused."""
     with pytest.raises(ConfigError, match=r"^here: expected a positive duration"):
         parse_duration(value, "here")
+
+
+def test_prometheus_credentials_come_from_the_environment(tmp_path: Path) -> None:
+    """A bearer token or basic auth from the environment, beside the file's headers; both at
+    once is refused; the settings' repr shows no secret."""
+    text = CONFIG.replace("[prometheus]\n", '[prometheus]\nheaders = { "X-Scope-OrgID" = "t1" }\n')
+    bearer = load(tmp_path, text, {"REARGUARD_PROMETHEUS_TOKEN": "prom-token-123"})
+    assert bearer.prometheus_auth.all_headers() == {
+        "X-Scope-OrgID": "t1", "Authorization": "Bearer prom-token-123",
+    }  # fmt: skip
+    assert "prom-token-123" not in repr(bearer)
+    basic = load(tmp_path, text, {"REARGUARD_PROMETHEUS_USER": "u",
+                                  "REARGUARD_PROMETHEUS_PASSWORD": "p"})  # fmt: skip
+    assert basic.prometheus_auth.all_headers()["Authorization"] == "Basic dTpw"
+    with pytest.raises(ConfigError, match="not both"):
+        load(tmp_path, text, {"REARGUARD_PROMETHEUS_USER": "u",
+                              "REARGUARD_PROMETHEUS_TOKEN": "t"})  # fmt: skip

@@ -15,6 +15,8 @@ fake's requests the way one repository would):
 - `head_sha(branch)`, `read_file(path, ref)`, `pulls` (every PR), `open_pulls()`,
   `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log, the path
   decoded) and `raw_requests` (the same as sent: path still quoted, query included).
+- `permissions` (what `GET /repos/{o}/{r}` reports of the token; push by default) and
+  `oauth_scopes` (the `X-OAuth-Scopes` of a classic token; None: a fine-grained one).
 - `pull_request_closed_webhook(number)`, `deployment_status_webhook(sha, environment, state)`.
 - Faults: `fail_next(count, status, match=, after=)`, `delay(seconds)`,
   `rate_limit_next(retry_after, secondary=, count=, status=, match=)`,

@@ -90,6 +90,9 @@ class FakeSlack:
         self.files: list[FakeFile] = []
         # Every request's method name in arrival order, retries included.
         self.calls: list[str] = []
+        # The bot token's scopes, sent as `x-oauth-scopes` on every answer as Slack does;
+        # None sends no header.
+        self.scopes: tuple[str, ...] | None = None
         self.app = web.Application()
         self.app.router.add_route("*", "/api/{method}", self._dispatch)
         self.app.router.add_post("/upload/{file_id}", self._upload)
@@ -221,7 +224,8 @@ class FakeSlack:
         except PageError as exc:
             answer = {"ok": False, "error": str(exc)}
         if fault is None:
-            return web.json_response(answer)
+            scopes = {} if self.scopes is None else {"x-oauth-scopes": ",".join(self.scopes)}
+            return web.json_response(answer, headers=scopes)
         if fault.when == "answer":
             return _fault_response(fault)
         return await self._drop(request, fault.hold)
