@@ -160,7 +160,8 @@ async def test_unchanged_metrics_are_healthy_and_open_nothing(
 async def test_prometheus_stopped_mid_watch_is_inconclusive(
     loop: Loop, traffic: SampleApp, prometheus: PrometheusServer
 ) -> None:
-    """Prometheus stopped after the first steps: inconclusive with the reason, no revert."""
+    """Prometheus stopped after the first steps: inconclusive with the reason, no revert, one
+    notice that Prometheus is unreachable."""
     initial = loop.github.head_sha()
     pr = loop.github.merge_pr("Change timeouts", AGENT_BODY.format(
         what="Timeouts", session="sess-o", spec=30))  # fmt: skip
@@ -178,4 +179,6 @@ async def test_prometheus_stopped_mid_watch_is_inconclusive(
     assert view["phase"] == "inconclusive", view
     assert "metrics source failed" in view["reason"]
     assert loop.github.created_pulls() == []
-    assert loop.slack.messages == []
+    # The one message: Prometheus unreachable, posted once however many evaluations failed.
+    keys = [(m.metadata or {}).get("event_payload", {}).get("key") for m in loop.slack.messages]
+    assert keys == ["query-failure-e2e-outage-source_unavailable"]
