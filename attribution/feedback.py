@@ -128,6 +128,9 @@ def report(
             "smoothed_rate": round(rate, 4),
             "overall_rate": round(hist.base_rate, 4),
         })  # fmt: skip
+        if dimension == "agent":  # `human:x` and `unknown:x` (no marker) are kept apart
+            kind, _, rest = value.partition(":")
+            rows[-1]["authorship"] = kind if rest and kind in ("human", "unknown") else "agent"
     return rows
 
 

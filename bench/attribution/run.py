@@ -125,6 +125,7 @@ def evaluate(
             "order": order[:3],
             "baselines": {k: v[:3] for k, v in _baselines(changes, evidence).items()},
             "by_bar": by_bar,
+            "provenance": _provenance(incident),
         }
         rows.append(row)
         # What the store would learn: the outcome of the revert, and a person's word after it.
@@ -137,6 +138,22 @@ def evaluate(
         signals.append(Signal(iid, "confirmed", incident.culprits[0]))
         deployed += changes
     return rows
+
+
+def _provenance(incident: Incident) -> dict[str, Any]:
+    """The culprit's named authorship against what its markers truly record."""
+    pr = next(p for p in incident.deploy.prs if p.number == incident.culprits[0])
+    assert pr.shape is not None
+    assert pr.record is not None
+    truth, ident = pr.shape, pr.record.identity
+    return {
+        "marked": truth.marked and truth.agent is not None,
+        "agent_ok": ident.is_agent and ident.name == truth.agent,
+        "model": None if truth.model is None else ident.model == truth.model,
+        "session": None if truth.session is None else ident.session == truth.session,
+        "wrongly_human": ident.kind == "human" and not truth.human_evidence,
+        "unknown": ident.kind == "unknown",
+    }
 
 
 def _rate(hits: int, n: int) -> float | None:
@@ -189,8 +206,17 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
         best = max(entry[name]["top1"] or 0.0 for name in BASELINES[:3])
         entry["not_below_best_baseline"] = (entry["rearguard"]["top1"] or 0.0) >= best
         by_kind[kind] = entry
+    prov = [r["provenance"] for r in rows]
+    marked = [p for p in prov if p["marked"]]
+    models = [p["model"] for p in prov if p["model"] is not None]
+    sessions = [p["session"] for p in prov if p["session"] is not None]
     summary = {
         "incidents": len(rows),
+        "agent_correct": _rate(sum(p["agent_ok"] for p in marked), len(marked)),
+        "model_correct_where_recorded": _rate(sum(models), len(models)),
+        "session_correct_where_recorded": _rate(sum(sessions), len(sessions)),
+        "wrongly_human": _rate(sum(p["wrongly_human"] for p in prov), len(prov)),
+        "unknown_share": _rate(sum(p["unknown"] for p in prov), len(prov)),
         "top1_with_trace_or_route": _rate(
             sum(r["top"] in r["culprits"] for r in strong), len(strong)
         ),

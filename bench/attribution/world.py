@@ -27,6 +27,7 @@ from attribution.diffs import FileChange, changed_edits, changed_ranges, matches
 from attribution.evidence import PrChange
 from attribution.identity import identify
 from attribution.records import MergedPR
+from bench.attribution.markers import RULES, Shape, shape
 from rollback.localgit import parse_git_diff
 
 AREAS = ("checkout", "payments", "cart", "search", "users", "inventory", "shipping", "notify")
@@ -77,6 +78,7 @@ class Pr:
     lines: int = 0
     touched: dict[str, str | None] = field(default_factory=dict)  # path -> renamed-from
     record: MergedPR | None = None
+    shape: Shape | None = None
     change: PrChange | None = None
 
 
@@ -249,19 +251,23 @@ def resolve(
     for deploy in stream.deploys:
         for pr in deploy.prs:
             sha = marks[pr_marks[pr.number]]
-            body = _body(pr)
+            pr.shape = shape(pr.number, pr.agent, pr.author, stream.index)
+            body = pr.shape.body
             pr.record = MergedPR(
                 repo=repo,
                 number=pr.number,
                 title=f"{pr.area}: change {pr.number}",
-                author=pr.author,
+                author=pr.shape.author,
                 url=f"https://github.com/{repo}/pull/{pr.number}",
                 merge_sha=sha,
                 head_sha=sha,
                 base_ref="main",
                 merged_at=float(pr.number),
                 body=body,
-                identity=identify(pr.author, body, repo=repo),
+                identity=identify(
+                    pr.shape.author, body, repo=repo, head_ref=pr.shape.branch, rules=RULES
+                ),
+                head_ref=pr.shape.branch,
                 files=tuple(pr.touched),
             )
             pr.change = PrChange(pr.record, tuple(files.get(sha, ())))
@@ -272,12 +278,3 @@ def resolve(
         found = change_set(commits, records)
         by_number = {p.number: p for p in deploy.prs}
         deploy.changes = [by_number[p.number].change for p in found.prs if p.number in by_number]  # type: ignore[misc]
-
-
-def _body(pr: Pr) -> str:
-    if pr.agent is None:
-        return f"A change to {pr.area}.\n"
-    return (
-        f"A change to {pr.area}.\n\nAgent-Session: {pr.session}\nAgent-Name: {pr.agent}\n"
-        f"Agent-Model: {pr.model}\nSpec: {REPO}#{1000 + pr.number % 97}\n"
-    )
