@@ -2,7 +2,9 @@
 
 Keys are case-insensitive and may appear in the PR body or the merge commit message (the body
 wins). Fallbacks, in order: an `agent:<name>` label; a `Co-authored-by:` line naming a known
-agent. A PR with none of these is a human PR, attributed to its author — never dropped. Given the
+agent. The PR-level markers of `attribution.markers` (bot authors, branches, session links)
+come between. A PR with none of these is of "unknown" authorship, attributed to its author —
+never dropped, and never called human without a human-only rule. Given the
 PR's repository, a bare `#N` spec is qualified as `owner/repo#N`, so one spec reads the same
 whichever way a PR names it and specs of different repositories never merge in reports.
 """
@@ -11,8 +13,9 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from attribution.markers import DEFAULT_RULES, MarkerRule, combine, find_markers
 from attribution.records import AgentIdentity
 
 KNOWN_AGENTS = (
@@ -87,31 +90,68 @@ def identify(
     known_agents: Iterable[str] = KNOWN_AGENTS,
     *,
     repo: str | None = None,
+    head_ref: str | None = None,
+    rules: Sequence[MarkerRule] = DEFAULT_RULES,
 ) -> AgentIdentity:
-    """Identify who wrote a PR from its body, merge commit message, labels and author.
+    """Identify who wrote a PR from its body, merge commit message, labels, author and branch.
 
-    `repo` (`owner/name`) qualifies a bare `#N` spec; without it the spec stays `#N`.
+    Explicit `Agent-*` trailers and an `agent:` label win; else the marker `rules` (bot authors,
+    branches, session links, co-author trailers); else a co-author line naming a known agent.
+    Without any of these the authorship is "unknown" — "human" only when a human-only rule
+    matched. `repo` (`owner/name`) qualifies a bare `#N` spec; without it the spec stays `#N`.
     """
     texts = (body or "", commit_message or "")
     found = trailers(*texts)
     label_agent = next(
         (lb.split(":", 1)[1].strip() for lb in labels if lb.lower().startswith("agent:")), None
     )
-    name = found.get("agent-name") or label_agent or _co_authoring_agent(texts, known_agents)
+    marker = combine(find_markers(rules, author, head_ref, texts))
+    explicit = found.get("agent-name") or label_agent or None
+    source = (
+        "Agent-Name trailer" if found.get("agent-name")
+        else f"label agent:{label_agent}" if label_agent else None
+    )  # fmt: skip
+    name = explicit
+    if name is None and marker is not None and marker.authorship == "agent":
+        name, source = marker.agent, marker.source
+    if name is None:
+        name = _co_authoring_agent(texts, known_agents)
+        source = "co-author line" if name else None
     if name is None and "agent-session" in found:
-        name = "unknown-agent"
+        name, source = "unknown-agent", "Agent-Session trailer"
     spec = spec_of(found, *texts, repo=repo)
     if name is None:
-        return AgentIdentity(kind="human", name=author, spec=spec)
+        if marker is not None and marker.authorship == "human":
+            return AgentIdentity(kind="human", name=author, spec=spec, source=marker.source)
+        return AgentIdentity(kind="unknown", name=author, spec=spec)
+    same = marker if marker is not None and marker.agent == name.lower() else None
     tokens = _number(found.get("agent-tokens"), int)
     cost = _number(found.get("agent-cost-usd"), float)
     return AgentIdentity(
         kind="agent",
         name=name,
-        session=found.get("agent-session"),
-        model=found.get("agent-model"),
+        session=found.get("agent-session") or (same.session if same else None),
+        model=found.get("agent-model") or (same.model if same else None),
         role=found.get("agent-role"),
         spec=spec,
         tokens=int(tokens) if tokens is not None else None,
         cost_usd=float(cost) if cost is not None else None,
+        source=source,
     )
+
+
+def describe(ident: AgentIdentity, branch: str | None = None) -> str:
+    """Provenance as a person reads it, plain (untrusted) text for the renderer to escape:
+    authorship, agent, model, session, the grain it was known at and the marker it came from."""
+    if not ident.is_agent:
+        why = f"from {ident.source}" if ident.source else "no agent or human marker"
+        return f"authorship {ident.kind} ({ident.name}; {why})"
+    parts = [f"agent {ident.name}"]
+    if ident.model:
+        parts.append(f"model {ident.model}")
+    if ident.session:
+        parts.append(f"session {ident.session}")
+    if branch:
+        parts.append(f"branch {branch}")
+    known = f"known at {ident.grain} level"
+    return ", ".join(parts) + f" ({known}" + (f", from {ident.source})" if ident.source else ")")

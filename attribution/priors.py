@@ -61,7 +61,7 @@ class History:
 def dimensions_of(change: PrChange) -> dict[str, tuple[str, ...]]:
     """The values a PR counts under in each dimension (a PR spans several code areas)."""
     ident = change.pr.identity
-    agent = ident.name if ident.is_agent else f"human:{ident.name}"
+    agent = ident.name if ident.is_agent else f"{ident.kind}:{ident.name}"  # unknown != human
     return {
         "agent": (agent,),
         "model": (ident.model,) if ident.model else (),

@@ -6,10 +6,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+AUTHORSHIPS = ("agent", "human", "unknown")
+"""`AgentIdentity.kind`: "human" only on positive evidence (a human-only rule, a git-ai `h_`
+line); a PR or line with no marker at all is "unknown", never "human"."""
+
 
 @dataclass(frozen=True, slots=True)
 class AgentIdentity:
-    """Who wrote a PR. `kind` is "agent" or "human"; a PR without agent markers is human."""
+    """Who wrote a PR (or a line): the provenance record shared by PR- and line-level markers.
+
+    `kind` is the authorship, one of `AUTHORSHIPS`; `name` is the agent (or, for a human or an
+    unknown author, the account); `source` says which marker it was read from, as a person reads
+    it ("bot author copilot-swe-agent[bot]", "branch copilot/fix-1", "body link"); `grain` is
+    "pr" or "line".
+    """
 
     kind: str
     name: str
@@ -19,10 +29,22 @@ class AgentIdentity:
     spec: str | None = None
     tokens: int | None = None
     cost_usd: float | None = None
+    source: str | None = None
+    grain: str = "pr"
 
     @property
     def is_agent(self) -> bool:
         return self.kind == "agent"
+
+    @property
+    def authorship(self) -> str:
+        """ "agent", "human" or "unknown" (the same as `kind`)."""
+        return self.kind
+
+    @property
+    def agent(self) -> str | None:
+        """The agent's name when an agent wrote it, else None."""
+        return self.name if self.is_agent else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +65,8 @@ class MergedPR:
     labels: tuple[str, ...] = ()
     files: tuple[str, ...] = field(default=())
     node_id: str | None = None
+    head_ref: str | None = None
+    """The PR's head branch (`copilot/…`, `codex/…`): a marker that survives squash merges."""
 
 
 @dataclass(frozen=True, slots=True)

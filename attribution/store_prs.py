@@ -15,10 +15,11 @@ from attribution.store_writer import StoreWriter, fetch_records
 # The agent identity comes back as one struct, its keys named after `AgentIdentity`'s fields.
 _PR_COLUMNS = (
     "p.repo, p.number, p.title, p.author, p.url, p.merge_sha, p.head_sha, p.base_ref, "
-    "epoch(p.merged_at) AS merged_at, p.body, p.labels, p.files, p.node_id, "
+    "epoch(p.merged_at) AS merged_at, p.body, p.labels, p.files, p.node_id, p.head_ref, "
     "struct_pack(kind := p.author_kind, name := p.agent_name, session := p.agent_session, "
     "model := p.agent_model, role := p.agent_role, spec := p.spec, tokens := p.tokens, "
-    "cost_usd := p.cost_usd) AS identity"
+    "cost_usd := p.cost_usd, source := p.agent_source, grain := coalesce(p.agent_grain, 'pr')) "
+    "AS identity"
 )
 
 
@@ -40,7 +41,8 @@ def _pr_row(pr: MergedPR, now: float) -> dict[str, Any]:
         "labels": list(pr.labels), "files": list(pr.files), "node_id": pr.node_id,
         "kind": ident.kind, "name": ident.name, "session": ident.session, "model": ident.model,
         "role": ident.role, "spec": ident.spec, "tokens": ident.tokens,
-        "cost_usd": ident.cost_usd, "recorded_at": now,
+        "cost_usd": ident.cost_usd, "recorded_at": now, "head_ref": pr.head_ref,
+        "source": ident.source, "grain": ident.grain,
     }  # fmt: skip
 
 
@@ -66,7 +68,8 @@ class PullRequestQueries:
             "INSERT OR REPLACE INTO pull_requests SELECT r.repo, r.number, r.title, r.author, "
             "r.url, r.merge_sha, r.head_sha, r.base_ref, to_timestamp(r.merged_at), r.body, "
             "r.labels::VARCHAR[], r.files::VARCHAR[], r.node_id, r.kind, r.name, r.session, "
-            "r.model, r.role, r.spec, r.tokens, r.cost_usd, to_timestamp(r.recorded_at) "
+            "r.model, r.role, r.spec, r.tokens, r.cost_usd, to_timestamp(r.recorded_at), "
+            "r.head_ref, r.source, r.grain "
             "FROM (SELECT unnest(?) AS r)",
             [[_pr_row(pr, now) for pr in latest.values()]],
         )

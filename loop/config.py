@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from attribution.markers import DEFAULT_RULES, MarkerRule, login_rules, rule
 from observer.slis import Direction, Sli, SliError, SliKind
 from rollback.policy import DEFAULT_HUMAN_GATES, Mode
 
@@ -126,6 +127,8 @@ class Settings:
     human_gates: tuple[str, ...] = DEFAULT_HUMAN_GATES
     allow_rest_merge: bool = True
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
+    marker_rules: tuple[MarkerRule, ...] = DEFAULT_RULES
+    """Provenance markers: `[[attribution.markers]]` and the login lists, then the defaults."""
     anthropic_api_key: Secret | None = None
     api_token: Secret | None = None
     read_token: Secret | None = None
@@ -201,6 +204,7 @@ _SECTIONS = {
     "prometheus": {"url", "timeout"},
     "slack": {"api_url", "channel"},
     "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
+    "attribution": {"agent_logins", "human_logins", "markers"},
     "anthropic": {
         "model", "base_url", "timeout", "max_tokens", "incident_cap_usd", "daily_cap_usd",
         "input_usd_per_mtok", "output_usd_per_mtok",
@@ -343,6 +347,38 @@ def _anthropic(table: Mapping[str, Any], where: str) -> AnthropicSettings:
     )
 
 
+_MARKER_KEYS = {"agent", "field", "pattern", "source", "authorship"}
+
+
+def _marker_rules(table: Mapping[str, Any], where: str) -> tuple[MarkerRule, ...]:
+    """`[attribution]`: extra marker rules first, then configured logins, then the defaults."""
+    logins = table.get("agent_logins", {})
+    if not isinstance(logins, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in logins.items()
+    ):
+        raise ConfigError(f'{where}.agent_logins: expected a table of login = "agent"')
+    humans = _strings(table, "human_logins", (), where)
+    entries = table.get("markers", [])
+    if not isinstance(entries, list) or not all(isinstance(e, Mapping) for e in entries):
+        raise ConfigError(f"{where}.markers: expected [[attribution.markers]] tables")
+    extra: list[MarkerRule] = []
+    for i, entry in enumerate(entries):
+        at = f"{where}.markers[{i}]"
+        _only(entry, _MARKER_KEYS, at)
+        values = {k: _typed(entry, k, str, None, at) for k in ("agent", "field", "pattern")}
+        try:
+            extra.append(
+                rule(
+                    values["agent"], values["field"], values["pattern"],
+                    _typed(entry, "source", str, f"marker {values['agent']}", at),
+                    _typed(entry, "authorship", str, "agent", at),
+                )
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(f"{at}: {exc}") from None
+    return (*extra, *login_rules(logins, humans), *DEFAULT_RULES)
+
+
 def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
     channel: str = _typed(slack, "channel", str, "", f"{where}:slack")
     if channel.startswith("#"):
@@ -420,6 +456,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         human_gates=_strings(policy, "human_gates", DEFAULT_HUMAN_GATES, f"{where}:policy"),
         allow_rest_merge=_typed(policy, "allow_rest_merge", bool, True, f"{where}:policy"),
         anthropic=_anthropic(_table(data, "anthropic", where), f"{where}:anthropic"),
+        marker_rules=_marker_rules(_table(data, "attribution", where), f"{where}:attribution"),
         anthropic_api_key=_secret(env, ENV_ANTHROPIC_KEY),
         api_token=_secret(env, ENV_API_TOKEN),
         read_token=_secret(env, ENV_READ_TOKEN),

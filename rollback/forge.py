@@ -81,6 +81,7 @@ class PullInfo:
     created_at: float | None = None
     labels: tuple[str, ...] = ()
     node_id: str | None = None
+    head_ref: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

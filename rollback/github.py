@@ -133,6 +133,7 @@ class GitHubForge(GitHubChanges):
                 merged_at=p.merged_at.timestamp() if p.merged_at else None,
                 created_at=p.created_at.timestamp(),
                 labels=tuple(label.name for label in p.labels), node_id=p.node_id,
+                head_ref=p.head.ref,
             )
             for p in pulls
         ]  # fmt: skip

@@ -50,6 +50,8 @@ class SuspectLine:
     agent_session: str | None
     probability: float
     reason: str
+    provenance: str = ""
+    """Agent, model, session and the marker they came from (`attribution.identity.describe`)."""
 
 
 @dataclass(frozen=True, slots=True)

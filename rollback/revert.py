@@ -26,6 +26,13 @@ class RevertContext:
     suspects: tuple[str, ...]
     agent_sessions: tuple[str, ...]
     incident_url: str | None
+    provenance: tuple[str, ...] = ()
+    """Per reverted PR: who wrote it and from which marker (untrusted text, shown as code)."""
+
+
+def _code(text: str) -> str:
+    """Untrusted text as one Markdown code span: no links, mentions or markup."""
+    return "`" + text.replace("`", "'").replace("\n", " ") + "`"
 
 
 def revert_key(incident_id: str) -> str:
@@ -49,15 +56,17 @@ def revert_request(
         title = "Revert " + ", ".join(f"#{p.number}" for p in prs) + f" ({context.service})"
     reverted = "\n".join(f"- #{p.number} {p.title} (`{p.merge_sha[:10]}`)" for p in prs)
     suspects = "\n".join(f"- {s}" for s in context.suspects) or "- none on record"
-    sessions = ", ".join(f"`{s}`" for s in context.agent_sessions) or "none (human PRs)"
+    sessions = ", ".join(f"`{s}`" for s in context.agent_sessions) or "none recorded"
     link = f"\n\nIncident: {context.incident_url}" if context.incident_url else ""
+    provenance = "".join(f"- {_code(p)}\n" for p in context.provenance)
     body = (
         f"Rearguard detected a regression of **{context.sli}** in **{context.service}** "
         f"({context.environment}) after deploy `{context.deploy_sha[:10]}`: "
         f"{context.before} before, **{context.after}** after ({context.statistic}).\n\n"
         f"### Reverted\n{reverted}\n\n### Suspects\n{suspects}\n\n"
         f"Agent sessions: {sessions}\n\n"
-        f"This PR goes through the repository's normal CI and CD; Rearguard never pushes to "
+        + (f"### Provenance\n{provenance}\n" if provenance else "")
+        + f"This PR goes through the repository's normal CI and CD; Rearguard never pushes to "
         f"{base_branch} and never deploys.{link}\n\n"
         f"<!-- rearguard-key: {revert_key(context.incident_id)} -->"
     )

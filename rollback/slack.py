@@ -206,6 +206,7 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
         pr = link(s.url, label) if s.url else escape(label)
         lines.append(
             f"• {pr} by *{escape(s.agent)}*{session} (p={s.probability:.2f}): {escape(s.reason)}"
+            + (f"\n    _{escape(s.provenance)}_" if s.provenance else "")
         )
     suspects = (
         "*Suspects (ambiguous: reverting the range)*\n" if notice.ambiguous else "*Suspects*\n"

@@ -26,6 +26,7 @@ Spec: acme/checkout#88
 Agent-Tokens: 48211
 Agent-Cost-USD: 0.73"""
 
+NAMED, SESSIONED = "Agent-Name trailer", "Agent-Session trailer"
 CLAUDE = AgentIdentity(
     kind="agent",
     name="claude-code",
@@ -35,6 +36,7 @@ CLAUDE = AgentIdentity(
     spec="acme/checkout#88",
     tokens=48211,
     cost_usd=0.73,
+    source="Agent-Name trailer",
 )
 
 
@@ -51,43 +53,48 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoRepo:
         pytest.param("", SESSION, (), CLAUDE, id="trailers-in-commit-message"),
         pytest.param(SESSION.upper().replace("CC-7F3A91E2", "cc-7f3a91e2"), "", (),
                      AgentIdentity("agent", "CLAUDE-CODE", "cc-7f3a91e2", "CLAUDE-SONNET-4-5",
-                                   "IMPLEMENTER", "ACME/CHECKOUT#88", 48211, 0.73),
+                                   "IMPLEMENTER", "ACME/CHECKOUT#88", 48211, 0.73, NAMED),
                      id="keys-case-insensitive"),
         pytest.param(SESSION.replace("\n", "\r\n"), "", (), CLAUDE, id="crlf-body"),
         pytest.param("  agent-session:   s-1  \n\tAgent-Name :codex\t", "", (),
-                     AgentIdentity("agent", "codex", "s-1"), id="padding-trimmed"),
+                     AgentIdentity("agent", "codex", "s-1", source=NAMED), id="padding-trimmed"),
         pytest.param("Agent-Name: codex\nAgent-Session: body-1", "Agent-Session: msg-1\n"
                      "Agent-Model: gpt-5-codex\nAgent-Name: devin", (),
-                     AgentIdentity("agent", "codex", "body-1", "gpt-5-codex"),
+                     AgentIdentity("agent", "codex", "body-1", "gpt-5-codex", source=NAMED),
                      id="body-wins-message-fills-gaps"),
         pytest.param("No trailers here.", "", ("bug", "agent:devin"),
-                     AgentIdentity("agent", "devin"), id="agent-label"),
+                     AgentIdentity("agent", "devin", source="label agent:devin"), id="agent-label"),
         pytest.param("Agent-Name: codex", "", ("agent:devin",),
-                     AgentIdentity("agent", "codex"), id="trailer-beats-label"),
+                     AgentIdentity("agent", "codex", source=NAMED), id="trailer-beats-label"),
         pytest.param("Fix the cart.\n\nCo-authored-by: Claude <noreply@anthropic.com>", "", (),
-                     AgentIdentity("agent", "claude"), id="co-author-known-agent"),
+                     AgentIdentity("agent", "claude", source="Co-Authored-By trailer"),
+                     id="co-author-known-agent"),
         pytest.param("", "Tidy\n\nCo-Authored-By: Copilot <175728472+Copilot@users.noreply"
-                     ".github.com>", (), AgentIdentity("agent", "copilot"),
+                     ".github.com>", (),
+                     AgentIdentity("agent", "copilot", source="Co-Authored-By trailer"),
                      id="co-author-in-commit-message"),
         pytest.param("Agent-Session: zz-1\nAgent-Model: mystery-1", "", (),
-                     AgentIdentity("agent", "unknown-agent", "zz-1", "mystery-1"),
+                     AgentIdentity("agent", "unknown-agent", "zz-1", "mystery-1",
+                                   source=SESSIONED),
                      id="session-without-name"),
         pytest.param("Pair work.\n\nCo-authored-by: Dana Ortiz <dana@acme.dev>", "", ("docs",),
-                     AgentIdentity("human", "priya-raman"), id="human-co-author"),
+                     AgentIdentity("unknown", "priya-raman"), id="human-co-author"),
         pytest.param("Bump the README.", "Merge pull request #9 from acme/readme", (),
-                     AgentIdentity("human", "priya-raman"), id="human"),
+                     AgentIdentity("unknown", "priya-raman"), id="human"),
         pytest.param("Agent-Tokens: 100\nAgent-Cost-USD: 1.00", "", (),
-                     AgentIdentity("human", "priya-raman"), id="usage-alone-is-not-an-agent"),
-        pytest.param("Closes #12", "", (), AgentIdentity("human", "priya-raman", spec="#12"),
+                     AgentIdentity("unknown", "priya-raman"), id="usage-alone-is-not-an-agent"),
+        pytest.param("Closes #12", "", (), AgentIdentity("unknown", "priya-raman", spec="#12"),
                      id="human-keeps-spec"),
         pytest.param("Agent-Name:\nAgent-Session: ok-1", "", ("agent:",),
-                     AgentIdentity("agent", "unknown-agent", "ok-1"), id="empty-name-and-label"),
+                     AgentIdentity("agent", "unknown-agent", "ok-1", source=SESSIONED),
+                     id="empty-name-and-label"),
     ],
 )  # fmt: skip
 def test_identify_reads_trailers_and_fallbacks(
     body: str, message: str, labels: tuple[str, ...], expected: AgentIdentity
 ) -> None:
-    """Trailers (body first), then an `agent:` label, then a co-author line; else a human PR."""
+    """Trailers (body first), then an `agent:` label, then markers and co-author lines; else
+    the authorship is unknown (never human for lacking a marker)."""
     assert identify("priya-raman", body, message, labels=labels) == expected
 
 
@@ -167,7 +174,7 @@ def test_identify_agrees_with_the_demo_ground_truth(demo: DemoRepo) -> None:
             assert truth.spec == f"{pr.repo}{bare.spec}", pr.number
         assert identify(pr.author, pr.body, labels=pr.labels, repo=pr.repo) == truth, pr.number
     assert identify(demo.pr(104).author, demo.pr(104).body).spec == "#95"
-    assert demo.pr(102).identity == AgentIdentity("human", "dana-ortiz")
+    assert demo.pr(102).identity == AgentIdentity("unknown", "dana-ortiz")
 
 
 async def test_demo_merge_commits_alone_identify_the_session(demo: DemoRepo) -> None:

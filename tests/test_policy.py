@@ -245,7 +245,7 @@ def test_revert_body_without_suspects_sessions_or_link() -> None:
     )
     body = revert_request("acme/checkout", "trunk", [PR_103], bare, ()).body
     assert "- none on record" in body
-    assert "none (human PRs)" in body
+    assert "none recorded" in body
     assert "Incident:" not in body
     assert "never pushes to trunk" in body
 

@@ -183,6 +183,7 @@ def parse_merged_pr(data: Any, settings: Settings) -> MergedPR | Ignored:
     )  # fmt: skip
     body = read_field(data, "pull_request.body", str, required=False) or ""
     author = read_field(data, "pull_request.user.login", str)
+    head_ref = read_field(data, "pull_request.head.ref", str, required=False)
     repo = service.repo
     return MergedPR(
         repo=repo,
@@ -195,9 +196,12 @@ def parse_merged_pr(data: Any, settings: Settings) -> MergedPR | Ignored:
         base_ref=read_field(data, "pull_request.base.ref", str),
         merged_at=_time(data, "pull_request.merged_at"),
         body=body,
-        identity=identify(author, body, labels=labels, repo=repo),
+        identity=identify(
+            author, body, labels=labels, repo=repo, head_ref=head_ref, rules=settings.marker_rules
+        ),
         labels=labels,
         node_id=read_field(data, "pull_request.node_id", str, required=False),
+        head_ref=head_ref,
     )
 
 

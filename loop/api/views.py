@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
+from attribution.identity import describe
 from attribution.records import Deploy, Incident, MergedPR
 from attribution.store import Store
 
@@ -18,9 +19,14 @@ def pr_view(pr: MergedPR) -> dict[str, Any]:
         "url": pr.url,
         "author": pr.author,
         "merge_sha": pr.merge_sha,
+        "head_ref": pr.head_ref,
         "files": list(pr.files),
         "agent": {
             "kind": ident.kind,
+            "authorship": ident.authorship,
+            "source": ident.source,
+            "grain": ident.grain,
+            "provenance": describe(ident, pr.head_ref),
             "name": ident.name,
             "session": ident.session,
             "model": ident.model,

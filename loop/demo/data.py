@@ -69,6 +69,7 @@ def _agent(
         spec=f"{REPO}#{spec}",
         tokens=int(tokens),
         cost_usd=float(cost),
+        source="Agent-Name trailer",
     )
 
 
@@ -107,7 +108,7 @@ PR_SPECS: tuple[PRSpec, ...] = (
         branch="dana/readme-local",
         author=_DANA,
         description="How to start the service and its database on a laptop.",
-        identity=AgentIdentity(kind="human", name=_DANA.login),
+        identity=AgentIdentity(kind="unknown", name=_DANA.login),  # no marker: not "human"
         commits=(
             ("README: running locally", (("README.md", README_102), ("Makefile", MAKEFILE_102))),
         ),

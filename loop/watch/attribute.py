@@ -23,6 +23,7 @@ from attribution.diffs import FileChange, changed_edits, changed_ranges, matches
 from attribution.evidence import Evidence, PrChange, RouteCounts
 from attribution.feedback import history
 from attribution.identity import identify
+from attribution.markers import MarkerRule
 from attribution.records import Deploy, MergedPR
 from attribution.signals import split_query
 from attribution.suspects import Ranking, rank
@@ -46,7 +47,7 @@ def file_change(f: PullFile) -> FileChange:
     return FileChange(f.path, f.status, f.additions, f.deletions, ranges, f.previous_path, edits)
 
 
-def _merged_pr(repo: str, sha: str, info: PullInfo) -> MergedPR:
+def _merged_pr(repo: str, sha: str, info: PullInfo, rules: Sequence[MarkerRule]) -> MergedPR:
     """A PR found through commit `sha` (its landing commit: merge, squash or rebase)."""
     return MergedPR(
         repo=repo,
@@ -59,9 +60,17 @@ def _merged_pr(repo: str, sha: str, info: PullInfo) -> MergedPR:
         base_ref=info.base_ref,
         merged_at=info.merged_at or 0.0,
         body=info.body,
-        identity=identify(info.author, info.body, labels=info.labels, repo=repo),
+        identity=identify(
+            info.author,
+            info.body,
+            labels=info.labels,
+            repo=repo,
+            head_ref=info.head_ref,
+            rules=rules,
+        ),
         labels=info.labels,
         node_id=info.node_id,
+        head_ref=info.head_ref,
     )
 
 
@@ -84,7 +93,8 @@ async def find_missing_prs(
         for info in pulls:
             if info.merged_at is not None and info.base_ref == service.default_branch:
                 await deps.store.prs.record_pr(
-                    _merged_pr(service.repo, sha, info), deps.clock.now()
+                    _merged_pr(service.repo, sha, info, deps.settings.marker_rules),
+                    deps.clock.now(),
                 )
                 if info.created_at is not None:
                     await deps.store.evidence.record_opened_at(

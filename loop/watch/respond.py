@@ -20,6 +20,7 @@ from typing import Any
 
 from opentelemetry import trace
 
+from attribution.identity import describe
 from attribution.records import (
     Action,
     ActionKind,
@@ -127,6 +128,7 @@ async def _revert(deps: WatchDeps, case: Case) -> Action | None:
         suspects=tuple(f"#{s.number} (p={s.probability:.2f}): {s.reason}"
                        for s in incident.suspects),
         agent_sessions=tuple(p.identity.session for p in prs if p.identity.session),
+        provenance=tuple(f"#{p.number}: {describe(p.identity, p.head_ref)}" for p in prs),
         incident_url=deps.incident_url(incident.id),
     )  # fmt: skip
     request = revert_request(
@@ -200,6 +202,7 @@ async def build_notice(deps: WatchDeps, case: Case, revert: Action | None) -> No
             agent=pr.identity.name if pr else "unknown",
             agent_session=pr.identity.session if pr else None,
             probability=s.probability, reason=s.reason,
+            provenance=describe(pr.identity, pr.head_ref) if pr else "",
         ))  # fmt: skip
     if revert is None:
         action, url = "; ".join(decision.reasons), None
