@@ -25,6 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from attribution.diffs import LineRange
+from attribution.records import AgentIdentity
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,17 @@ class LineRecord:
     def holds(self, line: int) -> bool:
         """Whether `line` is one of this record's lines."""
         return any(first <= line <= last for first, last in self.ranges)
+
+    def identity(self) -> AgentIdentity:
+        """The record as the provenance shape PR-level markers use, at line grain."""
+        return AgentIdentity(
+            self.authorship,
+            self.agent or self.authorship,
+            session=self.session,
+            model=self.model,
+            source=self.source,
+            grain="line",
+        )
 
 
 def _text(value: object) -> str | None:

@@ -115,6 +115,9 @@ async def test_a_frame_on_a_moved_agent_line_names_its_session_and_model(
         "agent", "claude", "conv-7f3a", MODEL,
     )  # fmt: skip
     assert record.source == GIT_AI
+    identity = record.identity()
+    assert (identity.authorship, identity.agent, identity.grain) == ("agent", "claude", "line")
+    assert (identity.session, identity.model, identity.source) == ("conv-7f3a", MODEL, GIT_AI)
     assert record.path == "pay.py"
     assert record.ranges == ((13, 23),)
     assert f"by claude in session conv-7f3a with {MODEL} (per git-ai note" in ranking.reason
