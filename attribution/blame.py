@@ -50,22 +50,36 @@ def _later_edit(later: PrChange, path: str) -> tuple[str, tuple[Edit, ...]] | No
     return None
 
 
+def _to_head(
+    path: str, ranges: tuple[LineRange, ...], later: Sequence[PrChange]
+) -> tuple[str, tuple[LineRange, ...]]:
+    """`path` and its `ranges` carried through the edits of the `later` PRs, in merge order."""
+    for change in later:
+        found = _later_edit(change, path)
+        if found is not None:
+            path, edits = found
+            ranges = carry(ranges, edits)
+    return path, ranges
+
+
 def at_head(changes: Sequence[PrChange]) -> list[PrChange]:
-    """Each PR with its files' paths and ranges as they stand after the last PR of the deploy
-    (merge order: `merged_at`, then number); the order of `changes` is kept."""
+    """Each PR with its files' paths and ranges, and its line records, as they stand after the
+    last PR of the deploy (merge order: `merged_at`, then number); the order of `changes` is
+    kept. A line record is carried like the changed lines: it is in the same frame."""
     ordered = sorted(changes, key=lambda c: (c.pr.merged_at, c.number))
     moved: dict[int, PrChange] = {}
     for i, change in enumerate(ordered):
+        later = ordered[i + 1 :]
         files = []
         for f in change.files:
-            path, ranges = f.path, f.ranges
-            for later in ordered[i + 1 :]:
-                found = _later_edit(later, path)
-                if found is not None:
-                    path, edits = found
-                    ranges = carry(ranges, edits)
+            path, ranges = _to_head(f.path, f.ranges, later)
             files.append(f if path == f.path and ranges == f.ranges else _moved(f, path, ranges))
-        moved[change.number] = replace(change, files=tuple(files))
+        lines = []
+        for record in change.lines:
+            path, ranges = _to_head(record.path, record.ranges, later)
+            if ranges:
+                lines.append(replace(record, path=path, ranges=ranges))
+        moved[change.number] = replace(change, files=tuple(files), lines=tuple(lines))
     return [moved[c.number] for c in changes]
 
 

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from attribution.diffs import FileChange
+from attribution.line_records import LineRecord
 from attribution.records import MergedPR
 
 
@@ -84,12 +85,15 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class PrChange:
-    """A PR as attribution weighs it: the record, its files with line ranges, its CI history."""
+    """A PR as attribution weighs it: the record, its files with line ranges, its CI history,
+    and the line records of its landing commit."""
 
     pr: MergedPR
     files: tuple[FileChange, ...] = ()
     ci_attempts: int = 0
     ci_failures: int = 0
+    lines: tuple[LineRecord, ...] = ()
+    """Who wrote which of its lines, where the repository records it (git-ai, Agent Trace)."""
 
     @property
     def number(self) -> int:

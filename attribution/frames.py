@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from attribution.evidence import ErrorEvent, Frame, PrChange, Score
+from attribution.line_records import LineRecord, at_line
 
 LR_LINE = 212.0
 """Likelihood ratio of the innermost frame falling on a line the PR changed."""
@@ -56,10 +57,38 @@ def _best_files(frame: Frame, changes: Sequence[PrChange]) -> list[tuple[PrChang
 def _frame_ratio(frame: Frame, change: PrChange, index: int) -> tuple[float, str]:
     f = change.files[index]
     if frame.line is not None and f.holds(frame.line):
-        return LR_LINE, f"on a line #{change.number} changed"
+        record = at_line(change.lines, f.path, frame.line)
+        by = f", {written_by(record)}" if record is not None else ""
+        return LR_LINE, f"on a line #{change.number} changed{by}"
     if frame.line is not None and f.holds(frame.line, NEAR_LINES):
         return LR_NEAR, f"within {NEAR_LINES} lines of a change by #{change.number}"
     return LR_FILE, f"in {f.path}, which #{change.number} changed elsewhere"
+
+
+def written_by(record: LineRecord) -> str:
+    """Who wrote a line, as a reason says it: authorship, agent, session and model, and the
+    source that recorded them."""
+    if record.authorship != "agent":
+        who = "by a person" if record.authorship == "human" else "by an unrecorded author"
+    else:
+        who = f"by {record.agent or 'an agent'}"
+        who += f" in session {record.session}" if record.session else ""
+        who += f" with {record.model}" if record.model else ""
+    return f"written {who} (per {record.source}, line grain)"
+
+
+def line_record(errors: Sequence[ErrorEvent], change: PrChange) -> LineRecord | None:
+    """The line record of `change` (carried to the deploy's head) holding the innermost frame
+    that falls on one, over the errors in order: who wrote the line the error points at."""
+    for event in [e for e in errors if e.frames][:MAX_EVENTS]:
+        for frame in list(reversed(event.frames))[:MAX_FRAMES]:
+            if frame.line is None:
+                continue
+            for change_, index in _best_files(frame, [change]):
+                found = at_line(change_.lines, change_.files[index].path, frame.line)
+                if found is not None:
+                    return found
+    return None
 
 
 def _event_scores(event: ErrorEvent, changes: Sequence[PrChange]) -> dict[int, Score]:

@@ -18,12 +18,13 @@ range; otherwise the whole range.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from attribution.blame import at_head
 from attribution.calibration import rescale
 from attribution.evidence import Evidence, PrChange, Score
-from attribution.frames import score_frames
+from attribution.frames import line_record, score_frames
+from attribution.line_records import LineRecord
 from attribution.priors import History, score_priors
 from attribution.records import MergedPR, Suspect
 from attribution.signals import score_alerts, score_routes
@@ -47,17 +48,23 @@ class Ranking:
     confidence: float
     revert_unit: tuple[int, ...]
     reason: str
+    line_record: LineRecord | None = None
+    """Who wrote the line the top suspect's frame points at, where the repository records it."""
 
 
 def _weights(
-    changes: Sequence[PrChange], evidence: Evidence, history: History, sensitive: Sequence[str]
+    changes: Sequence[PrChange],
+    heads: Sequence[PrChange],
+    evidence: Evidence,
+    history: History,
+    sensitive: Sequence[str],
 ) -> tuple[dict[int, float], dict[int, list[str]]]:
     priors = score_priors(changes, history, sensitive)
     total = sum(s.ratio for s in priors) or 1.0
     weights = {s.number: CODE_CAUSE_PRIOR * s.ratio / total for s in priors}
     reasons: dict[int, list[str]] = {c.number: [] for c in changes}
     sources: list[list[Score]] = [
-        score_frames(evidence.errors, at_head(changes)),
+        score_frames(evidence.errors, heads),
         score_routes(evidence.routes, evidence.route_label, evidence.route_globs, changes),
         score_alerts(evidence.alerts, evidence.route_globs, changes),
     ]
@@ -89,7 +96,9 @@ def rank(
     changes = list(changes) if changes is not None else [PrChange(p) for p in prs]
     if not changes:
         return Ranking((), True, 0.0, (), "the deploy range holds no merged PR on record")
-    weights, reasons = _weights(changes, evidence or Evidence(), history or History(), sensitive)
+    evidence = evidence or Evidence()
+    heads = at_head(changes)
+    weights, reasons = _weights(changes, heads, evidence, history or History(), sensitive)
     for number in reverted:
         if number in weights:
             weights[number] *= LR_REVERTED
@@ -104,13 +113,15 @@ def rank(
         for c, p in zip(order, probabilities, strict=True)
     )
     top = suspects[0]
+    written = line_record(evidence.errors, next(h for h in heads if h.number == top.number))
     if top.probability >= action_bar:
         return Ranking(
             suspects, False, top.probability, (top.number,),
             f"#{top.number} p={top.probability:.2f} clears the action bar {action_bar:.2f}: "
-            f"{top.reason}",
+            f"{top.reason}", written,
         )  # fmt: skip
-    return _ambiguous(suspects, [c.number for c in changes], action_bar)
+    ambiguous = _ambiguous(suspects, [c.number for c in changes], action_bar)
+    return replace(ambiguous, line_record=written)
 
 
 def _reason(change: PrChange, count: int, reasons: dict[int, list[str]]) -> str:

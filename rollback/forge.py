@@ -214,6 +214,11 @@ class ForgeReads(Protocol):
         """The text of each path at commit `ref` (`sha^`: its first parent; None: absent)."""
         ...
 
+    async def read_notes(self, repo: str, ref: str, shas: Sequence[str]) -> Mapping[str, str]:
+        """The git notes under `refs/notes/<ref>` of those of `shas` that have one (line-level
+        provenance: git-ai's `ai`, Agent Trace's `agent-trace`); no such ref: none."""
+        ...
+
 
 class ForgeWrites(Protocol):
     """What rollback writes: revert and fix changes, issues, merge requests, closes; never a

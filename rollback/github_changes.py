@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 from githubkit.utils import Unset
@@ -35,6 +36,7 @@ from rollback.github_client import (
     GitHubClient,
     GraphQLRefused,
     Opened,
+    Rejected,
     Repo,
     as_opened,
     ref_path,
@@ -112,6 +114,32 @@ class GitHubChanges(GitHubClient):
                 out[path] = base64.b64decode(blob.content).decode()
             except (binascii.Error, UnicodeDecodeError) as exc:
                 raise ForgeError(f"{path} at {ref[:10]} is not UTF-8 text") from exc
+        return out
+
+    async def read_notes(self, repo: str, ref: str, shas: Sequence[str]) -> Mapping[str, str]:
+        """Notes are an ordinary ref: `refs/notes/<ref>`'s commit holds a tree with one blob per
+        annotated commit, named by its sha (fanned out as `ab/cdef…` in large notes trees)."""
+        at, git = split_repo(repo), self._gh.rest.git
+        what = f"read notes {ref}"
+        try:
+            found = await self._rest(what, at, git.async_get_ref, ref_path(f"notes/{ref}"))
+        except Rejected as exc:
+            if exc.status == HTTPStatus.NOT_FOUND:
+                return {}
+            raise
+        commit = await self._rest(what, at, git.async_get_commit, segment(found.object_.sha))
+        tree = await self._tree(at, commit.tree.sha, {})
+        wanted, out = set(shas), dict[str, str]()
+        for path, (_, kind, blob_sha) in tree.items():
+            sha = path.replace("/", "")
+            if kind != "blob" or sha not in wanted:
+                continue
+            blob = await self._rest(f"read the note of {sha[:10]}", at, git.async_get_blob,
+                                    segment(blob_sha))  # fmt: skip
+            try:
+                out[sha] = base64.b64decode(blob.content).decode()
+            except (binascii.Error, UnicodeDecodeError):
+                continue  # a note that is not text says nothing about lines
         return out
 
     async def open_change(self, request: ChangeRequest) -> RevertResult:

@@ -161,6 +161,16 @@ class LocalGitForge:
             out[path] = text if code == 0 else None
         return out
 
+    async def read_notes(self, repo: str, ref: str, shas: Sequence[str]) -> Mapping[str, str]:
+        """`git notes --ref=<ref> show` of each of `shas`; a commit without a note is left out."""
+        del repo
+        out: dict[str, str] = {}
+        for sha in shas:
+            code, text, _ = await self._run("notes", f"--ref={ref}", "show", sha)
+            if code == 0:
+                out[sha] = text
+        return out
+
     async def open_change(self, request: ChangeRequest) -> RevertResult:
         """The branch for `request.key`, or a new one off the base branch whose tree sets
         `request.files`, built with a private index so no checkout is touched."""

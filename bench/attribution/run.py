@@ -23,7 +23,7 @@ from attribution.evidence import Evidence, PrChange
 from attribution.feedback import Blame, Signal, history
 from attribution.frames import suffix_ranking
 from attribution.suspects import rank
-from bench.attribution import bars
+from bench.attribution import bars, line_records
 from bench.attribution.generate import (
     KINDS,
     Incident,
@@ -324,9 +324,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     with new_workdir() as tmp:
         made = build(args.seed, args.streams, args.deploys, Path(tmp))
+        noted = line_records.add_notes(made, Path(tmp), args.seed)
     built = time.monotonic() - started
     rows = evaluate(made, args.bar)
     result = summarise(rows)
+    lines = line_records.conversation_top1(noted, args.bar)
+    result["summary"][line_records.KEY] = lines["rate"]
+    result["summary"]["targets"][line_records.KEY] = {
+        "target": line_records.TARGET,
+        "met": lines["rate"] is not None and lines["rate"] >= line_records.TARGET,
+    }
+    result["line_records"] = lines
     result["run"] = {
         "seed": args.seed,
         "streams": args.streams,

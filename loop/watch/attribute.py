@@ -29,6 +29,7 @@ from attribution.signals import split_query
 from attribution.suspects import Ranking, rank
 from loop.config import ServiceSettings
 from loop.watch.deps import WatchDeps
+from loop.watch.line_provenance import with_line_records
 from observer.slis import SliKind
 from observer.sources import MetricsError, Series
 from rollback.forge import ForgeError, PullFile, PullInfo
@@ -217,6 +218,7 @@ async def rank_incident(
     evidence_store = deps.store.evidence
     await fetch_files(deps, service.repo, prs)
     changes: list[PrChange] = await evidence_store.changes(list(prs))
+    changes = await with_line_records(deps.forge, service.repo, changes)
     evidence = Evidence(
         errors=tuple(await evidence_store.errors_since(service.name, deploy.finished_at, now)),
         alerts=tuple(await evidence_store.alerts_since(service.name, deploy.finished_at, now)),
