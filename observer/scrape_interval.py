@@ -75,11 +75,16 @@ def selectors(query: str) -> list[str]:
 
 
 def interval_query(selector: str, window: float = LEARN_WINDOW) -> str:
-    """The PromQL whose value is the median scrape interval (seconds) of `selector`'s series."""
+    """The PromQL whose value is the median scrape interval (seconds) of `selector`'s series.
+
+    The count's range is a millisecond short of the window: a sample exactly at `now - window`
+    is the one `offset` finds, and Prometheus 2.x ranges are closed, so a full-length range would
+    count it too (scrapes on a grid aligned with the query time read 600/41 s for 15 s)."""
     w = promql_duration(window)
+    inside = promql_duration(window - _EDGE)
     return (
         f"quantile(0.5, (timestamp({selector}) - timestamp({selector} offset {w})) "
-        f"/ count_over_time({selector}[{w}]))"
+        f"/ count_over_time({selector}[{inside}]))"
     )
 
 

@@ -47,7 +47,7 @@ def test_interval_query_divides_the_span_by_the_samples_in_it() -> None:
     """The learning query is the median of (last - last before the window) / samples in it."""
     assert interval_query('x{a="b"}') == (
         'quantile(0.5, (timestamp(x{a="b"}) - timestamp(x{a="b"} offset 600s)) '
-        '/ count_over_time(x{a="b"}[600s]))'
+        '/ count_over_time(x{a="b"}[599999ms]))'
     )
 
 
