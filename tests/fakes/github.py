@@ -10,7 +10,8 @@ the files. This module holds the fake's state, scenario API, faults and serving;
 Scenario API (plain sync methods; git runs synchronously on the loop, which also serialises the
 fake's requests the way one repository would):
 
-- `merge_pr(title, body, files, author=, labels=, method=)` -> `FakePR`: branch, commit, merge.
+- `merge_pr(title, body, files, author=, labels=, method=, branch=)` -> `FakePR`: branch,
+  commit, merge.
 - `commit(files, message, branch="main")` -> sha: a direct push (e.g. a later conflicting change).
 - `head_sha(branch)`, `read_file(path, ref)`, `pulls` (every PR), `open_pulls()`,
   `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log, the path
@@ -143,10 +144,12 @@ class FakeGitHub(GitRepo):
         author: str = "agent-bot",
         labels: Iterable[str] = (),
         method: MergeMethod = "merge",
+        branch: str | None = None,
     ) -> FakePR:
-        """Open a PR with one commit changing `files` and merge it into main with `method`."""
+        """Open a PR with one commit changing `files` and merge it into main with `method`
+        (from head `branch`, by default `<author>/change-<number>` as agents name branches)."""
         number = self.next_number()
-        branch = f"{author.removesuffix('[bot]')}/change-{number}"  # as agents name branches
+        branch = branch or f"{author.removesuffix('[bot]')}/change-{number}"
         self.tick()
         self.git("checkout", "-q", "-b", branch, "main")
         self._write(files or {f"change-{number}.txt": f"{title}\n"})
