@@ -31,7 +31,8 @@ simulate it (clean watches at the null's edge, evaluated at every step, stay bel
 A burst that ends is not a regression: the evidence must persist. Besides crossing its threshold,
 the statistic must keep more than `persist` (log-LR; for an excursion, plus the same union term)
 with any stretch of up to `r` consecutive steps left out (the stretch that weighs most), `r` =
-the SLI's `max_blip` seconds in steps (two minutes by default), at most a tenth of the watch. A
+the steps a burst of the SLI's `max_blip` (two minutes by default) can touch, `ceil(max_blip /
+step) + 1` as it need not start on a step boundary, at most a tenth of the watch. A
 burst no longer than `max_blip` (pods restarting, a cold cache) then leaves only the clean steps
 around it, which clear that bar with probability at most exp(-persist) by Ville's inequality
 again; a regression that stays keeps growing outside any one stretch. Both conditions are needed,
@@ -391,11 +392,18 @@ def assess_ratio_steps(
 
 
 def burst_steps(sli: Sli, settings: DetectorSettings, step_seconds: float, horizon: int) -> int:
-    """The longest stretch of steps a burst may fill and still not count: the SLI's `max_blip`
-    (else the watch's `blip`) in steps, rounded up; at most a tenth of the watch (one step at
-    the least), so a watch of a few long steps is not mostly left out."""
+    """The longest stretch of steps a burst may fill and still not count: the steps that a burst
+    of the SLI's `max_blip` (else the watch's `blip`) seconds can touch, at most a tenth of the
+    watch (one step at the least), so a watch of a few long steps is not mostly left out.
+
+    A burst starts wherever it likes, not on a step boundary: one of `m` seconds touches up to
+    `ceil(m / step) + 1` steps (a 2-minute burst fills 3 steps of 60 s, not 2). Counting only
+    `ceil(m / step)` left a part of every unaligned burst in the evidence, which at 30 s and 60 s
+    steps was enough to call one burst in seven `regressed` (bench-detection, stop 16)."""
     seconds = settings.blip if sli.max_blip is None else sli.max_blip
-    steps = max(0, math.ceil(seconds / step_seconds - 1e-9)) if step_seconds > 0 else 0
+    if step_seconds <= 0 or seconds <= 0:
+        return 0
+    steps = math.ceil(seconds / step_seconds - 1e-9) + 1
     return min(steps, max(1, horizon // 10))
 
 

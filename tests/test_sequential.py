@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 import pytest
 
-from observer.detect import ALTERNATIVES, DetectorSettings
+from observer.detect import ALTERNATIVES, DEFAULT_SETTINGS, DetectorSettings
 from observer.sequential import (
     FROM_DEPLOY_SHARE,
     Baseline,
     Step,
     assess_ratio_steps,
+    burst_steps,
     evidence,
     homogeneous,
     null_rate,
@@ -309,6 +310,42 @@ def test_what_stays_is_regressed_and_what_ends_within_max_blip_is_not(
     assert (Status.REGRESSED in statuses(results)) is regressed
     if not regressed:
         assert results[-1].status is Status.HEALTHY
+
+
+@pytest.mark.parametrize(
+    ("max_blip", "step", "horizon", "expected"),
+    [
+        (120.0, 15.0, 120, 9),  # 8 whole steps, and the one a burst off the grid spills into
+        (120.0, 30.0, 60, 5),
+        (120.0, 60.0, 30, 3),
+        (100.0, 15.0, 120, 8),  # ceil(100 / 15) = 7, plus one
+        (120.0, 60.0, 20, 2),  # capped at a tenth of the watch
+        (120.0, 600.0, 3, 1),  # one step at the least
+        (0.0, 15.0, 120, 0),  # max_blip 0: nothing is left out
+    ],
+)
+def test_a_burst_is_left_out_over_every_step_it_can_touch(
+    max_blip: float, step: float, horizon: int, expected: int
+) -> None:
+    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", max_blip=max_blip)
+    assert burst_steps(sli, DEFAULT_SETTINGS, step, horizon) == expected
+
+
+def test_a_two_minute_burst_off_the_grid_of_60s_steps_is_not_regressed() -> None:
+    """A 2-minute x10 burst at 20 req/s starting half-way through a 60 s step fills half of
+    one step, a whole one and half of the next: all three are left out, and the watch ends
+    healthy (with only two left out, the half step alone called it regressed)."""
+    events, base, burst = 20 * 60, 0.005, 0.05
+    baselines = [Baseline("before", base * events * 30, events * 30)]
+    bad = {5: (base + burst) / 2, 6: burst, 7: (base + burst) / 2}
+    steps = [Step(60.0 * (k + 1), bad.get(k, base) * events, events) for k in range(30)]
+    results = [
+        assess_ratio_steps(ERRORS, baselines, steps[: k + 1], complete=k == 29, horizon=30,
+                           step_seconds=60.0)
+        for k in range(30)
+    ]  # fmt: skip
+    assert Status.REGRESSED not in statuses(results)
+    assert results[-1].status is Status.HEALTHY
 
 
 @pytest.mark.parametrize(
