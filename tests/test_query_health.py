@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from loop.watch.query_health import QueryHealth
+from loop.watch.warnings import failure_key
 from observer.verdict import SliResult, Status, Verdict
 
 Q = {"bad": "x", "total": "y"}
@@ -47,3 +50,22 @@ def test_every_failed_evaluation_is_counted() -> None:
     for _ in range(3):
         health.record("shop", _verdict(("errors", "query_rejected", Q)))
     assert health.counts == {("shop", "errors", "query_rejected"): 3}
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("2026-12-02T00:00:01", "2026-12-02T23:59:59", True),  # one notice a day
+        ("2026-12-02T23:59:59", "2026-12-03T00:00:01", False),  # the next day posts again
+        ("2026-12-02T12:00:00", "2027-03-02T12:00:00", False),  # a failure that comes back
+    ],
+)
+def test_a_query_failure_is_posted_once_a_day_per_service_and_cause(
+    first: str, second: str, same: bool
+) -> None:
+    at = [datetime.fromisoformat(t).replace(tzinfo=UTC).timestamp() for t in (first, second)]
+    keys = [failure_key("checkout", "query_rejected", t) for t in at]
+    assert (keys[0] == keys[1]) is same
+    assert failure_key("checkout", "query_rejected", at[0]) != failure_key(
+        "checkout", "source_unavailable", at[0]
+    )

@@ -262,6 +262,7 @@ SCRAPED_KEYS = (
     "recall_of_two_sample_detections_by_rps",
     "median_delay_ratio_to_two_sample_scraped",
     "warned_within_5_steps_share",
+    "warned_within_5_configured_steps_share",
 )
 SCRAPED_PER_KIND = {
     "clean": 150, "burst": 90, "blip": 60, "peak": 60, "gap": 60,
@@ -286,8 +287,8 @@ def _print_scraped(result: dict[str, Any]) -> None:
     print(f"scraped (real Prometheus, example config's http_errors), seed {result['seed']}")
     print("| group | deploys | verdicts | false rollbacks (clean kinds) | recall of two-sample "
           "by rps | delay / two-sample | recall of oracle by rps | delay / oracle "
-          "| warned <= 5 steps |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| warned <= 5 steps | warned <= 5 configured steps |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     groups = {"all": result["all"], **result["by_scrape_interval"], **result["by_kind"]}
     for name, f in groups.items():
         verdicts = " ".join(f"{k}:{v}" for k, v in f["verdicts"].items())
@@ -297,7 +298,8 @@ def _print_scraped(result: dict[str, Any]) -> None:
               f"{_fmt(f['median_delay_ratio_to_two_sample'], False)} | "
               f"{_by_rps(f['recall_of_oracle_detections_by_rps'])} | "
               f"{_fmt(f['median_delay_ratio_to_oracle'], False)} | "
-              f"{_fmt(f['warned_within_5_steps_share'])} |")  # fmt: skip
+              f"{_fmt(f['warned_within_5_steps_share'])} | "
+              f"{_fmt(f['warned_within_5_configured_steps_share'])} |")  # fmt: skip
 
 
 def _by_rps(shares: dict[str, float | None]) -> str:

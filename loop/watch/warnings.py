@@ -8,14 +8,16 @@ and the notifier's own key lookup covers a post whose answer was lost. A post Sl
 stays pending and is tried again at the next evaluation that still shows the warning.
 
 A query failure (`SliResult.failure`: a PromQL error, Prometheus unreachable, no series) is
-posted the same way, keyed `query-failure-<service>-<cause>` so that every Watch of the service
-after the first finds it posted; its detail is the source's own error text (escaped when
-rendered).
+posted the same way, keyed `query-failure-<service>-<cause>-<UTC day>` so that every Watch of
+the service after the first finds it posted that day; a failure that lasts, or comes back later,
+is posted again once a day, not never again. Its detail is the source's own error text (escaped
+when rendered).
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 from typing import Any
 
 from attribution.records import Action, ActionKind, Deploy
@@ -32,8 +34,9 @@ def warning_key(deploy_id: str, sli: str, reason: str) -> str:
     return f"warn-{deploy_id}-{sli}-{reason}"
 
 
-def failure_key(service: str, cause: str) -> str:
-    return f"query-failure-{service}-{cause}"
+def failure_key(service: str, cause: str, now: float) -> str:
+    day = datetime.fromtimestamp(now, UTC).date().isoformat()
+    return f"query-failure-{service}-{cause}-{day}"
 
 
 def _notices(deploy: Deploy, verdict: Verdict, now: float) -> list[WarningNotice]:
@@ -41,7 +44,7 @@ def _notices(deploy: Deploy, verdict: Verdict, now: float) -> list[WarningNotice
     out = []
     for result in verdict.results:
         if result.failure:
-            key, reason, detail = (failure_key(deploy.service, result.failure), result.failure,
+            key, reason, detail = (failure_key(deploy.service, result.failure, now), result.failure,
                                    result.reason)  # fmt: skip
         elif result.warning:
             key, reason, detail = (warning_key(deploy.id, result.sli, result.warning),
