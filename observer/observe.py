@@ -280,10 +280,15 @@ def judge(
         )  # fmt: skip
     windows_json = {**data.windows, "watch": [data.windows["watch"][0], end]}
     interval = data.plan.interval if data.plan is not None else None
-    before = next((pts for label, pts in baselines if label == "before"), [])
+    # A canary is judged against the stable version over the same steps: its series vanishing
+    # or counting nothing while the stable's count is news; its traffic is only the canary's
+    # share of the stable's, so no drop is measured against it.
+    canary = data.mode == "canary"
+    reference = next((pts for label, pts in baselines
+                      if label == ("stable" if canary else "before")), [])  # fmt: skip
     warning = early_warning(
-        watch, before, deployed_at=windows.deployed_at, step=windows.step, end=end,
-        ratio=sli.kind is SliKind.RATIO, traffic_drop=sli.traffic_drop,
+        watch, reference, deployed_at=windows.deployed_at, step=windows.step, end=end,
+        ratio=sli.kind is SliKind.RATIO, traffic_drop=0.0 if canary else sli.traffic_drop,
     )  # fmt: skip
     return replace(
         covered(result, len(watch), windows, end), queries=dict(data.queries),

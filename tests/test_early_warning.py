@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from observer.early_warning import WarningReason, early_warning
+from observer.observe import SliData, Windows, judge
+from observer.slis import Sli, SliKind
 
 T0 = 1_000_000.0
 STEP = 15.0
@@ -64,3 +66,25 @@ def test_vanished_says_how_long() -> None:
                           ratio=True, traffic_drop=0.5)  # fmt: skip
     assert found is not None
     assert "45s" in found.detail
+
+
+@pytest.mark.parametrize(
+    ("canary_totals", "expected"),
+    [
+        ([10.0] * 8, ""),  # a tenth of the stable's traffic: a canary's share, no drop
+        ([10.0] * 4, "vanished"),  # the canary's series stop after step 4, the stable's go on
+        ([10.0] * 4 + [0.0] * 4, "counters_reset"),
+    ],
+)
+def test_a_canary_is_warned_against_the_stable_version(
+    canary_totals: list[float], expected: str
+) -> None:
+    """Canary mode (an SLI with `version_label`): the reference is the stable version over the
+    same steps, not a window before the deploy (there is none)."""
+    sli = Sli("errors", SliKind.RATIO, bad="b", total="t", version_label="version")
+    canary = tuple((T0 + (k + 1) * STEP, 0.0, total) for k, total in enumerate(canary_totals))
+    stable = tuple((T0 + (k + 1) * STEP, 1.0, 100.0) for k in range(8))
+    data = SliData(canary, (("stable", stable),), {"bad": "b", "total": "t"},
+                   {"watch": [T0, T0 + 8 * STEP]}, "canary")  # fmt: skip
+    windows = Windows(T0, 600.0, 1800.0, STEP)
+    assert judge(sli, data, windows, T0 + 8 * STEP).warning == expected
