@@ -9,14 +9,18 @@ would notify).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp.test_utils import TestClient, TestServer
 
+from loop.api.app import build_app
+from loop.config import load_settings
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeFile, FakeMessage, FakeSlack
 from tests.fakes.slack_messages import mrkdwn_texts, render
@@ -92,12 +96,49 @@ class Api:
             "incident_id") else None  # fmt: skip
 
 
+class Loop:
+    """The served app and its stand-ins for one test."""
+
+    def __init__(self, api: Api, github: FakeGitHub, slack: FakeSlack) -> None:
+        self.api, self.github, self.slack = api, github, slack
+
+
+@contextlib.asynccontextmanager
+async def served(
+    tmp_path: Path, prometheus: str, service: str, *, edit: Callable[[str], str] | None = None
+) -> AsyncIterator[Loop]:
+    """The app for one service as `rearguard serve --config` builds it, from a config file
+    (changed by `edit` first, if given), with the GitHub and Slack stand-ins. It starts and
+    stops inside the caller's own task, as under `web.run_app` (githubkit keeps its connection
+    pool in a ContextVar, closed only from the context that opened it)."""
+    async with (
+        FakeGitHub(tmp_path / "github", repo=REPO) as github,
+        FakeSlack() as slack,
+    ):
+        config = write_config(tmp_path / "rearguard.toml", store=tmp_path / "store.duckdb",
+                              prometheus=prometheus, github=github.url, slack=slack.url,
+                              service=service)  # fmt: skip
+        if edit is not None:
+            config.write_text(edit(config.read_text()))
+        app = build_app(load_settings(config, environment(github, slack)))
+        async with TestClient(TestServer(app)) as client:
+            yield Loop(Api(client.session, str(client.make_url(""))), github, slack)
+
+
 async def regress(api: Api, github: FakeGitHub, service: str, title: str) -> tuple[str, FakePR]:
     """Merge one agent PR titled `title`, deliver its signed webhook, and deploy it (the caller
     has raised the service's error ratio); the deploy id and the PR."""
     initial = github.head_sha()
     pr = github.merge_pr(title, "Agent-Session: sess-slack\nAgent-Name: claude-code\n",
                          {"services/shop/retry.py": f"# {title}\n"})  # fmt: skip
+    return await deliver_and_deploy(api, github, service, pr, initial), pr
+
+
+async def deliver_and_deploy(
+    api: Api, github: FakeGitHub, service: str, pr: FakePR, initial: str
+) -> str:
+    """Deliver merged `pr`'s signed `pull_request` webhook, then deploy the stand-in's head
+    over `initial` as CD would; the deploy id."""
     body = json.dumps(github.pull_request_closed_webhook(pr.number)).encode()
     status, _ = await api.post("/v1/webhooks/github", data=body, headers={
         "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"slack-{service}-{pr.number}",
@@ -107,7 +148,7 @@ async def regress(api: Api, github: FakeGitHub, service: str, title: str) -> tup
         "service": service, "environment": "production", "sha": github.head_sha(),
         "previous_sha": initial, "finished_at": time.time()})  # fmt: skip
     assert status == 202, answer
-    return str(answer["id"]), pr
+    return str(answer["id"])
 
 
 async def poll(

@@ -47,6 +47,16 @@ def _openmetrics(start: int, end: int, bad_windows: list[tuple[int, int]]) -> st
     return "\n".join([*lines, *errors, "# EOF", ""])
 
 
+def _without_store(
+    history: tuple[PrometheusServer, list[float]], tmp_path: Path
+) -> tuple[Path, list[float]]:
+    """A config on `history`'s Prometheus whose store does not exist, and the deploy times."""
+    server, times = history
+    config = tmp_path / "rearguard.toml"
+    _config(config, server.url, tmp_path / "absent.duckdb")
+    return config, times
+
+
 def _config(path: Path, prometheus_url: str, store: Path) -> None:
     path.write_text(
         f"""
@@ -128,9 +138,7 @@ def test_backtest_at_given_times_and_bad_input(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Deploy times on the command line are replayed without a store; a bad time is refused."""
-    server, times = history
-    config = tmp_path / "rearguard.toml"
-    _config(config, server.url, tmp_path / "absent.duckdb")
+    config, times = _without_store(history, tmp_path)
     args = ["backtest", "--config", str(config), "--service", "bt"]
     assert main([*args, "--at", f"{times[9]:.0f}", "--at", f"{times[10]:.0f}"]) == 0
     out, _ = capsys.readouterr()
@@ -149,9 +157,7 @@ def test_backtest_json_holds_every_verdicts_numbers_for_every_service(
 ) -> None:
     """Without --service every configured service is replayed; --json keeps the counts, rates
     and statistic of each verdict, the healthy ones too."""
-    server, times = history
-    config = tmp_path / "rearguard.toml"
-    _config(config, server.url, tmp_path / "absent.duckdb")
+    config, times = _without_store(history, tmp_path)
     twin = config.read_text().split("[services.bt]", 1)[1].replace("services.bt.", "services.bt2.")
     config.write_text(config.read_text() + "[services.bt2]" + twin)
     at = ["--at", f"{times[9]:.0f}", "--at", f"{times[10]:.0f}"]
@@ -177,9 +183,7 @@ def test_backtest_exits_non_zero_when_a_query_fails(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """A deploy whose SLI could not be queried is not judged: exit 1, and stderr names it."""
-    server, times = history
-    config = tmp_path / "rearguard.toml"
-    _config(config, server.url, tmp_path / "absent.duckdb")
+    config, times = _without_store(history, tmp_path)
     config.write_text(config.read_text().replace("[$step]))'", "[$step])'", 1))
     args = ["backtest", "--config", str(config), "--service", "bt", "--at", f"{times[3]:.0f}"]
     assert main([*args, "--json"]) == 1

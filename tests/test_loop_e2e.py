@@ -24,7 +24,9 @@ from tests.fakes.slack import FakeSlack
 from tests.loop_rig import (
     API_TOKEN,
     AUTH,
+    BASELINE,
     SLACK_CHANNEL,
+    STEP,
     WEBHOOK_SECRET,
     deliver_pr,
     deploy_view,
@@ -34,7 +36,7 @@ from tests.loop_rig import (
     wait_final,
 )
 from tests.prometheus_server import PrometheusServer
-from tests.waiting import wait_for_async
+from tests.waiting import wait_for, wait_for_async
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 
@@ -96,8 +98,16 @@ def _merge_agent_prs(github: FakeGitHub) -> list[int]:
     return numbers
 
 
-async def test_regression_is_reverted_and_announced(loop: Loop, traffic: SampleApp) -> None:
+async def test_regression_is_reverted_and_announced(
+    loop: Loop, traffic: SampleApp, prometheus: PrometheusServer
+) -> None:
     """0.5% -> 5% 5xx after the deploy of one agent PR: one revert PR and one Slack message."""
+    # The earlier deploy is dated a minute back: its baseline must be in Prometheus too, else
+    # its Watch rightly posts a `no_series` notice beside the incident's (a young session).
+    query = (f'count_over_time(http_requests_total{{service="e2e-regress",code="200"}}'
+             f"[{BASELINE + STEP}s] offset 60s) >= {BASELINE}")  # fmt: skip
+    wait_for(lambda: prometheus.instant(query), within=120, interval=0.25,
+             what="a baseline of e2e-regress a minute ago")  # fmt: skip
     initial = loop.github.head_sha()
     first, second, culprit = _merge_agent_prs(loop.github)
     for number in (first, second, culprit):

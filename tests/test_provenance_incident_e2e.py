@@ -5,23 +5,16 @@ learned by signed webhook. The incident, the Slack notice and the revert PR each
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
-from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from loop.api.app import build_app
-from loop.config import load_settings
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
-from tests.fakes.slack import FakeSlack
 from tests.fakes.slack_messages import mrkdwn_texts, render
-from tests.loop_rig import FINAL, sign
+from tests.loop_rig import FINAL
 from tests.prometheus_server import PrometheusServer
-from tests.slack_rig import READ, Api, environment, first_messages, poll, write_config
+from tests.slack_rig import Api, deliver_and_deploy, first_messages, poll, served
 
 pytestmark = pytest.mark.prometheus
 
@@ -34,25 +27,17 @@ async def test_a_copilot_pr_regression_names_copilot_everywhere(
 ) -> None:
     """A squash-merged Copilot PR with no trailers regresses its deploy: the incident names agent
     copilot, its branch and session link; the Slack notice and the revert PR show provenance."""
-    async with (
-        FakeGitHub(tmp_path / "github", repo="acme/shop") as github,
-        FakeSlack() as slack,
-    ):
-        config = write_config(tmp_path / "rearguard.toml", store=tmp_path / "store.duckdb",
-                              prometheus=prometheus.url, github=github.url, slack=slack.url,
-                              service=SERVICE)  # fmt: skip
-        app = build_app(load_settings(config, environment(github, slack)))
-        try:
-            async with TestClient(TestServer(app)) as client:
-                api = Api(client.session, str(client.make_url("")))
-                traffic.configure(SERVICE, error_ratio=0.05)
-                deploy_id, session = await _merge_and_deploy(api, github)
-                view = await poll(lambda: api.get(f"/v1/deploys/{deploy_id}"),
-                                  lambda v: v["phase"] in FINAL, 90, "a final phase")  # fmt: skip
-                assert view["phase"] == "reverted", view
-                incident = await api.get(f"/v1/incidents/{view['incident_id']}")
-        finally:
-            traffic.configure(SERVICE, error_ratio=0.005)
+    try:
+        async with served(tmp_path, prometheus.url, SERVICE) as loop:
+            api, github, slack = loop.api, loop.github, loop.slack
+            traffic.configure(SERVICE, error_ratio=0.05)
+            deploy_id, session = await _merge_and_deploy(api, github)
+            view = await poll(lambda: api.get(f"/v1/deploys/{deploy_id}"),
+                              lambda v: v["phase"] in FINAL, 90, "a final phase")  # fmt: skip
+            assert view["phase"] == "reverted", view
+            incident = await api.get(f"/v1/incidents/{view['incident_id']}")
+    finally:
+        traffic.configure(SERVICE, error_ratio=0.005)
 
     source = f"body link {session}; bot author Copilot; branch {BRANCH}"
     provenance = (
@@ -86,14 +71,4 @@ async def _merge_and_deploy(api: Api, github: FakeGitHub) -> tuple[str, str]:
     pr = github.merge_pr("Retry payments sooner", body, {"services/shop/retry.py": "# sooner\n"},
                          author="Copilot", method="squash", branch=BRANCH)  # fmt: skip
     assert pr.number == number
-    payload = json.dumps(github.pull_request_closed_webhook(pr.number)).encode()
-    status, _ = await api.post("/v1/webhooks/github", data=payload, headers={
-        "X-GitHub-Event": "pull_request", "X-GitHub-Delivery": f"prov-{pr.number}",
-        "X-Hub-Signature-256": sign(payload), "Content-Type": "application/json"})  # fmt: skip
-    assert status == 202
-    status, answer = await api.post("/v1/deploys", headers=READ, json={
-        "service": SERVICE, "environment": "production", "sha": github.head_sha(),
-        "previous_sha": initial, "finished_at": time.time()})  # fmt: skip
-    assert status == 202, answer
-    deploy: Any = answer["id"]
-    return str(deploy), session
+    return await deliver_and_deploy(api, github, SERVICE, pr, initial), session

@@ -7,22 +7,24 @@ import logging
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from loop.api.app import build_app
-from loop.config import load_settings
-from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeMessage, FakeSlack
 from tests.fakes.slack_messages import mrkdwn_texts
 from tests.loop_rig import FINAL
 from tests.prometheus_server import PrometheusServer
-from tests.slack_rig import Api, environment, links, mentions, poll, regress, write_config
+from tests.slack_rig import links, mentions, poll, regress, served
 
 pytestmark = pytest.mark.prometheus
 
 SERVICE = "e2e-loop-typo"
 TYPO = 'sum(increase(http_requests_total{code=~"5.."}[$step])) <> 0'
 """`<>` is no PromQL operator: Prometheus answers 400 with its parse error, which names `>`."""
+
+
+def _with_typo(config: str) -> str:
+    """The config with its `bad` query replaced by `TYPO`."""
+    start = config.index("bad = '") + len("bad = '")
+    return config[:start] + TYPO + config[config.index("'", start) :]
 
 
 def _notices(slack: FakeSlack) -> list[FakeMessage]:
@@ -40,30 +42,19 @@ async def test_a_promql_typo_is_logged_once_shown_by_readyz_counted_and_posted_o
     naming the service, SLI and Prometheus' error, /metrics counts it, and one Slack notice
     (escaped) names the SLI, however many evaluations failed."""
     caplog.set_level(logging.ERROR, logger="loop.watch.steps")
-    async with (
-        FakeGitHub(tmp_path / "github", repo="acme/shop") as github,
-        FakeSlack() as slack,
-    ):
-        config = write_config(tmp_path / "rearguard.toml", store=tmp_path / "store.duckdb",
-                              prometheus=prometheus.url, github=github.url, slack=slack.url,
-                              service=SERVICE)  # fmt: skip
-        text = config.read_text()
-        start = text.index("bad = '") + len("bad = '")
-        config.write_text(text[:start] + TYPO + text[text.index("'", start) :])
-        app = build_app(load_settings(config, environment(github, slack)))
-        async with TestClient(TestServer(app)) as client:
-            api = Api(client.session, str(client.make_url("")))
-            ready = await api.get("/readyz")
-            assert ready == {"status": "ready"}
-            deploy_id, _ = await regress(api, github, SERVICE, "Count errors differently")
-            ready = await poll(lambda: api.get("/readyz"), lambda v: v["status"] == "degraded",
-                               30, "a degraded /readyz")  # fmt: skip
-            await poll(lambda: api.get(f"/v1/deploys/{deploy_id}"),
-                       lambda v: v["phase"] in FINAL, 90, "a final phase")  # fmt: skip
-            async with client.session.get(str(client.make_url("/readyz"))) as response:
-                assert response.status == 200  # degraded is not down
-            async with client.session.get(str(client.make_url("/metrics"))) as response:
-                metrics = await response.text()
+    async with served(tmp_path, prometheus.url, SERVICE, edit=_with_typo) as loop:
+        api, github, slack = loop.api, loop.github, loop.slack
+        ready = await api.get("/readyz")
+        assert ready == {"status": "ready"}
+        deploy_id, _ = await regress(api, github, SERVICE, "Count errors differently")
+        ready = await poll(lambda: api.get("/readyz"), lambda v: v["status"] == "degraded",
+                           30, "a degraded /readyz")  # fmt: skip
+        await poll(lambda: api.get(f"/v1/deploys/{deploy_id}"),
+                   lambda v: v["phase"] in FINAL, 90, "a final phase")  # fmt: skip
+        async with api.session.get(f"{api.base}/readyz") as response:
+            assert response.status == 200  # degraded is not down
+        async with api.session.get(f"{api.base}/metrics") as response:
+            metrics = await response.text()
 
     (failure,) = ready["failures"]
     assert (failure["service"], failure["sli"], failure["cause"]) == (

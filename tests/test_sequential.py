@@ -262,11 +262,7 @@ def test_a_burst_that_ends_is_healthy(rps: int, seed: int) -> None:
     burst = dict.fromkeys(range(8, 12), 0.05)  # the steps ending at 135 s to 180 s
     steps = [Step(15.0 * (k + 1), binomial(rng, events, burst.get(k, 0.005)), events)
              for k in range(120)]  # fmt: skip
-    results = [
-        assess_ratio_steps(ERRORS, baselines, steps[: k + 1], complete=k == 119, horizon=120,
-                           step_seconds=15.0)
-        for k in range(120)
-    ]  # fmt: skip
+    results = judged_over_the_watch(ERRORS, baselines, steps, 15.0)
     assert Status.REGRESSED not in statuses(results)
     assert results[-1].status is Status.HEALTHY
     # Without the burst rule the same counts would have been called.
@@ -302,11 +298,7 @@ def test_what_stays_is_regressed_and_what_ends_within_max_blip_is_not(
     events = rps * 15
     baselines = [Baseline("before", 0.005 * events * 120, events * 120)]
     steps = [Step(15.0 * (k + 1), bad_rate_at.get(k, 0.005) * events, events) for k in range(120)]
-    results = [
-        assess_ratio_steps(sli, baselines, steps[: k + 1], complete=k == 119, horizon=120,
-                           step_seconds=15.0)
-        for k in range(120)
-    ]  # fmt: skip
+    results = judged_over_the_watch(sli, baselines, steps, 15.0)
     assert (Status.REGRESSED in statuses(results)) is regressed
     if not regressed:
         assert results[-1].status is Status.HEALTHY
@@ -339,11 +331,7 @@ def test_a_two_minute_burst_off_the_grid_of_60s_steps_is_not_regressed() -> None
     baselines = [Baseline("before", base * events * 30, events * 30)]
     bad = {5: (base + burst) / 2, 6: burst, 7: (base + burst) / 2}
     steps = [Step(60.0 * (k + 1), bad.get(k, base) * events, events) for k in range(30)]
-    results = [
-        assess_ratio_steps(ERRORS, baselines, steps[: k + 1], complete=k == 29, horizon=30,
-                           step_seconds=60.0)
-        for k in range(30)
-    ]  # fmt: skip
+    results = judged_over_the_watch(ERRORS, baselines, steps, 60.0)
     assert Status.REGRESSED not in statuses(results)
     assert results[-1].status is Status.HEALTHY
 
@@ -393,6 +381,19 @@ def replay(
 
 def statuses(results: Sequence[SliResult]) -> set[Status]:
     return {r.status for r in results}
+
+
+def judged_over_the_watch(
+    sli: Sli, baselines: Sequence[Baseline], steps: Sequence[Step], step: float
+) -> list[SliResult]:
+    """Every evaluation of a watch whose steps are `steps`, as the Watch makes them: on the
+    steps so far, the last one complete."""
+    n = len(steps)
+    return [
+        assess_ratio_steps(sli, baselines, steps[: k + 1], complete=k == n - 1, horizon=n,
+                           step_seconds=step)
+        for k in range(n)
+    ]  # fmt: skip
 
 
 def test_clear_regression_is_called_within_two_steps() -> None:

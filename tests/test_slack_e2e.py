@@ -10,35 +10,22 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from loop.api.app import build_app
-from loop.config import load_settings
-from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
-from tests.fakes.slack import FakeSlack
 from tests.loop_rig import FINAL
 from tests.prometheus_server import PrometheusServer
 from tests.slack_rig import (
-    Api,
-    environment,
+    Loop,
     first_messages,
     links,
     mentions,
     poll,
     regress,
+    served,
     thread_files,
-    write_config,
 )
 
 pytestmark = pytest.mark.prometheus
-
-
-class Loop:
-    """The served app and its stand-ins for one test."""
-
-    def __init__(self, api: Api, github: FakeGitHub, slack: FakeSlack) -> None:
-        self.api, self.github, self.slack = api, github, slack
 
 
 Serve = Callable[[str], contextlib.AbstractAsyncContextManager[Loop]]
@@ -46,25 +33,16 @@ Serve = Callable[[str], contextlib.AbstractAsyncContextManager[Loop]]
 
 @pytest.fixture
 def serve(tmp_path: Path, prometheus: PrometheusServer, traffic: SampleApp) -> Serve:
-    """Serve the app for one service, as `rearguard serve --config` would. The app starts and
-    stops inside the test's own task, as under `web.run_app` (githubkit keeps its connection pool
-    in a ContextVar, closed only from the context that opened it)."""
+    """Serve the app for one service, as `rearguard serve --config` would (`served`), the
+    service's error ratio back at 0.5% afterwards."""
 
     @contextlib.asynccontextmanager
     async def serving(service: str) -> AsyncIterator[Loop]:
-        async with (
-            FakeGitHub(tmp_path / "github", repo="acme/shop") as github,
-            FakeSlack() as slack,
-        ):
-            config = write_config(tmp_path / "rearguard.toml", store=tmp_path / "store.duckdb",
-                                  prometheus=prometheus.url, github=github.url, slack=slack.url,
-                                  service=service)  # fmt: skip
-            app = build_app(load_settings(config, environment(github, slack)))
-            try:
-                async with TestClient(TestServer(app)) as client:
-                    yield Loop(Api(client.session, str(client.make_url(""))), github, slack)
-            finally:
-                traffic.configure(service, error_ratio=0.005)
+        try:
+            async with served(tmp_path, prometheus.url, service) as loop:
+                yield loop
+        finally:
+            traffic.configure(service, error_ratio=0.005)
 
     return serving
 
