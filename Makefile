@@ -32,7 +32,7 @@ test: $(TSTAMP) test-deps
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(VENV)/bin/mypy
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -n 2
 
 # Onset -> revert PR and first Slack message over 20 incidents on a real Prometheus (a few minutes).
 bench-loop: $(TSTAMP) test-deps
