@@ -14,8 +14,8 @@ conflict"). So user SQL never runs on the writer's instance:
 2. loads them into a fresh in-memory DuckDB instance as tables named after the views (in
    `main`, so plain names work, and as `rearguard.<view>` too, the names in the store file),
    deletes the files, then turns off external access (files, network, extensions), caps
-   threads (1) and memory (the snapshot plus `QUERY_MEMORY`), and locks the configuration. That instance holds nothing but the views'
-   rows: internal tables do not exist there.
+   threads (1) and memory (the snapshot plus `QUERY_MEMORY`), and locks the configuration.
+   That instance holds nothing but the views' rows: internal tables do not exist there.
 
 Each query then runs on its own cursor of the snapshot: a single SELECT (DuckDB's own parser,
 `duckdb.extract_statements`, and the statement's type), interrupted after `timeout` seconds
