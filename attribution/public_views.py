@@ -6,7 +6,9 @@ schema of its own says which names are the contract. Readers that run user SQL (
 `attribution.sandbox`) put `rearguard` first on the search path, so `FROM deploys` means the view.
 
 `export_view` writes one view as Parquet: one file, or a directory partitioned by month (hive
-style, `month=2026-11/…`) for views with a time column. It writes under a temporary name and
+style, `month=2026-11/…`; rows without a time under `month=__HIVE_DEFAULT_PARTITION__`, and an
+empty view as one empty file there, so the directory always reads back) for views with a time
+column. It writes under a temporary name and
 renames at the end, so a crash leaves no half-written file under the final name.
 """
 
@@ -35,6 +37,10 @@ VIEWS: dict[str, str | None] = {
 }
 """Every public view, with the time column that `--partition month` splits it by (None: the view
 has none, and is written as one file)."""
+
+
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+"""The directory name DuckDB gives rows whose month is NULL (`month=__HIVE_DEFAULT_PARTITION__`)."""
 
 
 class UnknownView(ValueError):
@@ -75,7 +81,13 @@ def export_view(
             f"COPY (SELECT *, strftime({column}, '%Y-%m') AS month FROM {relation}) "  # noqa: S608
             f"TO {_quote_path(partial)} (FORMAT parquet, PARTITION_BY (month))"
         )
-        partial.mkdir(exist_ok=True)  # an empty view writes no partition
+        if not any(partial.rglob("*.parquet")):  # an empty view: one empty file instead
+            empty = partial / f"month={NULL_PARTITION}" / "data_0.parquet"
+            empty.parent.mkdir(parents=True, exist_ok=True)
+            con.execute(
+                f"COPY (SELECT * FROM {relation} LIMIT 0) TO {_quote_path(empty)} "  # noqa: S608
+                "(FORMAT parquet)"
+            )
         if final.exists():
             shutil.rmtree(final)
         partial.rename(final)

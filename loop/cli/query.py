@@ -103,7 +103,9 @@ def _views(names: list[str]) -> list[str]:
 
 def _described(con: duckdb.DuckDBPyConnection, path: Path) -> str:
     pattern = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
-    count = con.execute("SELECT count(*) FROM read_parquet(?)", [pattern]).fetchone()
+    count = con.execute(
+        "SELECT count(*) FROM read_parquet(?, hive_partitioning = true)", [pattern]
+    ).fetchone()
     rows = count[0] if count else 0
     return f"{rows} rows -> {path}"
 
