@@ -1,9 +1,12 @@
 """The public views (`attribution/schema/011_public_views.sql`) and their export as Parquet.
 
-The views live in schema `rearguard` of the store file, beside the internal tables in `main`:
+The views live in schema `public` of the store file, beside the internal tables in `main`:
 plain names would collide (`deploys`, `incidents`, `suspects`... are internal tables too), and a
-schema of its own says which names are the contract. Readers that run user SQL (the sandbox,
-`attribution.sandbox`) put `rearguard` first on the search path, so `FROM deploys` means the view.
+schema of its own says which names are the contract. Not `rearguard`: DuckDB names a file's
+catalog after the file, and a schema with the catalog's name (`rearguard.duckdb`, the usual
+name) makes `rearguard.deploys` ambiguous. With DuckDB on a store file no server holds, the
+views are `public.deploys` (or `SET search_path = 'public'`); the sandbox (`attribution.sandbox`)
+holds them under their plain names and as `public.<view>`.
 
 `export_view` writes one view as Parquet: one file, or a directory partitioned by month (hive
 style, `month=2026-11/…`; rows without a time under `month=__HIVE_DEFAULT_PARTITION__`, and an
@@ -20,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-SCHEMA = "rearguard"
+SCHEMA = "public"
 
 VIEWS: dict[str, str | None] = {
     "deploys": "deployed_at",

@@ -12,7 +12,7 @@ conflict"). So user SQL never runs on the writer's instance:
    instance, off the writer's thread, in one transaction (DuckDB's MVCC: every view is read at
    one committed state, and the writer is not blocked), as Parquet into a temporary directory;
 2. loads them into a fresh in-memory DuckDB instance as tables named after the views (in
-   `main`, so plain names work, and as `rearguard.<view>` too, the names in the store file),
+   `main`, so plain names work, and as `public.<view>` too, the names in the store file),
    deletes the files, then turns off external access (files, network, extensions), caps
    threads (1) and memory (the snapshot plus `QUERY_MEMORY`), and locks the configuration.
    That instance holds nothing but the views' rows: internal tables do not exist there.

@@ -53,7 +53,7 @@ async def test_a_select_over_the_views_answers_rows(
                                  {"name": "last", "type": "TIMESTAMP WITH TIME ZONE"}]  # fmt: skip
     assert answer["rows"] == [[SERVICE, 3, dt.datetime.fromtimestamp(START, dt.UTC).isoformat()]]
     assert answer["truncated"] is False
-    qualified = await (await _query(client, "SELECT count(*) FROM rearguard.deploys")).json()
+    qualified = await (await _query(client, "SELECT count(*) FROM public.deploys")).json()
     assert qualified["rows"] == [[3]]
     for view in VIEWS:  # every view of the contract is there
         assert (await _query(client, f"SELECT * FROM {view} LIMIT 1")).status == 200, view

@@ -4,9 +4,9 @@
 -- these views (CREATE OR REPLACE VIEW) so that their names, columns and meaning stay. Times are
 -- TIMESTAMPTZ; durations are seconds (DOUBLE). Every column is described in README.md ("The
 -- public views").
-CREATE SCHEMA rearguard;
+CREATE SCHEMA public;
 
-CREATE VIEW rearguard.deploys AS
+CREATE VIEW public.deploys AS
 SELECT d.id AS deploy_id, d.service, d.environment, d.repo, d.sha, d.previous_sha,
        d.started_at, d.finished_at AS deployed_at, d.url, d.source, d.created_at AS recorded_at,
        w.phase, w.verdict ->> 'status' AS verdict, w.reason AS verdict_reason,
@@ -16,7 +16,7 @@ FROM main.deploys d
 LEFT JOIN main.watches w ON w.deploy_id = d.id
 LEFT JOIN main.incidents i ON i.deploy_id = d.id;
 
-CREATE VIEW rearguard.prs AS
+CREATE VIEW public.prs AS
 SELECT p.repo, p.number, p.title, p.author, p.url, p.merge_sha, p.head_sha, p.base_ref,
        p.head_ref, f.opened_at, p.merged_at, p.labels, p.files, p.author_kind, p.agent_name,
        p.agent_session, p.agent_model, p.agent_role, p.agent_source, p.agent_grain, p.spec,
@@ -24,14 +24,14 @@ SELECT p.repo, p.number, p.title, p.author, p.url, p.merge_sha, p.head_sha, p.ba
 FROM main.pull_requests p
 LEFT JOIN main.pr_facts f ON f.repo = p.repo AND f.number = p.number;
 
-CREATE VIEW rearguard.deploy_prs AS
+CREATE VIEW public.deploy_prs AS
 SELECT deploy_id, repo, number FROM main.deploy_prs;
 
-CREATE VIEW rearguard.agent_sessions AS
+CREATE VIEW public.agent_sessions AS
 SELECT id AS session_id, agent_name, model, role, first_seen, tokens, cost_usd
 FROM main.agent_sessions;
 
-CREATE VIEW rearguard.incidents AS
+CREATE VIEW public.incidents AS
 SELECT i.id AS incident_id, i.deploy_id, i.service, i.environment, i.sli, i.opened_at,
        i.verdict ->> 'status' AS verdict, i.ambiguous, i.confidence, i.revert_unit, i.reason,
        t.onset_at, t.detected_at, t.revert_opened_at, t.recovered_at, t.time_to_revert,
@@ -39,29 +39,29 @@ SELECT i.id AS incident_id, i.deploy_id, i.service, i.environment, i.sli, i.open
 FROM main.incidents i
 LEFT JOIN main.incident_times t ON t.incident_id = i.id;
 
-CREATE VIEW rearguard.suspects AS
+CREATE VIEW public.suspects AS
 SELECT incident_id, rank, repo, number, probability, reason FROM main.suspects;
 
-CREATE VIEW rearguard.actions AS
+CREATE VIEW public.actions AS
 SELECT id AS action_id, incident_id, kind, status, attempts, created_at, updated_at, url, error
 FROM main.actions;
 
-CREATE VIEW rearguard.revert_rounds AS
+CREATE VIEW public.revert_rounds AS
 SELECT incident_id, round, prs, action_id, decided_at, reason, deploy_id, outcome, outcome_at,
        note
 FROM main.revert_rounds;
 
-CREATE VIEW rearguard.observations AS
+CREATE VIEW public.observations AS
 SELECT deploy_id, seq, observed_at, sli, status, reason, mode, baseline_value, watch_value,
        null_value, baseline_bad, baseline_total, watch_bad, watch_total, statistic, threshold,
        effect, onset
 FROM main.observations;
 
-CREATE VIEW rearguard.feedback AS
+CREATE VIEW public.feedback AS
 SELECT id AS feedback_id, incident_id, kind, pr_number, actor, source, note, created_at
 FROM main.feedback;
 
-CREATE VIEW rearguard.fixes AS
+CREATE VIEW public.fixes AS
 SELECT a.incident_id, a.id AS action_id, a.status, a.detail ->> 'kind' AS kind, a.url,
        TRY_CAST(a.detail ->> 'number' AS INTEGER) AS number, a.created_at, a.updated_at,
        a.error, u.calls AS llm_calls, u.models AS llm_models, u.input_tokens, u.output_tokens,
