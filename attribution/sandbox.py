@@ -291,8 +291,10 @@ class SandboxedQueries:
         max_age: float = MAX_AGE,
         slots: int = 2,
         timeout: float = QUERY_TIMEOUT,
+        grace: float = GRACE,
     ) -> None:
         self._source = source
+        self._grace = grace
         self._max_age = max_age
         self._timeout = timeout
         self._snapshot: Snapshot | None = None
@@ -339,7 +341,7 @@ class SandboxedQueries:
             held = True
             run.add_done_callback(self._release)
             try:
-                return await asyncio.wait_for(asyncio.shield(run), self._timeout + GRACE)
+                return await asyncio.wait_for(asyncio.shield(run), self._timeout + self._grace)
             except TimeoutError as exc:
                 raise QueryRefused(
                     408, "timeout", f"the query ran past the {self._timeout:g} s limit; it is "
