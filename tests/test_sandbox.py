@@ -110,7 +110,8 @@ async def test_a_query_stopped_late_is_answered_at_the_limit(store: Store) -> No
         try:
             return (await queries.query("SELECT 1")).rows == [[1]]
         except QueryRefused as exc:
-            assert exc.code == "busy"
+            if exc.code != "busy":
+                raise
             return False
 
     await wait_for_async(free, within=60, what="the slot freed once the late query stopped")
