@@ -63,8 +63,9 @@ FROM main.feedback;
 
 CREATE VIEW public.fixes AS
 SELECT a.incident_id, a.id AS action_id, a.status, a.detail ->> 'kind' AS kind, a.url,
-       TRY_CAST(a.detail ->> 'number' AS INTEGER) AS number, a.created_at, a.updated_at,
-       a.error, u.calls AS llm_calls, u.models AS llm_models, u.input_tokens, u.output_tokens,
+       TRY_CAST(a.detail ->> 'number' AS INTEGER) AS number,
+       TRY_CAST(a.detail ->> 'pr' AS INTEGER) AS for_pr, a.detail ->> 'reason' AS reason,
+       a.created_at, a.updated_at, a.error, u.calls AS llm_calls, u.models AS llm_models, u.input_tokens, u.output_tokens,
        u.cost_usd
 FROM main.actions a
 LEFT JOIN (
