@@ -1,0 +1,81 @@
+"""The reports, by kind: what the HTTP route (`GET /v1/reports/{kind}`) and `rearguard report`
+both answer with, from one store.
+
+`dora` and `loop` are the delivery metrics (`attribution.delivery`, aggregated in SQL by
+`store.reports`); `agents`, `models`, `specs` and `areas` are the regression rates the labels
+taught (`attribution.feedback.report`), with their Wilson intervals. Each answer is a JSON-ready
+dict: `report` (the kind), the window, the `definitions` of its metrics, and its `rows`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from attribution import delivery
+from attribution.feedback import report
+from attribution.store import Store
+from attribution.store_reports import Window
+
+REGRESSIONS = {"agents": "agent", "models": "model", "specs": "spec", "areas": "area"}
+KINDS = ("dora", *REGRESSIONS, "loop")
+"""Every report kind, in the order they are listed."""
+
+_REGRESSION_DEFINITIONS = {
+    "regression_rate": (
+        "Regression rate: culprit shares (blame after every correction) over deployed PRs, with "
+        "its 95% Wilson score interval `regression_rate_low`..`regression_rate_high`."
+    ),
+    "smoothed_rate": "The rate attribution uses: culprits plus pseudo-PRs at the overall rate.",
+}
+
+
+class UnknownReport(ValueError):
+    """No report of that kind; the message lists the kinds."""
+
+
+def _window(window: Window) -> dict[str, Any]:
+    return {"since": window.since, "until": window.until, "service": window.service,
+            "repo": window.repo}  # fmt: skip
+
+
+async def build_report(
+    store: Store, kind: str, window: Window, repos: Sequence[str] | None = None
+) -> dict[str, Any]:
+    """The report `kind` over `window`. `repos` are the repositories the regression reports
+    cover (on the server, the config's, or the one of `window.service`); None: those the store's
+    deploys (of `window.service`) came from."""
+    if kind not in KINDS:
+        raise UnknownReport(f"no report {kind!r}; the kinds are {', '.join(KINDS)}")
+    head = {"report": kind, "window": _window(window)}
+    if kind == "dora":
+        rows = [delivery.dora_row(r) for r in await store.reports.dora(window)]
+        return head | {"definitions": delivery.DORA, "rows": rows}
+    if kind == "loop":
+        prs = [delivery.loop_pr_row(r) for r in await store.reports.loop_prs(window)]
+        incidents = [
+            delivery.loop_incident_row(r) for r in await store.reports.loop_incidents(window)
+        ]
+        definitions = delivery.LOOP_PRS | delivery.LOOP_INCIDENTS
+        return head | {"definitions": definitions, "rows": prs, "incident_rows": incidents}
+    return head | {
+        "definitions": _REGRESSION_DEFINITIONS,
+        "rows": await regression_rows(store, REGRESSIONS[kind], window, repos),
+    }
+
+
+async def regression_rows(
+    store: Store, dimension: str, window: Window, repos: Sequence[str] | None
+) -> list[dict[str, Any]]:
+    """`attribution.feedback.report` per repository, over the PRs merged in the window."""
+    if repos is None:
+        repos = await store.reports.service_repos(window.service)
+    if window.repo is not None:
+        repos = [r for r in repos if r == window.repo]
+    rows: list[dict[str, Any]] = []
+    since = window.since if window.since is not None else float("-inf")
+    for repo in repos:
+        deployed, blames, signals = await store.evidence.learning(repo)
+        deployed = [c for c in deployed if since <= c.pr.merged_at <= window.until]
+        rows += [{"repo": repo, **r} for r in report(dimension, deployed, blames, signals)]
+    return rows
