@@ -82,8 +82,11 @@ async def build_year(store: Store, service: str = "checkout", repo: str = "acme/
         title = 'Revert "Change"'
         revert = await _ship(store, service, repo, _pr(repo, number, revert_at - 60, title),
                              revert_at)  # fmt: skip
-        await store.rounds.link_round_deploy(r, revert.id, first.id, phase="regressed",
-                                             now=revert_at, due=revert_at, reason="carried")  # fmt: skip
-        await store.rounds.settle_round(r, "recovered", now=first.finished_at + TO_RESTORE,
-                                        note="healthy",
-                                        recovered_at=first.finished_at + TO_RESTORE)  # fmt: skip
+        await store.rounds.link_round_deploy(
+            r, revert.id, first.id, phase="regressed", now=revert_at, due=revert_at,
+            reason="carried",
+        )  # fmt: skip
+        restored = first.finished_at + TO_RESTORE
+        await store.rounds.settle_round(
+            r, "recovered", now=restored, note="healthy", recovered_at=restored
+        )

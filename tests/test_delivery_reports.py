@@ -82,7 +82,9 @@ def _dora(**agg: Any) -> dict[str, Any]:
                      id="rework"),
     ],
 )  # fmt: skip
-def test_dora_row(agg: dict[str, Any], metric_key: str, value: float | None, reason: str | None) -> None:
+def test_dora_row(
+    agg: dict[str, Any], metric_key: str, value: float | None, reason: str | None
+) -> None:
     m = _dora(**agg)[metric_key]
     assert (m["value"], m["reason"]) == (value, reason)
 
@@ -109,7 +111,9 @@ def test_rates_carry_their_interval() -> None:
                      id="no-cost"),
     ],
 )  # fmt: skip
-def test_loop_pr_row(agg: dict[str, Any], metric_key: str, value: float | None, reason: str | None) -> None:
+def test_loop_pr_row(
+    agg: dict[str, Any], metric_key: str, value: float | None, reason: str | None
+) -> None:
     row = loop_pr_row({"repo": "r", "week": "2026-W01", "week_start": 0.0} | agg)
     assert (row[metric_key]["value"], row[metric_key]["reason"]) == (value, reason)
 
