@@ -21,6 +21,7 @@ from attribution.evidence import ErrorEvent, FiringAlert, Frame, PrChange
 from attribution.feedback import Blame, Signal
 from attribution.records import MergedPR
 from attribution.store_prs import PullRequestQueries
+from attribution.store_reports import write_pr_loop
 from attribution.store_writer import R, StoreWriter, fetch_records
 
 _FILE_COLUMNS = "number, path, status, additions, deletions, ranges, previous_path, edits"
@@ -156,7 +157,8 @@ class EvidenceQueries:
         conclusion: str | None,
         finished_at: float,
     ) -> None:
-        """Keep one CI run (a workflow run attempt or a check suite) per PR it names."""
+        """Keep one CI run (a workflow run attempt or a check suite) per PR it names, and
+        rebuild those PRs' loop summary (`pr_loop`)."""
 
         def write(cur: duckdb.DuckDBPyConnection) -> None:
             for n in numbers:
@@ -165,6 +167,7 @@ class EvidenceQueries:
                     "ON CONFLICT DO UPDATE SET conclusion = excluded.conclusion",
                     [f"{run_id}#{n}", repo, n, kind, head_sha, attempt, conclusion, finished_at],
                 )
+            write_pr_loop(cur, repo, numbers)
 
         await self._writer.tx(write)
 

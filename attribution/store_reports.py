@@ -13,6 +13,7 @@ for all); the filters are bound parameters, never text in the SQL.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +21,11 @@ import duckdb
 
 from attribution.store_writer import StoreWriter, fetch_records
 
-_WEEK = "date_trunc('week', timezone('UTC', {}))"
-_LABEL = "strftime({}, '%G-W%V')"
+_WEEK = "(epoch({})::BIGINT - 345600) // 604800"
+"""A time's week as a number: weeks since Monday 1970-01-05 00:00 UTC (345600 s after the epoch);
+integer arithmetic, several times faster than `date_trunc` on a time zone over every row."""
+_START = "({} * 604800 + 345600)"
+_LABEL = "strftime(make_timestamp({} * 1000000), '%G-W%V')"
 _OK = "('success', 'neutral', 'skipped')"
 
 
@@ -71,9 +75,7 @@ span AS (
            {_WEEK.format("to_timestamp($until)")} AS last
     FROM d GROUP BY service
 ),
-weeks AS (
-    SELECT service, unnest(generate_series(first, last, INTERVAL 7 DAY)) AS week FROM span
-),
+weeks AS (SELECT service, unnest(range(first, last + 1)) AS week FROM span),
 freq AS (SELECT service, week, count(*) AS deploys FROM d GROUP BY ALL),
 first_deploy AS (
     SELECT d.service, dp.repo, dp.number, min(d.finished_at) AS deployed_at
@@ -105,7 +107,8 @@ rework AS (
     SELECT d.service, d.week, count(*) AS rework FROM d WHERE d.id IN (SELECT id FROM rework_ids)
     GROUP BY ALL
 )
-SELECT w.service, {_LABEL.format("w.week")} AS week, epoch(w.week) AS week_start,
+SELECT w.service, {_LABEL.format(_START.format("w.week"))} AS week,
+       {_START.format("w.week")}::DOUBLE AS week_start,
        coalesce(freq.deploys, 0) AS deploys, coalesce(lead.lead_prs, 0) AS lead_prs,
        coalesce(lead.lead_n, 0) AS lead_n, lead.lead_median,
        coalesce(failed.failed, 0) AS failed, coalesce(failed.recovered, 0) AS recovered,
@@ -130,37 +133,55 @@ p AS (
     LEFT JOIN served s ON s.repo = p.repo AND s.number = p.number
     WHERE p.merged_at >= to_timestamp($since) AND p.merged_at <= to_timestamp($until)
       AND ($repo IS NULL OR p.repo = $repo) AND ($service IS NULL OR s.number IS NOT NULL)
-),
-ci AS (
-    SELECT repo, number, kind, count(*) AS runs, max(attempt) AS max_attempt,
-           bool_or(coalesce(conclusion NOT IN {_OK}, false)) AS failed
-    FROM ci_runs GROUP BY repo, number, kind
-    -- a PR's workflow runs when it has any, else its check suites (GitHub sends both for one run)
-    QUALIFY row_number() OVER (PARTITION BY repo, number ORDER BY kind = 'workflow_run' DESC) = 1
-),
-rv AS (
-    SELECT repo, number,
-           count(*) FILTER (WHERE state IN ('approved', 'changes_requested')) AS rounds
-    FROM pr_reviews GROUP BY ALL
 )
-SELECT p.repo, {_LABEL.format("p.week")} AS week, epoch(p.week) AS week_start,
+SELECT p.repo, {_LABEL.format(_START.format("p.week"))} AS week,
+       {_START.format("p.week")}::DOUBLE AS week_start,
        count(*) AS prs, count(p.spec) AS spec_prs,
        count(p.opened_at) AS open_n,
        median(epoch(p.merged_at) - epoch(p.opened_at)) AS open_to_merge,
        count(p.deployed_at) AS deployed_n,
        median(epoch(p.deployed_at) - epoch(p.merged_at)) AS merge_to_deploy,
-       count(ci.runs) AS ci_prs,
-       count(*) FILTER (WHERE NOT ci.failed AND ci.max_attempt = 1) AS first_pass,
-       avg(ci.runs) AS ci_attempts_mean, max(ci.runs) AS ci_attempts_max,
-       count(rv.rounds) AS reviewed_prs, avg(rv.rounds) AS review_rounds_mean,
-       max(rv.rounds) AS review_rounds_max,
+       count(*) FILTER (WHERE l.ci_runs > 0) AS ci_prs,
+       count(*) FILTER (WHERE l.ci_runs > 0 AND NOT l.ci_failed AND l.ci_attempt = 1)
+           AS first_pass,
+       avg(l.ci_runs) FILTER (WHERE l.ci_runs > 0) AS ci_attempts_mean,
+       max(l.ci_runs) FILTER (WHERE l.ci_runs > 0) AS ci_attempts_max,
+       count(*) FILTER (WHERE l.reviews > 0) AS reviewed_prs,
+       avg(l.review_rounds) FILTER (WHERE l.reviews > 0) AS review_rounds_mean,
+       max(l.review_rounds) FILTER (WHERE l.reviews > 0) AS review_rounds_max,
        count(p.tokens) AS token_prs, avg(p.tokens) AS tokens_mean, sum(p.tokens) AS tokens_total,
        count(p.cost_usd) AS cost_prs, avg(p.cost_usd) AS cost_mean, sum(p.cost_usd) AS cost_total
-FROM p
-LEFT JOIN ci ON ci.repo = p.repo AND ci.number = p.number
-LEFT JOIN rv ON rv.repo = p.repo AND rv.number = p.number
+FROM p LEFT JOIN pr_loop l ON l.repo = p.repo AND l.number = p.number
 GROUP BY p.repo, p.week ORDER BY p.repo, p.week
 """  # noqa: S608 - built from the constants above only
+
+_PR_LOOP = f"""
+INSERT OR REPLACE INTO pr_loop
+SELECT $repo, n.number,
+       CASE WHEN c.wf > 0 THEN c.wf ELSE coalesce(c.cs, 0) END,
+       CASE WHEN c.wf > 0 THEN c.wf_attempt WHEN c.cs > 0 THEN 1 END,
+       CASE WHEN c.wf > 0 THEN c.wf_failed ELSE c.cs_failed END,
+       coalesce(r.reviews, 0), coalesce(r.rounds, 0)
+FROM (SELECT DISTINCT unnest($numbers::INTEGER[]) AS number) n
+LEFT JOIN (
+    SELECT number, count(*) FILTER (WHERE kind = 'workflow_run') AS wf,
+           count(*) FILTER (WHERE kind <> 'workflow_run') AS cs,
+           max(attempt) FILTER (WHERE kind = 'workflow_run') AS wf_attempt,
+           bool_or(coalesce(conclusion NOT IN {_OK}, false))
+               FILTER (WHERE kind = 'workflow_run') AS wf_failed,
+           bool_or(coalesce(conclusion NOT IN {_OK}, false))
+               FILTER (WHERE kind <> 'workflow_run') AS cs_failed
+    FROM ci_runs WHERE repo = $repo AND list_contains($numbers, number) GROUP BY number
+) c ON c.number = n.number
+LEFT JOIN (
+    SELECT number, count(*) AS reviews,
+           count(*) FILTER (WHERE state IN ('approved', 'changes_requested')) AS rounds
+    FROM pr_reviews WHERE repo = $repo AND list_contains($numbers, number) GROUP BY number
+) r ON r.number = n.number
+"""  # noqa: S608 - built from the constants above only
+"""Rebuild the CI and review summary of PRs `$numbers` of `$repo` from their rows (the same
+definitions as the 012 migration's backfill): a PR's workflow runs when it has any, else its
+check suites, since GitHub sends both for one Actions run."""
 
 _LOOP_INCIDENTS = f"""
 WITH i AS (
@@ -182,7 +203,8 @@ spent AS (
     SELECT incident_id, sum(input_tokens + output_tokens) AS tokens, sum(cost_usd) AS cost
     FROM llm_usage WHERE incident_id IN (SELECT id FROM i) GROUP BY ALL
 )
-SELECT i.service, {_LABEL.format("i.week")} AS week, epoch(i.week) AS week_start,
+SELECT i.service, {_LABEL.format(_START.format("i.week"))} AS week,
+       {_START.format("i.week")}::DOUBLE AS week_start,
        count(*) AS incidents,
        count(ons.onset) AS onset_n,
        median(epoch(coalesce(det.detected_at, i.opened_at)) - epoch(i.finished_at) - ons.onset)
@@ -202,6 +224,13 @@ GROUP BY i.service, i.week ORDER BY i.service, i.week
 """  # noqa: S608 - built from the constants above only
 
 
+def write_pr_loop(cur: duckdb.DuckDBPyConnection, repo: str, numbers: Sequence[int]) -> None:
+    """Rebuild the loop summary of PRs `numbers` of `repo`, inside the caller's transaction
+    (after a CI run or a review was kept)."""
+    if numbers:
+        cur.execute(_PR_LOOP, {"repo": repo, "numbers": list(numbers)})
+
+
 class ReportQueries:
     """PR reviews, and the aggregates the delivery reports are made of."""
 
@@ -219,9 +248,11 @@ class ReportQueries:
                 [review.id, review.repo, review.number, review.state, review.reviewer,
                  review.commit_id, review.submitted_at],
             ).fetchall()  # fmt: skip
+            if rows:
+                write_pr_loop(cur, review.repo, [review.number])
             return bool(rows)
 
-        return await self._writer.call(write)
+        return await self._writer.tx(write)
 
     async def _rows(self, sql: str, window: Window) -> list[dict[str, Any]]:
         params = window.params()
