@@ -100,10 +100,21 @@ def report(
     `regression_rate_high`; 0 to 1 when no PR was seen)."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}; expected one of {DIMENSIONS}")
-    hist = history(deployed, blames, signals)
     values_of: dict[tuple[str, int], tuple[str, ...]] = {
         (c.pr.repo, c.number): dimensions_of(c)[dimension] for c in deployed
     }
+    return report_rows(dimension, history(deployed, blames, signals), values_of, blames, signals)
+
+
+def report_rows(
+    dimension: str,
+    hist: History,
+    values_of: Mapping[tuple[str, int], tuple[str, ...]],
+    blames: Sequence[Blame],
+    signals: Sequence[Signal],
+) -> list[dict[str, object]]:
+    """`report`'s rows from a history already tallied (the store counts PRs per value in SQL,
+    `attribution.reports`) and the values of the deployed PRs that incidents name."""
     blamed: dict[str, int] = {}
     corrections: dict[str, int] = {}
     by_id = {b.incident_id: b for b in blames}

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from attribution import delivery
-from attribution.feedback import report
+from attribution.feedback import culprit_shares, report_rows
+from attribution.priors import History, Tally
 from attribution.store import Store
 from attribution.store_reports import Window
 
@@ -67,15 +68,36 @@ async def build_report(
 async def regression_rows(
     store: Store, dimension: str, window: Window, repos: Sequence[str] | None
 ) -> list[dict[str, Any]]:
-    """`attribution.feedback.report` per repository, over the PRs merged in the window."""
+    """`attribution.feedback.report`'s rows per repository, over the PRs merged in the window
+    and deployed. The PRs are counted per value in SQL (`store.reports.regression_counts`);
+    only the incidents' labels, and the values of the PRs they name, come into Python, so the
+    report does not read every PR of a year."""
     if repos is None:
         repos = await store.reports.service_repos(window.service)
     if window.repo is not None:
         repos = [r for r in repos if r == window.repo]
+    blames, signals = await store.evidence.labels(repos)
+    shares = culprit_shares(blames, signals)
     rows: list[dict[str, Any]] = []
-    since = window.since if window.since is not None else float("-inf")
     for repo in repos:
-        deployed, blames, signals = await store.evidence.learning(repo)
-        deployed = [c for c in deployed if since <= c.pr.merged_at <= window.until]
-        rows += [{"repo": repo, **r} for r in report(dimension, deployed, blames, signals)]
+        ours = [b for b in blames if b.repo == repo]
+        ids = {b.incident_id for b in ours}
+        said = [s for s in signals if s.incident_id in ids]
+        named = {n for b in ours for n in (*b.suspects, *b.revert_unit)} | {
+            s.pr_number for s in said if s.pr_number is not None
+        }
+        total, counts, values = await store.reports.regression_counts(
+            dimension, window, repo, sorted(named)
+        )
+        deployed = {n: share for (r, n), share in shares.items() if r == repo and n in values}
+        culprits: dict[str, float] = {}
+        for number, share in deployed.items():
+            for value in values[number]:
+                culprits[value] = culprits.get(value, 0.0) + share
+        hist = History(
+            Tally(total, sum(deployed.values())),
+            {dimension: {v: Tally(n, culprits.get(v, 0.0)) for v, n in counts.items()}},
+        )
+        values_of = {(repo, n): v for n, v in values.items()}
+        rows += [{"repo": repo, **r} for r in report_rows(dimension, hist, values_of, ours, said)]
     return rows

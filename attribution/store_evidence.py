@@ -228,16 +228,21 @@ class EvidenceQueries:
         numbers = await self._fetch("SELECT DISTINCT number FROM deploy_prs WHERE repo = ?", [repo])
         prs = await self._prs.of_repo(repo, [int(r[0]) for r in numbers])
         deployed = await self.changes(prs)
+        blames, signals = await self.labels([repo])
+        return deployed, blames, signals
+
+    async def labels(self, repos: Sequence[str]) -> tuple[list[Blame], list[Signal]]:
+        """Every incident's blame on PRs of `repos`, and the signals on them in order."""
         blames = await self._records(
             "SELECT i.id AS incident_id, s.repo, list(s.number ORDER BY s.rank) AS suspects, "
             "i.ambiguous, i.revert_unit FROM incidents i JOIN suspects s ON s.incident_id = i.id "
-            "WHERE s.repo = ? GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit ORDER BY i.id",
-            [repo],
+            "WHERE list_contains(?, s.repo) GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit "
+            "ORDER BY i.id",
+            [list(repos)],
             _blame,
         )
         signals = await self._records(
             "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id", (), Signal
         )
         ids = {b.incident_id for b in blames}
-        signals = [s for s in signals if s.incident_id in ids]
-        return deployed, blames, signals
+        return blames, [s for s in signals if s.incident_id in ids]

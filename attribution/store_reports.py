@@ -224,6 +224,43 @@ GROUP BY i.service, i.week ORDER BY i.service, i.week
 """  # noqa: S608 - built from the constants above only
 
 
+_DEPLOYED = """
+WITH dep AS (
+    SELECT p.repo, p.number, p.author_kind, p.agent_name, p.agent_model, p.spec, p.files
+    FROM pull_requests p
+    WHERE p.repo = $repo AND p.merged_at >= to_timestamp($since)
+      AND p.merged_at <= to_timestamp($until)
+      AND EXISTS (SELECT 1 FROM deploy_prs dp WHERE dp.repo = p.repo AND dp.number = p.number)
+)"""
+_VALUES = {
+    "agent": "SELECT number, CASE WHEN author_kind = 'agent' THEN agent_name "
+    "ELSE author_kind || ':' || agent_name END AS value FROM dep",
+    "model": "SELECT number, agent_model AS value FROM dep WHERE agent_model <> ''",
+    "spec": "SELECT number, spec AS value FROM dep WHERE spec <> ''",
+    # `attribution.diffs.area_of` over `PrChange.paths`: the stored files (and the old path of a
+    # rename) when the PR's files are known, else the paths of its webhook.
+    "area": "SELECT DISTINCT number, coalesce(nullif(array_to_string(list_slice(list_slice("
+    "parts, 1, len(parts) - 1), 1, 2), '/'), ''), '.') AS value FROM (SELECT number, "
+    "string_split(path, '/') AS parts FROM (SELECT f.number, unnest([f.path, f.previous_path]) "
+    "AS path FROM pr_files f WHERE f.repo = $repo AND f.number IN (SELECT number FROM dep) "
+    "UNION ALL SELECT d.number, unnest(d.files) FROM dep d WHERE NOT EXISTS (SELECT 1 FROM "
+    "pr_files f WHERE f.repo = d.repo AND f.number = d.number)) WHERE path IS NOT NULL)",
+}
+"""Each dimension's values of a deployed PR, as `attribution.priors.dimensions_of` gives them."""
+_TOTAL = _DEPLOYED + " SELECT count(*) FROM dep"  # noqa: S608 - constants only
+_COUNTS = {
+    d: f"{_DEPLOYED}, v AS ({sql}) SELECT value, count(DISTINCT number) FROM v "  # noqa: S608
+    "WHERE value IS NOT NULL GROUP BY value"
+    for d, sql in _VALUES.items()
+}
+_NAMED = {
+    d: f"{_DEPLOYED}, v AS ({sql}) SELECT d.number, list(DISTINCT v.value ORDER BY v.value) "  # noqa: S608
+    "FILTER (WHERE v.value IS NOT NULL) FROM dep d LEFT JOIN v ON v.number = d.number "
+    "WHERE list_contains($named, d.number) GROUP BY d.number"
+    for d, sql in _VALUES.items()
+}
+
+
 def write_pr_loop(cur: duckdb.DuckDBPyConnection, repo: str, numbers: Sequence[int]) -> None:
     """Rebuild the loop summary of PRs `numbers` of `repo`, inside the caller's transaction
     (after a CI run or a review was kept)."""
@@ -271,6 +308,28 @@ class ReportQueries:
     async def loop_incidents(self, window: Window) -> list[dict[str, Any]]:
         """Per service and ISO week of detection: time to diagnosis and the Fixer's spend."""
         return await self._rows(_LOOP_INCIDENTS, window)
+
+    async def regression_counts(
+        self, dimension: str, window: Window, repo: str, named: Sequence[int]
+    ) -> tuple[int, dict[str, int], dict[int, tuple[str, ...]]]:
+        """Over the PRs of `repo` merged in the window and deployed: how many, how many per
+        value of `dimension`, and the values of the `named` ones among them (the PRs incidents
+        blame; every deployed one is there, with no value if it has none), all counted by
+        DuckDB."""
+        params = {"since": window.params()["since"], "until": window.until, "repo": repo}
+        with_named = params | {"named": list(named)}
+
+        def read(cur: duckdb.DuckDBPyConnection) -> Any:
+            total = cur.execute(_TOTAL, params).fetchall()
+            counts = cur.execute(_COUNTS[dimension], params).fetchall()
+            return total[0][0], counts, cur.execute(_NAMED[dimension], with_named).fetchall()
+
+        total, counts, of_named = await self._writer.call(read)
+        return (
+            int(total),
+            {str(v): int(n) for v, n in counts},
+            {int(n): tuple(vals or ()) for n, vals in of_named},
+        )
 
     async def service_repos(self, service: str | None) -> list[str]:
         """The repositories the store's deploys (of `service`, or of all) came from."""

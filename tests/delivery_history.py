@@ -7,7 +7,8 @@ The history is regular, so a test knows every figure: each ISO week from `START`
 of one PR each, opened `LEAD_OPEN` seconds before its deploy; every `FAIL_EVERY`th week the first
 deploy regresses, a revert PR (`Revert "..."`) is opened `TO_REVERT` seconds after detection, the
 week's second deploy carries it, and recovery is verified `TO_RESTORE` seconds after the failed
-deploy finished.
+deploy finished. Agents, models, specs and areas vary with the PR's number; every failed deploy's
+revert is labelled `recovered`, and every other incident then `wrong_pr` by a person.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def _pr(repo: str, number: int, merged_at: float, title: str) -> MergedPR:
     return MergedPR(
         repo=repo, number=number, title=title, author="claude", url=f"https://github.com/{repo}/pull/{number}",
         merge_sha=sha, head_sha=sha, base_ref="main", merged_at=merged_at, body="",
-        identity=AgentIdentity("agent", "claude", model="claude-opus", spec=f"SPEC-{number}",
-                               tokens=1000 * number, cost_usd=0.5),
+        identity=AgentIdentity("agent", ("claude", "codex")[number % 2],
+                               model="claude-opus" if number % 3 else None,
+                               spec=f"SPEC-{number % 5}", tokens=1000 * number, cost_usd=0.5),
+        files=(f"src/{('pay', 'cart', 'auth')[number % 3]}/x.py", "README.md"),
     )  # fmt: skip
 
 
@@ -88,5 +91,11 @@ async def build_year(store: Store, service: str = "checkout", repo: str = "acme/
         )  # fmt: skip
         restored = first.finished_at + TO_RESTORE
         await store.rounds.settle_round(
-            r, "recovered", now=restored, note="healthy", recovered_at=restored
-        )
+            r, "recovered", now=restored, note="healthy", recovered_at=restored,
+            feedback=[(f"recovered-{incident.id}", "recovered", number - 1)],
+        )  # fmt: skip
+        if week % (2 * FAIL_EVERY):  # every other incident, a person says it was another PR
+            await store.incidents.record_feedback(
+                f"wrong-{incident.id}", incident.id, "wrong_pr", actor="ann", source="api",
+                now=restored + 60, pr_number=number - 1,
+            )  # fmt: skip

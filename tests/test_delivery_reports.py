@@ -4,6 +4,7 @@ history written through the store's write path, read by `rearguard report` on th
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from attribution.delivery import dora_row, loop_incident_row, loop_pr_row, metri
 from attribution.evidence import PrChange
 from attribution.feedback import report
 from attribution.records import AgentIdentity, MergedPR
+from attribution.reports import REGRESSIONS, build_report
 from attribution.store import Store
+from attribution.store_reports import Window
 from loop.api.fields import IngestError
 from loop.api.reports import parse_since
 from loop.cli.main import main
@@ -230,6 +233,24 @@ def test_report_loop_from_the_store(year_store: Path, capsys: pytest.CaptureFixt
     [incidents] = document["incident_rows"][:1]
     assert incidents["detection_to_revert"]["value"] == history.TO_REVERT
     assert incidents["detection_to_attribution"]["value"] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["agents", "models", "specs", "areas"])
+async def test_regression_reports_equal_the_labels_report(year_store: Path, kind: str) -> None:
+    """The SQL-counted regression rows are `attribution.feedback.report`'s over every PR."""
+    dimension = REGRESSIONS[kind]
+    store = await Store.open(year_store)
+    try:
+        document = await build_report(store, kind, Window(until=time.time()))
+        deployed, blames, signals = await store.evidence.learning("acme/checkout")
+    finally:
+        await store.close()
+    expected = [
+        {"repo": "acme/checkout", **r} for r in report(dimension, deployed, blames, signals)
+    ]
+    assert document["rows"] == expected
+    assert any(r["culprits"] for r in expected)  # the history blames some: not all zeros
+    assert any(r["corrections"] for r in expected)
 
 
 @pytest.mark.parametrize(
