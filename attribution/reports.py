@@ -78,26 +78,26 @@ async def regression_rows(
         repos = [r for r in repos if r == window.repo]
     blames, signals = await store.evidence.labels(repos)
     shares = culprit_shares(blames, signals)
+    named = {(b.repo, n) for b in blames for n in (*b.suspects, *b.revert_unit)}
+    by_id = {b.incident_id: b for b in blames}
+    named |= {(by_id[s.incident_id].repo, s.pr_number) for s in signals if s.pr_number is not None}
+    found = await store.reports.regression_counts(dimension, window, repos, sorted(named))
     rows: list[dict[str, Any]] = []
     for repo in repos:
         ours = [b for b in blames if b.repo == repo]
         ids = {b.incident_id for b in ours}
-        said = [s for s in signals if s.incident_id in ids]
-        named = {n for b in ours for n in (*b.suspects, *b.revert_unit)} | {
-            s.pr_number for s in said if s.pr_number is not None
-        }
-        total, counts, values = await store.reports.regression_counts(
-            dimension, window, repo, sorted(named)
-        )
-        deployed = {n: share for (r, n), share in shares.items() if r == repo and n in values}
+        deployed = {k: share for k, share in shares.items() if k[0] == repo and k in found.values}
         culprits: dict[str, float] = {}
-        for number, share in deployed.items():
-            for value in values[number]:
+        for key, share in deployed.items():
+            for value in found.values[key]:
                 culprits[value] = culprits.get(value, 0.0) + share
+        counts = found.counts.get(repo, {})
         hist = History(
-            Tally(total, sum(deployed.values())),
+            Tally(found.totals.get(repo, 0), sum(deployed.values())),
             {dimension: {v: Tally(n, culprits.get(v, 0.0)) for v, n in counts.items()}},
         )
-        values_of = {(repo, n): v for n, v in values.items()}
-        rows += [{"repo": repo, **r} for r in report_rows(dimension, hist, values_of, ours, said)]
+        said = [s for s in signals if s.incident_id in ids]
+        rows += [
+            {"repo": repo, **r} for r in report_rows(dimension, hist, found.values, ours, said)
+        ]
     return rows

@@ -228,37 +228,62 @@ _DEPLOYED = """
 WITH dep AS (
     SELECT p.repo, p.number, p.author_kind, p.agent_name, p.agent_model, p.spec, p.files
     FROM pull_requests p
-    WHERE p.repo = $repo AND p.merged_at >= to_timestamp($since)
+    WHERE list_contains($repos, p.repo) AND p.merged_at >= to_timestamp($since)
       AND p.merged_at <= to_timestamp($until)
       AND EXISTS (SELECT 1 FROM deploy_prs dp WHERE dp.repo = p.repo AND dp.number = p.number)
 )"""
+_DEPLOYED_NAMED = """
+WITH k AS (SELECT unnest($named, recursive := true)),
+dep AS (
+    SELECT p.repo, p.number, p.author_kind, p.agent_name, p.agent_model, p.spec, p.files
+    FROM pull_requests p JOIN k ON k.repo = p.repo AND k.number = p.number
+    WHERE list_contains($repos, p.repo) AND p.merged_at >= to_timestamp($since)
+      AND p.merged_at <= to_timestamp($until)
+      AND EXISTS (SELECT 1 FROM deploy_prs dp WHERE dp.repo = p.repo AND dp.number = p.number)
+)"""
+"""`_DEPLOYED` for the PRs named in `$named` only."""
 _VALUES = {
-    "agent": "SELECT number, CASE WHEN author_kind = 'agent' THEN agent_name "
+    "agent": "SELECT repo, number, CASE WHEN author_kind = 'agent' THEN agent_name "
     "ELSE author_kind || ':' || agent_name END AS value FROM dep",
-    "model": "SELECT number, agent_model AS value FROM dep WHERE agent_model <> ''",
-    "spec": "SELECT number, spec AS value FROM dep WHERE spec <> ''",
+    "model": "SELECT repo, number, agent_model AS value FROM dep WHERE agent_model <> ''",
+    "spec": "SELECT repo, number, spec AS value FROM dep WHERE spec <> ''",
     # `attribution.diffs.area_of` over `PrChange.paths`: the stored files (and the old path of a
     # rename) when the PR's files are known, else the paths of its webhook.
-    "area": "SELECT DISTINCT number, coalesce(nullif(array_to_string(list_slice(list_slice("
-    "parts, 1, len(parts) - 1), 1, 2), '/'), ''), '.') AS value FROM (SELECT number, "
-    "string_split(path, '/') AS parts FROM (SELECT f.number, unnest([f.path, f.previous_path]) "
-    "AS path FROM pr_files f WHERE f.repo = $repo AND f.number IN (SELECT number FROM dep) "
-    "UNION ALL SELECT d.number, unnest(d.files) FROM dep d WHERE NOT EXISTS (SELECT 1 FROM "
-    "pr_files f WHERE f.repo = d.repo AND f.number = d.number)) WHERE path IS NOT NULL)",
+    "area": "SELECT repo, number, coalesce(nullif(CASE WHEN path LIKE '%/%/%' THEN "
+    "split_part(path, '/', 1) || '/' || split_part(path, '/', 2) WHEN path LIKE '%/%' THEN "
+    "split_part(path, '/', 1) END, ''), '.') AS value FROM (SELECT f.repo, f.number, "
+    "unnest([f.path, f.previous_path]) AS path FROM pr_files f JOIN dep d ON d.repo = f.repo "
+    "AND d.number = f.number UNION ALL SELECT d.repo, d.number, unnest(d.files) FROM dep d "
+    "WHERE NOT EXISTS (SELECT 1 FROM pr_files f WHERE f.repo = d.repo AND f.number = d.number)) "
+    "WHERE path IS NOT NULL",
 }
 """Each dimension's values of a deployed PR, as `attribution.priors.dimensions_of` gives them."""
-_TOTAL = _DEPLOYED + " SELECT count(*) FROM dep"  # noqa: S608 - constants only
+_TOTAL = _DEPLOYED + " SELECT repo, count(*) FROM dep GROUP BY repo"  # noqa: S608 - constants
 _COUNTS = {
-    d: f"{_DEPLOYED}, v AS ({sql}) SELECT value, count(DISTINCT number) FROM v "  # noqa: S608
-    "WHERE value IS NOT NULL GROUP BY value"
+    d: f"{_DEPLOYED}, v AS ({sql}) SELECT repo, value, count(DISTINCT number) FROM v "  # noqa: S608
+    "WHERE value IS NOT NULL GROUP BY repo, value"
     for d, sql in _VALUES.items()
 }
 _NAMED = {
-    d: f"{_DEPLOYED}, v AS ({sql}) SELECT d.number, list(DISTINCT v.value ORDER BY v.value) "  # noqa: S608
-    "FILTER (WHERE v.value IS NOT NULL) FROM dep d LEFT JOIN v ON v.number = d.number "
-    "WHERE list_contains($named, d.number) GROUP BY d.number"
+    d: f"{_DEPLOYED_NAMED}, v AS ({sql}) SELECT d.repo, d.number, "  # noqa: S608
+    "list(DISTINCT v.value ORDER BY v.value) FILTER (WHERE v.value IS NOT NULL) FROM dep d "
+    "LEFT JOIN v ON v.repo = d.repo AND v.number = d.number GROUP BY d.repo, d.number"
     for d, sql in _VALUES.items()
 }
+
+
+Key = tuple[str, int]
+"""A PR: (repository, number)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegressionCounts:
+    """Deployed PRs per repository (`totals`), per repository and value (`counts`), and the
+    values of the PRs asked about (`values`, only those deployed in the window)."""
+
+    totals: dict[str, int]
+    counts: dict[str, dict[str, int]]
+    values: dict[Key, tuple[str, ...]]
 
 
 def write_pr_loop(cur: duckdb.DuckDBPyConnection, repo: str, numbers: Sequence[int]) -> None:
@@ -310,26 +335,28 @@ class ReportQueries:
         return await self._rows(_LOOP_INCIDENTS, window)
 
     async def regression_counts(
-        self, dimension: str, window: Window, repo: str, named: Sequence[int]
-    ) -> tuple[int, dict[str, int], dict[int, tuple[str, ...]]]:
-        """Over the PRs of `repo` merged in the window and deployed: how many, how many per
-        value of `dimension`, and the values of the `named` ones among them (the PRs incidents
-        blame; every deployed one is there, with no value if it has none), all counted by
-        DuckDB."""
-        params = {"since": window.params()["since"], "until": window.until, "repo": repo}
-        with_named = params | {"named": list(named)}
+        self, dimension: str, window: Window, repos: Sequence[str], named: Sequence[Key]
+    ) -> RegressionCounts:
+        """Over the PRs of `repos` merged in the window and deployed: how many per repository,
+        how many per repository and value of `dimension`, and the values of the `named` ones
+        among them (the PRs incidents blame; every deployed one is there, with no value if it
+        has none), all counted by DuckDB in three statements."""
+        params = {"since": window.params()["since"], "until": window.until, "repos": list(repos)}
+        keys = [{"repo": r, "number": n} for r, n in named]
+        with_named = params | {"named": keys or [{"repo": "", "number": 0}]}
 
-        def read(cur: duckdb.DuckDBPyConnection) -> Any:
-            total = cur.execute(_TOTAL, params).fetchall()
-            counts = cur.execute(_COUNTS[dimension], params).fetchall()
-            return total[0][0], counts, cur.execute(_NAMED[dimension], with_named).fetchall()
+        def read(cur: duckdb.DuckDBPyConnection) -> RegressionCounts:
+            totals = {str(r): int(n) for r, n in cur.execute(_TOTAL, params).fetchall()}
+            counts: dict[str, dict[str, int]] = {}
+            for repo, value, n in cur.execute(_COUNTS[dimension], params).fetchall():
+                counts.setdefault(str(repo), {})[str(value)] = int(n)
+            values = {
+                (str(r), int(n)): tuple(v or ())
+                for r, n, v in cur.execute(_NAMED[dimension], with_named).fetchall()
+            }
+            return RegressionCounts(totals, counts, values)
 
-        total, counts, of_named = await self._writer.call(read)
-        return (
-            int(total),
-            {str(v): int(n) for v, n in counts},
-            {int(n): tuple(vals or ()) for n, vals in of_named},
-        )
+        return await self._writer.call(read)
 
     async def service_repos(self, service: str | None) -> list[str]:
         """The repositories the store's deploys (of `service`, or of all) came from."""
