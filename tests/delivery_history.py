@@ -13,6 +13,7 @@ revert is labelled `recovered`, and every other incident then `wrong_pr` by a pe
 
 from __future__ import annotations
 
+from attribution.diffs import FileChange
 from attribution.records import AgentIdentity, Deploy, Incident, MergedPR, RevertRound, Suspect
 from attribution.store import Store
 from attribution.watch_rows import OpenIncident
@@ -43,6 +44,9 @@ async def _ship(store: Store, service: str, repo: str, pr: MergedPR, at: float) 
     """A PR opened, merged an hour before `at`, and deployed at `at`."""
     await store.prs.record_pr(pr, at)
     await store.evidence.record_opened_at(repo, pr.number, at - LEAD_OPEN)
+    if pr.number % 5 == 0:  # its files fetched: they, not the webhook's paths, give its areas
+        moved = FileChange("lib/core/deep/y.py", "renamed", 3, 1, previous_path="old/z.py")
+        await store.evidence.record_pr_files(repo, pr.number, [moved, FileChange("top.py")])
     deploy = Deploy(f"dep-{pr.number}", service, "production", pr.merge_sha, at, "cd", repo=repo)
     await store.watches.record_deploy(deploy, "deployed", at)
     await store.prs.set_deploy_prs(deploy.id, repo, [pr.number])
