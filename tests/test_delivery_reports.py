@@ -272,3 +272,27 @@ def test_report_refuses_bad_use(
 ) -> None:
     assert main([a.replace("{store}", str(year_store)) for a in argv]) == 2
     assert message in capsys.readouterr().err
+
+
+async def test_migration_summarises_the_ci_runs_kept_before_it(tmp_path: Path) -> None:
+    """A store from before migration 012 (its tables dropped, its version forgotten) gets each
+    PR's CI summary from the runs it kept: workflow runs preferred over check suites."""
+    path = tmp_path / "store.duckdb"
+    store = await Store.open(path)
+    await store.evidence.record_ci_run("workflow_run:1:1", "o/r", [4], "workflow_run", "a" * 40,
+                                       1, "failure", 100.0)  # fmt: skip
+    await store.evidence.record_ci_run("workflow_run:1:2", "o/r", [4], "workflow_run", "a" * 40,
+                                       2, "success", 200.0)  # fmt: skip
+    await store.evidence.record_ci_run("check_suite:9:x", "o/r", [4], "check_suite", "a" * 40,
+                                       1, "success", 200.0)  # fmt: skip
+    summary = "SELECT ci_runs, ci_attempt, ci_failed, reviews FROM pr_loop"
+    assert await store.fetch(summary) == [(2, 2, True, 0)]
+    await store.fetch("DROP TABLE pr_loop")
+    await store.fetch("DROP TABLE pr_reviews")
+    await store.fetch("DELETE FROM schema_migrations WHERE version = 12")
+    await store.close()
+    store = await Store.open(path)
+    try:
+        assert await store.fetch(summary) == [(2, 2, True, 0)]
+    finally:
+        await store.close()
