@@ -146,8 +146,9 @@ ADVICE = {
 def change_kinds(files: Sequence[ChangedFile]) -> tuple[str, ...]:
     """The kinds of change in one PR's files (keys of `ADVICE`), in `ADVICE`'s order."""
     kinds: set[str] = set()
-    removed = [line for f in files for line in f.removed]
-    added = [line for f in files for line in f.added]
+    code_files = [f for f in files if not matches(f.path, _TESTS)]  # a test's asserts are no code
+    removed = [line for f in code_files for line in f.removed]
+    added = [line for f in code_files for line in f.added]
     for word, pattern in _WORDS.items():
         gone = sum(bool(pattern.search(line)) for line in removed)
         if gone > sum(bool(pattern.search(line)) for line in added):

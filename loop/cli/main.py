@@ -1,5 +1,5 @@
 """The `rearguard` command: `serve` beside CD, `demo` on embedded defaults, `backtest` over
-history, and `check` of a config against the real services."""
+history, `check` of a config against the real services, and `lessons` proposed to a repository."""
 
 from __future__ import annotations
 
@@ -67,6 +67,19 @@ def _backtest(args: argparse.Namespace) -> int:
     )
 
 
+def _lessons(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
+
+    from loop.cli.lessons import run_lessons  # noqa: PLC0415
+
+    try:
+        settings = load_settings(Path(args.config), os.environ)
+    except ConfigError as exc:
+        print(f"rearguard: config error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_lessons(settings, args.repo, as_json=args.json))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rearguard", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -97,6 +110,13 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", required=True, help="TOML config (see deploy/)")
     check.set_defaults(run=_check)
+    lessons = sub.add_parser(
+        "lessons", help="derive a repository's lessons from the store and propose them as a PR"
+    )
+    lessons.add_argument("--repo", required=True, metavar="OWNER/NAME", help="a service's repo")
+    lessons.add_argument("--config", required=True, help="TOML config (see deploy/)")
+    lessons.add_argument("--json", action="store_true", help="one JSON document")
+    lessons.set_defaults(run=_lessons)
     return top
 
 
