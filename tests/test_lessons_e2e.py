@@ -12,6 +12,7 @@ process restarted before it heard.
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -24,7 +25,13 @@ from attribution.store import Store
 from attribution.store_incidents import IncidentQueries
 from loop.api.slack import Click, handle_click
 from loop.cli.main import main
+from loop.clock import ManualClock
+from loop.config import load_settings
+from loop.watch.deps import WatchDeps
 from loop.watch.scheduler import run_due
+from observer.simulated import SimulatedSource
+from rollback.console import ConsoleNotifier
+from rollback.github import GitHubForge
 from rollback.lessons_doc import END, START
 from tests.acting_rig import make_acting_rig
 from tests.fakes.github import FakeGitHub, FakePR
@@ -56,7 +63,7 @@ async def _ship(store: Store, pr: FakePR, n: int, *, regressed: bool) -> str:
     deploy = Deploy(id=f"deploy-{n}", service="checkout", environment="production",
                     sha=pr.merge_sha or "", finished_at=1e9 + n, source="test",
                     repo=REPO)  # fmt: skip
-    await store.watches.record_deploy(deploy, "regressed" if regressed else "healthy", 1e9)
+    await store.watches.record_deploy(deploy, "recovered" if regressed else "healthy", 1e9)
     await store.prs.set_deploy_prs(deploy.id, REPO, [pr.number])
     if not regressed:
         return ""
@@ -97,7 +104,6 @@ async def _lessons(config: Path) -> tuple[int, dict[str, object]]:
 
     def run() -> int:
         import contextlib  # noqa: PLC0415
-        import io  # noqa: PLC0415
 
         buffer = io.StringIO()
         with contextlib.redirect_stdout(buffer):
@@ -125,12 +131,14 @@ async def test_lessons_open_one_pr_changing_only_the_marked_section_then_update_
     store = await Store.open(tmp_path / "store.duckdb")
     incidents = []
     body = "Faster.\n\nAgent-Name: codex\nAgent-Model: gpt-5\n"
-    for n, (path, text) in enumerate([
+    for n, (path, content) in enumerate([
         ("payments/charge.py", "def charge(x):\n    return gateway.charge(x)\n"),
         ("payments/refund.py", "def refund(x):\n    return x\n"),
         ("payments/charge.py", "def charge(x):\n    return gateway.charge(x, timeout=None)\n"),
     ], start=1):  # fmt: skip
-        pr = checkout.merge_pr(f"Speed up <b>{path}</b> @team", body, {path: text}, author="codex")
+        pr = checkout.merge_pr(
+            f"Speed up <b>{path}</b> @team", body, {path: content}, author="codex"
+        )
         incidents.append(await _ship(store, pr, n, regressed=True))
     for n in range(4, 8):
         clean = checkout.merge_pr(f"Page {n}", "", {f"web/page{n}.ts": "x\n"}, author="dev")
@@ -178,8 +186,8 @@ async def test_lessons_open_one_pr_changing_only_the_marked_section_then_update_
     assert _outside(updated) == "Intro.\n" + AGENTS + "\n\n"
     assert "inc-8" in updated
     assert "inc-8" in checkout.pull(pr.number).body
-    changed = checkout.git("diff", "--name-only", f"main...{checkout.pull(pr.number).head_sha}")
-    assert changed.split() == ["AGENTS.md"]
+    again = checkout.git("diff", "--name-only", f"main...{checkout.pull(pr.number).head_sha}")
+    assert again.split() == ["AGENTS.md"]
 
     checkout.pull(pr.number).state = "closed"  # a person closed it unmerged
     code, third = await _lessons(config)
@@ -227,3 +235,56 @@ async def test_spec_issue_gets_one_comment_naming_the_revert_across_a_lost_answe
                    f"http://rg.test/v1/incidents/{incident.id}",
                    f"<!-- rearguard-key: spec-{incident.id} -->"):  # fmt: skip
         assert needle in comment
+
+
+async def test_lessons_run_by_themselves_once_a_day_even_across_a_restart(
+    tmp_path: Path, checkout: FakeGitHub
+) -> None:
+    """After confirmed incidents the sweep proposes lessons once; more sweeps and a restart the
+    same day do not; a new confirmed incident a day later updates the same PR."""
+    checkout.commit({"payments/charge.py": CHARGE}, "Start")
+    store = await Store.open(tmp_path / "store.duckdb")
+    first = checkout.merge_pr("Change 1", "", {"payments/charge.py": "v1\n"})
+    await _ship(store, first, 1, regressed=True)
+    settings = load_settings(_config(tmp_path, checkout), {"GITHUB_TOKEN": TOKEN})
+    clock = ManualClock(2e9)
+
+    def deps_now() -> WatchDeps:
+        forge = GitHubForge(checkout.url, TOKEN, timeout=5.0)
+        return WatchDeps(settings, store, SimulatedSource(), forge,
+                         ConsoleNotifier(io.StringIO()), clock)  # fmt: skip
+
+    deps = restarted = deps_now()
+    try:
+        await run_due(deps)  # one confirmed incident, fewer than `min_incidents` (2)
+        assert checkout.created_pulls() == []
+        skipped = await store.lessons.last_run(REPO)
+        assert skipped is not None
+        assert (skipped.state, skipped.incidents) == ("skipped", ("inc-1",))
+        await clock.sleep(86_400 + 1)
+        second = checkout.merge_pr("Change 2", "", {"payments/charge.py": "v2\n"})
+        await _ship(store, second, 2, regressed=True)
+        await run_due(deps)
+        (pr,) = checkout.created_pulls()
+        assert checkout.read_file("AGENTS.md", pr.head_sha) is not None  # created: none before
+        await run_due(deps)
+        restarted = deps_now()
+        await run_due(restarted)
+        assert len(checkout.created_pulls()) == 1
+        head = checkout.pull(pr.number).head_sha
+        third = checkout.merge_pr("Change 3", "", {"payments/charge.py": "v3\n"})
+        await _ship(store, third, 3, regressed=True)
+        await run_due(restarted)
+        assert checkout.pull(pr.number).head_sha == head  # the same day: not yet
+        await clock.sleep(86_400 + 1)
+        await run_due(restarted)
+        assert [p.number for p in checkout.created_pulls()] == [pr.number]
+        assert "inc-3" in (checkout.read_file("AGENTS.md", checkout.pull(pr.number).head_sha) or "")
+        run = await store.lessons.last_run(REPO)
+        assert run is not None
+        assert (run.state, run.incidents) == ("updated", ("inc-1", "inc-2", "inc-3"))
+    finally:
+        for d in (deps, restarted):
+            assert isinstance(d.forge, GitHubForge)
+            await d.forge.aclose()  # closing twice is safe
+        await store.close()

@@ -198,6 +198,9 @@ async def propose_lessons(
     found = confirmed(blames, signals)
     if len(found) < minimum:
         note = f"{len(found)} confirmed incident(s), fewer than {minimum}: nothing proposed"
+        # Kept as a run, so the sweep asks again only a day later or after a new incident.
+        await store.lessons.claim_run(repo, [c.incident_id for c in found], now)
+        await store.lessons.finish_run(repo, "skipped", error=note)
         return LessonsOutcome("skipped", None, (), note)
     outcomes = {}
     for c in found:

@@ -187,11 +187,12 @@ class FakeGitHub(GitRepo):
 
     def next_number(self) -> int:
         """The next issue/PR number, as GitHub shares one sequence for both."""
-        return max((x.number for x in [*self.pulls, *self.issues]), default=0) + 1
+        numbers = [p.number for p in self.pulls] + [i.number for i in self.issues]
+        return max(numbers, default=0) + 1
 
     def add_issue(self, number: int, title: str, body: str = "") -> FakeIssue:
         """An issue a person opened earlier (a spec), numbered `number`."""
-        if any(x.number == number for x in [*self.pulls, *self.issues]):
+        if number in {p.number for p in self.pulls} | {i.number for i in self.issues}:
             raise ValueError(f"#{number} exists")
         issue = FakeIssue(number=number, title=title, body=body, labels=[], assignees=[],
                           html_url=f"https://github.com/{self.full_name}/issues/{number}",

@@ -187,10 +187,11 @@ class GitHubChangesApi:
         from tests.fakes.github import ApiError  # noqa: PLC0415 - github imports this module
 
         fake, number = self._fake, int(request.match_info["number"])
-        for item in [*fake.pulls, *fake.issues]:
-            if item.number == number:
-                return item.comments
-        raise ApiError(404, "Not Found")
+        threads = [p.comments for p in fake.pulls if p.number == number]
+        threads += [i.comments for i in fake.issues if i.number == number]
+        if not threads:
+            raise ApiError(404, "Not Found")
+        return threads[0]
 
     def _comment_payload(self, request: web.Request, index: int, body: str) -> Json:
         fake, number = self._fake, int(request.match_info["number"])
