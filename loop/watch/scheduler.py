@@ -11,7 +11,8 @@ or a deploy arrives; a Watch is advanced as soon as it is due, not up to a tick 
 
 Both also run the learning sweep (`loop.watch.learn.learn`: spec comments and lessons PRs of
 confirmed incidents): `run_due` after the Watches, `Scheduler` in a task of its own beside them,
-one sweep at a time, so GitHub being slow for a lessons PR never holds up a Watch.
+one sweep at a time and at most one a tick, so GitHub being slow for a lessons PR never holds up
+a Watch.
 
 Neither driver caps how many Watches run at once: a Watch spends its step waiting on
 Prometheus, GitHub or Slack, and a shared cap is one that slow Watches fill while the due ones
@@ -104,6 +105,7 @@ class Scheduler:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
         self._learning: asyncio.Task[None] | None = None
+        self._learnt_at = float("-inf")
 
     def wake(self) -> None:
         """Something changed (a deploy arrived, a Watch moved on): look for due Watches now."""
@@ -125,7 +127,9 @@ class Scheduler:
                 wait = min(wait, w.next_due - now)
             elif w.deploy_id not in self._running:
                 self._running[w.deploy_id] = asyncio.create_task(self._drive(w.deploy_id))
-        if self._learning is None or self._learning.done():
+        idle = self._learning is None or self._learning.done()
+        if idle and now - self._learnt_at >= self._tick:  # at most a sweep a tick
+            self._learnt_at = now
             self._learning = asyncio.create_task(_learn_once(self._deps))
         return max(wait, 0.0)
 
