@@ -100,5 +100,6 @@ def pr_body(lessons: Sequence[Lesson], path: str, public_url: str | None) -> str
     for lesson in lessons:
         links = ", ".join(incident_link(i, public_url) for i in lesson.incidents)
         prs = ", ".join(f"#{n}" for n in lesson.prs)
-        lines.append(f"| {code(lesson.key)} | {links} | {prs} |")
+        key = code(lesson.key).replace("|", "\\|")  # GFM: a pipe in a table cell is escaped
+        lines.append(f"| {key} | {links} | {prs} |")
     return "\n".join(lines)

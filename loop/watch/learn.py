@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from attribution.feedback import Blame
+from attribution.feedback import Blame, Signal
 from attribution.lessons import ChangedFile, Lesson, Outcome, confirmed, derive, patch_lines
-from attribution.records import ActionKind, ActionStatus, Incident
+from attribution.records import ActionKind, ActionStatus, Incident, MergedPR
 from attribution.store import Store
 from loop.config import Settings
 from loop.watch.actions import culprit_result, is_ratio, run_action, shown
@@ -92,10 +92,11 @@ async def learn(deps: WatchDeps) -> None:
 
 
 async def comment_on_spec(deps: WatchDeps, forge: LearningForge, incident_id: str) -> None:
-    """Comment once on the confirmed culprit's spec issue, when the revert and fix are settled."""
+    """Comment once on each spec issue the confirmed culprits name, once the revert and fix
+    steps are settled (their URLs belong in the comment)."""
     store, now = deps.store, deps.clock.now()
     incident = await store.incidents.incident(incident_id)
-    if incident is None or not incident.suspects:
+    if incident is None:
         return
     actions = {a.id: a for a in await store.incidents.actions(incident_id)}
     own = actions.get(spec_key(incident_id))
@@ -105,52 +106,59 @@ async def comment_on_spec(deps: WatchDeps, forge: LearningForge, incident_id: st
     reverts = [a for a in actions.values() if a.kind is ActionKind.REVERT]
     fix = actions.get(fix_key(incident_id))
     if any(a.status is ActionStatus.PENDING for a in reverts):
-        return  # the revert is still being opened: its URL belongs in the comment
+        return  # the revert is still being opened
     if any(a.status is ActionStatus.COMPLETED for a in reverts) and (
         fix is None or fix.status is ActionStatus.PENDING
     ):
         return  # the fix step follows a completed revert: wait for it too
-    repo = incident.suspects[0].repo
-    signals = await store.lessons.signals(incident_id)
-    blame = Blame(incident.id, repo, tuple(s.number for s in incident.suspects),
-                  incident.ambiguous, incident.revert_unit)  # fmt: skip
-    found = confirmed([blame], signals)
-    if not found:
-        return  # a later signal (false alarm, wrong PR) took the culprit back
-    culprits = await store.prs.of_repo(repo, found[0].culprits)
-    how = _how(signals, incident_id)
     revert = next((a for a in reversed(reverts) if a.status is ActionStatus.COMPLETED), None)
+    signals = await store.lessons.signals(incident_id)
+    culprits = await _culprits(store, incident, signals)
+    targets: dict[tuple[str, int], MergedPR] = {}
+    for pr in culprits:
+        target = spec_issue(pr.identity.spec, pr.repo)
+        if target is not None:
+            targets.setdefault(target, pr)
 
     async def call() -> tuple[str | None, dict[str, Any]]:
-        for pr in culprits:
-            target = spec_issue(pr.identity.spec, repo)
-            if target is None:
-                continue
+        if not targets:
+            specs = [pr.identity.spec for pr in culprits if pr.identity.spec]
+            why = f"the spec {specs[0]!r} is no GitHub issue" if specs else "no spec on record"
+            return None, {"commented": False, "reason": why if culprits else "no culprit left"}
+        made = []
+        for (repo, number), pr in targets.items():
             note = SpecNote(
                 incident_id=incident.id, service=incident.service,
                 environment=incident.environment, sli=incident.sli,
                 regression=_regression(incident), evidence=evidence(incident)[1:],
-                pr_number=pr.number, pr_title=pr.title, pr_url=pr.url, how=how,
+                pr_number=pr.number, pr_title=pr.title, pr_url=pr.url, how=_how(signals),
                 revert_url=revert.url if revert else None,
                 fix_url=fix.url if fix and fix.status is ActionStatus.COMPLETED else None,
                 fix_kind=str((fix.detail or {}).get("kind")) if fix and fix.detail else None,
                 incident_url=deps.incident_url(incident.id),
             )  # fmt: skip
-            made = await forge.comment_once(target[0], target[1], spec_key(incident.id),
-                                            comment_body(note))  # fmt: skip
-            issue = f"{target[0]}#{target[1]}"
-            return made.url, {"commented": True, "spec": pr.identity.spec, "pr": pr.number,
-                              "issue": issue, "reused": made.reused}  # fmt: skip
-        specs = [pr.identity.spec for pr in culprits if pr.identity.spec]
-        why = f"the spec {specs[0]!r} is no GitHub issue" if specs else "no spec on record"
-        return None, {"commented": False, "reason": why}
+            body = comment_body(note)
+            made.append(await forge.comment_once(repo, number, spec_key(incident.id), body))
+        issues = [f"{repo}#{number}" for repo, number in targets]
+        return made[0].url, {"commented": True, "issues": issues, "urls": [m.url for m in made],
+                             "reused": all(m.reused for m in made)}  # fmt: skip
 
     await run_action(deps, spec_key(incident.id), incident, ActionKind.SPEC, call)
 
 
-def _how(signals: Sequence[Any], incident_id: str) -> str:
-    kinds = [s.kind for s in signals if s.incident_id == incident_id]
-    if "confirmed" in kinds:
+async def _culprits(store: Store, incident: Incident, signals: Sequence[Signal]) -> list[MergedPR]:
+    """The incident's culprit PRs after every signal (none: a later verdict took them back)."""
+    if not incident.suspects:
+        return []
+    repo = incident.suspects[0].repo
+    blame = Blame(incident.id, repo, tuple(s.number for s in incident.suspects),
+                  incident.ambiguous, incident.revert_unit)  # fmt: skip
+    found = confirmed([blame], signals)
+    return await store.prs.of_repo(repo, found[0].culprits) if found else []
+
+
+def _how(signals: Sequence[Signal]) -> str:
+    if any(s.kind == "confirmed" for s in signals):
         return "confirmed by a person"
     return "confirmed when the revert restored health"
 
