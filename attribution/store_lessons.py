@@ -48,17 +48,19 @@ class LessonsQueries:
         )
         return [str(r[0]) for r in rows]
 
-    async def owed_lessons(self, before: float) -> list[str]:
-        """Repositories with a confirmed incident that their last lessons run (if it ran before
-        `before`, or never) did not learn from."""
+    async def owed_lessons(self, before: float, retry_before: float) -> list[str]:
+        """Repositories with a confirmed incident that their last lessons run did not learn from,
+        when that run began before `before` (a day ago), or never ran; and those whose last run
+        failed, or never finished (a crash), before `retry_before`."""
         rows = await self._writer.call(
             lambda cur: cur.execute(
                 "SELECT DISTINCT s.repo FROM feedback f JOIN suspects s "
                 "ON s.incident_id = f.incident_id LEFT JOIN lessons_runs r ON r.repo = s.repo "
                 "WHERE f.kind IN ('confirmed', 'recovered') AND (r.repo IS NULL OR "
-                "(r.ran_at < to_timestamp(?) AND NOT list_contains(r.incidents, f.incident_id))) "
+                "(r.ran_at < to_timestamp(?) AND NOT list_contains(r.incidents, f.incident_id)) "
+                "OR (r.state IN ('failed', 'running') AND r.ran_at < to_timestamp(?))) "
                 "ORDER BY s.repo",
-                [before],
+                [before, retry_before],
             ).fetchall()
         )
         return [str(r[0]) for r in rows]

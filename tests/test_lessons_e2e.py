@@ -33,7 +33,7 @@ from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.github import GitHubForge
 from rollback.lessons_doc import END, START
-from tests.acting_rig import make_acting_rig
+from tests.acting_rig import Sleeps, make_acting_rig
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeSlack
 
@@ -287,4 +287,37 @@ async def test_lessons_run_by_themselves_once_a_day_even_across_a_restart(
         for d in (deps, restarted):
             assert isinstance(d.forge, GitHubForge)
             await d.forge.aclose()  # closing twice is safe
+        await store.close()
+
+
+async def test_a_lessons_run_github_failed_is_tried_again_an_hour_later(
+    tmp_path: Path, checkout: FakeGitHub
+) -> None:
+    """GitHub down for a run: it is kept as failed, not repeated at once, and an hour later the
+    PR is opened."""
+    checkout.commit({"payments/charge.py": CHARGE}, "Start")
+    store = await Store.open(tmp_path / "store.duckdb")
+    for n in (1, 2):
+        pr = checkout.merge_pr(f"Change {n}", "", {"payments/charge.py": f"v{n}\n"})
+        await _ship(store, pr, n, regressed=True)
+    settings = load_settings(_config(tmp_path, checkout), {"GITHUB_TOKEN": TOKEN})
+    clock = ManualClock(2e9)
+    forge = GitHubForge(checkout.url, TOKEN, timeout=5.0, sleep=Sleeps())
+    deps = WatchDeps(settings, store, SimulatedSource(), forge, ConsoleNotifier(io.StringIO()),
+                     clock)  # fmt: skip
+    try:
+        checkout.fail_next(100, 502, match="/git/")
+        await run_due(deps)
+        failed = await store.lessons.last_run(REPO)
+        assert failed is not None
+        assert failed.state == "failed"
+        assert "502" in (failed.error or "")
+        checkout.clear_faults()
+        await run_due(deps)
+        assert checkout.created_pulls() == []
+        await clock.sleep(3601)
+        await run_due(deps)
+        assert len(checkout.created_pulls()) == 1
+    finally:
+        await forge.aclose()
         await store.close()

@@ -28,6 +28,9 @@ async def run_lessons(settings: Settings, repo: str, *, as_json: bool = False) -
         sys.stderr.write(f"rearguard: no service of repository {repo!r} in the config "
                          f"(known: {known})\n")  # fmt: skip
         return 2
+    if not settings.lessons.enabled:
+        sys.stderr.write("rearguard: [lessons] enabled = false in the config\n")
+        return 2
     if settings.github_token is None:
         sys.stderr.write("rearguard: GITHUB_TOKEN is not set: lessons are proposed as a PR\n")
         return 2

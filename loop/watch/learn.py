@@ -16,7 +16,8 @@ beside the Watches (`learn`), so that a restart resumes them from the store:
                       the model (`rollback.lessons_model`), proposed as one PR updating the marked
                       section of the instructions file (`rollback.lessons_doc`), updated in place
                       while it is open. The run is claimed in `lessons_runs` before the forge is
-                      called. `rearguard lessons` runs the same `propose_lessons` by hand.
+                      called; one that failed or never finished is tried again an hour later.
+                      `rearguard lessons` runs the same `propose_lessons` by hand.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ from rollback.spec_comment import SpecNote, comment_body, spec_issue, spec_key
 log = logging.getLogger(__name__)
 
 LESSONS_LABELS = ("rearguard", "lessons")
+RETRY_FAILED = 3600.0
+"""A lessons run that failed (GitHub down) or never finished (a crash) is tried again after this."""
 MAX_DIFFS = 50
 """Culprit PRs whose diffs one run reads from the forge (the rest count by their paths)."""
 
@@ -77,7 +80,7 @@ async def learn(deps: WatchDeps) -> None:
     if not (lessons.enabled and lessons.auto):
         return
     now = deps.clock.now()
-    for repo in await deps.store.lessons.owed_lessons(now - DAY):
+    for repo in await deps.store.lessons.owed_lessons(now - DAY, now - RETRY_FAILED):
         try:
             done = await propose_lessons(
                 deps.settings, deps.store, deps.forge, forge, await lesson_writer(deps),
