@@ -21,7 +21,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, cast
 
-from githubkit_schemas.latest.models import IssueComment, PullRequestSimple
+from githubkit_schemas.latest.models import IssueComment, PullRequest, PullRequestSimple
 
 from rollback.forge import (
     CommentResult,
@@ -105,11 +105,11 @@ class GitHubLearning(GitHubChanges):
                                   parents=[base_sha])  # fmt: skip
         await self._point_branch(at, proposal.branch, commit.sha)
 
-    async def _open(self, at: Repo, proposal: FileProposal) -> PullRequestSimple | Any:
+    async def _open(self, at: Repo, proposal: FileProposal) -> PullRequest | PullRequestSimple:
         """Open the PR; a retry (or GitHub's 422 "already exists") finds the one made before."""
         attempted = False
 
-        async def op() -> Any:
+        async def op() -> PullRequest | PullRequestSimple:
             nonlocal attempted
             if attempted and (found := await self._open_pull_of(at, proposal)) is not None:
                 return found
