@@ -137,6 +137,7 @@ class ActionKind(StrEnum):
     CLOSE = "close"
     RANGE = "range"  # reads rather than changes: a deploy's change range, retried like the rest
     WARN = "warn"  # an early warning (data gone, traffic fallen): a notice, never a revert
+    SPEC = "spec"  # the comment on a confirmed culprit's spec issue
 
 
 class ActionStatus(StrEnum):

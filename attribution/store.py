@@ -20,6 +20,7 @@ attributes, so callers use one object: `await Store.open(path)`, then
     store.stats       counts for Rearguard's own metrics (`store_stats`)
     store.reports     PR reviews and the delivery reports' aggregates (`store_reports`)
     store.health      readiness as a real write, and what a start found (`store_health`)
+    store.lessons     spec comments and lessons owed, lessons runs (`store_lessons`)
 
 Reads that span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the
 composition, built from the groups' static row readers.
@@ -44,6 +45,7 @@ from attribution.store_evidence import EvidenceQueries
 from attribution.store_health import HealthQueries
 from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
+from attribution.store_lessons import LessonsQueries
 from attribution.store_prs import PullRequestQueries
 from attribution.store_reports import ReportQueries
 from attribution.store_rounds import RevertRoundQueries
@@ -96,6 +98,7 @@ class Store:
         self.stats = StatsQueries(writer)
         self.reports = ReportQueries(writer)
         self.health = HealthQueries(writer)
+        self.lessons = LessonsQueries(writer)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

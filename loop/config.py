@@ -112,6 +112,27 @@ class AnthropicSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LessonsSettings:
+    """`[lessons]`: whether lessons are proposed, automatically after confirmed incidents or
+    only by `rearguard lessons`, into which file (per repository: `paths`) and from which
+    branch; `min_incidents` confirmed incidents of a repository before an automatic run."""
+
+    enabled: bool = True
+    auto: bool = True
+    path: str = "AGENTS.md"
+    branch: str = "rearguard/lessons"
+    min_incidents: int = 2
+    paths: Mapping[str, str] = field(default_factory=dict)
+
+    def path_for(self, repo: str) -> str:
+        """The instructions file of `repo` (GitHub's names ignore case)."""
+        for name, path in self.paths.items():
+            if name.lower() == repo.lower():
+                return path
+        return self.path
+
+
+@dataclass(frozen=True, slots=True)
 class PrometheusAuth:
     """How Rearguard authenticates to Prometheus: a bearer token or basic auth (from the
     environment), extra headers (`[prometheus] headers`, such as Mimir's `X-Scope-OrgID`) and a
@@ -157,6 +178,7 @@ class Settings:
     human_gates: tuple[str, ...] = DEFAULT_HUMAN_GATES
     allow_rest_merge: bool = True
     anthropic: AnthropicSettings = field(default_factory=AnthropicSettings)
+    lessons: LessonsSettings = field(default_factory=LessonsSettings)
     marker_rules: tuple[MarkerRule, ...] = DEFAULT_RULES
     """Provenance markers: `[[attribution.markers]]` and the login lists, then the defaults."""
     anthropic_api_key: Secret | None = None
@@ -237,6 +259,7 @@ _SECTIONS = {
     "slack": {"api_url", "channel"},
     "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
     "attribution": {"agent_logins", "human_logins", "markers"},
+    "lessons": {"enabled", "auto", "path", "branch", "min_incidents", "paths"},
     "anthropic": {
         "model", "base_url", "timeout", "max_tokens", "incident_cap_usd", "daily_cap_usd",
         "input_usd_per_mtok", "output_usd_per_mtok",
@@ -386,6 +409,39 @@ def _anthropic(table: Mapping[str, Any], where: str) -> AnthropicSettings:
         timeout=parse_duration(table.get("timeout", d.timeout), f"{where}.timeout"),
         max_tokens=max_tokens,
         **money,
+    )
+
+
+_BRANCH = re.compile(r"(?!/)(?!.*(?:\.\.|//|@\{|\.lock$|/$|\.$))[A-Za-z0-9._/-]{1,200}")
+
+
+def _file_path(value: object, where: str) -> str:
+    """A path inside the repository: relative, no `..` or `.` segment, no backslash."""
+    parts = value.split("/") if isinstance(value, str) else []
+    if not parts or any(p in ("", ".", "..") for p in parts) or "\\" in str(value):
+        raise ConfigError(f"{where}: expected a file path inside the repository, got {value!r}")
+    return str(value)
+
+
+def _lessons(table: Mapping[str, Any], where: str) -> LessonsSettings:
+    d = LessonsSettings()
+    branch = _typed(table, "branch", str, d.branch, where)
+    if not _BRANCH.fullmatch(branch) or branch.startswith("-"):
+        raise ConfigError(f"{where}.branch: expected a branch name, got {branch!r}")
+    minimum = _typed(table, "min_incidents", int, d.min_incidents, where)
+    if minimum < 1:
+        raise ConfigError(f"{where}.min_incidents: expected at least 1, got {minimum}")
+    paths = _table(table, "paths", where)
+    for repo in paths:
+        if not is_repo_name(repo):
+            raise ConfigError(f"{where}.paths: expected 'owner/name' keys, got {repo!r}")
+    return LessonsSettings(
+        enabled=_typed(table, "enabled", bool, d.enabled, where),
+        auto=_typed(table, "auto", bool, d.auto, where),
+        path=_file_path(table.get("path", d.path), f"{where}.path"),
+        branch=branch,
+        min_incidents=minimum,
+        paths={repo: _file_path(path, f"{where}.paths.{repo}") for repo, path in paths.items()},
     )
 
 
@@ -540,6 +596,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         human_gates=_strings(policy, "human_gates", DEFAULT_HUMAN_GATES, f"{where}:policy"),
         allow_rest_merge=_typed(policy, "allow_rest_merge", bool, True, f"{where}:policy"),
         anthropic=_anthropic(_table(data, "anthropic", where), f"{where}:anthropic"),
+        lessons=_lessons(_table(data, "lessons", where), f"{where}:lessons"),
         marker_rules=_marker_rules(_table(data, "attribution", where), f"{where}:attribution"),
         anthropic_api_key=_secret(env, ENV_ANTHROPIC_KEY),
         api_token=_secret(env, ENV_API_TOKEN),

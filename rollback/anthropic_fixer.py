@@ -114,7 +114,18 @@ class AnthropicFixer:
 
     async def propose(self, context: FixContext) -> FixAnswer:
         """One structured request (retried on transient failures); the parsed answer."""
-        message = await self._create(context)
+        text, usage = await self.ask(SYSTEM, _prompt(context), SCHEMA)
+        try:
+            return FixAnswer(_proposal(json.loads(text)), usage)
+        except (ValueError, TypeError, KeyError) as exc:
+            problem = f"the model's answer was not the JSON asked for ({type(exc).__name__})"
+            return FixAnswer(None, usage, problem)
+
+    async def ask(self, system: str, prompt: str, schema: dict[str, object]) -> tuple[str, Usage]:
+        """One request for JSON matching `schema` (retried on transient failures): the answer's
+        text, unparsed (the caller validates it), and the tokens and cost it took. The lessons
+        writer (`rollback.lessons_model`) asks through here too."""
+        message = await self._create(system, prompt, schema)
         usage = Usage(
             model=self._model,
             input_tokens=message.usage.input_tokens,
@@ -125,21 +136,18 @@ class AnthropicFixer:
             )
             / 1_000_000,
         )
-        text = "".join(block.text for block in message.content if block.type == "text")
-        try:
-            return FixAnswer(_proposal(json.loads(text)), usage)
-        except (ValueError, TypeError, KeyError) as exc:
-            problem = f"the model's answer was not the JSON asked for ({type(exc).__name__})"
-            return FixAnswer(None, usage, problem)
+        return "".join(block.text for block in message.content if block.type == "text"), usage
 
-    async def _create(self, context: FixContext) -> anthropic.types.Message:
+    async def _create(
+        self, system: str, prompt: str, schema: dict[str, object]
+    ) -> anthropic.types.Message:
         async def create() -> anthropic.types.Message:
             return await self._client.messages.create(
                 model=self._model,
                 max_tokens=self._max_tokens,
-                system=SYSTEM,
-                messages=[{"role": "user", "content": _prompt(context)}],
-                output_config={"format": {"type": "json_schema", "schema": SCHEMA}},
+                system=system,
+                messages=[{"role": "user", "content": prompt}],
+                output_config={"format": {"type": "json_schema", "schema": schema}},
             )
 
         try:

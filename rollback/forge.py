@@ -18,10 +18,10 @@ have since left it (a revert PR found merged or closed unmerged is returned, nev
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from observer.retry import Retryable
 
@@ -248,3 +248,59 @@ class ForgeWrites(Protocol):
 
 class Forge(ForgeReads, ForgeWrites, Protocol):
     """Both halves, as `GitHubForge` and `LocalGitForge` implement them and the Watch holds it."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileProposal:
+    """One file's new text proposed as a PR from `branch`, kept up to date in place: `edit`
+    turns the file's text on the base branch (None: absent) into the proposed text."""
+
+    repo: str
+    branch: str
+    base_branch: str
+    path: str
+    edit: Callable[[str | None], str]
+    message: str
+    title: str
+    body: str
+    labels: tuple[str, ...] = ()
+
+
+class ProposalState(StrEnum):
+    """What `propose_file` did."""
+
+    OPENED = "opened"  # a new PR
+    UPDATED = "updated"  # the open PR's branch and body were brought up to date
+    UNCHANGED = "unchanged"  # the base branch already says it, and no PR is open
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """The proposal's PR (None when nothing needed proposing) and what was done."""
+
+    state: ProposalState
+    url: str | None = None
+    number: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CommentResult:
+    """The comment's URL, and whether it was already there (made by an earlier attempt)."""
+
+    url: str
+    reused: bool
+
+
+@runtime_checkable
+class LearningForge(Protocol):
+    """What flows back to repositories: a proposed file kept up to date in one PR, and a
+    comment made once per key (the GitHub forge; the demo's local git has none)."""
+
+    async def propose_file(self, proposal: FileProposal) -> Proposal:
+        """Open the PR for `proposal.branch`, or update the open one (its branch re-made on the
+        base branch's head, its body replaced); never merged."""
+        ...
+
+    async def comment_once(self, repo: str, number: int, key: str, body: str) -> CommentResult:
+        """Comment on issue (or PR) `number` unless a comment carrying `key`'s marker is there."""
+        ...

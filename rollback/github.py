@@ -34,7 +34,6 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
-from rollback.github_changes import GitHubChanges
 from rollback.github_client import (
     GraphQLRefused,
     Opened,
@@ -45,6 +44,7 @@ from rollback.github_client import (
     segment,
     split_repo,
 )
+from rollback.github_learning import GitHubLearning
 from rollback.revert_plan import Change, Tree, plan_revert, tree_entries
 
 Keyed = RevertRequest | ChangeRequest  # a change found again by its branch or key marker
@@ -69,10 +69,11 @@ def marker(key: str) -> str:
     return f"<!-- rearguard-key: {key} -->"
 
 
-class GitHubForge(GitHubChanges):
+class GitHubForge(GitHubLearning):
     """The `Forge` over one githubkit client; use `async with` (or call `aclose`).
 
-    Reverts and ranges are here; fix branches, issues, merges and closes in `GitHubChanges`."""
+    Reverts and ranges are here; fix branches, issues, merges and closes in `GitHubChanges`;
+    lessons PRs and spec comments in `GitHubLearning`."""
 
     async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
         """Commits in `base...head`, oldest first, paging GitHub's compare past 250 commits."""

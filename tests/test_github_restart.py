@@ -1,6 +1,7 @@
 """Killed right after GitHub acted: `rearguard serve` runs as a process with a TOML config against a
 real Prometheus and the GitHub and Slack stand-ins, GitHub makes the change (a revert PR, a bug
-issue) and its answer never arrives, the process is SIGKILLed, and people act before it restarts.
+issue, the comment on a confirmed culprit's spec issue) and its answer never arrives, the
+process is SIGKILLed, and people act before it restarts.
 The restarted server finds what GitHub made instead of making it again."""
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
+from tests.loop_rig import AUTH
 from tests.prometheus_server import PrometheusServer
 from tests.serve_rig_github import Server, serve_env, until, write_config
 
@@ -59,12 +61,16 @@ class Run:
         self.deploy_id = ""
 
     async def regress_until(
-        self, session: aiohttp.ClientSession, traffic: SampleApp, made: asyncio.Event
+        self,
+        session: aiohttp.ClientSession,
+        traffic: SampleApp,
+        made: asyncio.Event | None,
+        body: str = BODY,
     ) -> FakePR:
         """Merge the culprit, deploy it into a 5% error ratio, and SIGKILL the server once GitHub
-        has made the held change; the culprit."""
+        has made the held change (None: leave it running); the culprit."""
         initial = self.github.head_sha()
-        pr = self.github.merge_pr("Drop payment retries", BODY, {"app/pay.py": "retries = 0\n"},
+        pr = self.github.merge_pr("Drop payment retries", body, {"app/pay.py": "retries = 0\n"},
                                   author="octo-dev")  # fmt: skip
         self.server.start()
         await self.server.wait_up(session)
@@ -73,6 +79,8 @@ class Run:
         self.deploy_id = await self.server.post_deploy(
             session, self.service, self.github.head_sha(), initial
         )
+        if made is None:
+            return pr
         try:
             await asyncio.wait_for(made.wait(), 60)
         except TimeoutError:
@@ -180,3 +188,55 @@ async def test_bug_issue_opened_while_rearguard_was_killed_is_found_after_the_re
     fix = _action(incident, "fix")
     assert (fix["status"], fix["url"]) == ("completed", issue.html_url), fix["error"]
     assert len(run.reverts()) == 1
+
+
+async def test_spec_comment_made_while_rearguard_was_killed_is_not_made_again(
+    run_of: Callable[[str], Run], traffic: SampleApp
+) -> None:
+    """A person confirms the incident; GitHub makes the comment on the culprit's spec issue
+    (`Spec: acme/restart#42`) and its answer never arrives; SIGKILLed and restarted, Rearguard
+    finds the comment by its marker: exactly one comment on #42, naming the revert PR."""
+    service = "e2e-gh-spec"
+    run = run_of(service)
+    github = run.github
+    spec = github.add_issue(42, "Spec: faster payments")
+    made = github.hold_answer(f"POST /repos/{REPO}/issues/42/comments")
+    try:
+        async with aiohttp.ClientSession() as session:
+            await run.regress_until(session, traffic, None, body=f"{BODY}Spec: {REPO}#42\n")
+            incident = await until(
+                lambda: run.incident(session),
+                lambda i: (
+                    i.get("phase") == "reverted"
+                    and any(a["kind"] == "fix" and a["status"] != "pending" for a in i["actions"])
+                ),
+                what="the revert and the fix step done",
+            )
+            assert spec.comments == []  # nobody confirmed it yet
+            async with session.post(
+                f"{run.server.url}/v1/incidents/{incident['id']}/feedback",
+                json={"kind": "confirmed", "actor": "ana"}, headers=AUTH,
+            ) as response:  # fmt: skip
+                assert response.status == 201, await response.text()
+            try:
+                await asyncio.wait_for(made.wait(), 60)
+            except TimeoutError:
+                raise AssertionError(f"no spec comment:\n{run.server.tail()}") from None
+            run.server.kill()
+            assert len(spec.comments) == 1
+            run.server.start()
+            await run.server.wait_up(session)
+            incident = await until(
+                lambda: run.incident(session),
+                lambda i: any(a["kind"] == "spec" and a["status"] == "completed"
+                              for a in i["actions"]),
+                what="the spec comment action completed",
+            )  # fmt: skip
+    finally:
+        run.server.stop()
+        traffic.configure(service, error_ratio=0.005)
+    (comment,) = spec.comments
+    (revert,) = run.reverts()
+    assert revert.html_url in comment
+    assert "confirmed by a person" in comment
+    assert (_action(incident, "spec")["detail"] or {}).get("reused") is True

@@ -148,9 +148,10 @@ async def world(tmp_path: Path, aiohttp_client: Any, aiohttp_server: Any) -> Asy
         metrics, sleeps = Metrics(clock=clock), Sleeps()
         w = World(tmp_path, github, slack, clock, metrics, sleeps, closing)
         w.client = await _app(w, aiohttp_client)
+        github.add_issue(7, "Spec: a payment client without retries")
         initial = github.head_sha()
         culprit = github.merge_pr(
-            "Retry-free payment client", "Agent-Session: s-1\nAgent-Name: bot",
+            "Retry-free payment client", "Agent-Session: s-1\nAgent-Name: bot\nSpec: #7",
             {"src/pay.py": "def pay(): ...\n"},
         )  # fmt: skip
         await deliver_pr(w.client, github, culprit.number)
@@ -253,6 +254,7 @@ async def test_revert_deployed_by_deployment_status_is_verified_recovered(world:
     """The revert merged, a `deployment_status` success for it, errors back: recovered."""
     assert await world.run_until({"reverted"}) == Phase.REVERTED
     [revert_pr] = world.github.created_pulls()
+    [spec] = [i for i in world.github.issues if i.number == 7]
     await world.clock.sleep(300)
     _merge(world.github, revert_pr)
     await deliver_pr(world.client, world.github, revert_pr.number)
@@ -271,6 +273,10 @@ async def test_revert_deployed_by_deployment_status_is_verified_recovered(world:
     (opening,) = _opening(world)
     outcome = [m for m in world.slack.messages if m.thread_ts == opening.ts]
     assert "RECOVERED" in outcome[-1].text  # told in the incident's thread
+    await world.tick()  # and another sweep: the spec's issue hears once
+    (comment,) = spec.comments
+    assert revert_pr.html_url in comment
+    assert "confirmed when the revert restored health" in comment
 
 
 async def test_revert_pr_closed_unmerged_is_respected(world: World) -> None:

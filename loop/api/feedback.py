@@ -2,7 +2,8 @@
 
 `confirmed`, `false_alarm` or `wrong_pr` (with the right PR as `culprit`), stored with
 `Store.incidents.record_feedback` under the caller's `Idempotency-Key`; the priors and reports
-learn from it.
+learn from it, and a `confirmed` incident's spec comment and lessons PR follow from the learning
+sweep (`loop.watch.learn`), not from here.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The `rearguard` command: `serve` beside CD, `demo` on embedded defaults, `backtest` over
 history, `check` of a config against the real services, `query` / `export` of the store's
-public views, and `report` of delivery metrics."""
+public views, `report` of delivery metrics, and `lessons` proposed to a repository."""
 
 from __future__ import annotations
 
@@ -123,6 +123,19 @@ def _report(args: argparse.Namespace) -> int:
     )  # fmt: skip
 
 
+def _lessons(args: argparse.Namespace) -> int:
+    import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
+
+    from loop.cli.lessons import run_lessons  # noqa: PLC0415
+
+    try:
+        settings = load_settings(Path(args.config), os.environ)
+    except ConfigError as exc:
+        print(f"rearguard: config error: {exc}", file=sys.stderr)
+        return 2
+    return asyncio.run(run_lessons(settings, args.repo, as_json=args.json))
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rearguard", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -190,6 +203,13 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--service", help="one service")
     report.add_argument("--repo", help="one repository (owner/name)")
     report.set_defaults(run=_report)
+    lessons = sub.add_parser(
+        "lessons", help="derive a repository's lessons from the store and propose them as a PR"
+    )
+    lessons.add_argument("--repo", required=True, metavar="OWNER/NAME", help="a service's repo")
+    lessons.add_argument("--config", required=True, help="TOML config (see deploy/)")
+    lessons.add_argument("--json", action="store_true", help="one JSON document")
+    lessons.set_defaults(run=_lessons)
     return top
 
 

@@ -9,6 +9,11 @@ so one Watch waiting on GitHub never holds up another's evaluation, and the sche
 until the earliest `next_due` (at most a tick), woken early when a Watch finishes a transition
 or a deploy arrives; a Watch is advanced as soon as it is due, not up to a tick later.
 
+Both also run the learning sweep (`loop.watch.learn.learn`: spec comments and lessons PRs of
+confirmed incidents): `run_due` after the Watches, `Scheduler` in a task of its own beside them,
+one sweep at a time and at most one a tick, so GitHub being slow for a lessons PR never holds up
+a Watch.
+
 Neither driver caps how many Watches run at once: a Watch spends its step waiting on
 Prometheus, GitHub or Slack, and a shared cap is one that slow Watches fill while the due ones
 wait behind them (ten Watches whose queries hung until their timeout once held up an unrelated
@@ -27,6 +32,7 @@ from dataclasses import replace
 from opentelemetry import trace
 
 from loop.watch.deps import WatchDeps
+from loop.watch.learn import learn
 from loop.watch.phases import ACTIVE, WAITING, Phase, allowed
 from loop.watch.steps import advance
 from loop.watch.transitions import Transition, apply
@@ -79,7 +85,15 @@ async def run_due(deps: WatchDeps, *, tick: float = 5.0) -> int:
             break
         await asyncio.gather(*(_advance_once(deps, w.deploy_id, tick) for w in due))
         taken += len(due)
+    await _learn_once(deps)
     return taken
+
+
+async def _learn_once(deps: WatchDeps) -> None:
+    try:
+        await learn(deps)
+    except Exception:
+        log.exception("the learning sweep failed; retrying on the next one")
 
 
 class Scheduler:
@@ -90,6 +104,8 @@ class Scheduler:
         self._tick = tick
         self._running: dict[str, asyncio.Task[None]] = {}
         self._wake = asyncio.Event()
+        self._learning: asyncio.Task[None] | None = None
+        self._learnt_at = float("-inf")
 
     def wake(self) -> None:
         """Something changed (a deploy arrived, a Watch moved on): look for due Watches now."""
@@ -111,6 +127,10 @@ class Scheduler:
                 wait = min(wait, w.next_due - now)
             elif w.deploy_id not in self._running:
                 self._running[w.deploy_id] = asyncio.create_task(self._drive(w.deploy_id))
+        idle = self._learning is None or self._learning.done()
+        if idle and now - self._learnt_at >= self._tick:  # at most a sweep a tick
+            self._learnt_at = now
+            self._learning = asyncio.create_task(_learn_once(self._deps))
         return max(wait, 0.0)
 
     async def _drive(self, deploy_id: str) -> None:
@@ -138,6 +158,8 @@ class Scheduler:
                     await asyncio.wait_for(self._wake.wait(), wait)
         finally:
             tasks = list(self._running.values())
+            if self._learning is not None:
+                tasks.append(self._learning)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)

@@ -45,13 +45,14 @@ class GitRepo:
             "GIT_COMMITTER_DATE": stamp,
             **(env or {}),
         }
+        # Bytes, decoded here: text mode would turn a blob's CRLF into LF, and GitHub does not.
         done = subprocess.run(
-            ["git", *args], cwd=self.workdir, input=stdin, capture_output=True, text=True,
-            env=full_env, check=False,
+            ["git", *args], cwd=self.workdir, input=stdin.encode() if stdin is not None else None,
+            capture_output=True, env=full_env, check=False,
         )  # fmt: skip
         if done.returncode != 0:
-            raise GitFailed(f"git {' '.join(args)}: {done.stderr.strip()}")
-        return done.stdout
+            raise GitFailed(f"git {' '.join(args)}: {done.stderr.decode(errors='replace').strip()}")
+        return done.stdout.decode()
 
     def tick(self) -> str:
         """Advance the fake clock a minute (so rewritten commits get new shas); ISO time."""
@@ -78,7 +79,7 @@ class GitRepo:
             else:
                 target = self.workdir / path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(content)
+                target.write_bytes(content.encode())
                 self.git("add", "--", path)
 
     def commit(self, files: Mapping[str, str | None], message: str, branch: str = "main") -> str:

@@ -13,6 +13,7 @@ fake's requests the way one repository would):
 - `merge_pr(title, body, files, author=, labels=, method=, branch=)` -> `FakePR`: branch,
   commit, merge.
 - `commit(files, message, branch="main")` -> sha: a direct push (e.g. a later conflicting change).
+- `add_issue(number, title, body)` -> `FakeIssue`: an issue opened by a person (a spec).
 - `head_sha(branch)`, `read_file(path, ref)`, `pulls` (every PR), `open_pulls()`,
   `created_pulls()` (those opened through the API), `requests` ("METHOD /path" log, the path
   decoded) and `raw_requests` (the same as sent: path still quoted, query included).
@@ -186,7 +187,18 @@ class FakeGitHub(GitRepo):
 
     def next_number(self) -> int:
         """The next issue/PR number, as GitHub shares one sequence for both."""
-        return len(self.pulls) + len(self.issues) + 1
+        numbers = [p.number for p in self.pulls] + [i.number for i in self.issues]
+        return max(numbers, default=0) + 1
+
+    def add_issue(self, number: int, title: str, body: str = "") -> FakeIssue:
+        """An issue a person opened earlier (a spec), numbered `number`."""
+        if number in {p.number for p in self.pulls} | {i.number for i in self.issues}:
+            raise ValueError(f"#{number} exists")
+        issue = FakeIssue(number=number, title=title, body=body, labels=[], assignees=[],
+                          html_url=f"https://github.com/{self.full_name}/issues/{number}",
+                          created_at=self.tick())  # fmt: skip
+        self.issues.append(issue)
+        return issue
 
     def merge_branch(self, pr: FakePR) -> None:
         """Squash-merge open `pr` into main, as the REST merge (or auto-merge) would."""

@@ -225,6 +225,7 @@ class GitHubApi:
         if fake.resolve(sha) != sha:
             raise ApiError(422, "Object does not exist")
         fake.git("update-ref", ref, sha)
+        self._follow(ref, sha)
         return web.json_response(payloads.git_ref(fake.site, ref, sha), status=201)
 
     async def _update_ref(self, request: web.Request) -> web.Response:
@@ -239,7 +240,14 @@ class GitHubApi:
         if not data.get("force") and fake.git("merge-base", current, sha).strip() != current:
             raise ApiError(422, "Update is not a fast forward")
         fake.git("update-ref", ref, sha)
+        self._follow(ref, sha)
         return web.json_response(payloads.git_ref(fake.site, ref, sha))
+
+    def _follow(self, ref: str, sha: str) -> None:
+        """An open PR's head is its branch: a push to the branch moves the PR's head."""
+        for pr in self._fake.pulls:
+            if pr.state == "open" and f"refs/heads/{pr.head_ref}" == ref:
+                pr.head_sha = sha
 
     async def _get_commit(self, request: web.Request) -> web.Response:
         return web.json_response(self._git_commit(request.match_info["sha"]))

@@ -105,6 +105,7 @@ class GitHubChangesApi:
         add("POST", f"{repo}/issues", self._create_issue)
         add("POST", f"{repo}/issues/{{number:\\d+}}/assignees", self._assign)
         add("POST", f"{repo}/issues/{{number:\\d+}}/comments", self._comment)
+        add("GET", f"{repo}/issues/{{number:\\d+}}/comments", self._list_comments)
         add("POST", f"{repo}/pulls/{{number:\\d+}}/requested_reviewers", self._request_reviewers)
         add("PATCH", f"{repo}/pulls/{{number:\\d+}}", self._update_pull)
         add("PUT", f"{repo}/pulls/{{number:\\d+}}/merge", self._merge)
@@ -181,23 +182,49 @@ class GitHubChangesApi:
         pr.reviewers.extend(a for a in logins if a not in pr.reviewers)
         return web.json_response(payloads.pull_request(pr, fake.site), status=201)
 
-    async def _comment(self, request: web.Request) -> web.Response:
-        fake, data = self._fake, await request.json()
-        number = int(request.match_info["number"])
-        fake.pull(number).comments.append(str(data["body"]))
-        values = {"id": 9000 + number, "node_id": "IC_fake", "body": str(data["body"]),
-                  "url": f"{fake.site.repo_api}/issues/comments/{9000 + number}",
+    def _thread(self, request: web.Request) -> list[str]:
+        """The comments of the issue or PR in the path (GitHub numbers both alike); 404 if none."""
+        from tests.fakes.github import ApiError  # noqa: PLC0415 - github imports this module
+
+        fake, number = self._fake, int(request.match_info["number"])
+        threads = [p.comments for p in fake.pulls if p.number == number]
+        threads += [i.comments for i in fake.issues if i.number == number]
+        if not threads:
+            raise ApiError(404, "Not Found")
+        return threads[0]
+
+    def _comment_payload(self, request: web.Request, index: int, body: str) -> Json:
+        fake, number = self._fake, int(request.match_info["number"])
+        comment_id = 9000 + number * 100 + index
+        values = {"id": comment_id, "node_id": f"IC_fake{comment_id}", "body": body,
+                  "url": f"{fake.site.repo_api}/issues/comments/{comment_id}",
+                  "html_url": f"https://github.com/{fake.full_name}/issues/{number}"
+                              f"#issuecomment-{comment_id}",
                   "issue_url": f"{fake.site.repo_api}/issues/{number}",
                   "user": payloads.user("rearguard-bot", fake.site)}  # fmt: skip
-        return web.json_response(
-            payloads.over(payloads.skeleton(models.IssueComment), values), status=201
-        )
+        return payloads.over(payloads.skeleton(models.IssueComment), values)
+
+    async def _comment(self, request: web.Request) -> web.Response:
+        thread, data = self._thread(request), await request.json()
+        thread.append(str(data["body"]))
+        payload = self._comment_payload(request, len(thread) - 1, thread[-1])
+        return web.json_response(payload, status=201)
+
+    async def _list_comments(self, request: web.Request) -> web.Response:
+        thread, q = self._thread(request), request.query
+        per_page, page = min(int(q.get("per_page", "30")), 100), max(int(q.get("page", "1")), 1)
+        chosen = list(enumerate(thread))[(page - 1) * per_page : page * per_page]
+        return web.json_response([self._comment_payload(request, i, b) for i, b in chosen])
 
     async def _update_pull(self, request: web.Request) -> web.Response:
         fake, data = self._fake, await request.json()
         pr = fake.pull(int(request.match_info["number"]))
         if data.get("state") in ("open", "closed") and not pr.merged:
             pr.state = data["state"]
+        if isinstance(data.get("title"), str):
+            pr.title = data["title"]
+        if isinstance(data.get("body"), str):
+            pr.body = data["body"]
         return web.json_response(payloads.pull_request(pr, fake.site))
 
     async def _merge(self, request: web.Request) -> web.Response:
