@@ -74,4 +74,4 @@ def test_loop_report_through_serve(
         assert "a server holds it: use --url" in capsys.readouterr().err
         monkeypatch.setenv(ENV_READ_TOKEN, "wrong")
         assert main(["report", "dora", "--url", url]) == 1
-        assert "the server answered 401" in capsys.readouterr().err
+        assert "answered 401 (unauthorized" in capsys.readouterr().err

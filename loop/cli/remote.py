@@ -1,4 +1,5 @@
-"""The CLI's client of a running server's read routes: `POST /v1/query` and the Parquet exports.
+"""The CLI's client of a running server's read routes: `POST /v1/query`, the Parquet exports and
+the reports.
 
 DuckDB lets no other process open the store while `rearguard serve` holds it, so `rearguard
 query`, `export` and `backtest` read through the server. Plain `urllib` (the CLI makes a handful
@@ -14,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 TIMEOUT = 60.0
 """Seconds to wait for an answer (a query is stopped by the server well before)."""
@@ -58,6 +59,13 @@ def query(base: str, token: str | None, sql: str, params: list[Any] | None = Non
     """The JSON answer of `POST {base}/v1/query` for `sql`."""
     body = json.dumps({"sql": sql, "params": params or []}).encode()
     with _open(_request(f"{base.rstrip('/')}/v1/query", token, body)) as response:
+        return json.loads(response.read())
+
+
+def get_json(base: str, token: str | None, path: str, params: dict[str, str]) -> Any:
+    """The JSON answer of `GET {base}{path}?{params}`."""
+    query = f"?{urlencode(params)}" if params else ""
+    with _open(_request(f"{base.rstrip('/')}{path}{query}", token)) as response:
         return json.loads(response.read())
 
 

@@ -1,9 +1,10 @@
 """`rearguard report KIND`: a report as tables in the terminal, or one JSON document (`--json`).
 
-It asks the running server (`--url`, with the read token from `REARGUARD_READ_TOKEN`, or the API
-token from `REARGUARD_API_TOKEN`), or reads a store file that no server holds (`--store PATH`;
-DuckDB lets one process open a file for writing, so a store a server has open is refused with a
-message saying to use `--url`). Both give the same document (`attribution.reports`).
+It asks the running server (`--url`, through `loop.cli.remote`, with the read token from
+`REARGUARD_READ_TOKEN`, or the API token from `REARGUARD_API_TOKEN`), or reads a store file that
+no server holds (`--store PATH`; DuckDB lets one process open a file for writing, so a store a
+server has open is refused with a message saying to use `--url`). Both give the same document
+(`attribution.reports`).
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
-import aiohttp
-
 from attribution.reports import KINDS, build_report
 from attribution.store import Store, StoreError
 from attribution.store_reports import Window
 from loop.api.fields import IngestError
 from loop.api.reports import parse_since
-from loop.config import ENV_API_TOKEN, ENV_READ_TOKEN
+from loop.cli import remote
+from loop.config import client_token
 
 _DORA_COLUMNS = (
     ("deployment_frequency", "deployment frequency"),
@@ -147,18 +147,6 @@ def render(document: Mapping[str, Any], out: TextIO) -> None:
             print(f"  - {text}", file=out)
 
 
-async def _from_server(
-    url: str, kind: str, params: dict[str, str], token: str | None
-) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    endpoint = url.rstrip("/") + f"/v1/reports/{kind}"
-    async with (
-        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as session,
-        session.get(endpoint, params=params, headers=headers) as response,
-    ):
-        return response.status, await response.json(content_type=None)
-
-
 async def _from_store(path: Path, kind: str, window: Window) -> dict[str, Any]:
     store = await Store.open(path)
     try:
@@ -173,13 +161,9 @@ Fetched = tuple[int, Any]
 
 def _via_server(url: str, kind: str, params: dict[str, str], token: str | None) -> Fetched:
     try:
-        status, document = asyncio.run(_from_server(url, kind, params, token))
-    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-        return 1, f"cannot read {url}: {exc}"
-    if status != 200:  # noqa: PLR2004 - the one success the route answers
-        error = document.get("error", {}) if isinstance(document, Mapping) else {}
-        return 1, f"the server answered {status}: {error.get('message')}"
-    return 0, document
+        return 0, remote.get_json(url, token, f"/v1/reports/{kind}", params)
+    except (remote.RemoteError, ValueError) as exc:
+        return 1, str(exc)
 
 
 def _via_store(store: str, kind: str, since: str | None, service: str | None,
@@ -221,8 +205,8 @@ def run_report(
         code, found = 2, "give one of --url (a running server) or --store PATH"
     elif url is not None:
         params = {k: v for k, v in (("since", since), ("service", service), ("repo", repo)) if v}
-        token = env.get(ENV_READ_TOKEN) or env.get(ENV_API_TOKEN)
-        code, found = _via_server(url, kind, params, token)
+        token = client_token(env)
+        code, found = _via_server(url, kind, params, token.reveal() if token else None)
     else:
         code, found = _via_store(str(store), kind, since, service, repo)
     if code != 0 or not isinstance(found, Mapping):
