@@ -527,6 +527,12 @@ def client_token(env: Mapping[str, str]) -> Secret | None:
     return _secret(env, ENV_READ_TOKEN) or _secret(env, ENV_API_TOKEN)
 
 
+def api_client_token(env: Mapping[str, str]) -> Secret | None:
+    """The bearer token the CLI sends to a running server's write routes (`rearguard lessons
+    --url`): the API token only, as the server takes it there."""
+    return _secret(env, ENV_API_TOKEN)
+
+
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     """Read and validate `path`; secrets from `env`. Raises `ConfigError` naming what is wrong."""
     try:

@@ -12,11 +12,14 @@ process restarted before it heard.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from attribution.identity import identify
@@ -36,9 +39,11 @@ from rollback.lessons_doc import END, START
 from tests.acting_rig import Sleeps, make_acting_rig
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeSlack
+from tests.serve_rig import Server, free_port, server_environment, wait_up
 
 REPO = "acme/checkout"
 TOKEN = "ghp_LessonsToken0123456789"
+API = "api-token-lessons"
 AGENTS = "# Agents\n\nRun `make test` before pushing.\r\nNever edit `vendor/`.\n"
 CHARGE = "def charge(x):\n    return retry(lambda: gateway.charge(x), attempts=3)\n"
 
@@ -47,6 +52,21 @@ CHARGE = "def charge(x):\n    return retry(lambda: gateway.charge(x), attempts=3
 async def checkout(tmp_path: Path) -> AsyncIterator[FakeGitHub]:
     async with FakeGitHub(tmp_path / "gh", token=TOKEN, repo=REPO) as fake:
         yield fake
+
+
+@contextlib.contextmanager
+def mock_env(values: dict[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` set while the CLI (run in a thread) reads it."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def _record(pr: FakePR) -> MergedPR:
@@ -79,10 +99,11 @@ async def _ship(store: Store, pr: FakePR, n: int, *, regressed: bool) -> str:
     return incident.id
 
 
-def _config(tmp_path: Path, github: FakeGitHub) -> Path:
+def _config(tmp_path: Path, github: FakeGitHub, *, listen: str = "127.0.0.1:8080") -> Path:
     path = tmp_path / "rearguard.toml"
     path.write_text(f"""
 [server]
+listen = "{listen}"
 store = "{tmp_path / "store.duckdb"}"
 public_url = "https://rearguard.example"
 
@@ -321,3 +342,60 @@ async def test_a_lessons_run_github_failed_is_tried_again_an_hour_later(
     finally:
         await forge.aclose()
         await store.close()
+
+
+async def test_lessons_through_the_running_server(tmp_path: Path, checkout: FakeGitHub) -> None:
+    """While `rearguard serve` holds the store, `rearguard lessons --config` refuses and names
+    `--url`; `--url` asks the server (`POST /v1/lessons`, the API token), which opens the PR;
+    asked again it opens no second one; a wrong token or an unknown repository changes nothing."""
+    checkout.commit({"AGENTS.md": AGENTS}, "Start")
+    store = await Store.open(tmp_path / "store.duckdb")
+    for n in (1, 2):
+        pr = checkout.merge_pr(f"Charge {n}", "", {"payments/charge.py": f"# {n}\n"})
+        await _ship(store, pr, n, regressed=True)
+    await store.close()
+    port = free_port()
+    config = _config(tmp_path, checkout, listen=f"127.0.0.1:{port}")
+    config.write_text(config.read_text() + "[lessons]\nauto = false\n")  # asked, not by itself
+    env = server_environment() | {"GITHUB_TOKEN": TOKEN, "REARGUARD_API_TOKEN": API}
+    server = Server(config, env, port, tmp_path / "server.log")
+    server.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await wait_up(session, server)
+
+            def cli(*args: str, token: str = API) -> tuple[int, str, str]:
+                out, err = io.StringIO(), io.StringIO()
+                with (
+                    mock_env({"REARGUARD_API_TOKEN": token, "GITHUB_TOKEN": TOKEN}),
+                    contextlib.redirect_stdout(out),
+                    contextlib.redirect_stderr(err),
+                ):
+                    code = main(["lessons", "--repo", REPO, *args])
+                return code, out.getvalue(), err.getvalue()
+
+            code, _, err = await asyncio.to_thread(cli, "--config", str(config))
+            assert code == 2, err
+            assert "--url" in err
+            code, _, err = await asyncio.to_thread(cli, "--url", server.url, token="wrong")
+            assert code == 1
+            assert "401" in err
+            assert checkout.created_pulls() == []
+            code, out, err = await asyncio.to_thread(cli, "--url", server.url, "--json")
+            assert code == 0, f"{err}\n{server.tail()}"
+            answer = json.loads(out)
+            assert (answer["repo"], answer["state"]) == (REPO, "opened")
+            (pr,) = checkout.created_pulls()
+            assert answer["url"] == pr.html_url
+            code, out, err = await asyncio.to_thread(cli, "--url", server.url, "--json")
+            assert code == 0, err
+            assert json.loads(out)["state"] in {"updated", "unchanged"}
+            async with session.post(
+                f"{server.url}/v1/lessons", json={"repo": "acme/other"},
+                headers={"Authorization": f"Bearer {API}"},
+            ) as response:  # fmt: skip
+                assert response.status == 404
+                assert (await response.json())["error"]["code"] == "unknown_repository"
+    finally:
+        server.stop()
+    assert len(checkout.created_pulls()) == 1

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from attribution.store import Store
-from loop.api import cd, evidence, feedback, github, query, reads, reports, slack
+from loop.api import cd, evidence, feedback, github, lessons, query, reads, reports, slack
 from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
 from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
@@ -119,7 +119,7 @@ def build_app(
     app.cleanup_ctx.append(query.runtime)
     app.add_routes([
         *cd.routes(), *github.routes(), *evidence.routes(), *slack.routes(),
-        *feedback.routes(), *reports.routes(), *reads.routes(), *query.routes(),
+        *feedback.routes(), *lessons.routes(), *reports.routes(), *reads.routes(), *query.routes(),
     ])  # fmt: skip
     app[METRICS] = OwnMetrics()
     app.on_cleanup.append(_shutdown_metrics)

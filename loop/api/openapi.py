@@ -71,6 +71,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/deploys/{id}", READ, "One deploy: phase, verdict, PRs, timeline.", None, {"200": "Deploy"}, ("404",)),  # noqa: E501
     Route("GET", "/v1/incidents", READ, "Recent incidents.", None, {"200": "Incidents"}),
     Route("GET", "/v1/incidents/{id}", READ, "One incident: verdict, evidence, suspects, actions, recovery, timeline.", None, {"200": "Incident"}, ("404",)),  # noqa: E501
+    Route("POST", "/v1/lessons", API, "Propose a repository's lessons now: the PR opened, the open one updated, or why not (waits for GitHub).", (JSON, "LessonsRequest"), {"200": "LessonsResult"}, ("404",)),  # noqa: E501
     Route("POST", "/v1/incidents/{id}/feedback", API, "A person's verdict: confirmed, false_alarm or wrong_pr.", (JSON, "FeedbackRequest"), {"201": "Feedback", "200": "Feedback"}, ("404", "422")),  # noqa: E501
     Route("GET", "/v1/reports/{kind}", READ, "Reports: dora, loop (delivery metrics per ISO week), agents, models, specs, areas (regression rates with 95% Wilson intervals); since is an ISO 8601 time, Unix seconds or a duration back from now (90d).", None, {"200": "Report"}, ("400", "404"), (), ("since", "service", "repo")),  # noqa: E501
     Route("POST", "/v1/query", READ, "One read-only SELECT over the public views (a snapshot at most 5 s old); time, row and memory limits.", (JSON, "QueryRequest"), {"200": "QueryResult"}, ("403", "408", "429")),  # noqa: E501

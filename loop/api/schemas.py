@@ -82,6 +82,10 @@ _REQUESTS: dict[str, Schema] = {
                        "items": {"type": ["string", "number", "boolean", "null"]}},
         },
     },
+    "LessonsRequest": {
+        "type": "object", "required": ["repo"],
+        "properties": {"repo": {**ref("RepoName"), "description": "a configured service's"}},
+    },
     "FeedbackRequest": {
         "type": "object",
         "required": ["kind", "actor"],
@@ -179,6 +183,15 @@ _ANSWERS: dict[str, Schema] = {
         "status": {"enum": ["accepted", "ignored", "duplicate", "applied"]},
         "delivery": {"type": "string"}, "reason": {"type": "string"},
         "alerts": {"type": "integer"}}},
+    "LessonsResult": {
+        "type": "object", "required": ["repo", "state", "url", "note", "lessons"],
+        "properties": {
+            "repo": {"type": "string"},
+            "state": {"enum": ["opened", "updated", "unchanged", "skipped", "failed"]},
+            "url": {"type": ["string", "null"]}, "note": {"type": "string"},
+            "lessons": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Feedback": {"type": "object", "required": ["incident", "kind", "recorded"], "properties": {
         "incident": {"type": "string"}, "kind": {"type": "string"},
         "recorded": {"type": "boolean"}}},

@@ -1,9 +1,10 @@
 """`rearguard lessons --repo OWNER/NAME`: derive a repository's lessons from the store and
 propose them now (the PR opened, or the open one updated), whatever the day's automatic run did.
 
-It opens the store file itself, as `rearguard backtest` does: DuckDB lets no other process open
-a file a writer holds, so while `rearguard serve` runs on the same store the automatic run
-(`[lessons] auto`) is the way; this command then says so and changes nothing.
+With `--config` it opens the store file itself, as `rearguard backtest --store` does: DuckDB lets
+no other process open a file a writer holds, so while `rearguard serve` runs on the same store it
+says so, changes nothing, and names `--url`: the running server then proposes them
+(`POST /v1/lessons`, the API token from `REARGUARD_API_TOKEN`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import sys
 import time
 
 from attribution.store import Store, StoreError
+from loop.cli import remote
 from loop.config import Settings, is_repo_name
 from loop.watch.deps import build_fixer
 from loop.watch.learn import propose_lessons
@@ -37,8 +39,8 @@ async def run_lessons(settings: Settings, repo: str, *, as_json: bool = False) -
     try:
         store = await Store.open(settings.store_path)
     except StoreError as exc:
-        sys.stderr.write(f"rearguard: {exc} (is `rearguard serve` running on it? Its automatic "
-                         "lessons run applies then)\n")  # fmt: skip
+        sys.stderr.write(f"rearguard: {exc} (is `rearguard serve` running on it? Then ask it: "
+                         "`rearguard lessons --repo ... --url http://HOST:PORT`)\n")  # fmt: skip
         return 2
     fixer = build_fixer(settings)
     writer: LessonWriter = ModelWriter(fixer) if isinstance(fixer, AnthropicFixer) else (
@@ -53,9 +55,19 @@ async def run_lessons(settings: Settings, repo: str, *, as_json: bool = False) -
             await fixer.aclose()
         await store.close()
     if as_json:
-        print(json.dumps({"state": done.state, "url": done.url, "note": done.note,
-                          "lessons": [{"key": x.key, "text": x.text, "incidents": list(x.incidents),
-                                       "prs": list(x.prs)} for x in done.lessons]}))  # fmt: skip
+        print(json.dumps(done.to_json()))
     else:
         print(f"{repo}: {done.note}")
     return 1 if done.state == "failed" else 0
+
+
+def run_remote_lessons(url: str, token: str | None, repo: str, *, as_json: bool = False) -> int:
+    """`POST /v1/lessons` on a running server: 0 when proposed (or nothing needed proposing), 1
+    when the server or the forge failed."""
+    try:
+        answer = remote.post_json(url, token, "/v1/lessons", {"repo": repo})
+    except remote.RemoteError as exc:
+        sys.stderr.write(f"rearguard: {exc}\n")
+        return 1
+    print(json.dumps(answer) if as_json else f"{repo}: {answer['note']}")
+    return 1 if answer["state"] == "failed" else 0

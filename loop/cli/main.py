@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loop.config import ConfigError, client_token, load_settings
+from loop.config import ConfigError, api_client_token, client_token, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -126,8 +126,12 @@ def _report(args: argparse.Namespace) -> int:
 def _lessons(args: argparse.Namespace) -> int:
     import asyncio  # noqa: PLC0415 - keep `rearguard demo` start-up light
 
-    from loop.cli.lessons import run_lessons  # noqa: PLC0415
+    from loop.cli.lessons import run_lessons, run_remote_lessons  # noqa: PLC0415
 
+    if args.url is not None:
+        token = api_client_token(os.environ)
+        reveal = token.reveal() if token else None
+        return run_remote_lessons(args.url, reveal, args.repo, as_json=args.json)
     try:
         settings = load_settings(Path(args.config), os.environ)
     except ConfigError as exc:
@@ -207,7 +211,11 @@ def parser() -> argparse.ArgumentParser:
         "lessons", help="derive a repository's lessons from the store and propose them as a PR"
     )
     lessons.add_argument("--repo", required=True, metavar="OWNER/NAME", help="a service's repo")
-    lessons.add_argument("--config", required=True, help="TOML config (see deploy/)")
+    where = lessons.add_mutually_exclusive_group(required=True)
+    where.add_argument("--config", help="TOML config (see deploy/); opens its store file")
+    where.add_argument(
+        "--url", help="a running server instead (API token from REARGUARD_API_TOKEN)"
+    )
     lessons.add_argument("--json", action="store_true", help="one JSON document")
     lessons.set_defaults(run=_lessons)
     return top

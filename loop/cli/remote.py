@@ -1,5 +1,5 @@
 """The CLI's client of a running server's read routes: `POST /v1/query`, the Parquet exports and
-the reports.
+the reports, and `POST /v1/lessons`.
 
 DuckDB lets no other process open the store while `rearguard serve` holds it, so `rearguard
 query`, `export` and `backtest` read through the server. Plain `urllib` (the CLI makes a handful
@@ -55,11 +55,16 @@ def _open(request: urllib.request.Request) -> Any:
         raise RemoteError(f"cannot reach the server at {url}: {reason}") from exc
 
 
+def post_json(base: str, token: str | None, path: str, document: Any) -> Any:
+    """The JSON answer of `POST {base}{path}` with `document` as its JSON body."""
+    body = json.dumps(document).encode()
+    with _open(_request(f"{base.rstrip('/')}{path}", token, body)) as response:
+        return json.loads(response.read())
+
+
 def query(base: str, token: str | None, sql: str, params: list[Any] | None = None) -> Any:
     """The JSON answer of `POST {base}/v1/query` for `sql`."""
-    body = json.dumps({"sql": sql, "params": params or []}).encode()
-    with _open(_request(f"{base.rstrip('/')}/v1/query", token, body)) as response:
-        return json.loads(response.read())
+    return post_json(base, token, "/v1/query", {"sql": sql, "params": params or []})
 
 
 def get_json(base: str, token: str | None, path: str, params: dict[str, str]) -> Any:

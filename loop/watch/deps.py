@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 from attribution.store import Store
@@ -36,6 +37,8 @@ class WatchDeps:
     """Scrape intervals learnt from the SLIs' samples, kept across evaluations."""
     query_health: QueryHealth = field(default_factory=QueryHealth)
     """The SLIs whose queries fail now (`/readyz`, `/metrics`); one per app, shared by Watches."""
+    lessons_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+    """One lessons proposal per repository at a time: the sweep's and `POST /v1/lessons`."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

@@ -22,6 +22,7 @@ beside the Watches (`learn`), so that a restart resumes them from the store:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -62,6 +63,12 @@ class LessonsOutcome:
     lessons: tuple[Lesson, ...]
     note: str
 
+    def to_json(self) -> dict[str, Any]:
+        """The outcome as `rearguard lessons --json` and `POST /v1/lessons` answer it."""
+        return {"state": self.state, "url": self.url, "note": self.note,
+                "lessons": [{"key": x.key, "text": x.text, "incidents": list(x.incidents),
+                             "prs": list(x.prs)} for x in self.lessons]}  # fmt: skip
+
 
 async def learn(deps: WatchDeps) -> None:
     """One sweep: the spec comments owed, then the lessons owed; a failure of one is logged and
@@ -82,10 +89,7 @@ async def learn(deps: WatchDeps) -> None:
     now = deps.clock.now()
     for repo in await deps.store.lessons.owed_lessons(now - DAY, now - RETRY_FAILED):
         try:
-            done = await propose_lessons(
-                deps.settings, deps.store, deps.forge, forge, await lesson_writer(deps),
-                repo=repo, now=now, minimum=lessons.min_incidents,
-            )  # fmt: skip
+            done = await propose_for(deps, forge, repo, minimum=lessons.min_incidents)
             log.info("lessons of %s: %s", repo, done.note)
         except Exception:
             log.exception("lessons of %s failed", repo)
@@ -177,6 +181,18 @@ def _regression(incident: Incident) -> str:
 
 
 # -- lessons -----------------------------------------------------------------------------------
+
+
+async def propose_for(
+    deps: WatchDeps, forge: LearningForge, repo: str, *, minimum: int = 1
+) -> LessonsOutcome:
+    """`propose_lessons` for `repo` with the app's own store, forge and writer, one proposal per
+    repository at a time (the sweep and `POST /v1/lessons` cannot open two PRs)."""
+    async with deps.lessons_locks.setdefault(repo, asyncio.Lock()):
+        return await propose_lessons(
+            deps.settings, deps.store, deps.forge, forge, await lesson_writer(deps),
+            repo=repo, now=deps.clock.now(), minimum=minimum,
+        )  # fmt: skip
 
 
 async def lesson_writer(deps: WatchDeps) -> LessonWriter:
