@@ -37,6 +37,8 @@ VIEWS: dict[str, str | None] = {
     "observations": "observed_at",
     "feedback": "created_at",
     "fixes": "created_at",
+    "ci_runs": "finished_at",
+    "reviews": "submitted_at",
 }
 """Every public view, with the time column that `--partition month` splits it by (None: the view
 has none, and is written as one file)."""

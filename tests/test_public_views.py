@@ -46,6 +46,10 @@ COLUMNS = {
     "fixes": ["incident_id", "action_id", "status", "kind", "url", "number", "for_pr", "reason",
               "created_at", "updated_at", "error", "llm_calls", "llm_models", "input_tokens",
               "output_tokens", "cost_usd"],
+    "ci_runs": ["run_id", "repo", "number", "kind", "head_sha", "attempt", "conclusion",
+                "finished_at"],
+    "reviews": ["review_id", "repo", "number", "state", "reviewer", "commit_id",
+                "submitted_at"],
 }  # fmt: skip
 """Every view and its columns, in order: changing one is changing the contract (and README)."""
 
