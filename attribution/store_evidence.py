@@ -233,16 +233,19 @@ class EvidenceQueries:
 
     async def labels(self, repos: Sequence[str]) -> tuple[list[Blame], list[Signal]]:
         """Every incident's blame on PRs of `repos`, and the signals on them in order."""
-        blames = await self._records(
+        blame_sql = (
             "SELECT i.id AS incident_id, s.repo, list(s.number ORDER BY s.rank) AS suspects, "
             "i.ambiguous, i.revert_unit FROM incidents i JOIN suspects s ON s.incident_id = i.id "
             "WHERE list_contains(?, s.repo) GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit "
-            "ORDER BY i.id",
-            [list(repos)],
-            _blame,
+            "ORDER BY i.id"
         )
-        signals = await self._records(
-            "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id", (), Signal
-        )
+        signal_sql = "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id"
+
+        def read(cur: duckdb.DuckDBPyConnection) -> tuple[list[Blame], list[Signal]]:
+            """Off the writer (`StoreWriter.read`): the reports and lessons scan every incident."""
+            return (fetch_records(cur.execute(blame_sql, [list(repos)]), _blame),
+                    fetch_records(cur.execute(signal_sql), Signal))  # fmt: skip
+
+        blames, signals = await self._writer.read(read)
         ids = {b.incident_id for b in blames}
         return blames, [s for s in signals if s.incident_id in ids]

@@ -321,7 +321,7 @@ class ReportQueries:
 
     async def _rows(self, sql: str, window: Window) -> list[dict[str, Any]]:
         params = window.params()
-        return await self._writer.call(lambda cur: fetch_records(cur.execute(sql, params), dict))
+        return await self._writer.read(lambda cur: fetch_records(cur.execute(sql, params), dict))
 
     async def dora(self, window: Window) -> list[dict[str, Any]]:
         """Per service and ISO week (every week from the window's start, or the service's first
@@ -359,11 +359,11 @@ class ReportQueries:
             }
             return RegressionCounts(totals, counts, values)
 
-        return await self._writer.call(read)
+        return await self._writer.read(read)
 
     async def service_repos(self, service: str | None) -> list[str]:
         """The repositories the store's deploys (of `service`, or of all) came from."""
-        rows = await self._writer.call(
+        rows = await self._writer.read(
             lambda cur: cur.execute(
                 "SELECT DISTINCT repo FROM deploys WHERE repo IS NOT NULL "
                 "AND (? IS NULL OR service = ?) ORDER BY repo",

@@ -119,3 +119,21 @@ async def test_closing_twice_closes_once_and_frees_the_file(tmp_path: Path) -> N
     await asyncio.wait_for(opened.close(), timeout=5)
     again = await Store.open(path)
     await again.close()
+
+
+async def test_a_read_runs_beside_the_writer_not_on_it(store: Store) -> None:
+    """A read (`StoreWriter.read`, the reports' path) that is still running does not hold the
+    writer back: a write made meanwhile commits, and the read (which waits for it) then ends. On
+    the writer's thread the two would wait for each other for ever."""
+    written = threading.Event()
+
+    def slow_read(cur: duckdb.DuckDBPyConnection) -> int:
+        assert written.wait(10), "the write did not commit while the read ran"
+        return int(cur.execute("SELECT count(*) FROM range(10)").fetchone()[0])  # type: ignore[index]
+
+    reading = asyncio.ensure_future(store.writer.read(slow_read))
+    await store.writer.call(lambda cur: cur.execute("CREATE TABLE beside (x INTEGER)"))
+    written.set()
+    assert await asyncio.wait_for(reading, 10) == 10
+    with pytest.raises(StoreError, match="no_such_table"):
+        await store.writer.read(lambda cur: cur.execute("SELECT * FROM no_such_table").fetchall())
