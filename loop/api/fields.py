@@ -23,7 +23,7 @@ from loop.config import is_repo_name
 Code = Literal[
     "unauthorized", "bad_signature", "stale_request", "not_configured", "missing_header",
     "bad_header", "malformed_body", "missing_field", "bad_field", "unknown_service",
-    "unknown_environment", "unknown_repository", "unknown_pr", "not_found",
+    "unknown_environment", "unknown_repository", "unknown_pr", "not_found", "unknown_canary",
 ]  # fmt: skip
 """Every code a refusal carries: a fixed set, so `/metrics` can count refusals by code."""
 
