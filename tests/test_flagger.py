@@ -28,7 +28,8 @@ from tests.api_rig import table_counts
 from tests.shared_fixtures import REPO_ROOT, shared_fixtures_dir
 
 API_TOKEN, FLAGGER_TOKEN = "api-token-for-tests", "flagger-token-for-tests"
-SHA, PREVIOUS = "9f3c2a1b7e6d5c4b3a29187f6e5d4c3b2a190817", "1111111aaaaaaa2222222bbbbbbb333333344444"
+SHA = "9f3c2a1b7e6d5c4b3a29187f6e5d4c3b2a190817"
+PREVIOUS = "1111111aaaaaaa2222222bbbbbbb333333344444"
 START = 1_790_000_000.0
 Client = TestClient[web.Request, web.Application]
 
@@ -173,8 +174,11 @@ async def test_first_webhook_records_the_deploy_and_answers_while_pending(client
     assert [(d.id, d.sha, d.previous_sha, d.source, d.environment) for d in deploys] == [
         (deploy_id, SHA, PREVIOUS, "flagger", "production")
     ]
-    view = await (await client.get(f"/v1/deploys/{deploy_id}",
-                                   headers={"Authorization": f"Bearer {API_TOKEN}"})).json()
+    view = await (
+        await client.get(
+            f"/v1/deploys/{deploy_id}", headers={"Authorization": f"Bearer {API_TOKEN}"}
+        )
+    ).json()
     hooks = [(e["hook"], e["phase"], e["message"]) for e in view["flagger"]]
     assert ("event", "Progressing", "Starting canary analysis for checkout.shop") in hooks
     assert {h for h, _, _ in hooks} == {"confirm-rollout", "rollout", "confirm-promotion",
@@ -223,7 +227,9 @@ async def test_a_bearer_header_or_the_flagger_token(
     assert (await post(own, "rollout", payload(token=FLAGGER_TOKEN)))[0] == 200
 
 
-async def test_no_token_configured_is_not_open(aiohttp_client: AiohttpClient, tmp_path: Path) -> None:
+async def test_no_token_configured_is_not_open(
+    aiohttp_client: AiohttpClient, tmp_path: Path
+) -> None:
     """Neither REARGUARD_FLAGGER_TOKEN nor the API token set: 503 naming them, never open."""
     data = _config(tmp_path / "s.duckdb", {"canaries": {"shop/checkout": {"service": "checkout"}}})
     clients = (SimulatedSource(), LocalGitForge(tmp_path / "r"), ConsoleNotifier(io.StringIO()))
@@ -270,9 +276,7 @@ def test_example_config_maps_a_canary(tmp_path: Path) -> None:
     """deploy/rearguard.example.toml's [flagger] block and canary-mode SLI, uncommented, load."""
     text = (REPO_ROOT / "deploy/rearguard.example.toml").read_text()
     path = tmp_path / "rearguard.toml"
-    path.write_text(
-        _uncommented(text, "# [services.checkout.slis.canary_errors]", "# [flagger]")
-    )
+    path.write_text(_uncommented(text, "# [services.checkout.slis.canary_errors]", "# [flagger]"))
     canary = load_settings(path, {}).flagger.canary("shop", "checkout")
     assert canary is not None
     assert (canary.service, canary.environment) == ("checkout", "production")
