@@ -21,6 +21,7 @@ ALERTMANAGER = "alertmanagerToken"
 GITHUB = "githubSignature"
 SENTRY = "sentrySignature"
 SLACK = "slackSignature"
+FLAGGER = "flaggerToken"
 OPEN = ""
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -37,6 +38,9 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     SLACK: {"type": "apiKey", "in": "header", "name": "X-Slack-Signature", "description":
             "`v0=` and the hex HMAC-SHA256 of `v0:{X-Slack-Request-Timestamp}:{raw body}`, keyed "
             "by SLACK_SIGNING_SECRET; timestamps over five minutes off are refused"},
+    FLAGGER: {"type": "http", "scheme": "bearer", "description":
+              "REARGUARD_FLAGGER_TOKEN (or REARGUARD_API_TOKEN when unset); Flagger sends no "
+              "headers, so the webhook's `metadata.token` is taken in place of the header"},
 }  # fmt: skip
 
 
@@ -67,6 +71,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/sentry", SENTRY, "Sentry issue and event alerts.", (JSON, "SentryEvent"), _DELIVERY, (), ("Sentry-Hook-Resource",)),  # noqa: E501
     Route("POST", "/v1/webhooks/alertmanager", ALERTMANAGER, "Alertmanager notifications.", (JSON, "AlertmanagerNotification"), _DELIVERY),  # noqa: E501
     Route("POST", "/v1/webhooks/slack", SLACK, "Slack button clicks: Confirm, False alarm, Wrong PR.", ("application/x-www-form-urlencoded", "SlackInteraction"), {"200": "Delivery"}, ("404",), ("X-Slack-Request-Timestamp",)),  # noqa: E501
+    Route("POST", "/v1/flagger/{hook}", FLAGGER, "Flagger canary webhooks, one path per type (rollout, confirm-promotion, rollback, event, ...): the first records the canary's deploy and starts its Watch; 2xx passes, 409 fails (regressed, verdict pending, no rollback).", (JSON, "FlaggerWebhook"), {"200": "FlaggerAnswer", "202": "FlaggerAnswer"}, ("404", "409", "422")),  # noqa: E501
     Route("GET", "/v1/deploys", READ, "Recent deploys with their Watch phase and verdict.", None, {"200": "Deploys"}),  # noqa: E501
     Route("GET", "/v1/deploys/{id}", READ, "One deploy: phase, verdict, PRs, timeline.", None, {"200": "Deploy"}, ("404",)),  # noqa: E501
     Route("GET", "/v1/incidents", READ, "Recent incidents.", None, {"200": "Incidents"}),
@@ -82,10 +87,12 @@ ROUTES: tuple[Route, ...] = (
 _ERRORS = {
     "400": "The body, a field or a header cannot be what it says (the message names it).",
     "401": "Not the sender's: a missing or wrong token or signature.",
-    "404": "No such deploy, incident or report.",
+    "404": "No such deploy, incident, report or Flagger webhook type.",
+    "409": "A Flagger gate that does not pass: the canary regressed, its verdict is pending "
+    "(confirm-promotion) or there is nothing to roll back (rollback).",
     "413": "The body is over 5 MiB.",
-    "422": "Well-formed, but names a service, environment, repository or PR Rearguard does "
-    "not know.",
+    "422": "Well-formed, but names a service, environment, repository, PR or Flagger canary "
+    "Rearguard does not know.",
     "500": "An internal error (see the server log).",
     "503": "The token or secret this route needs is not set on the server.",
 }
