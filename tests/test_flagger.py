@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import pytest
+import requests
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
@@ -25,6 +27,7 @@ from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.localgit import LocalGitForge
 from tests.api_rig import table_counts
+from tests.serve_rig import serving
 from tests.shared_fixtures import REPO_ROOT, shared_fixtures_dir
 
 API_TOKEN, FLAGGER_TOKEN = "api-token-for-tests", "flagger-token-for-tests"
@@ -280,3 +283,44 @@ def test_example_config_maps_a_canary(tmp_path: Path) -> None:
     canary = load_settings(path, {}).flagger.canary("shop", "checkout")
     assert canary is not None
     assert (canary.service, canary.environment) == ("checkout", "production")
+
+
+SERVED_CANARY = """
+[services.podinfo]
+repo = "acme/podinfo"
+[services.podinfo.slis.errors]
+bad = "sum by (version) (bad)"
+total = "sum by (version) (total)"
+version_label = "version"
+[flagger.canaries."test/podinfo"]
+service = "podinfo"
+"""
+
+
+@pytest.mark.shared_samples
+def test_served_from_toml_takes_flaggers_documented_payload(tmp_path: Path) -> None:
+    """`rearguard serve` from a TOML config takes the payload of Flagger's webhooks.md (its
+    `metadata.token` as the Flagger token, a revision added) as Flagger sends it, within
+    Flagger's default 10 s timeout."""
+    docs = (shared_fixtures_dir() / "progressive-delivery/flagger/webhooks.md").read_text()
+    block = re.search(r"Webhook payload \(HTTP POST\):\s*```javascript\n(.*?)```", docs, re.S)
+    assert block is not None
+    sample = json.loads(block.group(1))
+    sample["metadata"]["revision"] = SHA
+    env = {"REARGUARD_FLAGGER_TOKEN": sample["metadata"]["token"]}
+    with serving(tmp_path, env, SERVED_CANARY) as port:
+
+        def call(hook: str, body: Any) -> Any:
+            response = requests.post(
+                f"http://127.0.0.1:{port}/v1/flagger/{hook}", data=json.dumps(body),
+                headers={"Content-Type": "application/json"}, timeout=10,
+            )  # fmt: skip
+            return response.status_code, response.json()
+
+        status, answer = call("rollout", sample)
+        assert (status, answer["verdict"], answer["phase"]) == (200, "pending", "deployed")
+        status, answer = call("confirm-promotion", sample)
+        assert (status, answer["error"]["code"]) == (409, "verdict_pending")
+        status, answer = call("rollout", {**sample, "name": "frontend"})
+        assert (status, answer["error"]["code"]) == (422, "unknown_canary")
+        assert "test/frontend" in answer["error"]["message"]

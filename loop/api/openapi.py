@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Any, NamedTuple
 
+from loop.api.flagger import HOOKS
 from loop.api.schemas import COMPONENTS, ref
 
 API = "apiToken"
@@ -59,6 +60,8 @@ class Route(NamedTuple):
     also: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()
     query: tuple[str, ...] = ()
+    enums: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Path parameters that take one of a few values (the rest answer 404)."""
 
 
 JSON = "application/json"
@@ -71,7 +74,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/sentry", SENTRY, "Sentry issue and event alerts.", (JSON, "SentryEvent"), _DELIVERY, (), ("Sentry-Hook-Resource",)),  # noqa: E501
     Route("POST", "/v1/webhooks/alertmanager", ALERTMANAGER, "Alertmanager notifications.", (JSON, "AlertmanagerNotification"), _DELIVERY),  # noqa: E501
     Route("POST", "/v1/webhooks/slack", SLACK, "Slack button clicks: Confirm, False alarm, Wrong PR.", ("application/x-www-form-urlencoded", "SlackInteraction"), {"200": "Delivery"}, ("404",), ("X-Slack-Request-Timestamp",)),  # noqa: E501
-    Route("POST", "/v1/flagger/{hook}", FLAGGER, "Flagger canary webhooks, one path per type (rollout, confirm-promotion, rollback, event, ...): the first records the canary's deploy and starts its Watch; 2xx passes, 409 fails (regressed, verdict pending, no rollback).", (JSON, "FlaggerWebhook"), {"200": "FlaggerAnswer", "202": "FlaggerAnswer"}, ("404", "409", "422")),  # noqa: E501
+    Route("POST", "/v1/flagger/{hook}", FLAGGER, "Flagger canary webhooks, one path per type (rollout, confirm-promotion, rollback, event, ...): the first records the canary's deploy and starts its Watch; 2xx passes, 409 fails (regressed, verdict pending, no rollback).", (JSON, "FlaggerWebhook"), {"200": "FlaggerAnswer", "202": "FlaggerAnswer"}, ("404", "409", "422"), enums=(("hook", HOOKS),)),  # noqa: E501
     Route("GET", "/v1/deploys", READ, "Recent deploys with their Watch phase and verdict.", None, {"200": "Deploys"}),  # noqa: E501
     Route("GET", "/v1/deploys/{id}", READ, "One deploy: phase, verdict, PRs, timeline.", None, {"200": "Deploy"}, ("404",)),  # noqa: E501
     Route("GET", "/v1/incidents", READ, "Recent incidents.", None, {"200": "Incidents"}),
@@ -117,10 +120,12 @@ def _operation(route: Route, open_reads: bool) -> dict[str, Any]:
         operation["security"] = [{READ: []}, {API: []}]
     elif route.auth and route.auth != READ:
         operation["security"] = [{route.auth: []}]
+    enums = dict(route.enums)
     params = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": p, "in": "path", "required": True,
+         "schema": {"enum": list(enums[p])} if p in enums else {"type": "string"}}
         for p in re.findall(r"{(\w+)}", route.path)
-    ]
+    ]  # fmt: skip
     params += [
         {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
         for h in route.headers
