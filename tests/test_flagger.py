@@ -1,6 +1,6 @@
-"""Flagger's canary webhooks (`POST /v1/flagger/{hook}`): the answer each webhook type gets for
-each verdict, the `[flagger]` config, refusals that record nothing, the deploy and its events,
-and the shipped Canary validating against Flagger's CRD."""
+"""Flagger's canary webhooks (`POST /v1/webhooks/flagger/{hook}`): the answer each webhook type
+gets for each verdict, the `[flagger]` config, refusals that record nothing, the deploy and its
+events, and the shipped Canary validating against Flagger's CRD."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def payload(name: str = "checkout", **metadata: str) -> dict[str, Any]:
 async def post(client: Client, hook: str, body: Any, **headers: str) -> Any:
     # As Flagger's callWebhook sends it: a POST of the JSON with only Content-Type set.
     response = await client.post(
-        f"/v1/flagger/{hook}", data=json.dumps(body).encode(),
+        f"/v1/webhooks/flagger/{hook}", data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", **headers},
     )  # fmt: skip
     return response.status, await response.json()
@@ -261,7 +261,7 @@ def test_shipped_canary_validates_against_flaggers_crd() -> None:
     broken = {**canary, "spec": {**canary["spec"], "analysis": {"interval": "1m"}}}
     assert not validator.is_valid(broken)  # the schema is one that can refuse
     for hook in canary["spec"]["analysis"]["webhooks"]:
-        assert hook["url"].endswith(f"/v1/flagger/{hook['type']}")
+        assert hook["url"].endswith(f"/v1/webhooks/flagger/{hook['type']}")
         assert hook["type"] in HOOKS
         assert {"token", "revision"} <= set(hook["metadata"])
 
@@ -312,7 +312,7 @@ def test_served_from_toml_takes_flaggers_documented_payload(tmp_path: Path) -> N
 
         def call(hook: str, body: Any) -> Any:
             response = requests.post(
-                f"http://127.0.0.1:{port}/v1/flagger/{hook}", data=json.dumps(body),
+                f"http://127.0.0.1:{port}/v1/webhooks/flagger/{hook}", data=json.dumps(body),
                 headers={"Content-Type": "application/json"}, timeout=10,
             )  # fmt: skip
             return response.status_code, response.json()

@@ -82,7 +82,7 @@ async def _call(client: TestClient[Any, Any], hook: str, sha: str, previous: str
     body = {"name": "shop", "namespace": "prod", "phase": "Progressing",
             "checksum": "6d8f5b7c9a", "metadata": {
                 "token": API_TOKEN, "revision": sha, "previous_revision": previous}}  # fmt: skip
-    response = await client.post(f"/v1/flagger/{hook}", data=json.dumps(body).encode(),
+    response = await client.post(f"/v1/webhooks/flagger/{hook}", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})  # fmt: skip
     return response.status, await response.json()
 

@@ -1,14 +1,14 @@
-"""`POST /v1/flagger/{hook}`: Flagger's canary webhooks, answered from the canary's Watch.
+"""`POST /v1/webhooks/flagger/{hook}`: Flagger's canary webhooks, answered from the canary's Watch.
 
 Flagger POSTs the same payload to every webhook (`CanaryWebhookPayload`: name, namespace, phase,
 checksum, metadata; no header but `Content-Type`, 10 s timeout by default) and reads only the
 status: 200-202 passes, anything else fails. The payload does not say which kind of webhook it
-is, so the path does (`/v1/flagger/rollout`, …). The first webhook of a canary revision records
-its deploy through the journal, as the CD hook does, and starts its Watch; the SLIs of a gated
-service are in canary mode (`version_label`), so the canary's series (the label naming the
-commit) are judged against the stable version's over the same steps. The commit is the webhook's
-`metadata.<revision_key>` (`[flagger] revision_key`, "revision" by default): Flagger's checksum
-is a hash of the canary's spec and names no commit.
+is, so the path does (`/v1/webhooks/flagger/rollout`, …). The first webhook of a canary
+revision records its deploy through the journal, as the CD hook does, and starts its Watch;
+the SLIs of a gated service are in canary mode (`version_label`), so the canary's series (the
+label naming the commit) are judged against the stable version's over the same steps. The
+commit is the webhook's `metadata.<revision_key>` (`[flagger] revision_key`, "revision" by
+default): Flagger's checksum is a hash of the canary's spec and names no commit.
 
 What each answer means to Flagger (its `webhooks.md`), and what Rearguard answers:
 
@@ -238,4 +238,4 @@ async def post_hook(request: web.Request) -> web.Response:
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.post("/v1/flagger/{hook}", post_hook)]
+    return [web.post("/v1/webhooks/flagger/{hook}", post_hook)]
