@@ -114,7 +114,7 @@ _MESSAGES = {
 
 @dataclass(frozen=True, slots=True)
 class CanaryHook:
-    """One Flagger webhook call: its type, the canary's deploy, and what the journal keeps."""
+    """One Flagger webhook call: its type, the deploy of the canary revision, Flagger's phase."""
 
     hook: str
     deploy: Deploy
