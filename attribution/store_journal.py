@@ -205,3 +205,18 @@ class JournalQueries:
             ).fetchall()
         )
         return str(rows[0][0]) if rows else None
+
+    async def bodies(self, source: str, prefix: str) -> list[tuple[str, float, Any]]:
+        """The event, time and body of `source`'s deliveries whose id starts with `prefix`
+        (a Flagger canary's deliveries, by its deploy's id), oldest first."""
+        rows = await self._writer.call(
+            lambda cur: cur.execute(
+                "SELECT event, epoch(received_at), body FROM journal "
+                "WHERE source = ? AND starts_with(id, ?) ORDER BY received_at, id",
+                [source, f"{source}:{prefix}"],
+            ).fetchall()
+        )
+        return [
+            (str(event), float(at), json.loads(body) if body is not None else None)
+            for event, at, body in rows
+        ]

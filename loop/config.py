@@ -18,6 +18,13 @@ from pathlib import Path
 from typing import Any
 
 from attribution.markers import DEFAULT_RULES, MarkerRule, login_rules, rule
+from loop.config_flagger import (
+    ENV_FLAGGER_TOKEN,
+    FLAGGER_KEYS,
+    FlaggerConfigError,
+    FlaggerSettings,
+    flagger_settings,
+)
 from observer.slis import Direction, Sli, SliError, SliKind
 from rollback.policy import DEFAULT_HUMAN_GATES, Mode
 
@@ -194,6 +201,9 @@ class Settings:
     slack_signing_secret: Secret | None = None
     sentry_secret: Secret | None = None
     alertmanager_token: Secret | None = None
+    flagger: FlaggerSettings = field(default_factory=FlaggerSettings)
+    flagger_token: Secret | None = None
+    """REARGUARD_FLAGGER_TOKEN; unset, the Flagger webhooks take the API token."""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def read_tokens(self) -> tuple[str, ...]:
@@ -264,6 +274,7 @@ _SECTIONS = {
         "model", "base_url", "timeout", "max_tokens", "incident_cap_usd", "daily_cap_usd",
         "input_usd_per_mtok", "output_usd_per_mtok",
     },
+    "flagger": FLAGGER_KEYS,
 }  # fmt: skip
 
 
@@ -575,6 +586,14 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
     }
     if not services:
         raise ConfigError(f"{where}: no [services.NAME] table: nothing to watch")
+    try:
+        flagger = flagger_settings(
+            _table(data, "flagger", where), {n: s.environments for n, s in services.items()},
+            {n for n, s in services.items() if any(sli.version_label for sli in s.slis)},
+            f"{where}:flagger",
+        )  # fmt: skip
+    except FlaggerConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     return Settings(
         services=services,
         listen_host=host,
@@ -613,4 +632,6 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         slack_signing_secret=_secret(env, ENV_SLACK_SIGNING_SECRET),
         sentry_secret=_secret(env, ENV_SENTRY_SECRET),
         alertmanager_token=_secret(env, ENV_ALERTMANAGER_TOKEN),
+        flagger=flagger,
+        flagger_token=_secret(env, ENV_FLAGGER_TOKEN),
     )

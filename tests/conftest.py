@@ -85,6 +85,8 @@ LOOP_SERVICES = {
     "e2e-gh-closed": 200.0,
     "e2e-gh-spec": 200.0,
     "e2e-provenance-copilot": 200.0,
+    "e2e-flagger-regress": 200.0,
+    "e2e-flagger-healthy": 200.0,
 }
 """Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
 
@@ -105,9 +107,10 @@ def traffic(loop_traffic: SampleApp, prometheus: PrometheusServer) -> SampleApp:
     # window: the history a deploy made now is compared against, a missed scrape or two allowed.
     window, samples = LOOP_BASELINE + LOOP_STEP, LOOP_BASELINE
     services = "|".join(LOOP_SERVICES)
+    # Counted by service: a canary's series (a `version` label) beside its service's are one.
     query = (
-        f'count_over_time(http_requests_total{{service=~"{services}",code="200"}}[{window}s])'
-        f" >= {samples}"
+        "count by (service) (count_over_time("
+        f'http_requests_total{{service=~"{services}",code="200"}}[{window}s]) >= {samples})'
     )
     wait_for(
         lambda: len(prometheus.instant(query)) == len(LOOP_SERVICES),

@@ -54,9 +54,12 @@ def loop_settings(
     env: dict[str, str],
     *,
     mode: str = "propose",
+    sections: dict[str, Any] | None = None,
 ) -> Settings:
+    """The loop tests' settings; `sections` adds config tables (`flagger`)."""
     return settings_from(
         {
+            **(sections or {}),
             "server": {"store": store, "tick": "0.5s", "public_url": "http://rearguard.test"},
             "prometheus": {"url": prometheus_url, "timeout": "3s"},
             "slack": {"channel": SLACK_CHANNEL},

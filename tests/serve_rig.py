@@ -116,10 +116,10 @@ def is_ready(port: int) -> bool:
 
 
 @contextlib.contextmanager
-def serving(workdir: Path, env: dict[str, str]) -> Iterator[int]:
+def serving(workdir: Path, env: dict[str, str], extra: str = "") -> Iterator[int]:
     """`rearguard serve` for service `checkout` (GitHub and Prometheus unreachable, which the
-    HTTP surface never needs), with `env` over this environment less real credentials; its
-    port once it is ready."""
+    HTTP surface never needs) and the TOML `extra`, with `env` over this environment less real
+    credentials; its port once it is ready."""
     port = free_port()
     config = workdir / "rearguard.toml"
     config.write_text(f"""
@@ -131,7 +131,8 @@ tick = "1h"
 api_url = "http://127.0.0.1:9/"
 [prometheus]
 url = "http://127.0.0.1:9"
-{SERVICE_CONFIG}""")
+{SERVICE_CONFIG}
+{extra}""")
     base = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB", "SLACK", "REAR"))}
     server = Server(config, base | {"GITHUB_TOKEN": "ghp-test", **env}, port, workdir / "log")
     server.start()

@@ -105,6 +105,14 @@ def _merged_pr() -> Any:
         ("AlertmanagerNotification", partial(load_json, "alertmanager/zulip/alert.json")),
         ("AlertmanagerNotification", partial(
             load_json, "alertmanager/prom2teams/all_ok_multiple.json")),
+        ("FlaggerWebhook", {"name": "podinfo", "namespace": "test", "phase": "Progressing",
+                            "checksum": "85d557f47b", "metadata": {
+                                "test": "all", "token": "16688eb5e9f289f1991c",
+                                "revision": "a" * 40}}),
+        ("FlaggerWebhook", {"name": "podinfo", "namespace": "test", "phase": "Progressing",
+                            "checksum": "85d557f47b", "metadata": {
+                                "eventMessage": "Starting canary analysis",
+                                "eventType": "Normal", "timestamp": "1790000000000"}}),
         ("SlackInteraction", {"payload": json.dumps({"type": "block_actions", "actions": []})}),
     ],
 )  # fmt: skip

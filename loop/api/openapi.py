@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from importlib.metadata import version
 from typing import Any, NamedTuple
 
+from loop.api.flagger import HOOKS
 from loop.api.schemas import COMPONENTS, ref
 
 API = "apiToken"
@@ -21,6 +22,7 @@ ALERTMANAGER = "alertmanagerToken"
 GITHUB = "githubSignature"
 SENTRY = "sentrySignature"
 SLACK = "slackSignature"
+FLAGGER = "flaggerToken"
 OPEN = ""
 
 SECURITY_SCHEMES: dict[str, dict[str, str]] = {
@@ -37,6 +39,9 @@ SECURITY_SCHEMES: dict[str, dict[str, str]] = {
     SLACK: {"type": "apiKey", "in": "header", "name": "X-Slack-Signature", "description":
             "`v0=` and the hex HMAC-SHA256 of `v0:{X-Slack-Request-Timestamp}:{raw body}`, keyed "
             "by SLACK_SIGNING_SECRET; timestamps over five minutes off are refused"},
+    FLAGGER: {"type": "http", "scheme": "bearer", "description":
+              "REARGUARD_FLAGGER_TOKEN (or REARGUARD_API_TOKEN when unset); Flagger sends no "
+              "headers, so the webhook's `metadata.token` is taken in place of the header"},
 }  # fmt: skip
 
 
@@ -55,6 +60,8 @@ class Route(NamedTuple):
     also: tuple[str, ...] = ()
     headers: tuple[str, ...] = ()
     query: tuple[str, ...] = ()
+    enums: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    """Path parameters that take one of a few values (the rest answer 404)."""
 
 
 JSON = "application/json"
@@ -67,6 +74,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/sentry", SENTRY, "Sentry issue and event alerts.", (JSON, "SentryEvent"), _DELIVERY, (), ("Sentry-Hook-Resource",)),  # noqa: E501
     Route("POST", "/v1/webhooks/alertmanager", ALERTMANAGER, "Alertmanager notifications.", (JSON, "AlertmanagerNotification"), _DELIVERY),  # noqa: E501
     Route("POST", "/v1/webhooks/slack", SLACK, "Slack button clicks: Confirm, False alarm, Wrong PR.", ("application/x-www-form-urlencoded", "SlackInteraction"), {"200": "Delivery"}, ("404",), ("X-Slack-Request-Timestamp",)),  # noqa: E501
+    Route("POST", "/v1/webhooks/flagger/{hook}", FLAGGER, "Flagger canary webhooks, one path per type (rollout, confirm-promotion, rollback, event, ...): the first records the canary's deploy and starts its Watch; 2xx passes, 409 fails (regressed, verdict pending, no rollback).", (JSON, "FlaggerWebhook"), {"200": "FlaggerAnswer", "202": "FlaggerAnswer"}, ("404", "409", "422"), enums=(("hook", HOOKS),)),  # noqa: E501
     Route("GET", "/v1/deploys", READ, "Recent deploys with their Watch phase and verdict.", None, {"200": "Deploys"}),  # noqa: E501
     Route("GET", "/v1/deploys/{id}", READ, "One deploy: phase, verdict, PRs, timeline.", None, {"200": "Deploy"}, ("404",)),  # noqa: E501
     Route("GET", "/v1/incidents", READ, "Recent incidents.", None, {"200": "Incidents"}),
@@ -86,12 +94,14 @@ _ERRORS = {
     "400": "The body, a field or a header cannot be what it says (the message names it).",
     "401": "Not the sender's: a missing or wrong token or signature.",
     "403": "The SQL is not a single SELECT, or reaches for files, network or extensions.",
-    "404": "No such deploy, incident, report or view.",
+    "404": "No such deploy, incident, report, view or Flagger webhook type.",
     "408": "The query ran past its time limit and was stopped.",
+    "409": "A Flagger gate that does not pass: the canary regressed, its verdict is pending "
+    "(confirm-promotion) or there is nothing to roll back (rollback).",
     "413": "The body is over 5 MiB (a query: its SQL over 100,000 characters, or it needs more "
     "memory than allowed).",
-    "422": "Well-formed, but names a service, environment, repository or PR Rearguard does "
-    "not know.",
+    "422": "Well-formed, but names a service, environment, repository, PR or Flagger canary "
+    "Rearguard does not know.",
     "429": "Too many queries are running; try again when one is done.",
     "500": "An internal error (see the server log).",
     "503": "The token or secret this route needs is not set on the server.",
@@ -117,10 +127,12 @@ def _operation(route: Route, open_reads: bool) -> dict[str, Any]:
         operation["security"] = [{READ: []}, {API: []}]
     elif route.auth and route.auth != READ:
         operation["security"] = [{route.auth: []}]
+    enums = dict(route.enums)
     params = [
-        {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": p, "in": "path", "required": True,
+         "schema": {"enum": list(enums[p])} if p in enums else {"type": "string"}}
         for p in re.findall(r"{(\w+)}", route.path)
-    ]
+    ]  # fmt: skip
     params += [
         {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
         for h in route.headers

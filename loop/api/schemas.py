@@ -167,6 +167,23 @@ _REQUESTS: dict[str, Schema] = {
             }},
         },
     },
+    "FlaggerWebhook": {
+        "type": "object",
+        "required": ["name", "namespace"],
+        "description": "Flagger's CanaryWebhookPayload; the webhook type is the path. The "
+        "canary (namespace/name) must be in [flagger.canaries]; `metadata.revision` (the "
+        "[flagger] revision_key) is the commit the canary runs, `metadata.token` the token.",
+        "properties": {
+            "name": {"type": "string"}, "namespace": {"type": "string"},
+            "phase": {"type": "string", "description": "Initialized, Waiting, Progressing, "
+                      "Promoting, Finalising, Succeeded or Failed"},
+            "checksum": {"type": "string"},
+            "metadata": {"type": "object", "additionalProperties": {"type": "string"},
+                         "properties": {"revision": ref("CommitId"),
+                                        "previous_revision": ref("CommitId"),
+                                        "token": {"type": "string"}}},
+        },
+    },
     "SlackInteraction": {
         "type": "object",
         "required": ["payload"],
@@ -192,6 +209,10 @@ _ANSWERS: dict[str, Schema] = {
             "lessons": {"type": "array", "items": {"type": "object"}},
         },
     },
+    "FlaggerAnswer": {"type": "object", "required": ["deploy", "verdict"], "properties": {
+        "status": {"enum": ["accepted"]}, "delivery": {"type": "string"},
+        "deploy": {"type": "string"}, "verdict": {"enum": ["pending", "passed", "regressed"]},
+        "phase": {"type": ["string", "null"]}, "reason": {"type": "string"}}},
     "Feedback": {"type": "object", "required": ["incident", "kind", "recorded"], "properties": {
         "incident": {"type": "string"}, "kind": {"type": "string"},
         "recorded": {"type": "boolean"}}},

@@ -50,7 +50,21 @@ async def deploy_view(store: Store, deploy: Deploy) -> dict[str, Any]:
         "timeline": timeline,
         "incident_id": incident_id,
         "warnings": await warnings_view(store, deploy.id),
+        **({"flagger": await flagger_view(store, deploy.id)} if deploy.source == "flagger" else {}),
     }
+
+
+async def flagger_view(store: Store, deploy_id: str) -> list[dict[str, Any]]:
+    """A Flagger canary's webhooks as journalled (`loop.api.flagger`): each gate's first call
+    and every event, with the canary's phase, oldest first."""
+    out = []
+    for hook, at, body in await store.journal.bodies("flagger", f"{deploy_id}:"):
+        metadata = (body or {}).get("metadata") or {}
+        out.append({
+            "hook": hook, "at": at, "phase": (body or {}).get("phase"),
+            "event_type": metadata.get("eventType"), "message": metadata.get("eventMessage"),
+        })  # fmt: skip
+    return out
 
 
 async def warnings_view(store: Store, deploy_id: str) -> list[dict[str, Any]]:

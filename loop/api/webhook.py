@@ -72,10 +72,20 @@ class Sender(Generic[T]):
     answer: Callable[[Parsed[T], dict[str, Any]], dict[str, Any]] | None = field(default=None)
     rows: Callable[[web.Request, T], Applied | None] | None = None
     applied: Callable[[web.Request, T, Journaled], dict[str, Any]] | None = None
+    keep_text: bool = True
+    """False journals `Parsed.body` rather than the text the body arrived as (a sender whose
+    body carries its token: the parsed body is journaled without it)."""
 
 
 async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     """Run one delivery through verify, parse, journal and apply."""
+    _, answer, status = await take(request, sender)
+    return web.json_response(answer, status=status)
+
+
+async def take(request: web.Request, sender: Sender[T]) -> tuple[Parsed[T], dict[str, Any], int]:
+    """`receive` up to its answer: the parsed delivery, the answer and its status, for a sender
+    whose answer depends on more than the delivery (Flagger's gates read the Watch)."""
     deps = request.app[DEPS]
     body = await request.read()
     now = deps.clock.now()
@@ -90,10 +100,10 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
             sender.source, parsed.event, parsed.delivery, now,
             status="accepted" if record is not None else "ignored", body=parsed.body,
             error=None if record is not None else parsed.reason, applied=effect,
-            dedupe=sender.dedupe, text=_json_text(request, body),
+            dedupe=sender.dedupe, text=_json_text(request, body) if sender.keep_text else None,
         ))  # fmt: skip
         if done.duplicate:
-            return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
+            return parsed, {"status": "duplicate", "delivery": parsed.delivery}, 200
         if record is not None and effect is not None and sender.applied is not None:
             extra = sender.applied(request, record, done)
     if record is not None and effect is None:
@@ -105,7 +115,7 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
         answer = {"status": status, "delivery": parsed.delivery, **extra}
         if record is None and parsed.reason:
             answer["reason"] = parsed.reason
-    return web.json_response(answer, status=sender.ok_status)
+    return parsed, answer, sender.ok_status
 
 
 def _json_text(request: web.Request, body: bytes) -> str | None:

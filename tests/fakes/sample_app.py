@@ -3,7 +3,9 @@
 `SampleApp` owns simulated traffic for any number of `service` labels and exposes it on
 `/metrics` in the Prometheus text format: `http_requests_total{service,code}` (codes "200" and
 "500"), the histogram `http_request_duration_seconds{service}` and the gauge
-`process_resident_memory_bytes{service}`. A background task adds requests every `tick` seconds
+`process_resident_memory_bytes{service}`; a service configured with a `version` exposes its
+series with a `version` label too (a canary beside its stable version), one set per version. A
+background task adds requests every `tick` seconds
 at each service's rate, drawing errors and slow (> 0.5 s) latencies from one seeded
 `random.Random`, so a test sets a ratio and reads it back through PromQL.
 
@@ -59,8 +61,8 @@ class SampleApp:
         self._random = random.Random(seed)
         self._tick = tick
         self._lock = threading.Lock()
-        self._traffic: dict[str, Traffic] = {}
-        self._counters: dict[str, _Counters] = {}
+        self._traffic: dict[tuple[str, str], Traffic] = {}  # by (service, version)
+        self._counters: dict[tuple[str, str], _Counters] = {}
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
@@ -81,36 +83,40 @@ class SampleApp:
         error_ratio: float | None = None,
         slow_ratio: float | None = None,
         memory_bytes: float | None = None,
+        version: str = "",
     ) -> Traffic:
-        """Change (or start) a service's traffic from now on; unset arguments keep their value."""
+        """Change (or start) a service's traffic from now on (of one `version` of it, whose
+        series carry that `version` label); unset arguments keep their value."""
         for name, ratio in (("error_ratio", error_ratio), ("slow_ratio", slow_ratio)):
             if ratio is not None and not 0.0 <= ratio <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {ratio}")
         if rate is not None and rate < 0:
             raise ValueError(f"rate must not be negative, got {rate}")
         with self._lock:
-            old = self._traffic.get(service, Traffic())
+            key = (service, version)
+            old = self._traffic.get(key, Traffic())
             new = Traffic(
                 rate=old.rate if rate is None else rate,
                 error_ratio=old.error_ratio if error_ratio is None else error_ratio,
                 slow_ratio=old.slow_ratio if slow_ratio is None else slow_ratio,
                 memory_bytes=old.memory_bytes if memory_bytes is None else memory_bytes,
             )
-            self._traffic[service] = new
-            self._counters.setdefault(service, _Counters())
+            self._traffic[key] = new
+            self._counters.setdefault(key, _Counters())
         return new
 
-    def forget(self, service: str) -> None:
-        """Stop exposing `service`'s series, as a service that stopped reporting would."""
+    def forget(self, service: str, *, version: str = "") -> None:
+        """Stop exposing `service`'s series (of `version`), as a service that stopped reporting
+        would."""
         with self._lock:
-            self._traffic.pop(service, None)
-            self._counters.pop(service, None)
+            self._traffic.pop((service, version), None)
+            self._counters.pop((service, version), None)
 
     def advance(self, seconds: float) -> None:
         """Simulate `seconds` of traffic for every service (the background task calls this)."""
         with self._lock:
-            for service, traffic in self._traffic.items():
-                counters = self._counters[service]
+            for key, traffic in self._traffic.items():
+                counters = self._counters[key]
                 counters.carry += traffic.rate * seconds
                 count = int(counters.carry)
                 counters.carry -= count
@@ -146,8 +152,10 @@ class SampleApp:
             "# TYPE process_resident_memory_bytes gauge",
         ]
         with self._lock:
-            for service, counters in self._counters.items():
+            for (service, version), counters in self._counters.items():
                 label = f'service="{_escape(service)}"'
+                if version:
+                    label += f',version="{_escape(version)}"'
                 requests.append(f'http_requests_total{{{label},code="200"}} {counters.ok}')
                 requests.append(f'http_requests_total{{{label},code="500"}} {counters.errors}')
                 for bound, count in zip(LATENCY_BUCKETS, counters.buckets, strict=True):
@@ -160,7 +168,7 @@ class SampleApp:
                     f"http_request_duration_seconds_sum{{{label}}} {counters.latency_sum!r}"
                 )
                 latency.append(f"http_request_duration_seconds_count{{{label}}} {total}")
-                gauge = float(self._traffic[service].memory_bytes)
+                gauge = float(self._traffic[service, version].memory_bytes)
                 memory.append(f"process_resident_memory_bytes{{{label}}} {gauge!r}")
         return "\n".join([*requests, *latency, *memory]) + "\n"
 
