@@ -164,9 +164,13 @@ def _read_names() -> set[str]:
         for path in (ROOT / folder).rglob("*.py"):
             for node in walk(ast.parse(path.read_text())):
                 source = ast.unparse(node.func if isinstance(node, ast.Call) else node)
-                if isinstance(node, ast.Call) and node.args and (
-                    source in {"os.environ.get", "os.getenv"}
-                    or (path.name == "config.py" and source == "env.get")
+                if (
+                    isinstance(node, ast.Call)
+                    and node.args
+                    and (
+                        source in {"os.environ.get", "os.getenv"}
+                        or (path.name == "config.py" and source == "env.get")
+                    )
                 ):
                     names.add(literal(node.args[0]))
                 elif (isinstance(node, ast.Call) and source == "_secret"
