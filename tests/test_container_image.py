@@ -118,3 +118,12 @@ def test_no_secret_is_baked_into_the_image(keyword: str) -> None:
         names = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)=", args)) | {args.split()[0]}
         assert not names & secrets, args
         assert not [n for n in names if re.search(r"TOKEN|SECRET|PASSWORD|API_KEY", n, re.I)]
+
+
+def test_the_image_copies_every_package_it_installs() -> None:
+    """Each top-level package that pyproject.toml installs is copied into the build stage."""
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    tops = {name.split(".")[0] for name in pyproject["tool"]["setuptools"]["packages"]}
+    copied = {args.split()[0] for keyword, args in instructions(DOCKERFILE.read_text())
+              if keyword == "COPY" and not args.startswith("--from")}  # fmt: skip
+    assert tops <= copied, tops - copied

@@ -100,6 +100,12 @@ def test_the_container_is_hardened_beyond_the_profile() -> None:
     assert "memory" in container["resources"]["limits"]
 
 
+def test_the_image_is_this_version() -> None:
+    """The Deployment runs the image tagged with the project's version."""
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    assert _container()["image"] == f"rearguard:{version}"
+
+
 def test_one_writer_of_the_store_even_during_an_update() -> None:
     """One replica, and Recreate: a rolling update would start a second DuckDB writer."""
     spec = one("Deployment")["spec"]
