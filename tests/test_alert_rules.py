@@ -21,16 +21,18 @@ from tests.deploy_files import DEPLOY, documents
 
 RULES = DEPLOY / "kubernetes" / "monitoring" / "rules.yaml"
 FAILURE = 'rearguard_sli_query_failures_total{service="checkout",sli="http_errors",cause="query_rejected"}'  # noqa: E501
-INCONCLUSIVE = 'rearguard_watches{phase="inconclusive"}'
+INCONCLUSIVE = 'rearguard_inconclusive_watches{cause="%s"}'
 # The series of each case, one sample a minute ('_' is a missing sample: the series appears
 # later, as Rearguard's do at their first event), the first 30 minutes quiet history; then what
 # each alert does at which minute.
 CASES: list[dict[str, Any]] = [
-    {  # an SLI's queries fail from minute 30 to 45; a Watch ends inconclusive at minute 41
+    {  # an SLI's queries fail from minute 30 to 45, and its Watch ends inconclusive at minute
+       # 41 for it (the first with that cause); others ended inconclusive on too little traffic
         "input_series": [
             {"series": FAILURE, "values": "_x30 1+1x15 16x25"},
-            {"series": INCONCLUSIVE, "values": "2x40 3x30"},
-            {"series": 'rearguard_watches{phase="healthy"}', "values": "5+1x70"},
+            {"series": INCONCLUSIVE % "source_unavailable", "values": "_x41 1x30"},
+            {"series": INCONCLUSIVE % "none", "values": "2x40 3x30"},
+            {"series": 'rearguard_watches{phase="inconclusive"}', "values": "2x40 4x30"},
         ],
         "alert_rule_test": [
             {"eval_time": "25m", "alertname": "RearguardSliQueriesFailing", "exp_alerts": []},
@@ -41,13 +43,20 @@ CASES: list[dict[str, Any]] = [
             {"eval_time": "38m", "alertname": "RearguardWatchesInconclusiveOnSourceFailure",
              "exp_alerts": []},
             {"eval_time": "45m", "alertname": "RearguardWatchesInconclusiveOnSourceFailure",
-             "exp_alerts": [{"exp_labels": {"severity": "critical"}}]},
+             "exp_alerts": [{"exp_labels": {"severity": "critical",
+                                            "cause": "source_unavailable"}}]},
+            {"eval_time": "60m", "alertname": "RearguardWatchesInconclusiveOnSourceFailure",
+             "exp_alerts": []},
         ],
     },
-    {  # a Watch ends inconclusive (too little traffic) while every query answers
-        "input_series": [{"series": INCONCLUSIVE, "values": "2x40 3x30"}],
-        "alert_rule_test": [{"eval_time": "45m", "exp_alerts": [],
-                             "alertname": "RearguardWatchesInconclusiveOnSourceFailure"}],
+    {  # another Watch ends inconclusive for the same cause at minute 50, 20 minutes later
+        "input_series": [{"series": INCONCLUSIVE % "query_rejected", "values": "1x50 2x30"}],
+        "alert_rule_test": [
+            {"eval_time": "45m", "alertname": "RearguardWatchesInconclusiveOnSourceFailure",
+             "exp_alerts": []},
+            {"eval_time": "55m", "alertname": "RearguardWatchesInconclusiveOnSourceFailure",
+             "exp_alerts": [{"exp_labels": {"severity": "critical", "cause": "query_rejected"}}]},
+        ],
     },
     {  # a revert fails at minute 30 (a new series); a merge, failed once long ago, at minute 31
         "input_series": [
