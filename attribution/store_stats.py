@@ -32,7 +32,20 @@ _COUNTS: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
 )  # fmt: skip
 """Gauge, help, table, label columns: constants only, so the SQL below is built from no input."""
 
-GAUGES = tuple((name, text) for name, text, _, _ in _COUNTS)
+_INCONCLUSIVE = (
+    "rearguard_inconclusive_watches",
+    "Watches that ended inconclusive, by the cause of a failed SLI query in their last "
+    "evaluation (the first in name order; `none` when every query answered).",
+    ("cause",),
+    "SELECT cause, count(*) FROM (SELECT coalesce((SELECT min(r ->> '$.failure') "
+    "FROM unnest(CAST(coalesce(w.verdict -> '$.results', '[]') AS JSON[])) AS t(r) "
+    "WHERE coalesce(r ->> '$.failure', '') <> ''), 'none') AS cause "
+    "FROM watches w WHERE w.phase = 'inconclusive') GROUP BY cause",
+)
+"""A gauge read from each inconclusive Watch's kept verdict (`observer.verdict.SliResult.failure`):
+what tells a Watch that a failing source left unjudged from one that had too little traffic."""
+
+GAUGES = (*((name, text) for name, text, _, _ in _COUNTS), _INCONCLUSIVE[:2])
 """The gauges `counts` fills, for whoever declares them before the first read."""
 
 
@@ -54,6 +67,9 @@ class StatsQueries:
                 ).fetchall()
                 values = {tuple(str(v) for v in r[: len(labels)]): int(r[-1]) for r in rows}
                 out.append(Count(name, text, labels, values))
+            name, text, labels, sql = _INCONCLUSIVE
+            rows = cur.execute(sql).fetchall()
+            out.append(Count(name, text, labels, {(str(r[0]),): int(r[1]) for r in rows}))
             return out
 
         return await self._writer.call(read)
