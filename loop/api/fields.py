@@ -24,6 +24,7 @@ Code = Literal[
     "unauthorized", "bad_signature", "stale_request", "not_configured", "missing_header",
     "bad_header", "malformed_body", "missing_field", "bad_field", "unknown_service",
     "unknown_environment", "unknown_repository", "unknown_pr", "not_found",
+    "unknown_image", "unresolved_revision", "forge_unavailable", "forge_refused", "not_canary",
 ]  # fmt: skip
 """Every code a refusal carries: a fixed set, so `/metrics` can count refusals by code."""
 

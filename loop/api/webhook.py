@@ -83,21 +83,9 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
     sender.verify(request, body)
     parsed = sender.parse(request, body)
     record = parsed.record
-    effect = sender.rows(request, record) if record is not None and sender.rows else None
-    extra: dict[str, Any] = {}
-    if record is not None or sender.journal_ignored:
-        done = await deps.store.journal.deliver(Delivery(
-            sender.source, parsed.event, parsed.delivery, now,
-            status="accepted" if record is not None else "ignored", body=parsed.body,
-            error=None if record is not None else parsed.reason, applied=effect,
-            dedupe=sender.dedupe, text=_json_text(request, body),
-        ))  # fmt: skip
-        if done.duplicate:
-            return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
-        if record is not None and effect is not None and sender.applied is not None:
-            extra = sender.applied(request, record, done)
-    if record is not None and effect is None:
-        extra = await _apply(request, sender, parsed.delivery, record)
+    extra = await journal(request, sender, parsed, body, now)
+    if extra is None:
+        return web.json_response({"status": "duplicate", "delivery": parsed.delivery})
     if sender.answer is not None:
         answer = sender.answer(parsed, extra)
     else:
@@ -106,6 +94,31 @@ async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
         if record is None and parsed.reason:
             answer["reason"] = parsed.reason
     return web.json_response(answer, status=sender.ok_status)
+
+
+async def journal(
+    request: web.Request, sender: Sender[T], parsed: Parsed[T], body: bytes, now: float
+) -> dict[str, Any] | None:
+    """Journal and apply one parsed delivery (steps 3 and 4); the answer's fields, or None for
+    a duplicate. The Argo Rollouts gate records the deploy it starts through this, as the CD hook
+    does."""
+    record = parsed.record
+    effect = sender.rows(request, record) if record is not None and sender.rows else None
+    extra: dict[str, Any] = {}
+    if record is not None or sender.journal_ignored:
+        done = await request.app[DEPS].store.journal.deliver(Delivery(
+            sender.source, parsed.event, parsed.delivery, now,
+            status="accepted" if record is not None else "ignored", body=parsed.body,
+            error=None if record is not None else parsed.reason, applied=effect,
+            dedupe=sender.dedupe, text=_json_text(request, body),
+        ))  # fmt: skip
+        if done.duplicate:
+            return None
+        if record is not None and effect is not None and sender.applied is not None:
+            extra = sender.applied(request, record, done)
+    if record is not None and effect is None:
+        extra = await _apply(request, sender, parsed.delivery, record)
+    return extra
 
 
 def _json_text(request: web.Request, body: bytes) -> str | None:
