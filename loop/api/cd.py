@@ -22,7 +22,7 @@ from loop.api.revisions import with_sha
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.phases import Phase
 
-RESOLVED = "rearguard.resolved_body"
+RESOLVED = web.RequestKey("resolved_body", object)
 """The request's body with `sha` mapped from the revision it names (`resolve_body`)."""
 
 
