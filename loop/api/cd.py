@@ -4,6 +4,8 @@ A CD step (a script, Argo CD's notification, a GitHub Actions step) says what it
 deploy and its Watch are recorded at once and the answer carries the deploy's id. The id is
 derived from the deploy itself, so a hook that posts the same deploy twice makes one deploy
 (`created` says which); `Idempotency-Key` names the delivery in the journal when the sender has one.
+A body may name the deployed commit by an image or a revision instead of `sha` (GitOps: Argo CD's
+notification); it is mapped to the application's commit first (`loop.api.revisions`).
 """
 
 from __future__ import annotations
