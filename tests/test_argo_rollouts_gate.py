@@ -6,6 +6,7 @@ image tag to its commit)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import time
 from collections.abc import AsyncIterator
@@ -18,13 +19,12 @@ import pytest
 import yaml
 
 from loop.api.app import build_app
-from loop.clock import ManualClock
 from loop.config import settings_from
 from observer.prometheus import PrometheusSource
 from observer.simulated import SimulatedSource
 from rollback.console import ConsoleNotifier
 from rollback.github import GitHubForge
-from tests.api_rig import API_TOKEN, START, Client, table_counts
+from tests.api_rig import API_TOKEN, Client, table_counts
 from tests.argo_rig import Unsupported, condition, evaluate, json_path, measure, template_args
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
@@ -150,7 +150,8 @@ async def simulated(
     )
     forge = GitHubForge(github.url, github.token, timeout=5)
     clients = (SimulatedSource(), forge, ConsoleNotifier(io.StringIO()))
-    app = build_app(settings, clock=ManualClock(START), clients=clients, scheduler=False)
+    # The wall clock: two measurements at once are two instants, two deploy ids but for the gate.
+    app = build_app(settings, clients=clients, scheduler=False)
     yield await aiohttp_client(app)
     await forge.aclose()
 
@@ -168,11 +169,14 @@ async def test_first_measurement_starts_one_watch(simulated: Client, github: Fak
     github.git("tag", "v1.4.2", sha)
     args = _args(simulated, service="shop", revision="v1.4.2")
     async with aiohttp.ClientSession() as session:
-        first = await measure(session, _metric(), args)
-        second = await measure(session, _metric(), args)
-    assert first[0] == second[0] == "Inconclusive"
-    assert (first[1]["verdict"], first[1]["sha"], first[1]["created"]) == ("observing", sha, True)
-    assert (second[1]["deploy"], second[1]["created"]) == (first[1]["deploy"], False)
+        # Two measurements at once (two AnalysisRuns of the same canary) make one deploy.
+        measured = await asyncio.gather(*(measure(session, _metric(), args) for _ in range(2)))
+        again = await measure(session, _metric(), args)
+    assert {phase for phase, _ in [*measured, again]} == {"Inconclusive"}
+    (first,) = [answer for _, answer in measured if answer["created"]]
+    assert (first["verdict"], first["sha"]) == ("observing", sha)
+    assert {answer["deploy"] for _, answer in [*measured, again]} == {first["deploy"]}
+    assert again[1]["created"] is False
     deploys = (await (await simulated.get("/v1/deploys", headers={
         "Authorization": f"Bearer {API_TOKEN}"})).json())["deploys"]  # fmt: skip
     assert [d["sha"] for d in deploys] == [sha]

@@ -293,7 +293,6 @@ def test_template_subset_refuses_what_it_does_not_interpret() -> None:
     assert render_go_template("a {{- .b -}} \n c", {"b": "B"}) == "aBc"
 
 
-@pytest.mark.shared_samples
 async def test_argocd_on_deployed_records_the_application_commit(
     client: Client, github: FakeGitHub
 ) -> None:

@@ -25,7 +25,6 @@ from typing import Any
 
 from aiohttp import web
 
-from attribution.records import Deploy
 from loop.api.cd import CD, RESOLVED, resolve_body
 from loop.api.context import DEPS, SETTINGS
 from loop.api.fields import IngestError
@@ -58,13 +57,6 @@ def _lock(app: web.Application) -> asyncio.Lock:
     return _locks.setdefault(app, asyncio.Lock())
 
 
-async def _existing(request: web.Request, deploy: Deploy) -> Deploy | None:
-    """The latest deploy of this commit of the service in this environment."""
-    deploys = await request.app[DEPS].store.watches.service_deploys(deploy.service, 0.0)
-    same = [d for d in deploys if d.environment == deploy.environment and d.sha == deploy.sha]
-    return same[-1] if same else None
-
-
 async def post_gate(request: web.Request) -> web.Response:
     """Start (once) and read the canary Watch of one revision; 200 with the verdict."""
     await resolve_body(request)
@@ -79,7 +71,9 @@ async def post_gate(request: web.Request) -> web.Response:
                           "gate judges a canary against the stable version")  # fmt: skip
     created = False
     async with _lock(request.app):
-        found = await _existing(request, deploy)
+        found = await deps.store.watches.latest_of_commit(
+            deploy.service, deploy.environment, deploy.sha
+        )
         if found is None:
             body = await request.read()
             await journal(request, CD, Parsed("deploy", deploy.id, data, deploy), body, now)
