@@ -208,7 +208,6 @@ async def test_refused_measurements_are_errors_and_record_nothing(
 
 
 @pytest.mark.prometheus
-@pytest.mark.shared_samples
 async def test_template_judges_canaries_healthy_then_regressed(
     tmp_path: Path,
     github: FakeGitHub,
