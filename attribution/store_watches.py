@@ -131,6 +131,21 @@ class WatchQueries:
             )
         )
 
+    async def latest_of_commit(self, service: str, environment: str, sha: str) -> Deploy | None:
+        """The latest deploy of commit `sha` of `service` in `environment` (the Argo Rollouts
+        gate's Watch of a canary)."""
+        found = await self._writer.call(
+            lambda cur: fetch_records(
+                cur.execute(
+                    f"SELECT {_DEPLOY_COLUMNS} FROM deploys d WHERE d.service = ? "
+                    "AND d.environment = ? AND d.sha = ? ORDER BY d.finished_at DESC LIMIT 1",
+                    [service, environment, sha],
+                ),
+                Deploy,
+            )
+        )
+        return found[0] if found else None
+
     async def service_deploys(self, service: str, since: float) -> list[Deploy]:
         """A service's deploys finished at or after `since` (Unix seconds), oldest first."""
         return await self._writer.call(

@@ -83,6 +83,18 @@ class Secret:
 
 
 @dataclass(frozen=True, slots=True)
+class RevisionSettings:
+    """How a deployed revision names the service's commit (`[services.NAME.revisions]`):
+    `image` is the service's image repository (an image reference of another repository is
+    refused, and picks the service's image from a list); `tag_pattern` a regular expression the
+    whole image tag must match, whose `ref` group (else the whole tag) is the tag or sha prefix
+    looked up in the repository (`loop.api.revisions`)."""
+
+    image: str = ""
+    tag_pattern: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceSettings:
     """One watched service: its repository, environments, code paths, windows and SLIs."""
 
@@ -102,6 +114,7 @@ class ServiceSettings:
     """Offsets of the earlier watch windows used as extra baselines (a day and a week)."""
     mode: Mode | None = None  # None: the [policy] mode
     human_gates: tuple[str, ...] | None = None  # None: the [policy] gates
+    revisions: RevisionSettings = field(default_factory=RevisionSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +273,7 @@ _SLI_KEYS = {
 }  # fmt: skip
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
-    "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates",
+    "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates", "revisions",
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick", "open_reads", "query_timeout"},
@@ -379,7 +392,20 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
         route_label=_label(_typed(table, "route_label", str, "route", where), where),
         sentry_projects=_strings(table, "sentry_projects", (), where),
         seasonal=_seasonal(table, where),
+        revisions=_revisions(_table(table, "revisions", where), f"{where}.revisions"),
     )
+
+
+def _revisions(table: Mapping[str, Any], where: str) -> RevisionSettings:
+    _only(table, {"image", "tag_pattern"}, where)
+    pattern = _typed(table, "tag_pattern", str, "", where)
+    try:
+        compiled = re.compile(pattern)
+    except re.error as exc:
+        raise ConfigError(f"{where}.tag_pattern: not a regular expression: {exc}") from exc
+    if compiled.groups and "ref" not in compiled.groupindex:
+        raise ConfigError(f"{where}.tag_pattern: name the group holding the ref `(?P<ref>...)`")
+    return RevisionSettings(image=_typed(table, "image", str, "", where), tag_pattern=pattern)
 
 
 def _label(value: str, where: str) -> str:

@@ -214,6 +214,11 @@ class ForgeReads(Protocol):
         """The text of each path at commit `ref` (`sha^`: its first parent; None: absent)."""
         ...
 
+    async def resolve_commit(self, repo: str, ref: str) -> str | None:
+        """The full sha of the commit `ref` names (a sha, a sha prefix, `refs/tags/NAME`), or
+        None when the repository has none (revision mapping: an image tag to its commit)."""
+        ...
+
     async def read_notes(self, repo: str, ref: str, shas: Sequence[str]) -> Mapping[str, str]:
         """The git notes under `refs/notes/<ref>` of those of `shas` that have one (line-level
         provenance: git-ai's `ai`, Agent Trace's `agent-trace`); no such ref: none."""

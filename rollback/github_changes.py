@@ -116,6 +116,21 @@ class GitHubChanges(GitHubClient):
                 raise ForgeError(f"{path} at {ref[:10]} is not UTF-8 text") from exc
         return out
 
+    async def resolve_commit(self, repo: str, ref: str) -> str | None:
+        """`GET /repos/{owner}/{repo}/commits/{ref}`: the full sha of the commit `ref` names (a
+        sha or its prefix, `refs/tags/NAME`), or None when GitHub knows no such commit (it answers
+        422 "No commit found for SHA" or 404)."""
+        at = split_repo(repo)
+        try:
+            found = await self._rest(
+                f"resolve {ref}", at, self._gh.rest.repos.async_get_commit, ref_path(ref)
+            )
+        except Rejected as exc:
+            if exc.status in {HTTPStatus.NOT_FOUND, HTTPStatus.UNPROCESSABLE_ENTITY}:
+                return None
+            raise
+        return found.sha
+
     async def read_notes(self, repo: str, ref: str, shas: Sequence[str]) -> Mapping[str, str]:
         """Notes are an ordinary ref: `refs/notes/<ref>`'s commit holds a tree with one blob per
         annotated commit, named by its sha (fanned out as `ab/cdef…` in large notes trees)."""

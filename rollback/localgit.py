@@ -297,6 +297,14 @@ class LocalGitForge:
             )
         raise ForgeError(f"git revert of {pr} failed: {err.strip()}")
 
+    async def resolve_commit(self, repo: str, ref: str) -> str | None:
+        """The full sha of commit `ref` (a sha, a prefix, `refs/tags/NAME`), or None."""
+        del repo  # the path names the repository
+        if not ref or ref.startswith("-"):
+            return None
+        code, out, _ = await self._run("rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        return out.strip() if code == 0 else None
+
     async def _resolve(self, rev: str) -> str:
         """The full sha of commit `rev`; refuses anything git could read as an option."""
         if not rev or rev.startswith("-"):

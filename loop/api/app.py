@@ -17,7 +17,19 @@ from typing import Any
 from aiohttp import web
 
 from attribution.store import Store
-from loop.api import cd, evidence, feedback, flagger, github, lessons, query, reads, reports, slack
+from loop.api import (
+    cd,
+    evidence,
+    feedback,
+    flagger,
+    github,
+    lessons,
+    query,
+    reads,
+    reports,
+    rollouts,
+    slack,
+)
 from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
 from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
@@ -120,7 +132,7 @@ def build_app(
     app.add_routes([
         *cd.routes(), *github.routes(), *evidence.routes(), *slack.routes(),
         *feedback.routes(), *lessons.routes(), *reports.routes(), *reads.routes(), *query.routes(),
-        *flagger.routes(),
+        *flagger.routes(), *rollouts.routes(),
     ])  # fmt: skip
     app[METRICS] = OwnMetrics()
     app.on_cleanup.append(_shutdown_metrics)

@@ -27,6 +27,7 @@ Code = Literal[
     # the query route's (`attribution.sandbox.QueryCode`)
     "bad_sql", "not_read_only", "not_allowed", "timeout", "out_of_memory", "query_failed",
     "busy", "store_unreadable", "unknown_view",
+    "unknown_image", "unresolved_revision", "forge_unavailable", "forge_refused", "not_canary",
 ]  # fmt: skip
 """Every code a refusal carries: a fixed set, so `/metrics` can count refusals by code."""
 

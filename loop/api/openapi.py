@@ -69,7 +69,8 @@ _DELIVERY = {"202": "Delivery", "200": "Delivery"}
 
 # The table reads best one route a line, hence the long lines.
 ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/deploys", API, "Record a deploy from CD; 202 with its id (the same deploy twice is one deploy).", (JSON, "DeployRequest"), {"202": "DeployAccepted"}, ("422",)),  # noqa: E501
+    Route("POST", "/v1/deploys", API, "Record a deploy from CD; 202 with its id (the same deploy twice is one deploy).", (JSON, "DeployRequest"), {"202": "DeployAccepted"}, ("422", "502")),  # noqa: E501
+    Route("POST", "/v1/gates/argo-rollouts", API, "Argo Rollouts' web metric: start (once) the canary Watch of a revision and answer its verdict.", (JSON, "DeployRequest"), {"200": "GateVerdict"}, ("422", "502")),  # noqa: E501
     Route("POST", "/v1/webhooks/github", GITHUB, "GitHub webhooks: pull_request, deployment_status, workflow_run, check_suite, pull_request_review.", (JSON, "GitHubEvent"), _DELIVERY, (), ("X-GitHub-Event", "X-GitHub-Delivery")),  # noqa: E501
     Route("POST", "/v1/webhooks/sentry", SENTRY, "Sentry issue and event alerts.", (JSON, "SentryEvent"), _DELIVERY, (), ("Sentry-Hook-Resource",)),  # noqa: E501
     Route("POST", "/v1/webhooks/alertmanager", ALERTMANAGER, "Alertmanager notifications.", (JSON, "AlertmanagerNotification"), _DELIVERY),  # noqa: E501
@@ -104,7 +105,9 @@ _ERRORS = {
     "Rearguard does not know.",
     "429": "Too many queries are running; try again when one is done.",
     "500": "An internal error (see the server log).",
-    "503": "The token or secret this route needs is not set on the server.",
+    "502": "GitHub refused a lookup the request needs (mapping a revision to its commit).",
+    "503": "The token or secret this route needs is not set on the server, or GitHub cannot "
+    "answer a lookup the request needs now.",
 }
 _REFUSALS = {"POST": ("400", "401", "413", "500", "503"), "GET": ("401", "500", "503")}
 

@@ -60,12 +60,23 @@ _SHARED: dict[str, Schema] = {
 _REQUESTS: dict[str, Schema] = {
     "DeployRequest": {
         "type": "object",
-        "required": ["service", "environment", "sha"],
+        "required": ["service", "environment"],
+        "description": "Exactly one of `sha`, `revision`, `image` or `images` names the "
+        "application's commit; the last three are mapped to it through GitHub "
+        "(`[services.NAME.revisions]`).",
+        "oneOf": [{"required": [f]} for f in ("sha", "revision", "image", "images")],
         "additionalProperties": False,
         "properties": {
             "service": {"type": "string", "minLength": 1, "description": "a [services.NAME]"},
             "environment": {"type": "string", "minLength": 1},
             "sha": ref("CommitId"),
+            "revision": {"type": "string", "pattern": "^[A-Za-z0-9_][A-Za-z0-9_.+-]{0,127}$",
+                         "description": "a tag or commit id of the service's repository"},
+            "image": {"type": "string", "minLength": 1,
+                      "description": "an image reference whose tag names the revision"},
+            "images": {"type": "array", "items": {"type": "string", "minLength": 1},
+                       "description": "image references (Argo CD's summary.images): the "
+                       "service's `revisions.image` is read"},
             "previous_sha": ref("CommitId"),
             "repo": {**ref("RepoName"), "description": "must be the service's repository"},
             "started_at": {**ref("Time"), "description": "not after finished_at"},
@@ -196,6 +207,16 @@ _REQUESTS: dict[str, Schema] = {
 _ANSWERS: dict[str, Schema] = {
     "DeployAccepted": {"type": "object", "required": ["id", "created"], "properties": {
         "id": {"type": "string"}, "created": {"type": "boolean"}}},
+    "GateVerdict": {
+        "type": "object", "required": ["verdict", "phase", "deploy", "sha", "results"],
+        "properties": {
+            "verdict": {"enum": ["observing", "healthy", "regressed", "inconclusive"]},
+            "phase": {"type": "string"}, "reason": {"type": ["string", "null"]},
+            "deploy": {"type": "string"}, "sha": {"type": "string"},
+            "created": {"type": "boolean"}, "culprit_sli": {"type": ["string", "null"]},
+            "results": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "Delivery": {"type": "object", "required": ["status"], "properties": {
         "status": {"enum": ["accepted", "ignored", "duplicate", "applied"]},
         "delivery": {"type": "string"}, "reason": {"type": "string"},

@@ -93,21 +93,9 @@ async def take(request: web.Request, sender: Sender[T]) -> tuple[Parsed[T], dict
     sender.verify(request, body)
     parsed = sender.parse(request, body)
     record = parsed.record
-    effect = sender.rows(request, record) if record is not None and sender.rows else None
-    extra: dict[str, Any] = {}
-    if record is not None or sender.journal_ignored:
-        done = await deps.store.journal.deliver(Delivery(
-            sender.source, parsed.event, parsed.delivery, now,
-            status="accepted" if record is not None else "ignored", body=parsed.body,
-            error=None if record is not None else parsed.reason, applied=effect,
-            dedupe=sender.dedupe, text=_json_text(request, body) if sender.keep_text else None,
-        ))  # fmt: skip
-        if done.duplicate:
-            return parsed, {"status": "duplicate", "delivery": parsed.delivery}, 200
-        if record is not None and effect is not None and sender.applied is not None:
-            extra = sender.applied(request, record, done)
-    if record is not None and effect is None:
-        extra = await _apply(request, sender, parsed.delivery, record)
+    extra = await journal(request, sender, parsed, body, now)
+    if extra is None:
+        return parsed, {"status": "duplicate", "delivery": parsed.delivery}, 200
     if sender.answer is not None:
         answer = sender.answer(parsed, extra)
     else:
@@ -116,6 +104,31 @@ async def take(request: web.Request, sender: Sender[T]) -> tuple[Parsed[T], dict
         if record is None and parsed.reason:
             answer["reason"] = parsed.reason
     return parsed, answer, sender.ok_status
+
+
+async def journal(
+    request: web.Request, sender: Sender[T], parsed: Parsed[T], body: bytes, now: float
+) -> dict[str, Any] | None:
+    """Journal and apply one parsed delivery (steps 3 and 4); the answer's fields, or None for
+    a duplicate. The Argo Rollouts gate records the deploy it starts through this, as the CD hook
+    does."""
+    record = parsed.record
+    effect = sender.rows(request, record) if record is not None and sender.rows else None
+    extra: dict[str, Any] = {}
+    if record is not None or sender.journal_ignored:
+        done = await request.app[DEPS].store.journal.deliver(Delivery(
+            sender.source, parsed.event, parsed.delivery, now,
+            status="accepted" if record is not None else "ignored", body=parsed.body,
+            error=None if record is not None else parsed.reason, applied=effect,
+            dedupe=sender.dedupe, text=_json_text(request, body) if sender.keep_text else None,
+        ))  # fmt: skip
+        if done.duplicate:
+            return None
+        if record is not None and effect is not None and sender.applied is not None:
+            extra = sender.applied(request, record, done)
+    if record is not None and effect is None:
+        extra = await _apply(request, sender, parsed.delivery, record)
+    return extra
 
 
 def _json_text(request: web.Request, body: bytes) -> str | None:

@@ -52,6 +52,7 @@ class GitHubApi:
         add("GET", f"{repo}/pulls/{{number:\\d+}}", self._get_pull)
         add("GET", f"{repo}/pulls/{{number:\\d+}}/files", self._pull_files)
         add("GET", f"{repo}/commits/{{sha}}/pulls", self._commit_pulls)
+        add("GET", f"{repo}/commits/{{ref:.+}}", self._get_repo_commit)
         add("POST", f"{repo}/issues/{{number:\\d+}}/labels", self._add_labels)
         add("GET", f"{repo}/git/ref/{{ref:.+}}", self._get_ref)
         add("POST", f"{repo}/git/refs", self._create_ref)
@@ -184,6 +185,16 @@ class GitHubApi:
                 payloads.diff_entry(fake.site, path, status, (adds, dels), patch, previous=previous)
             )
         return web.json_response(_page(entries, request.query))
+
+    async def _get_repo_commit(self, request: web.Request) -> web.Response:
+        """`GET /repos/{owner}/{repo}/commits/{ref}`: a sha, a sha prefix, a branch or
+        `refs/tags/NAME`; GitHub answers 422 "No commit found for SHA" for one it cannot name
+        (also an ambiguous prefix)."""
+        ref = request.match_info["ref"]
+        sha = None if ref.startswith("-") else self._fake.resolve(ref)
+        if sha is None:
+            raise ApiError(422, f"No commit found for SHA: {ref}")
+        return web.json_response(self._log("-1", sha)[0])
 
     async def _commit_pulls(self, request: web.Request) -> web.Response:
         """The PRs whose merge commit (or head) is the commit, as `PullRequestSimple`s."""
