@@ -74,6 +74,7 @@ LOOP_SERVICES = {
     "e2e-slack-lost-upload": 200.0,
     "e2e-slack-escape": 200.0,
     "e2e-slack-429": 200.0,
+    "e2e-slack-buttons": 200.0,
     "e2e-slack-crash-busy": 200.0,
     "e2e-slack-crash-plot": 200.0,
     "e2e-gh-limit": 200.0,

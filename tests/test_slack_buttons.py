@@ -6,15 +6,11 @@ after a Wrong PR a select of the deploy's other PRs. Unfinished work resumes aft
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -24,44 +20,12 @@ from loop.api.app import build_app
 from loop.api.context import CLICKS, DEPS
 from loop.clock import ManualClock
 from loop.config import Secret
-from rollback.slack import PICK
 from tests.acting_rig import make_acting_rig
 from tests.fakes.github import FakeGitHub
 from tests.fakes.slack import FakeMessage, FakeSlack
 from tests.fakes.slack_messages import render
-from tests.slack_rig import mentions
-
-SECRET = "slack-signing-secret-for-tests"
-
-
-def click(incident_id: str, action_id: str, user: str = "ana", action_ts: str = "1.2") -> bytes:
-    """A block_actions payload as Slack posts it for a button of the incident's message."""
-    action = {"type": "button", "action_id": action_id, "value": incident_id,
-              "block_id": f"rearguard_feedback:{incident_id}", "action_ts": action_ts}  # fmt: skip
-    return _form(action, user)
-
-
-def pick(incident_id: str, number: int, user: str = "ana", action_ts: str = "2.3") -> bytes:
-    """A block_actions payload for an option picked in the "which PR" select."""
-    action = {"type": "static_select", "action_id": PICK, "action_ts": action_ts,
-              "block_id": f"rearguard_feedback:{incident_id}",
-              "selected_option": {"text": {"type": "plain_text", "text": f"#{number}"},
-                                  "value": str(number)}}  # fmt: skip
-    return _form(action, user)
-
-
-def _form(action: dict[str, Any], user: str) -> bytes:
-    payload = {"type": "block_actions", "user": {"id": "U1", "username": user, "name": user},
-               "container": {"type": "message", "channel_id": "C0ROLLBACK"},
-               "actions": [action]}  # fmt: skip
-    return urlencode({"payload": json.dumps(payload)}).encode()
-
-
-def signed(body: bytes, timestamp: float, secret: str = SECRET) -> dict[str, str]:
-    base = f"v0:{int(timestamp)}:".encode() + body
-    signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-    return {"X-Slack-Request-Timestamp": str(int(timestamp)), "X-Slack-Signature": signature,
-            "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+from tests.slack_rig import SIGNING_SECRET as SECRET
+from tests.slack_rig import click, mentions, pick, signed
 
 
 @pytest.fixture
