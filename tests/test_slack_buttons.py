@@ -206,7 +206,8 @@ async def test_wrong_pr_offers_the_deploys_prs_and_a_pick_records_the_culprit(
 async def test_picking_the_suspect_said_to_be_wrong_is_refused(
     app: tuple[TestClient[Any, Any], str, ManualClock],
 ) -> None:
-    """A pick of the very PR called wrong, or of a PR outside the deploy: 422, no row."""
+    """A pick of the very PR called wrong, or of a PR outside the deploy: 422, no feedback, and
+    the journaled click marked rejected (no work resumes from it)."""
     client, incident_id, clock = app
     incident = await client.app[DEPS].store.incidents.incident(incident_id)
     assert incident is not None
@@ -216,6 +217,8 @@ async def test_picking_the_suspect_said_to_be_wrong_is_refused(
                                      headers=signed(body, clock.now()))  # fmt: skip
         assert response.status == 422, await response.text()
     assert await _feedback(client) == []
+    journal = "SELECT status FROM journal WHERE source = 'slack'"
+    assert await client.app[DEPS].store.fetch(journal) == [("rejected",), ("rejected",)]
 
 
 async def test_work_cut_off_by_a_shutdown_resumes_when_the_app_starts_again(

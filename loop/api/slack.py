@@ -26,7 +26,7 @@ from aiohttp import web
 from loop.api.context import CLICKS, DEPS, SETTINGS
 from loop.api.feedback import record_verdict
 from loop.api.fields import IngestError, read_json
-from loop.api.slack_work import Click
+from loop.api.slack_work import SOURCE, Click
 from loop.api.webhook import Parsed, Sender, receive
 from loop.watch.deps import WatchDeps
 from rollback.slack import BUTTONS, FEEDBACK_BLOCK, PICK
@@ -129,7 +129,12 @@ def _parse(request: web.Request, body: bytes) -> Parsed[Click]:
 
 
 async def _apply(request: web.Request, click: Click) -> dict[str, Any]:
-    applied = await handle_click(request.app[DEPS], click)
+    deps = request.app[DEPS]
+    try:
+        applied = await handle_click(deps, click)
+    except IngestError:  # refused (no such incident, a PR not of its deploy): nothing to resume
+        await deps.store.journal.mark(SOURCE, click.delivery, "rejected")
+        raise
     request.app[CLICKS].submit(click)  # after the answer: close the revert, redraw the message
     return applied
 
