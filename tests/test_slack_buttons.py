@@ -212,7 +212,7 @@ async def test_picking_the_suspect_said_to_be_wrong_is_refused(
     incident = await client.app[DEPS].store.incidents.incident(incident_id)
     assert incident is not None
     for number in (incident.revert_unit[0], 9999):
-        body = pick(incident_id, number)
+        body = pick(incident_id, number, action_ts=f"3.{number}")
         response = await client.post("/v1/webhooks/slack", data=body,
                                      headers=signed(body, clock.now()))  # fmt: skip
         assert response.status == 422, await response.text()
