@@ -161,3 +161,16 @@ def test_service_slack_channel_is_read_and_checked(tmp_path: Path) -> None:
     assert settings.services["search"].slack_channel == ""
     with pytest.raises(ConfigError, match=r"services\.checkout\.slack_channel"):
         load_settings(_config(tmp_path, 'slack_channel = "#shop-ops"'), {})
+
+
+async def test_a_rate_limited_update_waits_and_lands(slack: FakeSlack) -> None:
+    """`chat.update` answered 429 with Retry-After 1: the notifier waits it and the edit lands."""
+    notifier = SlackNotifier(TOKEN, DEFAULT, base_url=slack.url, max_retries=2)
+    try:
+        thread = await notifier.send(make_notice())
+        slack.rate_limit_next(1, retry_after=1, method="chat.update")
+        await notifier.amend(thread, Amendment("incident-7", ("Confirmed by ana",), ALL[1:]))
+        assert slack.calls.count("chat.update") == 2
+        assert slack.messages[0].edited
+    finally:
+        await notifier.aclose()

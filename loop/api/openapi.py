@@ -66,7 +66,7 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/webhooks/github", GITHUB, "GitHub webhooks: pull_request, deployment_status, workflow_run, check_suite.", (JSON, "GitHubEvent"), _DELIVERY, (), ("X-GitHub-Event", "X-GitHub-Delivery")),  # noqa: E501
     Route("POST", "/v1/webhooks/sentry", SENTRY, "Sentry issue and event alerts.", (JSON, "SentryEvent"), _DELIVERY, (), ("Sentry-Hook-Resource",)),  # noqa: E501
     Route("POST", "/v1/webhooks/alertmanager", ALERTMANAGER, "Alertmanager notifications.", (JSON, "AlertmanagerNotification"), _DELIVERY),  # noqa: E501
-    Route("POST", "/v1/webhooks/slack", SLACK, "Slack button clicks: Confirm, False alarm, Wrong PR.", ("application/x-www-form-urlencoded", "SlackInteraction"), {"200": "Delivery"}, ("404",), ("X-Slack-Request-Timestamp",)),  # noqa: E501
+    Route("POST", "/v1/webhooks/slack", SLACK, "Slack clicks: Confirm, False alarm, Wrong PR, and the PR picked after a Wrong PR; answered at once, the slow work after.", ("application/x-www-form-urlencoded", "SlackInteraction"), {"200": "Delivery"}, ("404", "422"), ("X-Slack-Request-Timestamp",)),  # noqa: E501
     Route("GET", "/v1/deploys", READ, "Recent deploys with their Watch phase and verdict.", None, {"200": "Deploys"}),  # noqa: E501
     Route("GET", "/v1/deploys/{id}", READ, "One deploy: phase, verdict, PRs, timeline.", None, {"200": "Deploy"}, ("404",)),  # noqa: E501
     Route("GET", "/v1/incidents", READ, "Recent incidents.", None, {"200": "Incidents"}),
