@@ -77,6 +77,7 @@ LOOP_SERVICES = {
     "e2e-slack-buttons": 200.0,
     "e2e-slack-crash-busy": 200.0,
     "e2e-slack-crash-plot": 200.0,
+    "e2e-slack-crash-click": 200.0,
     "e2e-gh-limit": 200.0,
     "e2e-gh-range": 200.0,
     "e2e-gh-records": 200.0,
