@@ -1,5 +1,6 @@
-"""`SlackNotifier`: posts each rollback notice, reply and plot to one Slack channel exactly once;
-and the one rendering of a notice into Block Kit.
+"""`SlackNotifier`: posts each rollback notice, reply and plot exactly once, to the service's
+own channel or the default one; redraws an incident's first message in place (`amend`, with
+`chat.update`); and the one rendering of a notice into Block Kit.
 
 The notifier owns what makes a post idempotent; `rollback.slack_web.SlackWeb` owns the calls,
 their retries and their errors. Every post carries `metadata.event_payload.key`, and every
