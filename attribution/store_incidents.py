@@ -194,6 +194,17 @@ class IncidentQueries:
         )
         return bool(rows)
 
+    async def verdicts(self, incident_id: str) -> list[tuple[str, int | None, str]]:
+        """People's verdicts on an incident, oldest first: (kind, PR number, actor)."""
+        rows = await self._writer.call(
+            lambda cur: cur.execute(
+                "SELECT kind, pr_number, actor FROM feedback WHERE incident_id = ? "
+                "AND kind IN ('confirmed', 'false_alarm', 'wrong_pr') ORDER BY created_at, id",
+                [incident_id],
+            ).fetchall()
+        )
+        return [(str(k), None if n is None else int(n), str(a)) for k, n, a in rows]
+
 
 class UsageQueries:
     """Tokens and USD spent on model calls, per incident and over time."""

@@ -198,6 +198,19 @@ class JournalQueries:
         key = f"{source}:{delivery}"
         await self._writer.call(lambda cur: self._applying.discard(key))
 
+    async def unapplied(self, source: str) -> list[tuple[str, Any]]:
+        """`source`'s deliveries journaled `accepted` and never marked applied (their process
+        died, or their work failed), oldest first: (delivery id, journaled body)."""
+        rows = await self._writer.call(
+            lambda cur: cur.execute(
+                "SELECT id, body FROM journal WHERE source = ? AND status = ? ORDER BY received_at",
+                [source, ACCEPTED],
+            ).fetchall()
+        )
+        prefix = len(source) + 1
+        return [(str(key)[prefix:], json.loads(body) if isinstance(body, str) else body)
+                for key, body in rows]  # fmt: skip
+
     async def status(self, source: str, delivery: str) -> str | None:
         rows = await self._writer.call(
             lambda cur: cur.execute(

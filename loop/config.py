@@ -115,6 +115,7 @@ class ServiceSettings:
     mode: Mode | None = None  # None: the [policy] mode
     human_gates: tuple[str, ...] | None = None  # None: the [policy] gates
     revisions: RevisionSettings = field(default_factory=RevisionSettings)
+    slack_channel: str = ""  # "": the [slack] channel; every notice of the service goes here
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +275,7 @@ _SLI_KEYS = {
 _SERVICE_KEYS = {
     "repo", "slis", "environments", "default_branch", "paths", "watch", "baseline", "step",
     "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates", "revisions",
+    "slack_channel",
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick", "open_reads", "query_timeout"},
@@ -393,6 +395,9 @@ def _service(name: str, table: Mapping[str, Any], where: str) -> ServiceSettings
         sentry_projects=_strings(table, "sentry_projects", (), where),
         seasonal=_seasonal(table, where),
         revisions=_revisions(_table(table, "revisions", where), f"{where}.revisions"),
+        slack_channel=_channel_id(
+            _typed(table, "slack_channel", str, "", where), f"{where}.slack_channel"
+        ),
     )
 
 
@@ -516,9 +521,13 @@ def _marker_rules(table: Mapping[str, Any], where: str) -> tuple[MarkerRule, ...
 
 def _slack_channel(slack: Mapping[str, Any], where: str) -> str:
     channel: str = _typed(slack, "channel", str, "", f"{where}:slack")
+    return _channel_id(channel, f"{where}:slack.channel")
+
+
+def _channel_id(channel: str, where: str) -> str:
     if channel.startswith("#"):
         raise ConfigError(
-            f"{where}:slack.channel: use the channel ID (like C0123ABCD, from the channel's "
+            f"{where}: use the channel ID (like C0123ABCD, from the channel's "
             f"details in Slack), not {channel!r}: threads and the duplicate check need the ID"
         )
     return channel

@@ -9,6 +9,10 @@ the call is repeated (a retry, a restart) and however busy the channel is.
 Every text a notice or reply carries is plain text: the notifier escapes it for its medium
 (Slack's mrkdwn), so a PR title cannot mention a channel or break a link.
 
+A notifier that can also edit its first message in place is an `Editor` (`amend`): what people
+did with the buttons (who confirmed, who said false alarm, which PR they picked instead) is shown
+on the message itself, with only the buttons that still make sense.
+
 Implementations: `SlackNotifier` (rollback/slack.py, which also renders a notice into Block Kit)
 and `ConsoleNotifier` (rollback/console.py, which prints exactly the payload the Slack notifier
 posts, so the demo shows what a team would see). Exception tree::
@@ -22,7 +26,7 @@ posts, so the demo shows what a team would see). Exception tree::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from observer.retry import Retryable
 
@@ -141,4 +145,28 @@ class Notifier(Protocol):
 
     async def upload(self, thread: Delivery, upload: Upload) -> str:
         """Share `upload` in `thread` (once per `upload.filename`); the file's ID."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Amendment:
+    """What people did on an incident's first message, shown on it in place
+    (`rollback.slack.amended_blocks`)."""
+
+    incident_id: str
+    lines: tuple[str, ...]
+    """One plain-text line per thing done ("Confirmed by ana"), escaped where shown."""
+    offer: tuple[str, ...]
+    """The button action ids still offered (`rollback.slack.BUTTONS`)."""
+    choices: tuple[tuple[int, str], ...] = ()
+    """PRs (number, title) to pick the culprit from, after a "Wrong PR"; empty shows no picker."""
+
+
+@runtime_checkable
+class Editor(Protocol):
+    """A notifier that can change the first message of an incident's thread."""
+
+    async def amend(self, thread: Delivery, amendment: Amendment) -> None:
+        """Show `amendment` on the message at `thread` (idempotent: the same amendment twice
+        leaves the same message)."""
         ...

@@ -1,5 +1,6 @@
-"""`SlackNotifier`: posts each rollback notice, reply and plot to one Slack channel exactly once;
-and the one rendering of a notice into Block Kit.
+"""`SlackNotifier`: posts each rollback notice, reply and plot exactly once, to the service's
+own channel or the default one; redraws an incident's first message in place (`amend`, with
+`chat.update`); and the one rendering of a notice into Block Kit.
 
 The notifier owns what makes a post idempotent; `rollback.slack_web.SlackWeb` owns the calls,
 their retries and their errors. Every post carries `metadata.event_payload.key`, and every
@@ -22,7 +23,7 @@ formatting stay markup, so a title such as `Stop paging <!channel>` notifies nob
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import Any
 
@@ -30,7 +31,15 @@ from slack_sdk.http_retry.interval_calculator import RetryIntervalCalculator
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from observer.retry import Sleep
-from rollback.notify import Delivery, Notice, Reply, Upload, WarningNotice
+from rollback.notify import (
+    Amendment,
+    Delivery,
+    Notice,
+    NotifyRejected,
+    Reply,
+    Upload,
+    WarningNotice,
+)
 from rollback.slack_web import SlackWeb
 
 EVENT_TYPE = "rearguard_notice"
@@ -40,13 +49,15 @@ Slack's (which stamps each `ts`) by up to this much, and the message is still fo
 
 
 class SlackNotifier:
-    """Posts each notice once to `channel` (a channel ID such as `C0123ABCD`)."""
+    """Posts each notice once to its service's channel (`channels`, service name -> channel ID),
+    else to `channel` (a channel ID such as `C0123ABCD`)."""
 
     def __init__(
         self,
         token: str,
         channel: str,
         *,
+        channels: Mapping[str, str] | None = None,
         base_url: str = "https://slack.com/api/",
         timeout: float = 10.0,
         max_retries: int = 3,
@@ -63,6 +74,9 @@ class SlackNotifier:
                 "conversations.history (the idempotency lookup) accepts only IDs"
             )
         self._channel = channel
+        self._channels = {name: c for name, c in (channels or {}).items() if c}
+        if bad := [c for c in self._channels.values() if c.startswith("#")]:
+            raise ValueError(f"Slack channels must be conversation IDs, not {bad}")
         self._web = SlackWeb(
             token, channel, base_url=base_url, timeout=timeout, max_retries=max_retries,
             retry_interval=retry_interval, max_retry_after=max_retry_after, sleep=sleep,
@@ -74,18 +88,43 @@ class SlackNotifier:
     async def send(self, notice: Notice) -> Delivery:
         """Post `notice` unless the channel already shows a message with its key."""
         oldest = max(notice.opened_at - CLOCK_SKEW, 0.0)
-        client = self._web.client
-        return await self._post(message_payload(notice, self._channel), notice.key,
-                                client.conversations_history, channel=self._channel,
+        client, channel = self._web.client, self.channel_of(notice.service)
+        return await self._post(message_payload(notice, channel), notice.key,
+                                client.conversations_history, channel=channel,
                                 oldest=f"{oldest:.6f}")  # fmt: skip
 
     async def warn(self, warning: WarningNotice) -> Delivery:
         """Post `warning` unless the channel already shows a message with its key."""
         oldest = max(warning.raised_at - CLOCK_SKEW, 0.0)
-        client = self._web.client
-        return await self._post(warning_payload(warning, self._channel), warning.key,
-                                client.conversations_history, channel=self._channel,
+        client, channel = self._web.client, self.channel_of(warning.service)
+        return await self._post(warning_payload(warning, channel), warning.key,
+                                client.conversations_history, channel=channel,
                                 oldest=f"{oldest:.6f}")  # fmt: skip
+
+    def channel_of(self, service: str) -> str:
+        """Where `service`'s notices go: its own channel, else the default one."""
+        return self._channels.get(service, self._channel)
+
+    async def amend(self, thread: Delivery, amendment: Amendment) -> None:
+        """Redraw the message at `thread` with `amendment` (`chat.update` on its channel and
+        ts): its blocks as Slack holds them, read back first, the status and buttons replaced."""
+        client = self._web.client
+
+        async def update() -> None:
+            found = await client.conversations_history(
+                channel=thread.channel, latest=thread.ts, oldest=thread.ts, inclusive=True,
+                limit=1,
+            )  # fmt: skip
+            messages = [m for m in found.get("messages") or [] if m.get("ts") == thread.ts]
+            if not messages:
+                raise NotifyRejected(f"Slack message {thread.ts} is not in {thread.channel}")
+            message = messages[0]
+            blocks = amended_blocks(message.get("blocks") or [], amendment)
+            text = str(message.get("text") or "")
+            await client.chat_update(channel=thread.channel, ts=thread.ts, text=text, blocks=blocks)
+
+        async with self._lock:
+            await self._web.call("chat.update", update)
 
     async def reply(self, thread: Delivery, reply: Reply) -> Delivery:
         """Post `reply` in `thread` unless the thread already holds a reply with its key."""
@@ -170,6 +209,15 @@ BUTTONS = {
 }
 
 
+def offered(given: set[str], picked: bool) -> tuple[tuple[str, ...], bool]:
+    """The buttons still offered once people gave the verdicts `given` (feedback kinds), and
+    whether the "which PR caused it?" select is shown: each verdict's own button goes (no
+    second Confirm), the others stay so that someone can disagree; the select follows a Wrong
+    PR until someone has `picked` a PR in it."""
+    buttons = tuple(a for a, (_, kind) in BUTTONS.items() if kind not in given)
+    return buttons, "wrong_pr" in given and not picked
+
+
 def escape(text: object) -> str:
     """`text` shown literally in mrkdwn: Slack's three control characters as its entities
     (`&` first, so the others' entities stay intact)."""
@@ -227,24 +275,70 @@ def render_blocks(notice: Notice) -> list[dict[str, Any]]:
         {"type": "section", "text": {"type": "mrkdwn", "text": sli}},
         {"type": "section", "text": {"type": "mrkdwn", "text": suspects[:3000]}},
         {"type": "section", "text": {"type": "mrkdwn", "text": action}},
-        {
-            "type": "actions",
-            "block_id": f"rearguard_feedback:{notice.incident_id}",
-            "elements": [
-                {
-                    "type": "button",
-                    "action_id": action_id,
-                    "value": notice.incident_id,
-                    "text": {"type": "plain_text", "text": label},
-                }
-                for action_id, (label, _) in BUTTONS.items()
-            ],
-        },
+        feedback_actions(notice.incident_id, tuple(BUTTONS)),
         {
             "type": "context",
             "elements": [{"type": "mrkdwn", "text": f"incident `{escape(notice.incident_id)}`"}],
         },
     ]
+
+
+PICK = "rearguard_pick_culprit"
+"""The action id of the "which PR was it?" select that a Wrong PR click brings up."""
+FEEDBACK_BLOCK, STATUS_BLOCK = "rearguard_feedback", "rearguard_status"
+MAX_OPTIONS, MAX_OPTION_TEXT = 100, 75  # Slack's limits for a static_select
+
+
+def feedback_actions(
+    incident_id: str, offer: tuple[str, ...], choices: tuple[tuple[int, str], ...] = ()
+) -> dict[str, Any]:
+    """The actions block: the buttons in `offer`, and a select of `choices` (PR number and
+    title; the option's value is the number) when there are any."""
+    elements: list[dict[str, Any]] = [
+        {"type": "button", "action_id": action_id, "value": incident_id,
+         "text": {"type": "plain_text", "text": BUTTONS[action_id][0]}}
+        for action_id in offer if action_id in BUTTONS
+    ]  # fmt: skip
+    if choices:
+        options = [
+            {"text": {"type": "plain_text", "text": _clip(f"#{number} {title}", MAX_OPTION_TEXT)},
+             "value": str(number)}
+            for number, title in choices[:MAX_OPTIONS]
+        ]  # fmt: skip
+        elements.append({
+            "type": "static_select", "action_id": PICK, "options": options,
+            "placeholder": {"type": "plain_text", "text": "Which PR caused it?"},
+        })  # fmt: skip
+    return {"type": "actions", "block_id": f"{FEEDBACK_BLOCK}:{incident_id}", "elements": elements}
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def amended_blocks(blocks: list[dict[str, Any]], amendment: Amendment) -> list[dict[str, Any]]:
+    """`blocks` (a first message as Slack holds it) with the feedback actions redrawn from
+    `amendment` (dropped when nothing is left to offer) and a status section after them saying
+    what people did; any earlier status is replaced, so amending twice gives the same blocks."""
+    status = "\n".join(escape(line) for line in amendment.lines)
+    actions = feedback_actions(amendment.incident_id, amendment.offer, amendment.choices)
+    drawn: list[dict[str, Any]] = []
+    if actions["elements"]:
+        drawn.append(actions)
+    if status:
+        drawn.append({"type": "section", "block_id": STATUS_BLOCK,
+                      "text": {"type": "mrkdwn", "text": status[:3000]}})  # fmt: skip
+    out: list[dict[str, Any]] = []
+    for block in blocks:
+        block_id = str(block.get("block_id", ""))
+        if block_id == STATUS_BLOCK:
+            continue
+        if block_id.startswith(FEEDBACK_BLOCK):
+            out.extend(drawn)
+            drawn = []
+            continue
+        out.append(block)
+    return out + drawn
 
 
 def reply_payload(reply: Reply, channel: str, thread_ts: str) -> dict[str, Any]:

@@ -137,19 +137,25 @@ async def make_acting_rig(
     forge_attempts: int = 4,
     learned: Literal["record", "webhook", "commit"] = "record",
     author: str = "octo-dev",
+    other_prs: int = 0,
 ) -> ActingRig:
     """A commit, then the culprit PR merged on top; one deploy of it. `learned` says how
     Rearguard knows the culprit: "record" (on record with its files), "webhook" (on record
     without files, as a `pull_request` webhook leaves it) or "commit" (not on record: found
-    through GitHub's PRs of a commit)."""
+    through GitHub's PRs of a commit). `other_prs` PRs (docs only) are merged before the
+    culprit, into the same deploy."""
     github.commit({"app/charge.py": "def charge(x):\n    return retry(x)\n"}, "Add charge")
     previous = github.head_sha()
     files = dict(culprit_files or {"app/charge.py": "def charge(x):\n    return x\n"})
+    others = [github.merge_pr(f"Reword docs page {i}", "", {f"docs/page{i}.md": f"{i}\n"},
+                              author="docs-person") for i in range(other_prs)]  # fmt: skip
     culprit = github.merge_pr("Make charges faster", AGENT_BODY, files, author=author)
     store = store or await Store.open(tmp_path / "store.duckdb")
     clock = ManualClock(2_000_000_000.0)
     slack.clock = clock.now  # Slack stamps each ts with the rig's time, as it would in production
     if learned != "commit":
+        for other in others:
+            await store.prs.record_pr(_merged(other, github.full_name), clock.now())
         record = _merged(culprit, github.full_name)
         await store.prs.record_pr(record if learned == "record" else replace(record, files=()),
                                   clock.now())  # fmt: skip

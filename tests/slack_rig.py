@@ -10,23 +10,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp.test_utils import TestClient, TestServer
 
 from loop.api.app import build_app
 from loop.config import load_settings
+from rollback.slack import PICK
 from tests.fakes.github import FakeGitHub, FakePR
 from tests.fakes.slack import FakeFile, FakeMessage, FakeSlack
 from tests.fakes.slack_messages import mrkdwn_texts, render
 from tests.loop_rig import API_TOKEN, SLACK_CHANNEL, STEP, WEBHOOK_SECRET, sign
 
 REPO = "acme/shop"
+SIGNING_SECRET = "slack-signing-secret-for-tests"
 READ = {"Authorization": f"Bearer {API_TOKEN}"}
 """Sent on every read too: harmless where reads are open, required where they are not."""
 
@@ -70,7 +75,8 @@ min_events = 100
 def environment(github: FakeGitHub, slack: FakeSlack) -> dict[str, str]:
     """The secrets `serve` reads from its environment."""
     return {"REARGUARD_API_TOKEN": API_TOKEN, "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET,
-            "GITHUB_TOKEN": github.token, "SLACK_BOT_TOKEN": slack.token}  # fmt: skip
+            "GITHUB_TOKEN": github.token, "SLACK_BOT_TOKEN": slack.token,
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET}  # fmt: skip
 
 
 class Api:
@@ -185,3 +191,36 @@ def mentions(message: FakeMessage) -> set[str]:
 def links(message: FakeMessage) -> list[tuple[str, str]]:
     """The links (url, label) a reader sees in `message`."""
     return [link for text in mrkdwn_texts(message) for link in render(text).links]
+
+
+# -- clicks as Slack posts them ----------------------------------------------------------
+
+
+def click(incident_id: str, action_id: str, user: str = "ana", action_ts: str = "1.2") -> bytes:
+    """A block_actions payload as Slack posts it for a button of the incident's message."""
+    action = {"type": "button", "action_id": action_id, "value": incident_id,
+              "block_id": f"rearguard_feedback:{incident_id}", "action_ts": action_ts}  # fmt: skip
+    return _form(action, user)
+
+
+def pick(incident_id: str, number: int, user: str = "ana", action_ts: str = "2.3") -> bytes:
+    """A block_actions payload for an option picked in the "which PR" select."""
+    action = {"type": "static_select", "action_id": PICK, "action_ts": action_ts,
+              "block_id": f"rearguard_feedback:{incident_id}",
+              "selected_option": {"text": {"type": "plain_text", "text": f"#{number}"},
+                                  "value": str(number)}}  # fmt: skip
+    return _form(action, user)
+
+
+def _form(action: dict[str, Any], user: str) -> bytes:
+    payload = {"type": "block_actions", "user": {"id": "U1", "username": user, "name": user},
+               "container": {"type": "message", "channel_id": "C0ROLLBACK"},
+               "actions": [action]}  # fmt: skip
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def signed(body: bytes, timestamp: float, secret: str = SIGNING_SECRET) -> dict[str, str]:
+    base = f"v0:{int(timestamp)}:".encode() + body
+    signature = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    return {"X-Slack-Request-Timestamp": str(int(timestamp)), "X-Slack-Signature": signature,
+            "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip

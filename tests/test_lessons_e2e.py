@@ -26,7 +26,8 @@ from attribution.identity import identify
 from attribution.records import Deploy, Incident, MergedPR, Suspect
 from attribution.store import Store
 from attribution.store_incidents import IncidentQueries
-from loop.api.slack import Click, handle_click
+from loop.api.slack import handle_click
+from loop.api.slack_work import Click
 from loop.cli.main import main
 from loop.clock import ManualClock
 from loop.config import load_settings
@@ -232,7 +233,7 @@ async def test_spec_issue_gets_one_comment_naming_the_revert_across_a_lost_answe
         incident = (await rig.store.incidents.recent())[0]
         github.fail_next(1, 502, match="POST /repos/acme/app/issues/42/comments", after=True)
         click = Click("rearguard_confirm", "confirmed", incident.id, "ana", "1.0")
-        await handle_click(rig.deps, click, rig.clock.now())
+        await handle_click(rig.deps, click)
         await run_due(rig.deps)
         assert len(spec.comments) == 1  # made; its answer lost, so the action is still pending
         actions = {a.id: a for a in await rig.store.incidents.actions(incident.id)}

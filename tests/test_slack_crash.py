@@ -1,11 +1,14 @@
 """SIGKILL right after the first Slack message landed, before its answer reached Rearguard:
 the restarted `rearguard serve` posts no second first message, however busy the channel got
-meanwhile, and uploads the SLI plot into the thread once. The server runs as a real process
+meanwhile, and uploads the SLI plot into the thread once. SIGKILL right after a False alarm
+click was answered, its revert PR not yet closed: the restarted server closes it and redraws the
+message. The server runs as a real process
 with a TOML config, against a real Prometheus and the GitHub and Slack stand-ins."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,9 +20,19 @@ from aiohttp.test_utils import unused_port
 from tests.fakes.github import FakeGitHub
 from tests.fakes.sample_app import SampleApp
 from tests.fakes.slack import FakeSlack
+from tests.fakes.slack_messages import mrkdwn_texts, render
 from tests.loop_rig import FINAL, SLACK_CHANNEL
 from tests.prometheus_server import PrometheusServer
-from tests.slack_rig import Api, environment, first_messages, poll, regress, thread_files
+from tests.slack_rig import (
+    Api,
+    click,
+    environment,
+    first_messages,
+    poll,
+    regress,
+    signed,
+    thread_files,
+)
 from tests.slack_rig import write_config as write_slack_config
 from tests.test_crash_resume import Server
 
@@ -107,3 +120,55 @@ def _top_level(slack: FakeSlack) -> Any:
         return [m for m in slack.messages if m.thread_ts is None and m.metadata]
 
     return read
+
+
+async def test_sigkill_after_a_click_was_answered_finishes_its_work_on_restart(
+    tmp_path: Path,
+    prometheus: PrometheusServer,
+    traffic: SampleApp,
+    stand_ins: tuple[FakeGitHub, FakeSlack, dict[str, str]],
+) -> None:
+    """A False alarm answered 200 while GitHub holds the close: SIGKILL. The restarted server
+    takes the click up from the journal, closes the revert PR and redraws the message."""
+    service, (github, slack, env) = "e2e-slack-crash-click", stand_ins
+    port = unused_port()
+    config = write_slack_config(
+        tmp_path / "rearguard.toml", store=tmp_path / "store.duckdb", prometheus=prometheus.url,
+        github=github.url, slack=slack.url, service=service, listen=f"127.0.0.1:{port}",
+    )  # fmt: skip
+    server = Server(config, env, port, tmp_path / "server.log")
+    server.start()
+    try:
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            api = Api(session, server.url)
+            await _ready(api, server)
+            traffic.configure(service, error_ratio=0.05)
+            deploy_id, _ = await regress(api, github, service, "Retry payments faster")
+            view = await poll(lambda: api.get(f"/v1/deploys/{deploy_id}"),
+                              lambda v: v["phase"] in FINAL, 90, "a final phase")  # fmt: skip
+            assert view["phase"] == "reverted", view
+            traffic.configure(service, error_ratio=0.005)
+            github.delay(8.0)  # the close waits on GitHub: the kill lands before it is done
+            body = click(view["incident_id"], "rearguard_false_alarm", action_ts=f"{time.time()}")
+            status, answer = await api.post("/v1/webhooks/slack", data=body,
+                                            headers=signed(body, time.time()))  # fmt: skip
+            assert status == 200, answer
+            server.kill()
+            github.delay(0)
+            assert [p.state for p in github.created_pulls()] == ["open"]
+
+            server.start()
+            await _ready(api, server)
+
+            async def shown() -> str:
+                (first,) = first_messages(slack, view["incident_id"])
+                return " ".join(render(t).text for t in mrkdwn_texts(first))
+
+            text = await poll(shown, lambda t: "closed as a false alarm" in t, 60,
+                              f"the redrawn message\n{server.tail()}")  # fmt: skip
+    finally:
+        server.stop()
+        traffic.configure(service, error_ratio=0.005)
+    assert "False alarm, says ana" in text
+    assert [p.state for p in github.created_pulls()] == ["closed"]

@@ -5,6 +5,7 @@ regression, the culprit learned by webhook. Each test has its own service."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,19 @@ from typing import Any
 import pytest
 
 from tests.fakes.sample_app import SampleApp
+from tests.fakes.slack_messages import mrkdwn_texts, render
 from tests.loop_rig import FINAL
 from tests.prometheus_server import PrometheusServer
 from tests.slack_rig import (
     Loop,
+    click,
     first_messages,
     links,
     mentions,
     poll,
     regress,
     served,
+    signed,
     thread_files,
 )
 
@@ -128,3 +132,50 @@ def _reverted(incident: Any) -> bool:
 
 def _notice_erred(incident: Any) -> bool:
     return any(a["kind"] == "notify" and a["error"] for a in incident["actions"])
+
+
+async def test_clicks_are_answered_within_3s_while_github_is_slow_and_the_message_says_who(
+    serve: Serve, traffic: SampleApp
+) -> None:
+    """GitHub answering each request in 5 s: Confirm and False alarm are each answered within
+    Slack's 3 s; then the revert PR is closed and the incident's message, edited in place, says
+    who confirmed and who called it a false alarm, with neither button offered again."""
+    service = "e2e-slack-buttons"
+    async with serve(service) as loop:
+        traffic.configure(service, error_ratio=0.05)
+        deploy_id, _ = await regress(loop.api, loop.github, service, "Retry refunds faster")
+        view = await _final(loop, deploy_id)
+        incident_id = view["incident_id"]
+        loop.github.delay(5.0)
+        for user, action in (("ana", "rearguard_confirm"), ("bo", "rearguard_false_alarm")):
+            body = click(incident_id, action, user=user, action_ts=f"{time.time():.6f}")
+            started = time.monotonic()
+            status, answer = await loop.api.post("/v1/webhooks/slack", data=body,
+                                                 headers=signed(body, time.time()))  # fmt: skip
+            took = time.monotonic() - started
+            assert status == 200, answer
+            assert took < 3.0, f"{action} answered in {took:.1f}s"
+
+        def shown() -> str:
+            (first,) = first_messages(loop.slack, incident_id)
+            return " ".join(render(t).text for t in mrkdwn_texts(first))
+
+        await poll(lambda: _async(shown), lambda text: "closed as a false alarm" in text, 60,
+                   "the message saying the revert PR was closed")  # fmt: skip
+        loop.github.delay(0)
+        (first,) = first_messages(loop.slack, incident_id)
+        incident = await loop.api.get(f"/v1/incidents/{incident_id}")
+
+    text = shown()
+    assert "Confirmed by ana" in text
+    assert "False alarm, says bo" in text
+    assert first.edited
+    buttons = [e["action_id"] for b in first.blocks or [] if b["type"] == "actions"
+               for e in b["elements"]]  # fmt: skip
+    assert buttons == ["rearguard_wrong_pr"]
+    (close,) = [a for a in incident["actions"] if a["kind"] == "close"]
+    assert close["status"] == "completed"
+
+
+async def _async(read: Callable[[], Any]) -> Any:
+    return read()

@@ -30,9 +30,10 @@ from loop.api import (
     rollouts,
     slack,
 )
-from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
+from loop.api.context import CLICKS, CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
 from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
+from loop.api.slack_work import ClickWork
 from loop.clock import Clock, WallClock
 from loop.config import Settings
 from loop.prometheus import prometheus_source
@@ -59,8 +60,9 @@ def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
     )
     notifier: Notifier
     if settings.slack_token is not None and settings.slack_channel:
+        channels = {name: s.slack_channel for name, s in settings.services.items()}
         notifier = SlackNotifier(settings.slack_token.reveal(), settings.slack_channel,
-                                 base_url=settings.slack_api_url,
+                                 channels=channels, base_url=settings.slack_api_url,
                                  max_retry_after=INLINE_WAIT)  # fmt: skip
     else:
         log.warning("SLACK_BOT_TOKEN or slack.channel not set: notices go to stderr")
@@ -100,6 +102,9 @@ def _runtime(
             deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK],
                              detector=detector, fixer=fixer)  # fmt: skip
             app[DEPS] = deps
+            app[CLICKS] = ClickWork(deps)  # Slack clicks' slow halves, unfinished ones first
+            stack.push_async_callback(app[CLICKS].aclose)
+            await app[CLICKS].resume()
             task = None
             if scheduler:
                 app[SCHEDULER] = Scheduler(deps, settings.tick_seconds)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from loop.api.metrics import OwnMetrics
+from loop.api.slack_work import ClickWork
 from loop.clock import Clock
 from loop.config import Settings
 from loop.watch.deps import WatchDeps
@@ -20,6 +21,7 @@ DEPS = web.AppKey("deps", WatchDeps)
 CLOCK = web.AppKey("clock", Clock)
 METRICS = web.AppKey("metrics", OwnMetrics)
 SCHEDULER = web.AppKey("scheduler", Scheduler)
+CLICKS = web.AppKey("clicks", ClickWork)
 
 
 def error_response(status: int, code: str, message: str) -> web.Response:

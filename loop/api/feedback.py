@@ -3,7 +3,8 @@
 `confirmed`, `false_alarm` or `wrong_pr` (with the right PR as `culprit`), stored with
 `Store.incidents.record_feedback` under the caller's `Idempotency-Key`; the priors and reports
 learn from it, and a `confirmed` incident's spec comment and lessons PR follow from the learning
-sweep (`loop.watch.learn`), not from here.
+sweep (`loop.watch.learn`), not from here. `record_verdict` is the one way a verdict is kept: the
+Slack buttons (`loop.api.slack`) go through it too.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from attribution.feedback import PEOPLE_KINDS
+from attribution.records import Incident
 from loop.api.context import DEPS, SETTINGS
 from loop.api.fields import IngestError, bad_field, read_field, read_json, read_number
 from loop.api.ingest import check_bearer
+from loop.watch.deps import WatchDeps
 
 
 async def post_feedback(request: web.Request) -> web.Response:
@@ -28,32 +31,38 @@ async def post_feedback(request: web.Request) -> web.Response:
     incident = await deps.store.incidents.incident(request.match_info["id"])
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {request.match_info['id']!r}")
-    suspects = {s.number for s in incident.suspects}
-    for name in ("pr", "culprit"):
-        if verdict[name] is not None and verdict[name] not in suspects:
-            unknown = f"#{verdict[name]} is not a PR of this incident's deploy"
-            raise IngestError(422, "unknown_pr", unknown)
     key = request.headers.get("Idempotency-Key") or uuid.uuid4().hex
-    now = deps.clock.now()
-    rows = [(f"api:{key}", verdict["kind"], verdict["pr"])]
-    if verdict["culprit"] is not None:  # "wrong PR, it was #N": confirm the right one too
-        rows.append((f"api:{key}:culprit", "confirmed", verdict["culprit"]))
-    created = False
-    for row_key, kind, pr in rows:
-        created |= await deps.store.incidents.record_feedback(
-            row_key,
-            incident.id,
-            kind,
-            actor=verdict["actor"],
-            source="api",
-            now=now,
-            pr_number=pr,
-            note=verdict["note"],
-        )
+    created = await record_verdict(
+        deps, incident, verdict["kind"], actor=verdict["actor"], pr=verdict["pr"],
+        culprit=verdict["culprit"], note=verdict["note"], key=f"api:{key}", source="api",
+    )  # fmt: skip
     return web.json_response(
         {"incident": incident.id, "kind": verdict["kind"], "recorded": created},
         status=201 if created else 200,
     )
+
+
+async def record_verdict(
+    deps: WatchDeps, incident: Incident, kind: str, *, actor: str, pr: int | None,
+    culprit: int | None, note: str | None, key: str, source: str,
+) -> bool:  # fmt: skip
+    """Keep a person's verdict under `key`, and with `culprit` ("wrong PR, it was #N") a
+    `confirmed` row for that PR under `key:culprit`; 422 when a PR named is not one of the
+    incident's deploy. False when every row was already kept (a repeated request)."""
+    suspects = {s.number for s in incident.suspects}
+    for number in (pr, culprit):
+        if number is not None and number not in suspects:
+            raise IngestError(422, "unknown_pr", f"#{number} is not a PR of this incident's deploy")
+    rows = [(key, kind, pr)]
+    if culprit is not None:
+        rows.append((f"{key}:culprit", "confirmed", culprit))
+    created, now = False, deps.clock.now()
+    for row_key, row_kind, number in rows:
+        created |= await deps.store.incidents.record_feedback(
+            row_key, incident.id, row_kind, actor=actor, source=source, now=now,
+            pr_number=number, note=note,
+        )  # fmt: skip
+    return created
 
 
 def _verdict(data: Any) -> dict[str, Any]:

@@ -1,12 +1,16 @@
-"""`POST /v1/webhooks/slack`: the Confirm / False alarm / Wrong PR buttons of an incident message.
+"""`POST /v1/webhooks/slack`: the Confirm / False alarm / Wrong PR buttons of an incident message,
+and the "which PR caused it?" select a Wrong PR brings up.
 
 Slack signs every interactivity request: `X-Slack-Signature` is `v0=` and the hex HMAC-SHA256,
 keyed by the app's signing secret, of `v0:{X-Slack-Request-Timestamp}:{raw body}`. A missing or
 wrong signature, or a timestamp more than five minutes from now (a replay), is answered 401 and
-changes nothing: not the journal, not the feedback. A verified click is journaled, then recorded
-with `Store.incidents.record_feedback` (one row per person, incident and verdict), which
-attribution learns from. "False alarm" in propose mode also closes the incident's open revert
-PR, as an action row with its own key so a repeated click closes it once.
+changes nothing: not the journal, not the feedback. A verified click (a `block_actions` payload,
+form-encoded as `payload=`) is journaled `accepted`, its verdict recorded through
+`loop.api.feedback.record_verdict` (one row per person, incident and verdict; a picked PR is
+`wrong_pr` naming it as the culprit), and answered at once: Slack wants its answer within three
+seconds. What may be slow (closing the revert PR on a false alarm, redrawing the message in
+place) runs after the answer, in `loop.api.slack_work.ClickWork`, which marks the click applied
+when done and takes up unfinished clicks from the journal when the app starts again.
 """
 
 from __future__ import annotations
@@ -14,34 +18,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
 from aiohttp import web
 
-from attribution.records import ActionKind, ActionStatus
-from loop.api.context import DEPS, SETTINGS
+from loop.api.context import CLICKS, DEPS, SETTINGS
+from loop.api.feedback import record_verdict
 from loop.api.fields import IngestError, read_json
+from loop.api.slack_work import SOURCE, Click
 from loop.api.webhook import Parsed, Sender, receive
-from loop.watch.actions import completed
 from loop.watch.deps import WatchDeps
-from rollback.policy import Mode, effective
-from rollback.slack import BUTTONS
+from rollback.slack import BUTTONS, FEEDBACK_BLOCK, PICK
 
 MAX_SKEW = 300.0  # seconds: Slack's own advice for refusing replays
 _UNIX_SECONDS = re.compile(r"[0-9]{1,12}")
-
-
-@dataclass(frozen=True, slots=True)
-class Click:
-    """One verified button click."""
-
-    action_id: str
-    kind: str
-    incident_id: str
-    user: str
-    action_ts: str
+_PR_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def check_slack_signature(
@@ -67,7 +59,7 @@ def check_slack_signature(
 
 
 def parse_click(body: bytes) -> Click | None:
-    """The Rearguard button click in a `block_actions` payload; None for anything else."""
+    """The Rearguard click in a `block_actions` payload; None for anything else."""
     try:
         form = parse_qs(body.decode())["payload"][0]
     except (KeyError, IndexError, UnicodeDecodeError) as exc:
@@ -78,56 +70,47 @@ def parse_click(body: bytes) -> Click | None:
     if not isinstance(payload, dict) or payload.get("type") != "block_actions":
         return None
     actions = payload.get("actions") or []
-    action = actions[0] if actions and isinstance(actions[0], dict) else {}
-    action_id = str(action.get("action_id", ""))
+    action = actions[0] if isinstance(actions, list) and actions and isinstance(
+        actions[0], dict) else {}  # fmt: skip
+    user = payload.get("user") or {}
+    who = str(user.get("username") or user.get("name") or user.get("id") or "unknown") if (
+        isinstance(user, dict)) else "unknown"  # fmt: skip
+    action_id, action_ts = str(action.get("action_id", "")), str(action.get("action_ts", ""))
+    if action_id == PICK:
+        return _pick(action, who, action_ts)
     if action_id not in BUTTONS or not action.get("value"):
         return None
-    user = payload.get("user") or {}
-    who = str(user.get("username") or user.get("id") or "unknown") if isinstance(user, dict) else ""
-    return Click(action_id, BUTTONS[action_id][1], str(action["value"]), who,
-                 str(action.get("action_ts", "")))  # fmt: skip
+    return Click(action_id, BUTTONS[action_id][1], str(action["value"]), who, action_ts)
 
 
-async def handle_click(deps: WatchDeps, click: Click, now: float) -> dict[str, Any]:
-    """Record the verdict; close the revert PR on a false alarm in propose mode."""
-    store = deps.store
-    incident = await store.incidents.incident(click.incident_id)
+def _pick(action: dict[str, Any], who: str, action_ts: str) -> Click | None:
+    """A PR picked in the select: the incident from its block, the PR from the option."""
+    block = str(action.get("block_id", ""))
+    selected = action.get("selected_option")
+    value = selected.get("value") if isinstance(selected, dict) else None
+    if not block.startswith(f"{FEEDBACK_BLOCK}:") or not isinstance(value, str):
+        return None
+    if not _PR_NUMBER.fullmatch(value):
+        raise IngestError(400, "bad_field", "the picked option's value is not a PR number")
+    incident_id = block.removeprefix(f"{FEEDBACK_BLOCK}:")
+    return Click(PICK, "wrong_pr", incident_id, who, action_ts, picked=int(value))
+
+
+async def handle_click(deps: WatchDeps, click: Click) -> dict[str, Any]:
+    """Record the click's verdict (fast: the store only); the rest is `ClickWork`'s."""
+    incident = await deps.store.incidents.incident(click.incident_id)
     if incident is None:
         raise IngestError(404, "not_found", f"no incident {click.incident_id!r}")
     top = incident.revert_unit[0] if incident.revert_unit else None
-    key = f"slack:{incident.id}:{click.user}:{click.kind}"
-    fresh = await store.incidents.record_feedback(
-        key, incident.id, click.kind, actor=click.user, source="slack", now=now, pr_number=top
-    )
-    closed = None
-    service = deps.settings.service(incident.service)
-    if click.kind == "false_alarm" and service is not None:
-        mode, _ = effective(deps.settings.mode, deps.settings.human_gates, service.mode, None)
-        revert = next(
-            (a for a in await store.incidents.actions(incident.id) if a.kind is ActionKind.REVERT),
-            None,
-        )
-        number = (revert.detail or {}).get("number") if revert else None
-        if mode is Mode.PROPOSE and revert is not None and completed(revert) and number:
-            closed = await _close(deps, incident.id, service.repo, int(str(number)), click.user)
-    return {"recorded": fresh, "kind": click.kind, "closed_revert": closed}
-
-
-async def _close(deps: WatchDeps, incident_id: str, repo: str, number: int, user: str) -> bool:
-    key, now = f"close-revert-{incident_id}", deps.clock.now()
-    action = await deps.store.incidents.begin_action(key, incident_id, ActionKind.CLOSE, now)
-    if completed(action):
-        return True
-    comment = f"Closed by Rearguard: {user} marked the incident a false alarm in Slack."
-    try:
-        await deps.forge.close_pull(repo, number, comment)
-    except Exception as exc:  # noqa: BLE001 - recorded on the action; the click itself is kept
-        await deps.store.incidents.finish_action(key, ActionStatus.FAILED, now=deps.clock.now(),
-                                                 error=str(exc))  # fmt: skip
-        return False
-    await deps.store.incidents.finish_action(key, ActionStatus.COMPLETED, now=deps.clock.now(),
-                                             detail={"number": number, "by": user})  # fmt: skip
-    return True
+    if click.picked is not None and click.picked == top:
+        raise IngestError(422, "unknown_pr", f"#{top} is the suspect said to be the wrong PR")
+    # A pick goes under the same key as its person's Wrong PR: one wrong_pr row, and the culprit.
+    fresh = await record_verdict(
+        deps, incident, click.kind, actor=click.user, pr=top, culprit=click.picked,
+        note="picked in Slack" if click.picked is not None else None,
+        key=f"slack:{incident.id}:{click.user}:{click.kind}", source="slack",
+    )  # fmt: skip
+    return {"recorded": fresh, "kind": click.kind, "picked": click.picked}
 
 
 def _verify(request: web.Request, body: bytes) -> None:
@@ -142,28 +125,32 @@ def _parse(request: web.Request, body: bytes) -> Parsed[Click]:
     click = parse_click(body)
     if click is None:
         return Parsed("block_actions", "", None, None)
-    delivery = f"{click.incident_id}:{click.user}:{click.action_id}:{click.action_ts}"
-    kept = {"action_id": click.action_id, "incident_id": click.incident_id, "user": click.user}
-    return Parsed("block_actions", delivery, kept, click)
+    return Parsed("block_actions", click.delivery, click.to_json(), click)
 
 
 async def _apply(request: web.Request, click: Click) -> dict[str, Any]:
     deps = request.app[DEPS]
-    return await handle_click(deps, click, deps.clock.now())
+    try:
+        applied = await handle_click(deps, click)
+    except IngestError:  # refused (no such incident, a PR not of its deploy): nothing to resume
+        await deps.store.journal.mark(SOURCE, click.delivery, "rejected")
+        raise
+    request.app[CLICKS].submit(click)  # after the answer: close the revert, redraw the message
+    return applied
 
 
 def _answer(parsed: Parsed[Click], applied: dict[str, Any]) -> dict[str, Any]:
-    return {"status": "applied", **applied} if parsed.record else {"status": "ignored"}
+    return {"status": "accepted", **applied} if parsed.record else {"status": "ignored"}
 
 
 SLACK: Sender[Click] = Sender(
-    "slack", _verify, _parse, _apply, dedupe=False, journal_ignored=False, ok_status=200,
-    answer=_answer,
+    "slack", _verify, _parse, _apply, journal_ignored=False, ok_status=200, answer=_answer,
+    later=True,
 )  # fmt: skip
 
 
 async def post_slack(request: web.Request) -> web.Response:
-    """Verify, journal, record; Slack wants an answer within three seconds."""
+    """Verify, journal, record, answer; the slow work follows the answer."""
     return await receive(request, SLACK)
 
 

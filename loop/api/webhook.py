@@ -60,7 +60,9 @@ class Sender(Generic[T]):
     answer where the sender's callers expect one of their own (the CD hook answers with the
     deploy's id). `dedupe=False` applies every delivery (for senders whose records are
     idempotent themselves); `journal_ignored=False` keeps deliveries that mean nothing out of
-    the journal."""
+    the journal; `later=True` leaves the journal row `accepted` after `apply`, which handed
+    the record on to work that marks it applied once done (the Slack clicks' slow half, run
+    after the answer and resumed from the journal after a crash)."""
 
     source: str
     verify: Callable[[web.Request, bytes], None]
@@ -75,6 +77,7 @@ class Sender(Generic[T]):
     keep_text: bool = True
     """False journals `Parsed.body` rather than the text the body arrived as (a sender whose
     body carries its token: the parsed body is journaled without it)."""
+    later: bool = False
 
 
 async def receive(request: web.Request, sender: Sender[T]) -> web.Response:
@@ -155,5 +158,6 @@ async def _apply(
     except BaseException:
         await journal.release(sender.source, delivery)
         raise
-    await journal.mark(sender.source, delivery, "applied")
+    if not sender.later:
+        await journal.mark(sender.source, delivery, "applied")
     return extra

@@ -18,6 +18,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import TextIO
 
 from loop.config import ServiceSettings, Settings
@@ -217,11 +218,14 @@ async def check_slack(settings: Settings) -> list[Line]:
                 lines.append(Line(Status.FAIL, "slack token",
                                   f"missing scope(s) {', '.join(missing)}: add them to the app "
                                   "and reinstall it"))  # fmt: skip
-        await web.call(
-            "conversations.history",
-            lambda: web.client.conversations_history(channel=channel, limit=1),
-        )
-        lines.append(Line(Status.OK, f"slack channel {channel}", "the bot reads it"))
+        # The default channel, then each service's own (`[services.NAME] slack_channel`).
+        own = (s.slack_channel for s in settings.services.values() if s.slack_channel)
+        for each in dict.fromkeys((channel, *own)):
+            await web.call(
+                "conversations.history",
+                partial(web.client.conversations_history, channel=each, limit=1),
+            )
+            lines.append(Line(Status.OK, f"slack channel {each}", "the bot reads it"))
     except NotifyError as exc:
         return [Line(Status.FAIL, "slack", str(exc))]
     finally:

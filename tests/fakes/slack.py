@@ -15,6 +15,13 @@ with `Retry-After`, 5xx, slow answers) and answers lost after Slack did the work
 connection dropped, possibly after holding the request: `fail_after_next`, `drop_after_next`).
 `post_as` writes a message as a person would, for busy channels.
 
+Slack's limits are kept: at most 50 blocks and 40,000 characters of text, and the block and
+element limits Rearguard's messages come near (`slack_messages.block_errors`: section text 3000,
+header 150, buttons' text 75, a select's 100 options of 75-character text and 150-character
+values), refused with `invalid_blocks` / `msg_too_long`; `chat.update` edits only a message the
+bot posted (`cant_update_message`) that exists (`message_not_found`). Rate limits are injected
+per method (`rate_limit_next(..., method="chat.update")`), not counted.
+
 Deliberate simplifications: one team, one bot; `chat.postMessage` requires `text` (Slack only
 warns without it; Rearguard always sends it); a shared file's message carries no comment.
 
@@ -40,11 +47,13 @@ from tests.fakes.latency import Latency
 from tests.fakes.slack_messages import (
     BOT_ID,
     BOT_USER_ID,
+    MAX_TEXT,
     TEAM_ID,
     FakeFile,
     FakeMessage,
     PageError,
     as_slack,
+    block_errors,
     json_arg,
     page,
     read_args,
@@ -281,6 +290,8 @@ class FakeSlack:
         text = args.get("text")
         if not isinstance(text, str) or not text:
             return {"ok": False, "error": "no_text"}
+        if (refused := _content_refused(text, args.get("blocks"))) is not None:
+            return refused
         thread_ts = args.get("thread_ts")
         message = FakeMessage(
             channel=str(channel),
@@ -302,8 +313,12 @@ class FakeSlack:
         channel, ts = args.get("channel"), args.get("ts")
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
+        if (refused := _content_refused(args.get("text"), args.get("blocks"))) is not None:
+            return refused
         for i, message in enumerate(self.messages):
             if message.channel == channel and message.ts == ts:
+                if message.user != BOT_USER_ID:  # only the bot's own messages are its to edit
+                    return {"ok": False, "error": "cant_update_message"}
                 changes: dict[str, Any] = {"edited": True}
                 if args.get("text"):
                     changes["text"] = str(args["text"])
@@ -387,6 +402,15 @@ class FakeSlack:
         top.sort(key=lambda m: float(m["ts"]), reverse=True)
         answer = page(top, args, default_limit=100, max_limit=999, newest_first=True)
         return answer | {"pin_count": 0, "channel_actions_ts": None, "channel_actions_count": 0}
+
+
+def _content_refused(text: object, blocks: object) -> dict[str, Any] | None:
+    """Slack's answer to a message over its limits (`msg_too_long`, `invalid_blocks` with the
+    reasons), None for one it takes."""
+    if isinstance(text, str) and len(text) > MAX_TEXT:
+        return {"ok": False, "error": "msg_too_long"}
+    errors = block_errors(json_arg(blocks))
+    return {"ok": False, "error": "invalid_blocks", "errors": errors} if errors else None
 
 
 def _fault_response(fault: _Fault) -> web.Response:

@@ -260,3 +260,53 @@ def json_arg(value: Any) -> Any:
     if isinstance(value, str):
         return json.loads(value)
     return value
+
+
+MAX_BLOCKS, MAX_TEXT = 50, 40_000
+"""Slack's limits on a message: 50 blocks, 40,000 characters of `text` (`msg_too_long`)."""
+_LIMITS = {  # (block or element type, what) -> Slack's maximum
+    ("section", "text"): 3000, ("header", "text"): 150, ("context", "elements"): 10,
+    ("actions", "elements"): 25, ("button", "text"): 75, ("button", "value"): 2000,
+    ("static_select", "options"): 100, ("option", "text"): 75, ("option", "value"): 150,
+    ("block", "block_id"): 255,
+}  # fmt: skip
+
+
+def block_errors(blocks: object) -> list[str]:
+    """Why Slack would answer `invalid_blocks` for `blocks` (empty when it would take them)."""
+    if blocks is None:
+        return []
+    if not isinstance(blocks, list):
+        return ["blocks must be an array"]
+    errors = [f"no more than {MAX_BLOCKS} items allowed"] if len(blocks) > MAX_BLOCKS else []
+
+    def over(kind: str, what: str, size: int, where: str) -> None:
+        if size > _LIMITS[kind, what]:
+            limit = _LIMITS[kind, what] + 1
+            errors.append(f"must be less than {limit} {what} [json-pointer:{where}]")
+
+    for i, block in enumerate(blocks):
+        where = f"/blocks/{i}"
+        if not isinstance(block, dict) or not isinstance(block.get("type"), str):
+            errors.append(f"block must be an object with a type [json-pointer:{where}]")
+            continue
+        kind = block["type"]
+        over("block", "block_id", len(str(block.get("block_id", ""))), f"{where}/block_id")
+        if kind in ("section", "header") and isinstance(block.get("text"), dict):
+            over(kind, "text", len(str(block["text"].get("text", ""))), f"{where}/text")
+        elements = block.get("elements") or []
+        if kind in ("context", "actions"):
+            over(kind, "elements", len(elements), f"{where}/elements")
+        for j, element in enumerate(elements if kind == "actions" else []):
+            at = f"{where}/elements/{j}"
+            if element.get("type") == "button":
+                over("button", "text", len(str(element.get("text", {}).get("text", ""))), at)
+                over("button", "value", len(str(element.get("value", ""))), at)
+            if element.get("type") == "static_select":
+                options = element.get("options") or []
+                over("static_select", "options", len(options), f"{at}/options")
+                for k, option in enumerate(options):
+                    text = str(option.get("text", {}).get("text", ""))
+                    over("option", "text", len(text), f"{at}/options/{k}/text")
+                    over("option", "value", len(str(option.get("value", ""))), f"{at}/options/{k}")
+    return errors
