@@ -35,6 +35,7 @@ from rollback.forge import (
     RevertResult,
 )
 from rollback.github_changes import GitHubChanges
+from rollback.github_checks import GitHubChecks
 from rollback.github_client import (
     GraphQLRefused,
     Opened,
@@ -69,10 +70,11 @@ def marker(key: str) -> str:
     return f"<!-- rearguard-key: {key} -->"
 
 
-class GitHubForge(GitHubChanges):
+class GitHubForge(GitHubChanges, GitHubChecks):
     """The `Forge` over one githubkit client; use `async with` (or call `aclose`).
 
-    Reverts and ranges are here; fix branches, issues, merges and closes in `GitHubChanges`."""
+    Reverts and ranges are here; fix branches, issues, merges and closes in `GitHubChanges`;
+    verdicts on commits (check runs or statuses, `rollback.checks.Checks`) in `GitHubChecks`."""
 
     async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
         """Commits in `base...head`, oldest first, paging GitHub's compare past 250 commits."""

@@ -27,7 +27,9 @@ ref's segments each escaped, its slashes kept), and repository names are checked
 `split_repo`, so nothing from outside (a deploy's sha, a webhook's merge commit, a configured
 branch) can change which endpoint is asked.
 
-The token never appears in a message or log line (`_redact`).
+The token never appears in a message or log line (`_redact`). `token` is a personal token, or a
+`rollback.github_auth.GitHubApp` whose installation tokens githubkit fetches and keeps in memory
+(`uses_app`: check runs need it, `rollback.github_checks`).
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from pydantic import BaseModel, ValidationError
 
 from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
 from rollback.forge import ChangeState, ForgeError, ForgeUnavailable
+from rollback.github_auth import AppInstallationsStrategy, GitHubApp
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -125,7 +128,7 @@ class GitHubClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | GitHubApp,
         *,
         timeout: float = 10.0,
         max_attempts: int = 4,
@@ -134,12 +137,15 @@ class GitHubClient:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self._token = token
+        self.uses_app = isinstance(token, GitHubApp)
+        """Whether the client acts as a GitHub App installation (else a personal token)."""
+        self._token = "" if isinstance(token, GitHubApp) else token
         self._max_attempts = max_attempts
         self._max_retry_after = max_retry_after
         self._sleep = sleep
+        auth = AppInstallationsStrategy(token) if isinstance(token, GitHubApp) else token
         self._gh = GitHub(
-            token, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False
+            auth, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False
         )
         self._stack = AsyncExitStack()
 

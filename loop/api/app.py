@@ -29,9 +29,11 @@ from loop.watch.retry import INLINE_WAIT
 from loop.watch.scheduler import Scheduler
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.sources import MetricsSource
+from rollback.checks import NoChecks
 from rollback.console import ConsoleNotifier
 from rollback.forge import Forge
 from rollback.github import GitHubForge
+from rollback.github_checks import GitHubChecks
 from rollback.notify import Notifier
 from rollback.slack import SlackNotifier
 
@@ -85,8 +87,9 @@ def _runtime(
                     await stack.enter_async_context(forge)
             fixer = build_fixer(settings)
             stack.push_async_callback(_close, fixer)
+            checks = forge if isinstance(forge, GitHubChecks) else NoChecks()
             deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK],
-                             detector=detector, fixer=fixer)  # fmt: skip
+                             detector=detector, fixer=fixer, checks=checks)  # fmt: skip
             app[DEPS] = deps
             task = None
             if scheduler:

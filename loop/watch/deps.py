@@ -12,6 +12,7 @@ from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.scrape_interval import ScrapeIntervals
 from observer.sources import MetricsSource
 from rollback.anthropic_fixer import AnthropicFixer
+from rollback.checks import Checks, NoChecks
 from rollback.fixer import Fixer, TemplateFixer
 from rollback.forge import Forge
 from rollback.notify import Notifier
@@ -36,6 +37,8 @@ class WatchDeps:
     """Scrape intervals learnt from the SLIs' samples, kept across evaluations."""
     query_health: QueryHealth = field(default_factory=QueryHealth)
     """The SLIs whose queries fail now (`/readyz`, `/metrics`); one per app, shared by Watches."""
+    checks: Checks = field(default_factory=NoChecks)
+    """Where verdicts are shown on commits: the GitHub forge itself, else nowhere."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url
