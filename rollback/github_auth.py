@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from githubkit import GitHubCore
 
 _REPO_PATH = re.compile(r"^/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)")
+_JWT_ROUTE = re.compile(r"^/app(/|$)|^/(repos/[^/]+/[^/]+|orgs/[^/]+|users/[^/]+)/installation$")
+"""Routes GitHub takes the App's JWT on (the App itself, and finding its installations)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ class _InstallationsAuth(httpx.Auth):
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         route = self._route(request.url)
-        if route.startswith("/app"):  # App endpoints take the JWT itself
+        if _JWT_ROUTE.match(route):
             request.headers["Authorization"] = f"Bearer {await self._jwt.aget_jwt()}"
             yield request
             return

@@ -46,6 +46,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 from urllib.parse import quote
 
 from githubkit import GitHub, Response
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import (
     GraphQLFailed,
     RateLimitExceeded,
@@ -58,7 +59,7 @@ from pydantic import BaseModel, ValidationError
 
 from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
 from rollback.forge import ChangeState, ForgeError, ForgeUnavailable
-from rollback.github_auth import AppInstallationsStrategy, GitHubApp
+from rollback.github_auth import AppInstallationsStrategy, GitHubApp, InstallationLookupFailed
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -144,9 +145,11 @@ class GitHubClient:
         self._max_retry_after = max_retry_after
         self._sleep = sleep
         auth = AppInstallationsStrategy(token) if isinstance(token, GitHubApp) else token
+        # A cache of its own: installation tokens are this client's, never another's.
         self._gh = GitHub(
-            auth, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False
-        )
+            auth, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False,
+            cache_strategy=MemCacheStrategy(),
+        )  # fmt: skip
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
@@ -171,12 +174,14 @@ class GitHubClient:
         """Run `op` with bounded retries; raise only `ForgeError`s, token redacted."""
         try:
             return await retry_inline(
-                op,
+                _unwrapped(op),
                 partial(self._classify, what),
                 attempts=self._max_attempts,
                 sleep=self._sleep,
                 on_retry=partial(self._log_retry, what),
             )
+        except InstallationLookupFailed as exc:
+            raise ForgeError(f"{what}: {exc}") from exc
         except RequestFailed as exc:
             if (wait := _limit_wait(exc, self._max_attempts)) is not None:  # the budget spent
                 raise self._spent(what, exc, retry_after=wait) from exc
@@ -261,6 +266,18 @@ class GitHubClient:
 
         return await self._call(f"reading repository {repo}", op)
 
+    async def installation_permissions(self, repo: str) -> dict[str, str]:
+        """The App installation's permissions on `repo` (`GET /repos/{o}/{r}/installation`,
+        asked with the App's JWT), e.g. `{"checks": "write", "contents": "read"}`."""
+        owner, name = split_repo(repo)
+
+        async def op() -> dict[str, str]:
+            found = (await self._gh.arequest("GET", f"/repos/{owner}/{name}/installation")).json()
+            perms = found.get("permissions") if isinstance(found, dict) else None
+            return {str(k): str(v) for k, v in (perms or {}).items()}
+
+        return await self._call(f"reading the App's installation on {repo}", op)
+
     def _rejected(self, what: str, exc: RequestFailed) -> ForgeError:
         status = exc.response.status_code
         if status == 401:  # noqa: PLR2004 (HTTP Unauthorized)
@@ -269,6 +286,22 @@ class GitHubClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+def _unwrapped(op: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`op`, raising what failed inside githubkit's auth flow (the App's token exchange, the
+    installation lookup) as itself rather than as a connection error, so a refused key is not
+    retried as if GitHub were unreachable."""
+
+    async def run() -> T:
+        try:
+            return await op()
+        except RequestError as exc:
+            if isinstance(exc.exc, RequestFailed | InstallationLookupFailed):
+                raise exc.exc from exc
+            raise
+
+    return run
 
 
 def _limit_wait(exc: Exception, attempt: int) -> float | None:

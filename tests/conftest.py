@@ -84,6 +84,8 @@ LOOP_SERVICES = {
     "e2e-gh-merged": 200.0,
     "e2e-gh-closed": 200.0,
     "e2e-provenance-copilot": 200.0,
+    "e2e-checks-app": 200.0,
+    "e2e-checks-token": 200.0,
 }
 """Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
 

@@ -22,7 +22,7 @@ from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
 from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
 from loop.clock import Clock, WallClock
-from loop.config import Settings
+from loop.config import Settings, github_auth_kind, github_credentials
 from loop.prometheus import prometheus_source
 from loop.watch.deps import WatchDeps, build_fixer
 from loop.watch.retry import INLINE_WAIT
@@ -42,11 +42,12 @@ log = logging.getLogger(__name__)
 
 def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
     source = prometheus_source(settings)
-    if settings.github_token is None:
-        raise SystemExit("GITHUB_TOKEN is not set: Rearguard needs it to read ranges and revert")
-    forge = GitHubForge(
-        settings.github_api_url, settings.github_token.reveal(), max_retry_after=INLINE_WAIT
-    )
+    credentials = github_credentials(settings)
+    if credentials is None:
+        raise SystemExit("GITHUB_TOKEN is not set (nor [github] app_id): Rearguard needs one "
+                         "to read ranges and revert")  # fmt: skip
+    log.info("GitHub auth: %s", github_auth_kind(settings))
+    forge = GitHubForge(settings.github_api_url, credentials, max_retry_after=INLINE_WAIT)
     notifier: Notifier
     if settings.slack_token is not None and settings.slack_channel:
         notifier = SlackNotifier(settings.slack_token.reveal(), settings.slack_channel,
