@@ -31,8 +31,9 @@ async def github(tmp_path: Path) -> AsyncIterator[FakeGitHub]:
 
 
 def _request(sha: str, state: CheckState, title: str = "regressed: http_errors") -> CheckRequest:
+    url = "http://rearguard.test/v1/incidents/x"
     return CheckRequest("acme/app", sha, "rearguard-dep1", "rearguard", state, title,
-                        "suspect #3", details_url="http://rearguard.test/v1/incidents/x")  # fmt: skip
+                        "suspect #3", details_url=url)  # fmt: skip
 
 
 @pytest.mark.parametrize("installation", [INSTALLATION, None])
@@ -48,10 +49,13 @@ async def test_app_auth_makes_one_check_run_per_key(
         done = await forge.report(_request(sha, CheckState.FAILURE))
         again = await forge.report(_request(sha, CheckState.FAILURE))
     (run,) = github.checks.runs_on(sha)
-    assert (first.kind, first.reused, done.reused, again.reused) == ("check_run", False, True, True)
-    assert (run.status, run.conclusion, run.external_id) == ("completed", "failure", "rearguard-dep1")
+    assert (first.kind, first.reused, done.reused, again.reused) == (
+        "check_run", False, True, True)  # fmt: skip
+    assert (run.status, run.conclusion, run.external_id) == (
+        "completed", "failure", "rearguard-dep1")  # fmt: skip
     assert run.output["title"] == "regressed: http_errors"
-    assert github.checks.app is not None and github.checks.app.jwts_seen >= 1
+    assert github.checks.app is not None
+    assert github.checks.app.jwts_seen >= 1
     looked_up = any(r.endswith("/installation") for r in github.requests)
     assert looked_up is (installation is None)
     assert github.checks.statuses == []
@@ -107,7 +111,7 @@ async def test_github_refuses_what_it_refuses(github: FakeGitHub) -> None:
         assert run.id is not None
     forged = GitHubApp(APP_ID, key_pair("other").private_pem, INSTALLATION)
     async with GitHubForge(github.url, forged, timeout=5, max_attempts=1) as forge:
-        with pytest.raises(ForgeError, match="401|token"):
+        with pytest.raises(ForgeError, match=r"HTTP 401"):
             await forge.report(_request(github.head_sha(), CheckState.SUCCESS))
 
 
@@ -157,7 +161,8 @@ async def test_check_names_the_app_auth_and_its_permissions(
     (auth, repo) = [line.render() for line in await check_github(settings)]
     assert repo.startswith("FAIL github acme/app: the App installation lacks checks write")
     assert "PRIVATE KEY" not in auth + repo + repr(settings)
-    token_only = load_settings(_toml(tmp_path / "t.toml", github, ""), {"GITHUB_TOKEN": github.token})
+    env = {"GITHUB_TOKEN": github.token}
+    token_only = load_settings(_toml(tmp_path / "t.toml", github, ""), env)
     assert "personal token" in (await check_github(token_only))[0].render()
 
 

@@ -47,7 +47,7 @@ from tests.fakes import github_payloads as payloads
 from tests.fakes.git_repo import GitFailed, GitRepo
 from tests.fakes.github_api import ApiError, GitHubApi
 from tests.fakes.github_changes_api import FakeIssue
-from tests.fakes.github_checks_api import FakeApp, GitHubChecksApi
+from tests.fakes.github_checks_api import CREDENTIAL, FakeApp, GitHubChecksApi
 from tests.fakes.github_payloads import FakePR, Json, MergeMethod
 from tests.fakes.latency import Latency
 
@@ -323,7 +323,7 @@ class FakeGitHub(GitRepo):
         kind = self.checks.credential_kind(request, credential)
         if scheme.lower() not in {"token", "bearer"} or kind is None:
             return web.json_response(payloads.error("Bad credentials", 401), status=401)
-        request["credential_kind"] = kind
+        request[CREDENTIAL] = kind
         if kind == "jwt" and not (request.path.startswith("/app/")
                                   or request.path.endswith("/installation")):  # fmt: skip
             return web.json_response(payloads.error("Bad credentials", 401), status=401)

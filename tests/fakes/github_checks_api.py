@@ -39,6 +39,8 @@ STATUSES = {"queued", "in_progress", "completed", "waiting", "requested", "pendi
 CONCLUSIONS = {"action_required", "cancelled", "failure", "neutral", "success", "skipped",
                "stale", "timed_out"}  # fmt: skip
 STATES = {"pending", "success", "failure", "error"}
+CREDENTIAL = web.RequestKey("credential_kind", str)
+"""What authenticated the request: `token`, `installation` or `jwt` (set by the auth middleware)."""
 APP_PERMISSIONS = {"checks": "write", "contents": "write", "issues": "write", "metadata": "read",
                    "pull_requests": "write", "statuses": "write"}  # fmt: skip
 
@@ -137,7 +139,7 @@ class GitHubChecksApi:
         return web.json_response(body)
 
     def _need(self, request: web.Request, kind: str) -> FakeApp:
-        if self.app is None or request.get("credential_kind") != kind:
+        if self.app is None or request.get(CREDENTIAL) != kind:
             raise ApiError(401, "A JSON web token could not be decoded")
         return self.app
 
@@ -152,7 +154,7 @@ class GitHubChecksApi:
             return False
 
     def _installation_only(self, request: web.Request) -> None:
-        if request.get("credential_kind") != "installation":
+        if request.get(CREDENTIAL) != "installation":
             raise ApiError(403, "You must authenticate via a GitHub App.")
 
     async def _create_run(self, request: web.Request) -> web.Response:
