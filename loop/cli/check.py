@@ -199,8 +199,11 @@ async def _app_line(client: GitHubClient, repo: str, modes: set[Mode]) -> Line:
         mode = "/".join(sorted(str(m) for m in modes))
         return Line(Status.FAIL, what, f"the App installation lacks {', '.join(missing)} "
                     f"({mode} mode): grant them in the App's settings")  # fmt: skip
-    return Line(Status.OK, what, "App installation has " + ", ".join(
-        f"{name} {granted[name]}" for name in needs))  # fmt: skip
+    has = "App installation has " + ", ".join(f"{name} {granted[name]}" for name in needs)
+    if granted.get("checks") not in {"write", "admin"}:
+        return Line(Status.WARN, what, f"{has}; no checks write: verdicts are not shown on "
+                    "commits (grant checks write)")  # fmt: skip
+    return Line(Status.OK, what, has)
 
 
 async def _repo_line(client: GitHubClient, repo: str, modes: set[Mode]) -> Line:
