@@ -28,7 +28,7 @@ from loop.watch.deps import WatchDeps
 from loop.watch.phases import Phase
 from loop.watch.retry import ActionRetry
 from observer.verdict import SliResult, Status, Verdict
-from rollback.checks import CheckRequest, CheckState
+from rollback.checks import CheckRequest, CheckState, NoChecks
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ def _code(text: str) -> str:
 
 
 async def _report(deps: WatchDeps, key: str, owner: str, request: CheckRequest) -> Action | None:
+    if isinstance(deps.checks, NoChecks):  # no forge shows verdicts (the demo): no action row
+        return None
+
     async def call() -> tuple[str | None, dict[str, Any]]:
         shown_at = await deps.checks.report(request)
         return shown_at.url, {"kind": shown_at.kind, "id": shown_at.id, "sha": request.sha,
