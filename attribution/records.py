@@ -138,6 +138,7 @@ class ActionKind(StrEnum):
     RANGE = "range"  # reads rather than changes: a deploy's change range, retried like the rest
     WARN = "warn"  # an early warning (data gone, traffic fallen): a notice, never a revert
     SPEC = "spec"  # the comment on a confirmed culprit's spec issue
+    CHECK = "check"  # a verdict shown on a commit (GitHub check run or commit status)
 
 
 class ActionStatus(StrEnum):

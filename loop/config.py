@@ -26,6 +26,7 @@ from loop.config_flagger import (
     flagger_settings,
 )
 from observer.slis import Direction, Sli, SliError, SliKind
+from rollback.github_auth import GitHubApp
 from rollback.policy import DEFAULT_HUMAN_GATES, Mode
 
 # Names of environment variables, not secrets (hence the S105 waivers).
@@ -33,6 +34,7 @@ ENV_API_TOKEN = "REARGUARD_API_TOKEN"  # noqa: S105
 ENV_READ_TOKEN = "REARGUARD_READ_TOKEN"  # noqa: S105
 ENV_GITHUB_TOKEN = "GITHUB_TOKEN"  # noqa: S105
 ENV_GITHUB_WEBHOOK_SECRET = "REARGUARD_GITHUB_WEBHOOK_SECRET"  # noqa: S105
+ENV_GITHUB_APP_KEY = "REARGUARD_GITHUB_APP_PRIVATE_KEY"
 ENV_SLACK_TOKEN = "SLACK_BOT_TOKEN"  # noqa: S105
 ENV_SLACK_SIGNING_SECRET = "SLACK_SIGNING_SECRET"  # noqa: S105
 ENV_SENTRY_SECRET = "REARGUARD_SENTRY_CLIENT_SECRET"  # noqa: S105
@@ -210,6 +212,8 @@ class Settings:
     query_timeout: float = 10.0
     """Seconds a `POST /v1/query` may run before it is interrupted."""
     github_token: Secret | None = None
+    github_app: GitHubAppSettings | None = None
+    """GitHub App credentials (`[github] app_id`); when set, used instead of `GITHUB_TOKEN`."""
     github_webhook_secret: Secret | None = None
     slack_token: Secret | None = None
     slack_signing_secret: Secret | None = None
@@ -279,7 +283,7 @@ _SERVICE_KEYS = {
 }  # fmt: skip
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick", "open_reads", "query_timeout"},
-    "github": {"api_url"},
+    "github": {"api_url", "app_id", "installation_id", "private_key_file"},
     "prometheus": {"url", "timeout", "scrape_interval", "headers", "ca_file"},
     "slack": {"api_url", "channel"},
     "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
@@ -579,6 +583,73 @@ def api_client_token(env: Mapping[str, str]) -> Secret | None:
     return _secret(env, ENV_API_TOKEN)
 
 
+@dataclass(frozen=True, slots=True)
+class GitHubAppSettings:
+    """A GitHub App: its id, its private key (PEM, a `Secret`), and the installation to act as
+    (None: looked up per repository owner)."""
+
+    app_id: int
+    private_key: Secret
+    installation_id: int | None = None
+
+
+def _github_app(
+    github: Mapping[str, Any], env: Mapping[str, str], where: str
+) -> GitHubAppSettings | None:
+    """`app_id`, `installation_id`, and the key from `REARGUARD_GITHUB_APP_PRIVATE_KEY` or the
+    file `private_key_file` names (a mounted secret); None without `app_id`."""
+    if "app_id" not in github:
+        if "installation_id" in github or "private_key_file" in github:
+            raise ConfigError(f"{where}: installation_id and private_key_file need app_id")
+        return None
+    app_id = _typed(github, "app_id", int, 0, where)
+    installation = github.get("installation_id")
+    if installation is not None:
+        installation = _typed(github, "installation_id", int, 0, where)
+    if app_id < 1 or (installation is not None and installation < 1):
+        raise ConfigError(f"{where}: app_id and installation_id are positive integers")
+    key = _secret(env, ENV_GITHUB_APP_KEY)
+    path = github.get("private_key_file")
+    if key is not None and path is not None:
+        raise ConfigError(f"{where}: the App key comes from {ENV_GITHUB_APP_KEY} or "
+                          "private_key_file, not both")  # fmt: skip
+    if path is not None:
+        file = Path(_typed(github, "private_key_file", str, "", where))
+        try:
+            key = Secret(file.read_text().strip())
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{where}.private_key_file: cannot read {file}: {exc}") from exc
+    if key is None:
+        raise ConfigError(f"{where}.app_id is set: export {ENV_GITHUB_APP_KEY} (the App's "
+                          "private key, PEM) or set private_key_file")  # fmt: skip
+    if not key.reveal().startswith("-----BEGIN"):
+        raise ConfigError(f"{where}: the App's private key is not PEM (-----BEGIN ...)")
+    return GitHubAppSettings(app_id, key, installation)
+
+
+def github_credentials(settings: Settings) -> str | GitHubApp | None:
+    """What the GitHub client authenticates with: the App when configured (its installation
+    tokens; check runs need them), else `GITHUB_TOKEN`, else None."""
+    app = settings.github_app
+    if app is not None:
+        first = next(iter(settings.services.values()), None)
+        return GitHubApp(app.app_id, app.private_key.reveal(), app.installation_id,
+                         default_repo=first.repo if first else None)  # fmt: skip
+    return settings.github_token.reveal() if settings.github_token is not None else None
+
+
+def github_auth_kind(settings: Settings) -> str:
+    """Which GitHub auth the settings use, in words (no secret)."""
+    app = settings.github_app
+    if app is not None:
+        where = (f"installation {app.installation_id}" if app.installation_id
+                 else "installation looked up per repository owner")  # fmt: skip
+        return f"GitHub App {app.app_id} ({where}): verdicts as check runs"
+    if settings.github_token is not None:
+        return "personal token (GITHUB_TOKEN): verdicts as commit statuses"
+    return "none"
+
+
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     """Read and validate `path`; secrets from `env`. Raises `ConfigError` naming what is wrong."""
     try:
@@ -662,6 +733,7 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         api_token=_secret(env, ENV_API_TOKEN),
         read_token=_secret(env, ENV_READ_TOKEN),
         github_token=_secret(env, ENV_GITHUB_TOKEN),
+        github_app=_github_app(github, env, f"{where}:github"),
         github_webhook_secret=_secret(env, ENV_GITHUB_WEBHOOK_SECRET),
         slack_token=_secret(env, ENV_SLACK_TOKEN),
         slack_signing_secret=_secret(env, ENV_SLACK_SIGNING_SECRET),

@@ -34,6 +34,7 @@ from rollback.forge import (
     RevertRequest,
     RevertResult,
 )
+from rollback.github_checks import GitHubChecks
 from rollback.github_client import (
     GraphQLRefused,
     Opened,
@@ -69,11 +70,12 @@ def marker(key: str) -> str:
     return f"<!-- rearguard-key: {key} -->"
 
 
-class GitHubForge(GitHubLearning):
+class GitHubForge(GitHubLearning, GitHubChecks):
     """The `Forge` over one githubkit client; use `async with` (or call `aclose`).
 
     Reverts and ranges are here; fix branches, issues, merges and closes in `GitHubChanges`;
-    lessons PRs and spec comments in `GitHubLearning`."""
+    lessons PRs and spec comments in `GitHubLearning`; verdicts on commits (check runs or
+    statuses, `rollback.checks.Checks`) in `GitHubChecks`."""
 
     async def commits_between(self, repo: str, base: str, head: str) -> list[Commit]:
         """Commits in `base...head`, oldest first, paging GitHub's compare past 250 commits."""

@@ -27,7 +27,9 @@ ref's segments each escaped, its slashes kept), and repository names are checked
 `split_repo`, so nothing from outside (a deploy's sha, a webhook's merge commit, a configured
 branch) can change which endpoint is asked.
 
-The token never appears in a message or log line (`_redact`).
+The token never appears in a message or log line (`_redact`). `token` is a personal token, or a
+`rollback.github_auth.GitHubApp` whose installation tokens githubkit fetches and keeps in memory
+(`uses_app`: check runs need it, `rollback.github_checks`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from typing import Any, Concatenate, ParamSpec, Self, TypeVar
 from urllib.parse import quote
 
 from githubkit import GitHub, Response
+from githubkit.cache import MemCacheStrategy
 from githubkit.exception import (
     GraphQLFailed,
     RateLimitExceeded,
@@ -56,6 +59,7 @@ from pydantic import BaseModel, ValidationError
 
 from observer.retry import MAX_RETRY_AFTER, Sleep, retry_delay, retry_inline
 from rollback.forge import ChangeState, ForgeError, ForgeUnavailable
+from rollback.github_auth import AppInstallationsStrategy, GitHubApp, InstallationLookupFailed
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -125,7 +129,7 @@ class GitHubClient:
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | GitHubApp,
         *,
         timeout: float = 10.0,
         max_attempts: int = 4,
@@ -134,13 +138,18 @@ class GitHubClient:
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
-        self._token = token
+        self.uses_app = isinstance(token, GitHubApp)
+        """Whether the client acts as a GitHub App installation (else a personal token)."""
+        self._token = "" if isinstance(token, GitHubApp) else token
         self._max_attempts = max_attempts
         self._max_retry_after = max_retry_after
         self._sleep = sleep
+        auth = AppInstallationsStrategy(token) if isinstance(token, GitHubApp) else token
+        # A cache of its own: installation tokens are this client's, never another's.
         self._gh = GitHub(
-            token, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False
-        )
+            auth, base_url=base_url, timeout=timeout, auto_retry=False, http_cache=False,
+            cache_strategy=MemCacheStrategy(),
+        )  # fmt: skip
         self._stack = AsyncExitStack()
 
     async def __aenter__(self) -> Self:
@@ -165,12 +174,14 @@ class GitHubClient:
         """Run `op` with bounded retries; raise only `ForgeError`s, token redacted."""
         try:
             return await retry_inline(
-                op,
+                _unwrapped(op),
                 partial(self._classify, what),
                 attempts=self._max_attempts,
                 sleep=self._sleep,
                 on_retry=partial(self._log_retry, what),
             )
+        except InstallationLookupFailed as exc:
+            raise ForgeError(f"{what}: {exc}") from exc
         except RequestFailed as exc:
             if (wait := _limit_wait(exc, self._max_attempts)) is not None:  # the budget spent
                 raise self._spent(what, exc, retry_after=wait) from exc
@@ -255,6 +266,18 @@ class GitHubClient:
 
         return await self._call(f"reading repository {repo}", op)
 
+    async def installation_permissions(self, repo: str) -> dict[str, str]:
+        """The App installation's permissions on `repo` (`GET /repos/{o}/{r}/installation`,
+        asked with the App's JWT), e.g. `{"checks": "write", "contents": "read"}`."""
+        owner, name = split_repo(repo)
+
+        async def op() -> dict[str, str]:
+            found = (await self._gh.arequest("GET", f"/repos/{owner}/{name}/installation")).json()
+            perms = found.get("permissions") if isinstance(found, dict) else None
+            return {str(k): str(v) for k, v in (perms or {}).items()}
+
+        return await self._call(f"reading the App's installation on {repo}", op)
+
     def _rejected(self, what: str, exc: RequestFailed) -> ForgeError:
         status = exc.response.status_code
         if status == 401:  # noqa: PLR2004 (HTTP Unauthorized)
@@ -263,6 +286,22 @@ class GitHubClient:
 
     def _redact(self, text: str) -> str:
         return text.replace(self._token, "***") if self._token else text
+
+
+def _unwrapped(op: Callable[[], Awaitable[T]]) -> Callable[[], Awaitable[T]]:
+    """`op`, raising what failed inside githubkit's auth flow (the App's token exchange, the
+    installation lookup) as itself rather than as a connection error, so a refused key is not
+    retried as if GitHub were unreachable."""
+
+    async def run() -> T:
+        try:
+            return await op()
+        except RequestError as exc:
+            if isinstance(exc.exc, RequestFailed | InstallationLookupFailed):
+                raise exc.exc from exc
+            raise
+
+    return run
 
 
 def _limit_wait(exc: Exception, attempt: int) -> float | None:

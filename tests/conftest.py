@@ -89,6 +89,8 @@ LOOP_SERVICES = {
     "e2e-provenance-copilot": 200.0,
     "e2e-flagger-regress": 200.0,
     "e2e-flagger-healthy": 200.0,
+    "e2e-checks-app": 200.0,
+    "e2e-checks-token": 200.0,
 }
 """Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
 

@@ -35,16 +35,18 @@ from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
 from loop.api.slack_work import ClickWork
 from loop.clock import Clock, WallClock
-from loop.config import Settings
+from loop.config import Settings, github_auth_kind, github_credentials
 from loop.prometheus import prometheus_source
 from loop.watch.deps import WatchDeps, build_fixer
 from loop.watch.retry import INLINE_WAIT
 from loop.watch.scheduler import Scheduler
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.sources import MetricsSource
+from rollback.checks import NoChecks
 from rollback.console import ConsoleNotifier
 from rollback.forge import Forge
 from rollback.github import GitHubForge
+from rollback.github_checks import GitHubChecks
 from rollback.notify import Notifier
 from rollback.slack import SlackNotifier
 
@@ -53,11 +55,12 @@ log = logging.getLogger(__name__)
 
 def _clients(settings: Settings) -> tuple[MetricsSource, Forge, Notifier]:
     source = prometheus_source(settings)
-    if settings.github_token is None:
-        raise SystemExit("GITHUB_TOKEN is not set: Rearguard needs it to read ranges and revert")
-    forge = GitHubForge(
-        settings.github_api_url, settings.github_token.reveal(), max_retry_after=INLINE_WAIT
-    )
+    credentials = github_credentials(settings)
+    if credentials is None:
+        raise SystemExit("GITHUB_TOKEN is not set (nor [github] app_id): Rearguard needs one "
+                         "to read ranges and revert")  # fmt: skip
+    log.info("GitHub auth: %s", github_auth_kind(settings))
+    forge = GitHubForge(settings.github_api_url, credentials, max_retry_after=INLINE_WAIT)
     notifier: Notifier
     if settings.slack_token is not None and settings.slack_channel:
         channels = {name: s.slack_channel for name, s in settings.services.items()}
@@ -99,8 +102,9 @@ def _runtime(
                     await stack.enter_async_context(forge)
             fixer = build_fixer(settings)
             stack.push_async_callback(_close, fixer)
+            checks = forge if isinstance(forge, GitHubChecks) else NoChecks()
             deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK],
-                             detector=detector, fixer=fixer)  # fmt: skip
+                             detector=detector, fixer=fixer, checks=checks)  # fmt: skip
             app[DEPS] = deps
             app[CLICKS] = ClickWork(deps)  # Slack clicks' slow halves, unfinished ones first
             stack.push_async_callback(app[CLICKS].aclose)

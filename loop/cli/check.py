@@ -21,7 +21,7 @@ from enum import StrEnum
 from functools import partial
 from typing import TextIO
 
-from loop.config import ServiceSettings, Settings
+from loop.config import ServiceSettings, Settings, github_auth_kind, github_credentials
 from loop.prometheus import prometheus_source
 from observer.scrape_interval import ScrapeIntervals, plan_step, step_too_short
 from observer.slis import Sli, SliKind
@@ -157,19 +157,54 @@ def _sum(series: list[Series]) -> float:
 
 
 async def check_github(settings: Settings) -> list[Line]:
-    """Each repository readable with the token, and writable where the mode opens PRs."""
-    if settings.github_token is None:
-        return [Line(Status.FAIL, "github", "GITHUB_TOKEN is not set: export it before serve")]
+    """Which auth is used; each repository readable with it, and writable where the mode opens
+    PRs (for an App: the installation's permissions against those each mode needs)."""
+    credentials = github_credentials(settings)
+    if credentials is None:
+        return [Line(Status.FAIL, "github", "GITHUB_TOKEN is not set (nor [github] app_id): "
+                     "export it before serve")]  # fmt: skip
     modes: dict[str, set[Mode]] = {}
     for service in settings.services.values():
         modes.setdefault(service.repo, set()).add(service.mode or settings.mode)
-    lines = []
+    lines = [Line(Status.OK, "github auth", github_auth_kind(settings))]
     async with GitHubClient(
-        settings.github_api_url, settings.github_token.reveal(), timeout=TIMEOUT, max_attempts=1
+        settings.github_api_url, credentials, timeout=TIMEOUT, max_attempts=1
     ) as client:
         for repo, repo_modes in modes.items():
-            lines.append(await _repo_line(client, repo, repo_modes))
+            line = _app_line if client.uses_app else _repo_line
+            lines.append(await line(client, repo, repo_modes))
     return lines
+
+
+APP_NEEDS: dict[str, dict[str, str]] = {
+    "observe": {"metadata": "read", "contents": "read", "pull_requests": "read"},
+    "propose": {"metadata": "read", "contents": "write", "pull_requests": "write",
+                "checks": "write", "issues": "write"},
+}  # fmt: skip
+"""The installation permissions each mode needs (`act` needs what `propose` does)."""
+
+
+async def _app_line(client: GitHubClient, repo: str, modes: set[Mode]) -> Line:
+    what = f"github {repo}"
+    try:
+        granted = await client.installation_permissions(repo)
+        await client.repo_access(repo)  # the installation token reads the repository
+    except ForgeError as exc:
+        return Line(Status.FAIL, what, f"{exc}; install the App on the repository")
+    writing = any(m is not Mode.OBSERVE for m in modes)
+    needs = APP_NEEDS["propose" if writing else "observe"]
+    rank = {"read": 1, "write": 2, "admin": 3}
+    missing = [f"{name} {level}" for name, level in needs.items()
+               if rank.get(granted.get(name, ""), 0) < rank[level]]  # fmt: skip
+    if missing:
+        mode = "/".join(sorted(str(m) for m in modes))
+        return Line(Status.FAIL, what, f"the App installation lacks {', '.join(missing)} "
+                    f"({mode} mode): grant them in the App's settings")  # fmt: skip
+    has = "App installation has " + ", ".join(f"{name} {granted[name]}" for name in needs)
+    if granted.get("checks") not in {"write", "admin"}:
+        return Line(Status.WARN, what, f"{has}; no checks write: verdicts are not shown on "
+                    "commits (grant checks write)")  # fmt: skip
+    return Line(Status.OK, what, has)
 
 
 async def _repo_line(client: GitHubClient, repo: str, modes: set[Mode]) -> Line:

@@ -13,6 +13,7 @@ from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.scrape_interval import ScrapeIntervals
 from observer.sources import MetricsSource
 from rollback.anthropic_fixer import AnthropicFixer
+from rollback.checks import Checks, NoChecks
 from rollback.fixer import Fixer, TemplateFixer
 from rollback.forge import Forge
 from rollback.notify import Notifier
@@ -39,6 +40,8 @@ class WatchDeps:
     """The SLIs whose queries fail now (`/readyz`, `/metrics`); one per app, shared by Watches."""
     lessons_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
     """One lessons proposal per repository at a time: the sweep's and `POST /v1/lessons`."""
+    checks: Checks = field(default_factory=NoChecks)
+    """Where verdicts are shown on commits: the GitHub forge itself, else nowhere."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

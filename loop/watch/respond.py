@@ -31,7 +31,7 @@ from attribution.records import (
     RevertRound,
 )
 from loop.config import ServiceSettings
-from loop.watch import change_range
+from loop.watch import change_range, verdict_checks
 from loop.watch.actions import Declined, completed, culprit_result, is_ratio, run_action, shown
 from loop.watch.attribute import pr_files
 from loop.watch.deps import WatchDeps
@@ -86,9 +86,11 @@ async def respond(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phas
         decision = replace(decision, reasons=(unresolved, *decision.reasons))  # say so
     case = Case(deploy, service, incident, prs, decision, current)
     try:
+        await verdict_checks.retry_pending(deps, deploy, incident)
         revert = await _revert(deps, case)
         if completed(revert):
             await deps.store.rounds.revert_opened(incident, deploy.finished_at, deps.clock.now())
+            await verdict_checks.report_revert(deps, incident, service.repo, revert)
         notified = await _notify(deps, case, revert)
         if current.round > 1:  # replies go under the first message, never under a reply
             notified = await first_notice(deps, incident)

@@ -21,7 +21,7 @@ from opentelemetry import trace
 from attribution.records import Deploy, Incident, MergedPR
 from attribution.watch_rows import Observations, OpenIncident
 from loop.config import ServiceSettings
-from loop.watch import attribute, change_range
+from loop.watch import attribute, change_range, verdict_checks
 from loop.watch.deps import WatchDeps
 from loop.watch.phases import Phase
 from loop.watch.recovery import link_revert_deploy, verify
@@ -79,7 +79,10 @@ async def _start(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase
     now = deps.clock.now()
     move = turn.to(Phase.OBSERVING, reason, max(now, deploy.finished_at + service.step),
                    rows=changes.rows)  # fmt: skip
-    return await moved(deps, move)
+    phase = await moved(deps, move)
+    if phase is not None:  # written: the deployed commit shows the Watch in progress
+        await verdict_checks.report_observing(deps, deploy, service)
+    return phase
 
 
 async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase | None:
@@ -123,6 +126,8 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
     phase = await moved(deps, move)
     if phase is not None:  # the evaluation is written: its warnings may go out (never a revert)
         await post_warnings(deps, deploy, verdict)
+        opened = next((r.incident for r in move.rows if isinstance(r, OpenIncident)), None)
+        await verdict_checks.report_verdict(deps, deploy, service, phase, verdict, incident=opened)
     return phase
 
 

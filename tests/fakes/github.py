@@ -19,6 +19,9 @@ fake's requests the way one repository would):
   decoded) and `raw_requests` (the same as sent: path still quoted, query included).
 - `permissions` (what `GET /repos/{o}/{r}` reports of the token; push by default) and
   `oauth_scopes` (the `X-OAuth-Scopes` of a classic token; None: a fine-grained one).
+- `checks` (`tests.fakes.github_checks_api`): check runs and commit statuses made through the
+  API (`checks.runs_on(sha)`, `checks.statuses_on(sha)`); `enable_app(app_id, public_key,
+  installation_id)` accepts GitHub App JWTs and installation tokens besides `token`.
 - `pull_request_closed_webhook(number)`, `deployment_status_webhook(sha, environment, state)`.
 - Faults: `fail_next(count, status, match=, after=)`, `delay(seconds)`,
   `rate_limit_next(retry_after, secondary=, count=, status=, match=)`,
@@ -45,6 +48,7 @@ from tests.fakes import github_payloads as payloads
 from tests.fakes.git_repo import GitFailed, GitRepo
 from tests.fakes.github_api import ApiError, GitHubApi
 from tests.fakes.github_changes_api import FakeIssue
+from tests.fakes.github_checks_api import CREDENTIAL, FakeApp, GitHubChecksApi
 from tests.fakes.github_payloads import FakePR, Json, MergeMethod
 from tests.fakes.latency import Latency
 
@@ -95,8 +99,10 @@ class FakeGitHub(GitRepo):
         self._latency = Latency(0.0)
         self._runner: web.AppRunner | None = None
         self._api = GitHubApi(self)
+        self.checks = GitHubChecksApi(self)
         self.app = web.Application(middlewares=[self._faults, self._auth])
         self._api.register(self.app)
+        self.checks.register(self.app)
 
     # -- serving ------------------------------------------------------------------------------
 
@@ -317,10 +323,21 @@ class FakeGitHub(GitRepo):
             return response
         return await handler(request)
 
+    def enable_app(self, app_id: int, public_key: str, installation_id: int) -> FakeApp:
+        """Accept GitHub App authentication: JWTs signed with the key `public_key` (PEM) pairs
+        with, and the installation tokens they are exchanged for (`checks.app.tokens`)."""
+        self.checks.app = FakeApp(app_id, public_key, installation_id)
+        return self.checks.app
+
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() not in {"token", "bearer"} or credential != self.token:
+        kind = self.checks.credential_kind(request, credential)
+        if scheme.lower() not in {"token", "bearer"} or kind is None:
+            return web.json_response(payloads.error("Bad credentials", 401), status=401)
+        request[CREDENTIAL] = kind
+        if kind == "jwt" and not (request.path.startswith("/app/")
+                                  or request.path.endswith("/installation")):  # fmt: skip
             return web.json_response(payloads.error("Bad credentials", 401), status=401)
         owner, repo = request.match_info.get("owner"), request.match_info.get("repo")
         try:
