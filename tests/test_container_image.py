@@ -4,6 +4,7 @@ pyproject.toml, a numeric non-root user, a health check, no secrets baked in."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import re
 import tomllib
 from pathlib import Path
@@ -91,6 +92,27 @@ def test_the_lock_pins_every_dependency_of_pyproject_with_hashes() -> None:
                      if marker is None or Marker(marker).evaluate(IMAGE_PYTHON)]  # fmt: skip
         assert len(for_image) == 1, (text, pins[name])
         assert requirement.specifier.contains(for_image[0], prereleases=True), (text, for_image)
+        for extra in requirement.extras:  # githubkit[auth-app]: the extra's packages too
+            for needed in _extra_requirements(requirement.name, extra):
+                wanted_name = re.sub(r"[-_.]+", "-", needed.name).lower()
+                assert wanted_name in pins, (
+                    f"{needed.name}, of {text}, is not in {LOCK.name}: regenerate it"
+                )
+
+
+def _extra_requirements(package: str, extra: str) -> list[Requirement]:
+    """What `package[extra]` adds, read from the installed package's metadata."""
+    found = []
+    for text in importlib.metadata.requires(package) or []:
+        requirement = Requirement(text)
+        marker = requirement.marker
+        if (
+            marker is not None
+            and marker.evaluate({**IMAGE_PYTHON, "extra": extra})
+            and (not marker.evaluate({**IMAGE_PYTHON, "extra": ""}))
+        ):
+            found.append(requirement)
+    return found
 
 
 def test_the_image_runs_as_a_numeric_non_root_user_with_a_health_check() -> None:

@@ -52,7 +52,9 @@ class GitHubApi:
         add("GET", f"{repo}/pulls/{{number:\\d+}}", self._get_pull)
         add("GET", f"{repo}/pulls/{{number:\\d+}}/files", self._pull_files)
         add("GET", f"{repo}/commits/{{sha}}/pulls", self._commit_pulls)
-        add("GET", f"{repo}/commits/{{ref:.+}}", self._get_repo_commit)
+        # A ref may hold slashes (a branch), but not the check-run and status routes beneath it.
+        add("GET", f"{repo}/commits/{{ref:(?!.*/(?:check-runs|status|statuses)$).+}}",
+            self._get_repo_commit)  # fmt: skip
         add("POST", f"{repo}/issues/{{number:\\d+}}/labels", self._add_labels)
         add("GET", f"{repo}/git/ref/{{ref:.+}}", self._get_ref)
         add("POST", f"{repo}/git/refs", self._create_ref)
