@@ -19,6 +19,7 @@ attributes, so callers use one object: `await Store.open(path)`, then
     store.evidence    PR files, CI runs, error and alert signals (`store_evidence`)
     store.stats       counts for Rearguard's own metrics (`store_stats`)
     store.health      readiness as a real write, and what a start found (`store_health`)
+    store.history     finished history appended in bulk (`store_history`)
 
 Reads that span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the
 composition, built from the groups' static row readers.
@@ -41,6 +42,7 @@ import duckdb
 from attribution.records import MergedPR, WatchState
 from attribution.store_evidence import EvidenceQueries
 from attribution.store_health import HealthQueries
+from attribution.store_history import HistoryQueries
 from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
 from attribution.store_prs import PullRequestQueries
@@ -93,6 +95,7 @@ class Store:
         self.evidence = EvidenceQueries(writer, self.prs)
         self.stats = StatsQueries(writer)
         self.health = HealthQueries(writer)
+        self.history = HistoryQueries(writer)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

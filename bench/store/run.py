@@ -1,0 +1,394 @@
+"""`make bench-store`: reports, example queries and export over a year of history, and what
+readers cost the writer.
+
+The store holds a year of synthetic history for 50 services (`bench.store.history`: 50,000
+deploys, 200,000 PRs, 2,000,000 observations, 2,000 incidents), built through the store's own
+write path and cached (`bench.store.cache`; `BENCH_SCALE=0.1` for a tenth). The bench serves a
+copy of it with `rearguard serve` in its own process (`bench.store.server`, which also keeps the
+span of every store call) on a real Prometheus scraping the sample app, as `make bench-ingest`
+does. The writer keeps ingesting throughout: one Watch per history service at a 1 s step (a
+transition with its observations every step), signed GitHub merges of `acme/svc-00` and CD-hook
+deploys (each a Watch judged once), offered at fixed rates by load processes
+(`bench.ingest.load`).
+
+Windows follow each other on the same server: writer alone, writer with readers, writer alone
+again. In the reader window `READERS` clients ask, round robin, every report
+(`GET /v1/reports/{kind}`) and every example query (`bench.store.queries`, `POST /v1/query`); each
+request's latency is timed by its client. The writer's transaction latency is the duration of its
+store calls (`WRITER_OPS`: the journal's group commits and the Watches' transitions), queue wait
+included, from the server's own spans, p99 per window. Last, `rearguard export` writes the views
+as Parquet (rows in the files over its wall time). A report, the query endpoint or the export that
+this tree does not have is reported missing, never given a figure.
+
+Prints a table and writes bench/results/store.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import duckdb
+
+from bench.ingest.server import UnknownCommits
+from bench.loop.run import percentile
+from bench.store.cache import history_store
+from bench.store.history import Shape
+from bench.store.queries import EXAMPLES
+from bench.store.server import CD_SERVICE, history_services, load_spans, write_config
+from tests.fakes.sample_app import SampleApp
+from tests.loop_rig import API_TOKEN, WEBHOOK_SECRET
+from tests.prometheus_server import PrometheusServer
+from tests.serve_rig_ingest import BEARER, Server, free_port, server_env, wait_up
+
+SCALE = float(os.environ.get("BENCH_SCALE", "1"))
+WINDOW_SECONDS = max(10.0, 60.0 * SCALE)
+READER_WINDOW_MAX = max(20.0, 180.0 * SCALE)
+READER_SAMPLES = 20  # per endpoint, when the window allows
+READERS = 2
+PR_RATE = 20.0  # signed merges per second
+DEPLOY_RATE = 2.0  # CD-hook deploys per second
+REPORTS = ("dora", "agents", "models", "specs", "areas", "loop")
+WRITER_OPS = ("_write_batch", "move")
+REPORT_BAR_MS = 200.0
+WRITER_RATIO_BAR = 2.0
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "store.json"
+
+
+class SpanServer(Server):
+    """`rearguard serve` as `bench.store.server` runs it: the same app, its store spans kept."""
+
+    def __init__(self, config: Path, env: dict[str, str], port: int, log: Path,
+                 spans: Path) -> None:  # fmt: skip
+        super().__init__(config, env, port, log)
+        self.spans = spans
+
+    def start(self) -> None:
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(  # noqa: S603 - this interpreter, our own module
+                [sys.executable, "-m", "bench.store.server", str(self.config), str(self.spans)],
+                env=self.env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            )  # fmt: skip
+
+
+def store_counts(path: Path) -> dict[str, int]:
+    """Rows of the history's main tables, read before the server opens the file."""
+    tables = ("deploys", "pull_requests", "observations", "incidents", "suspects", "journal")
+    with duckdb.connect(str(path), read_only=True) as con:
+        return {t: int(con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]) for t in tables}  # noqa: S608 - fixed names
+
+
+async def _load(url: str, kind: str, rate: float, seconds: float, first: int) -> dict[str, Any]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.ingest.load", url, kind, str(rate), str(seconds), str(first),
+        "acme/svc-00", stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"load generator failed ({process.returncode})")
+    result: dict[str, Any] = json.loads(out)
+    latencies = result.pop("latencies")
+    result["p99_seconds"] = percentile(latencies, 0.99) if latencies else None
+    return result
+
+
+class Readers:
+    """The reader endpoints this server has, and each request's latency."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.endpoints: dict[str, tuple[str, str, Any]] = {}  # name -> method, path, body
+        self.missing: dict[str, str] = {}
+        self.latencies: dict[str, list[float]] = {}
+        self.failures: dict[str, list[str]] = {}
+
+    async def probe(self, session: aiohttp.ClientSession) -> None:
+        """Ask each endpoint once (a warm-up): keep those that answer 200, name the rest."""
+        wanted: dict[str, tuple[str, str, Any]] = {
+            f"report:{k}": ("GET", f"/v1/reports/{k}", None) for k in REPORTS
+        }
+        wanted |= {f"query:{e.name}": ("POST", "/v1/query", {"sql": e.sql}) for e in EXAMPLES}
+        for name, (method, path, body) in wanted.items():
+            status, text = await self._ask(session, method, path, body)
+            if status == 200:
+                self.endpoints[name] = (method, path, body)
+                self.latencies[name] = []
+            else:
+                self.missing[name] = f"{status}: {text[:300]}"
+
+    async def _ask(self, session: aiohttp.ClientSession, method: str, path: str,
+                   body: Any) -> tuple[int, str]:  # fmt: skip
+        async with session.request(method, self.url + path, json=body, headers=BEARER) as r:
+            return r.status, await r.text()
+
+    async def run(self, session: aiohttp.ClientSession, until: float) -> None:
+        """`READERS` clients round robin over the endpoints until `until` (monotonic), or until
+        every endpoint has `READER_SAMPLES` latencies."""
+        names = list(self.endpoints)
+        turn = 0
+
+        async def client() -> None:
+            nonlocal turn
+            while names and time.monotonic() < until:
+                if all(len(self.latencies[n]) >= READER_SAMPLES for n in names):
+                    return
+                name = names[turn % len(names)]
+                turn += 1
+                method, path, body = self.endpoints[name]
+                started = time.perf_counter()
+                status, text = await self._ask(session, method, path, body)
+                if status == 200:
+                    self.latencies[name].append(time.perf_counter() - started)
+                else:
+                    self.failures.setdefault(name, []).append(f"{status}: {text[:200]}")
+
+        await asyncio.gather(*(client() for _ in range(READERS)))
+
+    def summary(self) -> dict[str, dict[str, Any]]:
+        out = {}
+        for name, values in self.latencies.items():
+            out[name] = {
+                "samples": len(values),
+                "p50_ms": percentile(values, 0.5) * 1000 if values else None,
+                "p95_ms": percentile(values, 0.95) * 1000 if values else None,
+                "failures": len(self.failures.get(name, [])),
+            }
+        return out
+
+
+async def _window(url: str, name: str, seconds: float, *, first: int, readers: Readers | None,
+                  session: aiohttp.ClientSession) -> dict[str, Any]:  # fmt: skip
+    """One window: the load processes for `seconds` (readers, if any, beside them)."""
+    started = time.time()
+    loads = asyncio.gather(
+        _load(url, "pr", PR_RATE, seconds, first),
+        _load(url, "deploy", DEPLOY_RATE, seconds, first),
+    )
+    ended = None
+    if readers is not None:  # the window is the time the readers ran
+        await asyncio.sleep(0.1)
+        started = time.time()
+        await readers.run(session, time.monotonic() + seconds)
+        ended = time.time()
+    prs, deploys = await loads
+    return {"name": name, "started_at": started, "ended_at": ended or time.time(), "prs": prs,
+            "deploys": deploys, "readers": readers is not None}  # fmt: skip
+
+
+Span = tuple[str, float, float, float | None]
+
+
+def writer_latency(spans: list[Span], windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The writer's transactions that started inside any of `windows`: count, p50, p99 and max
+    (ms), and every store call's op counted."""
+    inside = [s for s in spans if any(w["started_at"] <= s[1] < w["ended_at"] for w in windows)]
+    writes = [s[2] for s in inside if s[0] in WRITER_OPS]
+    ops: dict[str, int] = {}
+    for s in inside:
+        ops[s[0]] = ops.get(s[0], 0) + 1
+    return {
+        "transactions": len(writes),
+        "p50_ms": percentile(writes, 0.5) * 1000 if writes else None,
+        "p99_ms": percentile(writes, 0.99) * 1000 if writes else None,
+        "max_ms": max(writes) * 1000 if writes else None,
+        "store_calls_by_op": ops,
+    }
+
+
+def export_rate(url: str, config: Path, workdir: Path) -> dict[str, Any]:
+    """`rearguard export --to DIR` against the running server: rows in its Parquet files per
+    second of its wall time; `missing` when this tree's CLI has no `export`."""
+    from loop.cli.main import parser  # noqa: PLC0415 - only to ask whether `export` exists
+
+    try:
+        parser().parse_args(["export", "--help"])
+    except SystemExit as exc:
+        if exc.code != 0:
+            return {"missing": "this tree's `rearguard` has no `export` command"}
+    out = workdir / "export"
+    env = server_env() | {"REARGUARD_API_TOKEN": API_TOKEN}
+    started = time.perf_counter()
+    done = subprocess.run(  # noqa: S603 - this interpreter, our own CLI
+        [sys.executable, "-m", "loop.cli.main", "export", "--config", str(config), "--to",
+         str(out)], env=env, capture_output=True, text=True, timeout=1800, check=False,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        return {"failed": done.returncode, "stderr": done.stderr[-2000:], "seconds": seconds}
+    files = sorted(str(p) for p in out.rglob("*.parquet"))
+    with duckdb.connect() as con:
+        rows = sum(
+            int(con.execute("SELECT count(*) FROM read_parquet(?)", [f]).fetchall()[0][0])
+            for f in files
+        )
+    return {"rows": rows, "files": len(files), "seconds": seconds,
+            "rows_per_second": rows / seconds if seconds else None}  # fmt: skip
+
+
+async def run(workdir: Path) -> dict[str, Any]:
+    shape = Shape.scaled(SCALE)
+    built = time.perf_counter()
+    store, got = history_store(shape, workdir / "store.duckdb")
+    got["seconds_to_ready"] = time.perf_counter() - built
+    counts = store_counts(store)
+    names = history_services(shape.services)
+    sample = SampleApp(seed=11)
+    sample.start_in_thread()
+    for name in [*names, CD_SERVICE]:
+        sample.configure(name, rate=40.0, error_ratio=0.005)
+    (workdir / "prometheus").mkdir()
+    prometheus = PrometheusServer([urlsplit(sample.url).netloc], workdir=workdir / "prometheus")
+    github = UnknownCommits()
+    port = free_port()
+    try:
+        prometheus.start()
+        await github.start()
+        urls = (prometheus.url, github.url, "http://127.0.0.1:9/api/")
+        config = write_config(workdir / "rearguard.toml", port, store, shape.services, urls=urls)
+        env = server_env() | {"GITHUB_TOKEN": "ghp_bench_stand_in",
+                              "REARGUARD_API_TOKEN": API_TOKEN,
+                              "REARGUARD_GITHUB_WEBHOOK_SECRET": WEBHOOK_SECRET}  # fmt: skip
+        spans_path = workdir / "spans.json"
+        server = SpanServer(config, env, port, workdir / "server.log", spans_path)
+        await asyncio.sleep(22)  # a 20 s baseline of history, scraped every second
+        server.start()
+        windows: list[dict[str, Any]] = []
+        readers = Readers(server.url)
+        try:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+                await wait_up(session, server, within=120)
+                await _watch_every_service(session, server.url, names)
+                await readers.probe(session)
+                plan = [("alone", None), ("with_readers", readers), ("alone_again", None)]
+                for i, (name, who) in enumerate(plan):
+                    seconds = READER_WINDOW_MAX if who is not None else WINDOW_SECONDS
+                    print(f"bench-store: window {name} ({seconds:.0f} s at most)", file=sys.stderr)
+                    first = 2_000_000 + i * 1_000_000
+                    windows.append(await _window(server.url, name, seconds, first=first,
+                                                 readers=who, session=session))  # fmt: skip
+            export = export_rate(server.url, config, workdir)
+        finally:
+            server.stop()
+    finally:
+        await github.close()
+        prometheus.stop()
+        sample.stop()
+    spans = load_spans(spans_path) if spans_path.exists() else []
+    for w in windows:
+        w["writer"] = writer_latency(spans, [w])
+    alone = writer_latency(spans, [w for w in windows if not w["readers"]])
+    with_readers = writer_latency(spans, [w for w in windows if w["readers"]])
+    writer = {"alone": alone, "with_readers": with_readers}
+    return _result(shape, got, counts, readers, windows=windows, export=export, writer=writer)
+
+
+async def _watch_every_service(session: aiohttp.ClientSession, url: str, names: list[str]) -> None:
+    """One new deploy per history service, so each has a Watch stepping every second."""
+    ids = []
+    for i, name in enumerate(names):
+        body = {"service": name, "environment": "production", "sha": f"{0xB0 + i:040x}",
+                "finished_at": time.time()}  # fmt: skip
+        async with session.post(f"{url}/v1/deploys", json=body, headers=BEARER) as response:
+            ids.append((await response.json())["id"])
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        phases = []
+        for deploy in ids:
+            async with session.get(f"{url}/v1/deploys/{deploy}", headers=BEARER) as response:
+                phases.append((await response.json()).get("phase"))
+        if all(p == "observing" for p in phases):
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the history services' Watches did not all start observing")
+
+
+def _result(shape: Shape, got: dict[str, Any], counts: dict[str, int], readers: Readers, *,
+            windows: list[dict[str, Any]], export: dict[str, Any],
+            writer: dict[str, dict[str, Any]]) -> dict[str, Any]:  # fmt: skip
+    measured = readers.summary()
+    report_p95 = {n.split(":", 1)[1]: m["p95_ms"] for n, m in measured.items()
+                  if n.startswith("report:")}  # fmt: skip
+    query_p95 = {n.split(":", 1)[1]: m["p95_ms"] for n, m in measured.items()
+                 if n.startswith("query:")}  # fmt: skip
+    alone, with_readers = writer["alone"]["p99_ms"], writer["with_readers"]["p99_ms"]
+    summary: dict[str, Any] = {
+        "report_p95_ms": report_p95,
+        "query_p95_ms": query_p95,
+        "writer_p99_ms_alone": alone,
+        "writer_p99_ms_with_readers": with_readers,
+        "export_rows_per_second": export.get("rows_per_second"),
+        "missing": readers.missing | ({"export": export["missing"]} if "missing" in export else {}),
+    }
+    summary["targets"] = {
+        "every report under 200 ms at p95": bool(report_p95)
+        and all(v is not None and v < REPORT_BAR_MS for v in report_p95.values())
+        and not any(k.startswith("report:") for k in readers.missing),
+        "writer p99 with readers <= 2x alone": alone is not None
+        and with_readers is not None
+        and with_readers <= WRITER_RATIO_BAR * alone,
+    }
+    return {
+        "config": {
+            "scale": SCALE, "shape": shape.key, "store": got, "rows": counts,
+            "window_seconds": WINDOW_SECONDS, "reader_window_max_seconds": READER_WINDOW_MAX,
+            "readers": READERS, "reader_samples_per_endpoint": READER_SAMPLES,
+            "pr_rate": PR_RATE, "deploy_rate": DEPLOY_RATE, "watches": shape.services,
+            "writer_ops": WRITER_OPS, "load_average_at_end": os.getloadavg(),
+        },
+        "summary": summary,
+        "readers": measured,
+        "writer": writer,
+        "reader_failures": {k: v[:3] for k, v in readers.failures.items()},
+        "windows": windows,
+        "export": export,
+    }  # fmt: skip
+
+
+def _print(result: dict[str, Any]) -> None:
+    s, cfg = result["summary"], result["config"]
+    rows = ", ".join(f"{k} {v:,}" for k, v in cfg["rows"].items())
+    out = [f"bench-store (scale {cfg['scale']}; {rows})",
+           f"{'endpoint':40}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}"]  # fmt: skip
+    for name, m in result["readers"].items():
+        out.append(f"{name:40}{m['samples']:>5}{_f(m['p50_ms'])}{_f(m['p95_ms'])}")
+    out.extend(f"{name:40}  missing ({why[:60]})" for name, why in s["missing"].items())
+    out.append(f"{'window':16}{'writer tx':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    for w in result["windows"]:
+        m = w["writer"]
+        out.append(f"{w['name']:16}{m['transactions']:>10}{_f(m['p50_ms'])}{_f(m['p99_ms'])}"
+                   f"{_f(m['max_ms'])}")  # fmt: skip
+    out.append(f"writer p99 alone {_f(s['writer_p99_ms_alone'])} ms, with readers "
+               f"{_f(s['writer_p99_ms_with_readers'])} ms")  # fmt: skip
+    rate = s["export_rows_per_second"]
+    out.append(f"export: {f'{rate:,.0f} rows/s' if rate else result['export']}")
+    out.extend(f"target {k}: {'met' if v else 'MISSED'}" for k, v in s["targets"].items())
+    print("\n".join(out))
+
+
+def _f(value: float | None) -> str:
+    return f"{value:10.1f}" if value is not None else f"{'-':>10}"
+
+
+def main() -> int:
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="rearguard-bench-store-") as tmp:
+        result = asyncio.run(run(Path(tmp)))
+    result["config"]["seconds"] = time.perf_counter() - started
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    _print(result)
+    print(f"wrote {RESULTS} ({result['config']['seconds']:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
