@@ -47,7 +47,7 @@ async def build(shape: Shape, path: Path) -> tuple[dict[str, int], float]:
     return written, time.perf_counter() - started
 
 
-def history_store(shape: Shape, into: Path) -> tuple[Path, dict[str, object]]:
+async def history_store(shape: Shape, into: Path) -> tuple[Path, dict[str, object]]:
     """A copy at `into` of the history store of `shape` (built first unless cached), and how it
     was got: whether it was cached, the build's seconds and rows."""
     cached = cached_path(shape)
@@ -57,9 +57,9 @@ def history_store(shape: Shape, into: Path) -> tuple[Path, dict[str, object]]:
         partial = cached.with_suffix(".building")
         partial.unlink(missing_ok=True)
         print(f"bench-store: building {shape.key} (once; cached after)", file=sys.stderr)
-        written, seconds = asyncio.run(build(shape, partial))
+        written, seconds = await build(shape, partial)
         partial.rename(cached)
         info |= {"build_seconds": seconds, "rows_written": written}
-    shutil.copyfile(cached, into)
+    await asyncio.to_thread(shutil.copyfile, cached, into)
     info["file_mb"] = cached.stat().st_size / 1e6
     return into, info

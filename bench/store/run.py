@@ -237,7 +237,7 @@ def export_rate(url: str, config: Path, workdir: Path) -> dict[str, Any]:
 async def run(workdir: Path) -> dict[str, Any]:
     shape = Shape.scaled(SCALE)
     built = time.perf_counter()
-    store, got = history_store(shape, workdir / "store.duckdb")
+    store, got = await history_store(shape, workdir / "store.duckdb")
     got["seconds_to_ready"] = time.perf_counter() - built
     counts = store_counts(store)
     names = history_services(shape.services)
