@@ -102,52 +102,48 @@ async def _load(url: str, kind: str, rate: float, seconds: float, first: int) ->
 
 
 class Readers:
-    """The reader endpoints this server has, and each request's latency."""
+    """The reader endpoints, asked round robin, and each answered request's latency. An endpoint
+    whose first answer is 404 is not on this server: it is named missing and asked no more."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.endpoints: dict[str, tuple[str, str, Any]] = {}  # name -> method, path, body
-        self.missing: dict[str, str] = {}
-        self.latencies: dict[str, list[float]] = {}
-        self.failures: dict[str, list[str]] = {}
-
-    async def probe(self, session: aiohttp.ClientSession) -> None:
-        """Ask each endpoint once (a warm-up): keep those that answer 200, name the rest."""
-        wanted: dict[str, tuple[str, str, Any]] = {
+        self.endpoints: dict[str, tuple[str, str, Any]] = {
             f"report:{k}": ("GET", f"/v1/reports/{k}", None) for k in REPORTS
         }
-        wanted |= {f"query:{e.name}": ("POST", "/v1/query", {"sql": e.sql}) for e in EXAMPLES}
-        for name, (method, path, body) in wanted.items():
-            status, text = await self._ask(session, method, path, body)
-            if status == 200:
-                self.endpoints[name] = (method, path, body)
-                self.latencies[name] = []
-            else:
-                self.missing[name] = f"{status}: {text[:300]}"
+        self.endpoints |= {
+            f"query:{e.name}": ("POST", "/v1/query", {"sql": e.sql}) for e in EXAMPLES
+        }
+        self.missing: dict[str, str] = {}
+        self.latencies: dict[str, list[float]] = {name: [] for name in self.endpoints}
+        self.failures: dict[str, list[str]] = {}
 
     async def _ask(self, session: aiohttp.ClientSession, method: str, path: str,
                    body: Any) -> tuple[int, str]:  # fmt: skip
         async with session.request(method, self.url + path, json=body, headers=BEARER) as r:
             return r.status, await r.text()
 
+    def _next(self, turn: int) -> str | None:
+        """The next endpoint still short of `READER_SAMPLES`, round robin; None when none is."""
+        names = [n for n in self.endpoints if len(self.latencies[n]) < READER_SAMPLES]
+        return names[turn % len(names)] if names else None
+
     async def run(self, session: aiohttp.ClientSession, until: float) -> None:
-        """`READERS` clients round robin over the endpoints until `until` (monotonic), or until
-        every endpoint has `READER_SAMPLES` latencies."""
-        names = list(self.endpoints)
+        """`READERS` clients ask until `until` (monotonic) or until every endpoint has
+        `READER_SAMPLES` latencies; a request under way when time is up is waited for."""
         turn = 0
 
         async def client() -> None:
             nonlocal turn
-            while names and time.monotonic() < until:
-                if all(len(self.latencies[n]) >= READER_SAMPLES for n in names):
-                    return
-                name = names[turn % len(names)]
+            while time.monotonic() < until and (name := self._next(turn)) is not None:
                 turn += 1
                 method, path, body = self.endpoints[name]
                 started = time.perf_counter()
                 status, text = await self._ask(session, method, path, body)
                 if status == 200:
                     self.latencies[name].append(time.perf_counter() - started)
+                elif status == 404 and not self.latencies[name] and name in self.endpoints:
+                    self.missing[name] = f"{status}: {text[:300]}"
+                    del self.endpoints[name], self.latencies[name]
                 else:
                     self.failures.setdefault(name, []).append(f"{status}: {text[:200]}")
 
@@ -267,7 +263,6 @@ async def run(workdir: Path) -> dict[str, Any]:
             async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
                 await wait_up(session, server, within=120)
                 await _watch_every_service(session, server.url, names)
-                await readers.probe(session)
                 plan = [("alone", None), ("with_readers", readers), ("alone_again", None)]
                 for i, (name, who) in enumerate(plan):
                     seconds = READER_WINDOW_MAX if who is not None else WINDOW_SECONDS
