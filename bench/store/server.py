@@ -8,9 +8,9 @@ DuckDB's work) is kept as (op, start, seconds, queued seconds) and written to SP
 the server stops (SIGTERM). The app, its config and its store are the real ones.
 
 `write_config` is the bench's config: the history's 50 services (`svc-NN`, repository
-`acme/svc-NN`, so the reports cover the year of history), each watched at a 1 s step on the
-sample app's traffic as `make bench-ingest` watches its services, and `bench-cd`, whose CD-hook
-deploys are each judged once.
+`acme/svc-NN`, so the reports cover the year of history), each watched at the bench's step on
+the sample app's traffic, and `bench-cd` (at a 1 s step, as `make bench-ingest` has it), whose
+CD-hook deploys are each judged once.
 """
 
 from __future__ import annotations
@@ -35,13 +35,24 @@ def history_services(count: int) -> list[str]:
     return [f"svc-{i:02d}" for i in range(count)]
 
 
-def write_config(path: Path, port: int, store: Path, services: int, *,
+def watched(name: str, step: str) -> dict[str, Any]:
+    """A history service watched at `step` (whole seconds) on the sample app's traffic, scraped
+    every second: each step's counts are the increase over that step."""
+    sel = f'service="{name}"'
+    return {
+        "repo": f"acme/{name}", "step": step, "watch": "1800s", "baseline": "20s",
+        "slis": {"http_errors": {
+            "bad": f'sum(increase(http_requests_total{{{sel},code=~"5.."}}[{step}]))',
+            "total": f"sum(increase(http_requests_total{{{sel}}}[{step}]))",
+            "min_events": 100}},
+    }  # fmt: skip
+
+
+def write_config(path: Path, port: int, store: Path, services: int, *, step: str,
                  urls: tuple[str, str, str]) -> Path:  # fmt: skip
     """The bench's config at `path`; `urls` are Prometheus', GitHub's and Slack's."""
     prometheus, github, slack = urls
-    tables = {}
-    for name in history_services(services):
-        tables[name] = service(name, watch="1800s", baseline="20s") | {"repo": f"acme/{name}"}
+    tables = {name: watched(name, step) for name in history_services(services)}
     tables[CD_SERVICE] = service(CD_SERVICE, watch="2s", baseline="20s")
     for table in tables.values():
         table["seasonal"] = []  # no day- or week-old baselines: the sample app has no such past
