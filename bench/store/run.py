@@ -356,6 +356,7 @@ def _result(shape: Shape, got: dict[str, Any], counts: dict[str, int], readers: 
         "writer_p99_ms_with_readers": with_readers,
         "export_rows_per_second": export.get("rows_per_second"),
         "missing": readers.missing | ({"export": export["missing"]} if "missing" in export else {}),
+        "not_measured": readers.not_measured(),
     }
     summary["targets"] = {
         "every report under 200 ms at p95": bool(report_p95)
