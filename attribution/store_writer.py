@@ -171,6 +171,14 @@ class StoreWriter:
         await self.call(lambda cur: self._con.close())
         await asyncio.to_thread(self._thread.close)
 
+    def reader(self) -> duckdb.DuckDBPyConnection:
+        """A connection of its own to the store's database, for reads off the writer thread
+        (DuckDB's MVCC: it reads the rows committed when its query starts and never blocks the
+        writer); the caller closes it. Only Rearguard's own SQL runs on it (user SQL runs in
+        `attribution.sandbox`)."""
+        with self._lock:  # not while a call is using the connection
+            return self._con.cursor()
+
     async def call(self, fn: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         """Run `fn` on a fresh cursor on the writer thread; DuckDB errors become `StoreError`."""
         return await self._run(fn, 1)

@@ -164,6 +164,8 @@ class Settings:
     read_token: Secret | None = None
     open_reads: bool = False
     """Serve the read endpoints without a token (off by default; see `read_tokens`)."""
+    query_timeout: float = 10.0
+    """Seconds a `POST /v1/query` may run before it is interrupted."""
     github_token: Secret | None = None
     github_webhook_secret: Secret | None = None
     slack_token: Secret | None = None
@@ -229,7 +231,7 @@ _SERVICE_KEYS = {
     "routes", "route_label", "sentry_projects", "seasonal", "mode", "human_gates",
 }  # fmt: skip
 _SECTIONS = {
-    "server": {"listen", "store", "public_url", "tick", "open_reads"},
+    "server": {"listen", "store", "public_url", "tick", "open_reads", "query_timeout"},
     "github": {"api_url"},
     "prometheus": {"url", "timeout", "scrape_interval", "headers", "ca_file"},
     "slack": {"api_url", "channel"},
@@ -463,6 +465,12 @@ def _secret(env: Mapping[str, str], name: str) -> Secret | None:
     return Secret(value) if value else None
 
 
+def client_token(env: Mapping[str, str]) -> Secret | None:
+    """The bearer token the CLI sends to a running server's read routes (`rearguard query`,
+    `export`, `backtest --url`): the read token, else the API token, as the server takes them."""
+    return _secret(env, ENV_READ_TOKEN) or _secret(env, ENV_API_TOKEN)
+
+
 def load_settings(path: Path, env: Mapping[str, str]) -> Settings:
     """Read and validate `path`; secrets from `env`. Raises `ConfigError` naming what is wrong."""
     try:
@@ -513,6 +521,9 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         public_url=_typed(server, "public_url", str, "", f"{where}:server") or None,
         tick_seconds=parse_duration(server.get("tick", "5s"), f"{where}:server.tick"),
         open_reads=_typed(server, "open_reads", bool, False, f"{where}:server"),
+        query_timeout=parse_duration(
+            server.get("query_timeout", "10s"), f"{where}:server.query_timeout"
+        ),
         github_api_url=_typed(github, "api_url", str, "https://api.github.com", f"{where}:github"),
         prometheus_url=_typed(prom, "url", str, "http://127.0.0.1:9090", f"{where}:prometheus"),
         prometheus_timeout=parse_duration(

@@ -17,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from attribution.store import Store
-from loop.api import cd, evidence, feedback, github, reads, reports, slack
+from loop.api import cd, evidence, feedback, github, query, reads, reports, slack
 from loop.api.context import CLOCK, DEPS, METRICS, SCHEDULER, SETTINGS
 from loop.api.errors import errors
 from loop.api.metrics import OwnMetrics
@@ -116,9 +116,10 @@ def build_app(
     app[SETTINGS] = settings
     app[CLOCK] = clock or WallClock()
     app.cleanup_ctx.append(_runtime(clients, scheduler, detector))
+    app.cleanup_ctx.append(query.runtime)
     app.add_routes([
         *cd.routes(), *github.routes(), *evidence.routes(), *slack.routes(),
-        *feedback.routes(), *reports.routes(), *reads.routes(),
+        *feedback.routes(), *reports.routes(), *reads.routes(), *query.routes(),
     ])  # fmt: skip
     app[METRICS] = OwnMetrics()
     app.on_cleanup.append(_shutdown_metrics)

@@ -24,6 +24,9 @@ Code = Literal[
     "unauthorized", "bad_signature", "stale_request", "not_configured", "missing_header",
     "bad_header", "malformed_body", "missing_field", "bad_field", "unknown_service",
     "unknown_environment", "unknown_repository", "unknown_pr", "not_found",
+    # the query route's (`attribution.sandbox.QueryCode`)
+    "bad_sql", "not_read_only", "not_allowed", "timeout", "out_of_memory", "query_failed",
+    "busy", "store_unreadable", "unknown_view",
 ]  # fmt: skip
 """Every code a refusal carries: a fixed set, so `/metrics` can count refusals by code."""
 

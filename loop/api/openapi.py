@@ -73,6 +73,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/incidents/{id}", READ, "One incident: verdict, evidence, suspects, actions, recovery, timeline.", None, {"200": "Incident"}, ("404",)),  # noqa: E501
     Route("POST", "/v1/incidents/{id}/feedback", API, "A person's verdict: confirmed, false_alarm or wrong_pr.", (JSON, "FeedbackRequest"), {"201": "Feedback", "200": "Feedback"}, ("404", "422")),  # noqa: E501
     Route("GET", "/v1/reports/{kind}", READ, "Regression rates per agent, model, spec or code area.", None, {"200": "Report"}, ("404",), (), ("repo",)),  # noqa: E501
+    Route("POST", "/v1/query", READ, "One read-only SELECT over the public views (a snapshot at most 5 s old); time, row and memory limits.", (JSON, "QueryRequest"), {"200": "QueryResult"}, ("403", "408", "429")),  # noqa: E501
+    Route("GET", "/v1/export/{view}.parquet", READ, "One public view as a Parquet file (application/vnd.apache.parquet), read live.", None, {"200": None}, ("404",)),  # noqa: E501
     Route("GET", "/healthz", OPEN, "Liveness; 503 once DuckDB invalidated the store (restart).", None, {"200": "Status", "503": "Error"}),  # noqa: E501
     Route("GET", "/readyz", OPEN, "Readiness: the store commits a write; 503 when it cannot.", None, {"200": "Status", "503": "Error"}),  # noqa: E501
     Route("GET", "/metrics", OPEN, "Rearguard's own metrics in the Prometheus text format.", None, {"200": None}),  # noqa: E501
@@ -82,10 +84,14 @@ ROUTES: tuple[Route, ...] = (
 _ERRORS = {
     "400": "The body, a field or a header cannot be what it says (the message names it).",
     "401": "Not the sender's: a missing or wrong token or signature.",
-    "404": "No such deploy, incident or report.",
-    "413": "The body is over 5 MiB.",
+    "403": "The SQL is not a single SELECT, or reaches for files, network or extensions.",
+    "404": "No such deploy, incident, report or view.",
+    "408": "The query ran past its time limit and was stopped.",
+    "413": "The body is over 5 MiB (a query: its SQL over 100,000 characters, or it needs more "
+    "memory than allowed).",
     "422": "Well-formed, but names a service, environment, repository or PR Rearguard does "
     "not know.",
+    "429": "Too many queries are running; try again when one is done.",
     "500": "An internal error (see the server log).",
     "503": "The token or secret this route needs is not set on the server.",
 }

@@ -21,14 +21,14 @@ from loop.api.ingest import check_read
 from loop.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from loop.api.views import deploy_view, incident_view
 
-Handler = Callable[[web.Request], Awaitable[web.Response]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def reader(handler: Handler) -> Handler:
     """`handler` behind the read token (or the API token), unless `[server] open_reads`."""
 
     @functools.wraps(handler)
-    async def guarded(request: web.Request) -> web.Response:
+    async def guarded(request: web.Request) -> web.StreamResponse:
         check_read(request.headers.get("Authorization"), request.app[SETTINGS])
         return await handler(request)
 

@@ -73,6 +73,15 @@ _REQUESTS: dict[str, Schema] = {
             "url": ref("Url"),
         },
     },
+    "QueryRequest": {
+        "type": "object", "required": ["sql"], "additionalProperties": False,
+        "properties": {
+            "sql": {"type": "string", "description": "one SELECT (or WITH … SELECT) over the "
+                    "public views (README: The public views)"},
+            "params": {"type": "array", "description": "values for the SQL's `?` placeholders",
+                       "items": {"type": ["string", "number", "boolean", "null"]}},
+        },
+    },
     "FeedbackRequest": {
         "type": "object",
         "required": ["kind", "actor"],
@@ -173,6 +182,20 @@ _ANSWERS: dict[str, Schema] = {
     "Incidents": {"type": "object", "required": ["incidents"],
                   "properties": {"incidents": {"type": "array", "items": ref("Incident")}}},
     "Report": {"type": "object", "required": ["report", "rows"]},
+    "QueryResult": {
+        "type": "object", "required": ["columns", "rows", "row_count", "truncated", "as_of"],
+        "properties": {
+            "columns": {"type": "array", "items": {
+                "type": "object", "required": ["name", "type"],
+                "properties": {"name": {"type": "string"},
+                               "type": {"type": "string", "description": "DuckDB's type"}}}},
+            "rows": {"type": "array", "items": {"type": "array"},
+                     "description": "times in ISO 8601, intervals in seconds"},
+            "row_count": {"type": "integer"},
+            "truncated": {"type": "boolean", "description": "rows past the limit left out"},
+            "as_of": {"type": "string", "description": "when the snapshot queried was taken"},
+        },
+    },
     "Status": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"}}},
 }  # fmt: skip

@@ -1,5 +1,6 @@
 """The `rearguard` command: `serve` beside CD, `demo` on embedded defaults, `backtest` over
-history, and `check` of a config against the real services."""
+history, `check` of a config against the real services, and `query` / `export` of the store's
+public views."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from loop.config import ConfigError, load_settings
+from loop.config import ConfigError, client_token, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -62,9 +63,55 @@ def _backtest(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"rearguard: config error: {exc}", file=sys.stderr)
         return 2
+    token = client_token(os.environ)
     return asyncio.run(
-        run_backtest(settings, args.service or [], args.since, args.at or [], as_json=args.json)
-    )
+        run_backtest(settings, args.service or [], args.since, args.at or [], as_json=args.json,
+                     url=args.url, token=token.reveal() if token else None)
+    )  # fmt: skip
+
+
+def _query(args: argparse.Namespace) -> int:
+    from loop.cli.query import CliError, run_query, write_answer  # noqa: PLC0415
+
+    token = client_token(os.environ)
+    try:
+        answer = run_query(args.sql, store=Path(args.store) if args.store else None,
+                           url=args.url, token=token.reveal() if token else None)  # fmt: skip
+    except CliError as exc:
+        print(f"rearguard: {exc}", file=sys.stderr)
+        return 2
+    write_answer(answer, args.format, sys.stdout)
+    if answer.get("truncated"):
+        print(f"rearguard: only the first {answer['row_count']} rows are shown; narrow the "
+              "query (WHERE, LIMIT) or use `rearguard export`", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from loop.cli.query import CliError, run_export  # noqa: PLC0415
+
+    token = client_token(os.environ)
+    try:
+        run_export(Path(args.to), store=Path(args.store) if args.store else None, url=args.url,
+                   token=token.reveal() if token else None, views=args.view or [],
+                   by_month=args.partition == "month", progress=sys.stderr)  # fmt: skip
+    except CliError as exc:
+        print(f"rearguard: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _source_arguments(command: argparse.ArgumentParser) -> None:
+    from loop.cli.remote import DEFAULT_URL  # noqa: PLC0415
+
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
+        "--url", default=DEFAULT_URL,
+        help=f"a running `rearguard serve` (default {DEFAULT_URL}); the bearer token comes from "
+        "REARGUARD_READ_TOKEN (or REARGUARD_API_TOKEN)",
+    )  # fmt: skip
+    where.add_argument("--store", metavar="PATH",
+                       help="a store file no server holds, opened read-only")  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,7 +138,28 @@ def parser() -> argparse.ArgumentParser:
         "--at", action="append", metavar="TIME",
         help="a deploy time instead of the store's (ISO 8601 or Unix seconds); repeatable",
     )  # fmt: skip
+    back.add_argument(
+        "--url", help="read the deploys through this running server (default: the store file, "
+        "or the config's server when a running serve holds the file)",
+    )  # fmt: skip
     back.set_defaults(run=_backtest)
+    query = sub.add_parser(
+        "query", help="one read-only SELECT over the store's public views (README: the views)"
+    )
+    query.add_argument("sql", help='e.g. "select service, count(*) from deploys group by 1"')
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    _source_arguments(query)
+    query.set_defaults(run=_query)
+    export = sub.add_parser("export", help="every public view as Parquet files")
+    export.add_argument("--to", required=True, metavar="DIR", help="directory to write into")
+    export.add_argument(
+        "--partition", choices=("month",),
+        help="hive-partition views with a time column by month (DIR/VIEW/month=YYYY-MM/)",
+    )  # fmt: skip
+    export.add_argument("--view", action="append", metavar="NAME",
+                        help="only this view; repeatable (default: every view)")  # fmt: skip
+    _source_arguments(export)
+    export.set_defaults(run=_export)
     check = sub.add_parser(
         "check", help="the config against the real Prometheus, GitHub and Slack, one line each"
     )

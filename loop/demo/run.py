@@ -311,7 +311,9 @@ def _summary(document: dict[str, Any]) -> str:
             )
         for action in inc["actions"]:
             lines.append(f"    action {action['kind']}: {action['status']} {action['url'] or ''}")
-    lines.append(f"  store: {document['store']} (query it with duckdb)")
+    lines.append(f"  store: {document['store']}")
+    example = '"select service, verdict, count(*) from deploys group by all"'
+    lines.append(f"  query it: rearguard query --store {document['store']} {example}")
     return "\n".join(lines)
 
 
