@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+from attribution.delivery import wilson
 from attribution.evidence import PrChange
 from attribution.priors import DIMENSIONS, History, dimensions_of, tally
 
@@ -94,13 +95,26 @@ def report(
     blames: Sequence[Blame],
     signals: Sequence[Signal],
 ) -> list[dict[str, object]]:
-    """One row per value of `dimension`: PRs, incidents blaming them, culprits, corrections."""
+    """One row per value of `dimension`: PRs, incidents blaming them, culprits, corrections, and
+    the regression rate (culprits over PRs) with its 95% Wilson interval (`regression_rate_low`,
+    `regression_rate_high`; 0 to 1 when no PR was seen)."""
     if dimension not in DIMENSIONS:
         raise ValueError(f"unknown dimension {dimension!r}; expected one of {DIMENSIONS}")
-    hist = history(deployed, blames, signals)
     values_of: dict[tuple[str, int], tuple[str, ...]] = {
         (c.pr.repo, c.number): dimensions_of(c)[dimension] for c in deployed
     }
+    return report_rows(dimension, history(deployed, blames, signals), values_of, blames, signals)
+
+
+def report_rows(
+    dimension: str,
+    hist: History,
+    values_of: Mapping[tuple[str, int], tuple[str, ...]],
+    blames: Sequence[Blame],
+    signals: Sequence[Signal],
+) -> list[dict[str, object]]:
+    """`report`'s rows from a history already tallied (the store counts PRs per value in SQL,
+    `attribution.reports`) and the values of the deployed PRs that incidents name."""
     blamed: dict[str, int] = {}
     corrections: dict[str, int] = {}
     by_id = {b.incident_id: b for b in blames}
@@ -118,6 +132,7 @@ def report(
     rows = []
     for value, seen in sorted(hist.by.get(dimension, {}).items()):
         rate, _ = hist.rate(dimension, value)
+        low, high = wilson(seen.culprits, seen.prs) or (0.0, 1.0)
         rows.append({
             dimension: value,
             "prs": seen.prs,
@@ -125,6 +140,9 @@ def report(
             "culprits": round(seen.culprits, 3),
             "corrections": corrections.get(value, 0),
             "regression_rate": round(seen.culprits / seen.prs, 4) if seen.prs else 0.0,
+            "regression_rate_low": round(low, 4),
+            "regression_rate_high": round(high, 4),
+            "interval": "wilson_95",
             "smoothed_rate": round(rate, 4),
             "overall_rate": round(hist.base_rate, 4),
         })  # fmt: skip

@@ -18,6 +18,7 @@ attributes, so callers use one object: `await Store.open(path)`, then
     store.rounds      revert rounds and incident times (`store_rounds`)
     store.evidence    PR files, CI runs, error and alert signals (`store_evidence`)
     store.stats       counts for Rearguard's own metrics (`store_stats`)
+    store.reports     PR reviews and the delivery reports' aggregates (`store_reports`)
     store.health      readiness as a real write, and what a start found (`store_health`)
     store.history     finished history appended in bulk (`store_history`)
 
@@ -46,6 +47,7 @@ from attribution.store_history import HistoryQueries
 from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
 from attribution.store_prs import PullRequestQueries
+from attribution.store_reports import ReportQueries
 from attribution.store_rounds import RevertRoundQueries
 from attribution.store_stats import StatsQueries
 from attribution.store_watches import WatchQueries
@@ -94,6 +96,7 @@ class Store:
         self.rounds = RevertRoundQueries(writer)
         self.evidence = EvidenceQueries(writer, self.prs)
         self.stats = StatsQueries(writer)
+        self.reports = ReportQueries(writer)
         self.health = HealthQueries(writer)
         self.history = HistoryQueries(writer)
 

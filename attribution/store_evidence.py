@@ -21,6 +21,7 @@ from attribution.evidence import ErrorEvent, FiringAlert, Frame, PrChange
 from attribution.feedback import Blame, Signal
 from attribution.records import MergedPR
 from attribution.store_prs import PullRequestQueries
+from attribution.store_reports import write_pr_loop
 from attribution.store_writer import R, StoreWriter, fetch_records
 
 _FILE_COLUMNS = "number, path, status, additions, deletions, ranges, previous_path, edits"
@@ -156,7 +157,8 @@ class EvidenceQueries:
         conclusion: str | None,
         finished_at: float,
     ) -> None:
-        """Keep one CI run (a workflow run attempt or a check suite) per PR it names."""
+        """Keep one CI run (a workflow run attempt or a check suite) per PR it names, and
+        rebuild those PRs' loop summary (`pr_loop`)."""
 
         def write(cur: duckdb.DuckDBPyConnection) -> None:
             for n in numbers:
@@ -165,6 +167,7 @@ class EvidenceQueries:
                     "ON CONFLICT DO UPDATE SET conclusion = excluded.conclusion",
                     [f"{run_id}#{n}", repo, n, kind, head_sha, attempt, conclusion, finished_at],
                 )
+            write_pr_loop(cur, repo, numbers)
 
         await self._writer.tx(write)
 
@@ -225,16 +228,21 @@ class EvidenceQueries:
         numbers = await self._fetch("SELECT DISTINCT number FROM deploy_prs WHERE repo = ?", [repo])
         prs = await self._prs.of_repo(repo, [int(r[0]) for r in numbers])
         deployed = await self.changes(prs)
+        blames, signals = await self.labels([repo])
+        return deployed, blames, signals
+
+    async def labels(self, repos: Sequence[str]) -> tuple[list[Blame], list[Signal]]:
+        """Every incident's blame on PRs of `repos`, and the signals on them in order."""
         blames = await self._records(
             "SELECT i.id AS incident_id, s.repo, list(s.number ORDER BY s.rank) AS suspects, "
             "i.ambiguous, i.revert_unit FROM incidents i JOIN suspects s ON s.incident_id = i.id "
-            "WHERE s.repo = ? GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit ORDER BY i.id",
-            [repo],
+            "WHERE list_contains(?, s.repo) GROUP BY i.id, s.repo, i.ambiguous, i.revert_unit "
+            "ORDER BY i.id",
+            [list(repos)],
             _blame,
         )
         signals = await self._records(
             "SELECT incident_id, kind, pr_number FROM feedback ORDER BY created_at, id", (), Signal
         )
         ids = {b.incident_id for b in blames}
-        signals = [s for s in signals if s.incident_id in ids]
-        return deployed, blames, signals
+        return blames, [s for s in signals if s.incident_id in ids]

@@ -43,7 +43,7 @@ OPERATIONS = [result.ok() for result in SCHEMA.get_all_operations() if isinstanc
 TOKENS = {"api": "api-fuzz", "alertmanager": "am-fuzz"}
 SECRETS = {"github": "gh-fuzz", "sentry": "sentry-fuzz", "slack": "slack-fuzz"}
 GITHUB_EVENTS = itertools.cycle(
-    ["pull_request", "deployment_status", "workflow_run", "check_suite"]
+    ["pull_request", "deployment_status", "workflow_run", "check_suite", "pull_request_review"]
 )
 SENTRY_RESOURCES = itertools.cycle(["event_alert", "error", "issue"])
 OURS = {"/v1/deploys", "/v1/incidents/{id}/feedback"}

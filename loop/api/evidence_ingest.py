@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attribution.evidence import ErrorEvent, FiringAlert, Frame
+from attribution.store_reports import Review
 from loop.api.fields import (
     NOT_CONFIGURED,
     Ignored,
@@ -33,6 +34,7 @@ from loop.config import ServiceSettings, Settings
 
 SENTRY_RESOURCES = ("event_alert", "error", "issue")
 GITHUB_CI_EVENTS = ("workflow_run", "check_suite")
+REVIEW_STATES = ("approved", "changes_requested", "commented", "dismissed")
 
 
 def check_sentry_signature(body: bytes, signature: str | None, secret: str | None) -> None:
@@ -197,4 +199,32 @@ def parse_ci(event: str, data: Any, settings: Settings) -> CiRun | Ignored:
         conclusion=read_field(data, f"{event}.conclusion", str, required=False),
         finished_at=updated,
         numbers=numbers,
+    )
+
+
+def parse_review(data: Any, settings: Settings) -> Review | Ignored:
+    """A `pull_request_review` submitted on a PR of a configured repository (a review round), else
+    the reason it is ignored. The state is lower-cased: webhooks send `approved`, the REST API
+    `APPROVED`."""
+    if not isinstance(data, Mapping):
+        raise IngestError(400, "malformed_body", "body must be a JSON object")
+    if read_field(data, "action", str) != "submitted":
+        return Ignored("pull_request_review action is not `submitted`")
+    service = settings.service_for_repo(read_repo(data, "repository.full_name"))
+    if service is None:
+        return Ignored(NOT_CONFIGURED)
+    state = read_field(data, "review.state", str).lower()
+    if state not in REVIEW_STATES:
+        raise bad_field("review.state", f"must be one of {', '.join(REVIEW_STATES)}")
+    reviewer = read_field(data, "review.user.login", str, required=False)
+    return Review(
+        id=read_number(data, "review.id"),
+        repo=service.repo,
+        number=read_number(data, "pull_request.number"),
+        state=state,
+        reviewer=reviewer,
+        commit_id=read_sha(data, "review.commit_id", required=False),
+        submitted_at=parse_time(
+            read_field(data, "review.submitted_at", str), "review.submitted_at"
+        ),
     )

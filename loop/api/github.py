@@ -4,9 +4,10 @@ Merged PRs (`pull_request` closed by a merge) become PR records with their agent
 opening time; a Rearguard revert PR closed unmerged is applied to its incident (a person decided
 against it, see `loop.api.revert_events`); `deployment_status` success is a deploy; `workflow_run`
 and `check_suite` are CI evidence. Every delivery is journaled and deduplicated on
-`X-GitHub-Delivery`; anything else is acknowledged as ignored. A merged PR and a deploy are
-journaled with their rows in the store's group commit; CI runs and closed reverts are applied
-after their journal row.
+`X-GitHub-Delivery`; `pull_request_review` submitted is a review round (kept once per review id,
+so a review told twice or out of order counts once); anything else is acknowledged as ignored.
+A merged PR and a deploy are journaled with their rows in the store's group commit; CI runs,
+reviews and closed reverts are applied after their journal row.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from aiohttp import web
 
 from attribution.records import Deploy, MergedPR
 from attribution.store_journal import Applied, Journaled
+from attribution.store_reports import Review
 from loop.api.context import DEPS, SETTINGS, wake
 from loop.api.evidence import pr_opened, record_ci, record_pr_facts
-from loop.api.evidence_ingest import GITHUB_CI_EVENTS, CiRun, parse_ci
+from loop.api.evidence_ingest import GITHUB_CI_EVENTS, CiRun, parse_ci, parse_review
 from loop.api.fields import Ignored, IngestError, read_json
 from loop.api.ingest import check_github_signature, parse_deployment_status, parse_merged_pr
 from loop.api.revert_events import ClosedRevert, apply_closed_revert, parse_closed_revert
@@ -38,6 +40,7 @@ class GitHubEvent:
     pr: MergedPR | None
     ci: CiRun | None
     closed: ClosedRevert | None
+    review: Review | None = None
 
 
 def _headers(request: web.Request) -> tuple[str, str]:
@@ -59,7 +62,9 @@ def _parse(request: web.Request, body: bytes) -> Parsed[GitHubEvent]:
     data = read_json(body)
     if not isinstance(data, Mapping):
         raise IngestError(400, "malformed_body", "body must be a JSON object")
-    found: Deploy | MergedPR | CiRun | Ignored = Ignored("event is not one Rearguard reads")
+    found: Deploy | MergedPR | CiRun | Review | Ignored = Ignored(
+        "event is not one Rearguard reads"
+    )
     closed = None
     if event == "deployment_status":
         found = parse_deployment_status(data, settings)
@@ -68,6 +73,8 @@ def _parse(request: web.Request, body: bytes) -> Parsed[GitHubEvent]:
         found = parse_merged_pr(data, settings)
     elif event in GITHUB_CI_EVENTS:
         found = parse_ci(event, data, settings)
+    elif event == "pull_request_review":
+        found = parse_review(data, settings)
     if isinstance(found, Ignored) and closed is None:
         return Parsed(event, delivery, data, None, found.reason)
     record = None if isinstance(found, Ignored) else found
@@ -77,6 +84,7 @@ def _parse(request: web.Request, body: bytes) -> Parsed[GitHubEvent]:
         record if isinstance(record, MergedPR) else None,
         record if isinstance(record, CiRun) else None,
         closed,
+        record if isinstance(record, Review) else None,
     ))  # fmt: skip
 
 
@@ -88,6 +96,8 @@ async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
         await record_pr_facts(deps.store, found.pr, found.data)
     if found.ci is not None:
         await record_ci(deps.store, found.ci)
+    if found.review is not None:
+        await deps.store.reports.record_review(found.review)
     if found.deploy is not None:
         await deps.store.watches.record_deploy(found.deploy, Phase.DEPLOYED, now)
         wake(request.app)
@@ -99,8 +109,8 @@ async def _apply(request: web.Request, found: GitHubEvent) -> dict[str, Any]:
 
 def _rows(request: web.Request, found: GitHubEvent) -> Applied | None:
     """A merged PR (with when it was opened) or a deploy is rows only, journaled together;
-    CI runs and closed reverts read the store first, so they go through `_apply`."""
-    if found.ci is not None or found.closed is not None:
+    CI runs, reviews and closed reverts go through `_apply`."""
+    if found.ci is not None or found.closed is not None or found.review is not None:
         return None
     opened = pr_opened(found.pr, found.data) if found.pr is not None else None
     return Applied(

@@ -63,7 +63,7 @@ _DELIVERY = {"202": "Delivery", "200": "Delivery"}
 # The table reads best one route a line, hence the long lines.
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/deploys", API, "Record a deploy from CD; 202 with its id (the same deploy twice is one deploy).", (JSON, "DeployRequest"), {"202": "DeployAccepted"}, ("422",)),  # noqa: E501
-    Route("POST", "/v1/webhooks/github", GITHUB, "GitHub webhooks: pull_request, deployment_status, workflow_run, check_suite.", (JSON, "GitHubEvent"), _DELIVERY, (), ("X-GitHub-Event", "X-GitHub-Delivery")),  # noqa: E501
+    Route("POST", "/v1/webhooks/github", GITHUB, "GitHub webhooks: pull_request, deployment_status, workflow_run, check_suite, pull_request_review.", (JSON, "GitHubEvent"), _DELIVERY, (), ("X-GitHub-Event", "X-GitHub-Delivery")),  # noqa: E501
     Route("POST", "/v1/webhooks/sentry", SENTRY, "Sentry issue and event alerts.", (JSON, "SentryEvent"), _DELIVERY, (), ("Sentry-Hook-Resource",)),  # noqa: E501
     Route("POST", "/v1/webhooks/alertmanager", ALERTMANAGER, "Alertmanager notifications.", (JSON, "AlertmanagerNotification"), _DELIVERY),  # noqa: E501
     Route("POST", "/v1/webhooks/slack", SLACK, "Slack button clicks: Confirm, False alarm, Wrong PR.", ("application/x-www-form-urlencoded", "SlackInteraction"), {"200": "Delivery"}, ("404",), ("X-Slack-Request-Timestamp",)),  # noqa: E501
@@ -72,7 +72,7 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/v1/incidents", READ, "Recent incidents.", None, {"200": "Incidents"}),
     Route("GET", "/v1/incidents/{id}", READ, "One incident: verdict, evidence, suspects, actions, recovery, timeline.", None, {"200": "Incident"}, ("404",)),  # noqa: E501
     Route("POST", "/v1/incidents/{id}/feedback", API, "A person's verdict: confirmed, false_alarm or wrong_pr.", (JSON, "FeedbackRequest"), {"201": "Feedback", "200": "Feedback"}, ("404", "422")),  # noqa: E501
-    Route("GET", "/v1/reports/{kind}", READ, "Regression rates per agent, model, spec or code area.", None, {"200": "Report"}, ("404",), (), ("repo",)),  # noqa: E501
+    Route("GET", "/v1/reports/{kind}", READ, "Reports: dora, loop (delivery metrics per ISO week), agents, models, specs, areas (regression rates with 95% Wilson intervals); since is an ISO 8601 time, Unix seconds or a duration back from now (90d).", None, {"200": "Report"}, ("400", "404"), (), ("since", "service", "repo")),  # noqa: E501
     Route("POST", "/v1/query", READ, "One read-only SELECT over the public views (a snapshot at most 5 s old); time, row and memory limits.", (JSON, "QueryRequest"), {"200": "QueryResult"}, ("403", "408", "429")),  # noqa: E501
     Route("GET", "/v1/export/{view}.parquet", READ, "One public view as a Parquet file (application/vnd.apache.parquet), read live.", None, {"200": None}, ("404",)),  # noqa: E501
     Route("GET", "/healthz", OPEN, "Liveness; 503 once DuckDB invalidated the store (restart).", None, {"200": "Status", "503": "Error"}),  # noqa: E501

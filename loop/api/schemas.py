@@ -97,7 +97,8 @@ _REQUESTS: dict[str, Schema] = {
     "GitHubEvent": {
         "type": "object",
         "description": "The fields Rearguard reads of `pull_request`, `deployment_status`, "
-        "`workflow_run` and `check_suite` events (the event is X-GitHub-Event); any other "
+        "`workflow_run`, `check_suite` and `pull_request_review` events (the event is "
+        "X-GitHub-Event); any other "
         "event is acknowledged and ignored. GitHub's own schemas describe the rest.",
         "properties": {
             "action": {"type": "string"},
@@ -119,6 +120,12 @@ _REQUESTS: dict[str, Schema] = {
             }},
             "workflow_run": ref("CiRun"),
             "check_suite": ref("CiRun"),
+            "review": {"type": "object", "properties": {
+                "id": ref("Number"), "submitted_at": ref("IsoTime"),
+                "state": {"enum": ["approved", "changes_requested", "commented", "dismissed",
+                                   "APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"]},
+                "commit_id": _nullable("CommitId"),
+            }},
         },
     },
     "CiRun": {"type": "object", "properties": {
@@ -181,7 +188,34 @@ _ANSWERS: dict[str, Schema] = {
     "Incident": {"type": "object", "required": ["id", "deploy_id", "verdict"]},
     "Incidents": {"type": "object", "required": ["incidents"],
                   "properties": {"incidents": {"type": "array", "items": ref("Incident")}}},
-    "Report": {"type": "object", "required": ["report", "rows"]},
+    "Metric": {
+        "type": "object", "required": ["value", "unit", "n", "reason"],
+        "description": "A value over `n` samples, or a null value and the `reason` it cannot be "
+        "computed; rates add their 95% Wilson interval `low`..`high`, some a `max` or `total`.",
+        "properties": {
+            "value": {"type": ["number", "null"]}, "unit": {"type": "string"},
+            "n": {"type": "integer"}, "reason": {"type": ["string", "null"]},
+            "low": {"type": "number"}, "high": {"type": "number"},
+            "max": {"type": ["number", "null"]}, "total": {"type": ["number", "null"]},
+        },
+    },
+    "Report": {
+        "type": "object", "required": ["report", "window", "definitions", "rows"],
+        "description": "`dora`: a row per service and ISO week, each DORA metric a Metric; "
+        "`loop`: `rows` per repository and week of merge, `incident_rows` per service and week "
+        "of detection; `agents`, `models`, `specs`, `areas`: a row per value with "
+        "`regression_rate` and its `regression_rate_low`/`regression_rate_high`.",
+        "properties": {
+            "report": {"enum": ["dora", "agents", "models", "specs", "areas", "loop"]},
+            "window": {"type": "object", "properties": {
+                "since": {"type": ["number", "null"]}, "until": {"type": "number"},
+                "service": {"type": ["string", "null"]}, "repo": {"type": ["string", "null"]},
+            }},
+            "definitions": {"type": "object", "additionalProperties": {"type": "string"}},
+            "rows": {"type": "array", "items": {"type": "object"}},
+            "incident_rows": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "QueryResult": {
         "type": "object", "required": ["columns", "rows", "row_count", "truncated", "as_of"],
         "properties": {

@@ -1,6 +1,6 @@
 """The `rearguard` command: `serve` beside CD, `demo` on embedded defaults, `backtest` over
-history, `check` of a config against the real services, and `query` / `export` of the store's
-public views."""
+history, `check` of a config against the real services, `report` of delivery metrics, and
+`query` / `export` of the store's public views."""
 
 from __future__ import annotations
 
@@ -114,6 +114,15 @@ def _source_arguments(command: argparse.ArgumentParser) -> None:
                        help="a store file no server holds, opened read-only")  # fmt: skip
 
 
+def _report(args: argparse.Namespace) -> int:
+    from loop.cli.report import run_report  # noqa: PLC0415 - keep `rearguard demo` start-up light
+
+    return run_report(
+        args.kind, env=os.environ, url=args.url, store=args.store, since=args.since,
+        service=args.service, repo=args.repo, as_json=args.json,
+    )  # fmt: skip
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="rearguard", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -165,6 +174,22 @@ def parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", required=True, help="TOML config (see deploy/)")
     check.set_defaults(run=_check)
+    report = sub.add_parser(
+        "report", help="delivery metrics (DORA, the agent loop) and regression rates, as tables"
+    )
+    report.add_argument("kind", help="dora | agents | models | specs | areas | loop")
+    where = report.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--url", help="a running server (read token from REARGUARD_READ_TOKEN or _API_TOKEN)"
+    )
+    where.add_argument("--store", metavar="PATH", help="a store file no server holds")
+    report.add_argument("--json", action="store_true", help="print one JSON document")
+    report.add_argument(
+        "--since", help="from this time: ISO 8601, Unix seconds, or back from now (`90d`)"
+    )
+    report.add_argument("--service", help="one service")
+    report.add_argument("--repo", help="one repository (owner/name)")
+    report.set_defaults(run=_report)
     return top
 
 
