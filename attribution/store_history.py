@@ -26,7 +26,8 @@ from attribution.store_writer import StoreError, StoreWriter
 
 HISTORY_TABLES = (
     "journal", "deploys", "watches", "transitions", "observations", "agent_sessions",
-    "pull_requests", "deploy_prs", "pr_files", "pr_facts", "ci_runs", "incidents", "suspects",
+    "pull_requests", "deploy_prs", "pr_files", "pr_facts", "ci_runs", "pr_reviews", "incidents",
+    "suspects",
     "actions", "feedback", "revert_rounds", "incident_times", "llm_usage",
 )  # fmt: skip
 """The tables history can be appended to (the store's own bookkeeping tables are not among them)."""

@@ -44,6 +44,19 @@ def test_counts_follow_the_shape(built: Path) -> None:
         assert _one(con, "SELECT count(*) FROM journal") == 60 + 240
 
 
+def test_each_pr_has_its_ci_and_review_summary(built: Path) -> None:
+    """The loop summary is rebuilt from each PR's runs and reviews, as ingest rebuilds it."""
+    with duckdb.connect(str(built), read_only=True) as con:
+        assert _one(con, "SELECT count(*) FROM pr_loop") == 240
+        mismatched = _one(con, (
+            "SELECT count(*) FROM pr_loop l WHERE l.ci_runs <> (SELECT count(*) FROM ci_runs c "
+            "WHERE c.repo = l.repo AND c.number = l.number) OR l.reviews <> (SELECT count(*) "
+            "FROM pr_reviews r WHERE r.repo = l.repo AND r.number = l.number)"
+        ))  # fmt: skip
+        assert mismatched == 0
+        assert _one(con, "SELECT count(*) FROM pr_loop WHERE ci_attempt = 2 AND ci_failed") > 0
+
+
 def test_every_pr_ships_once_after_its_merge(built: Path) -> None:
     """Each PR is carried by exactly one deploy of its own repository, merged before it."""
     with duckdb.connect(str(built), read_only=True) as con:

@@ -13,9 +13,10 @@ and code areas more than others, so the reports have something to find.
 Rows go in chunks of deploys, oldest first, one transaction each: PRs and their opening times
 through the journal's own bulk writes (`PullRequestQueries.write_prs`,
 `EvidenceQueries.write_opened`), everything else through the store's bulk history path
-(`store.history`, DuckDB's appender). Seeded: the same shape and seed give the same store.
-`GENERATOR_VERSION` names this layout; change it whenever the rows change, so a cached store
-(`bench.store.cache`) is rebuilt.
+(`store.history`, DuckDB's appender), and each PR's CI and review summary rebuilt from its runs
+and reviews as ingest rebuilds it (`store_reports.write_pr_loop`). Seeded: the same shape and
+seed give the same store. `GENERATOR_VERSION` names this layout; change it whenever the rows
+change, so a cached store (`bench.store.cache`) is rebuilt.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from attribution.store import Store
 from attribution.store_evidence import EvidenceQueries
 from attribution.store_history import HistoryQueries
 from attribution.store_prs import PullRequestQueries
+from attribution.store_reports import write_pr_loop
 from loop.api.ingest import deploy_id_for
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 START = 1_764_547_200.0  # 2025-12-01T00:00:00Z
 YEAR = 365 * 86_400.0
 ENVIRONMENT = "production"
@@ -142,7 +144,13 @@ class HistoryGenerator:
         PullRequestQueries.write_prs(cur, chunk.prs, chunk.last)
         EvidenceQueries.write_opened(cur, chunk.opened)
         written = HistoryQueries.write(cur, chunk.rows)
-        return written | {"pull_requests": len(chunk.prs), "pr_facts": len(chunk.opened)}
+        numbers: dict[str, list[int]] = defaultdict(list)
+        for pr in chunk.prs:
+            numbers[pr.repo].append(pr.number)
+        for repo, of_repo in numbers.items():
+            write_pr_loop(cur, repo, of_repo)
+        return written | {"pull_requests": len(chunk.prs), "pr_facts": len(chunk.opened),
+                          "pr_loop": len(chunk.prs)}  # fmt: skip
 
     def _chunks(self) -> Iterator[_Chunk]:
         chunk = _Chunk()
@@ -262,12 +270,23 @@ class HistoryGenerator:
                     "deletions": rng.randint(0, 80), "ranges": [[10, 40]],
                     "edits": [[10, 5, 10, 31]],
                 })  # fmt: skip
-            chunk.rows["ci_runs"].append({
-                "id": f"workflow_run:{s}{number}:1#{number}", "repo": repo, "number": number,
-                "kind": "workflow_run", "head_sha": head, "attempt": 1,
-                "conclusion": "failure" if rng.random() < 0.08 * risk else "success",
-                "finished_at": merged - 120,
-            })  # fmt: skip
+            failed = rng.random() < 0.08 * risk  # a failed first run is re-run, and passes
+            for attempt in range(1, 3 if failed else 2):
+                chunk.rows["ci_runs"].append({
+                    "id": f"workflow_run:{s}{number}:{attempt}#{number}", "repo": repo,
+                    "number": number, "kind": "workflow_run", "head_sha": head,
+                    "attempt": attempt,
+                    "conclusion": "failure" if failed and attempt == 1 else "success",
+                    "finished_at": merged - 600 + attempt * 200,
+                })  # fmt: skip
+            for k in range(rng.choice((0, 1, 1, 2, 3))):
+                chunk.rows["pr_reviews"].append({
+                    "id": (s * 10_000_000 + number) * 10 + k, "repo": repo, "number": number,
+                    "state": "changes_requested" if k < 1 and rng.random() < 0.3 else
+                    rng.choice(("approved", "commented")),
+                    "reviewer": f"dev{rng.randint(1, 60)}", "commit_id": head,
+                    "submitted_at": merged - 3_600 + k * 600,
+                })  # fmt: skip
             chunk.rows["journal"].append(
                 self._delivery(
                     "github", "pull_request", f"{repo}#{number}", merged, {"number": number}
@@ -292,7 +311,8 @@ class HistoryGenerator:
                     "baseline_bad": total * 0.005, "baseline_total": total,
                     "watch_bad": total * rate, "watch_total": total,
                     "statistic": rng.gauss(0, 1), "threshold": 4.6, "effect": rate - 0.005,
-                    "null_value": 0.0075, "onset": None, "mode": "before_after",
+                    "null_value": 0.0075, "mode": "before_after",
+                    "onset": EVALUATION_STEP * (seq - 1) + 20 if bad else None,
                     "queries": None, "windows": None,
                 })  # fmt: skip
 
