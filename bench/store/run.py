@@ -112,14 +112,17 @@ class Readers:
     """The reader endpoints, asked round robin, and each answered request's latency. An endpoint
     whose first answer is 404 is not on this server: it is named missing and asked no more."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, kinds: tuple[str, ...] = ("report", "query"), *,
+                 samples: int = READER_SAMPLES) -> None:  # fmt: skip
         self.url = url
-        self.endpoints: dict[str, tuple[str, str, Any]] = {
-            f"report:{k}": ("GET", f"/v1/reports/{k}", None) for k in REPORTS
-        }
-        self.endpoints |= {
-            f"query:{e.name}": ("POST", "/v1/query", {"sql": e.sql}) for e in EXAMPLES
-        }
+        self.samples = samples
+        self.endpoints: dict[str, tuple[str, str, Any]] = {}
+        if "report" in kinds:
+            self.endpoints |= {f"report:{k}": ("GET", f"/v1/reports/{k}", None) for k in REPORTS}
+        if "query" in kinds:
+            self.endpoints |= {
+                f"query:{e.name}": ("POST", "/v1/query", {"sql": e.sql}) for e in EXAMPLES
+            }
         self.missing: dict[str, str] = {}
         self.latencies: dict[str, list[float]] = {name: [] for name in self.endpoints}
         self.failures: dict[str, list[str]] = {}
@@ -131,16 +134,16 @@ class Readers:
             return r.status, await r.text()
 
     def _next(self, names: list[str], turn: int, *, late: bool) -> str | None:
-        """The next endpoint of `names` still short of `READER_SAMPLES`, round robin (once
+        """The next endpoint of `names` still short of `samples` answers, round robin (once
         `late`, only those never asked); None when there is none."""
         pending = [n for n in names if n in self.endpoints
-                   and len(self.latencies[n]) < READER_SAMPLES
+                   and len(self.latencies[n]) < self.samples
                    and not (late and n in self.asked)]  # fmt: skip
         return pending[turn % len(pending)] if pending else None
 
     async def run(self, session: aiohttp.ClientSession, soft: float, hard: float) -> None:
         """Two clients, one asking the reports and one the queries, until every endpoint has
-        `READER_SAMPLES` latencies or `soft` (monotonic) has passed; after `soft`, until every
+        `samples` latencies or `soft` (monotonic) has passed; after `soft`, until every
         endpoint was asked once, or `hard`. A request under way at the end is waited for."""
 
         async def client(names: list[str]) -> None:
@@ -162,10 +165,8 @@ class Readers:
                     self.failures.setdefault(name, []).append(f"{status}: {text[:200]}")
 
         names = list(self.endpoints)
-        await asyncio.gather(
-            client([n for n in names if n.startswith("report:")]),
-            client([n for n in names if n.startswith("query:")]),
-        )
+        groups = [[n for n in names if n.startswith(k)] for k in ("report:", "query:")]
+        await asyncio.gather(*(client(group) for group in groups if group))
 
     def summary(self) -> dict[str, dict[str, Any]]:
         out = {}
@@ -192,9 +193,11 @@ async def _loads(url: str, seconds: float, first: int) -> dict[str, Any]:
 
 
 async def _window(url: str, name: str, *, first: int, readers: Readers | None,
-                  session: aiohttp.ClientSession) -> dict[str, Any]:  # fmt: skip
+                  session: aiohttp.ClientSession, seconds: tuple[float, float],
+                  ) -> dict[str, Any]:  # fmt: skip
     """One window: the load alone for `WINDOW_SECONDS`, or the load in segments beside the
-    readers for as long as they ask (the window is the time they asked)."""
+    readers for as long as they ask (`seconds`: their soft and hard limits; the window is the
+    time they asked)."""
     if readers is None:
         started = time.time()
         loads = [await _loads(url, WINDOW_SECONDS, first)]
@@ -212,11 +215,11 @@ async def _window(url: str, name: str, *, first: int, readers: Readers | None,
     await asyncio.sleep(1.0)  # the load under way before the first read
     started = time.time()
     now = time.monotonic()
-    await readers.run(session, now + READER_WINDOW, now + READER_WINDOW_HARD)
+    await readers.run(session, now + seconds[0], now + seconds[1])
     ended = time.time()
     done.set()
     return {"name": name, "started_at": started, "ended_at": ended, "loads": await loading,
-            "readers": True}  # fmt: skip
+            "readers": True, "reads": readers.summary()}  # fmt: skip
 
 
 Span = tuple[str, float, float, float | None]
@@ -228,14 +231,17 @@ def writer_latency(spans: list[Span], windows: list[dict[str, Any]]) -> dict[str
     inside = [s for s in spans if any(w["started_at"] <= s[1] < w["ended_at"] for w in windows)]
     writes = [s[2] for s in inside if s[0] in WRITER_OPS]
     ops: dict[str, int] = {}
+    busy: dict[str, float] = {}  # seconds of store calls per op, queue wait included
     for s in inside:
         ops[s[0]] = ops.get(s[0], 0) + 1
+        busy[s[0]] = round(busy.get(s[0], 0.0) + s[2], 3)
     return {
         "transactions": len(writes),
         "p50_ms": percentile(writes, 0.5) * 1000 if writes else None,
         "p99_ms": percentile(writes, 0.99) * 1000 if writes else None,
         "max_ms": max(writes) * 1000 if writes else None,
         "store_calls_by_op": ops,
+        "store_call_seconds_by_op": busy,
     }
 
 
@@ -299,11 +305,11 @@ async def run(workdir: Path) -> dict[str, Any]:
                 await wait_up(session, server, within=120)
                 await _watch_every_service(session, server.url, names)
                 await asyncio.sleep(WARM_UP_SECONDS)
-                plan = [("alone", None), ("with_readers", readers), ("alone_again", None)]
-                for i, (name, who) in enumerate(plan):
+                for i, (name, who, limits) in enumerate(_plan(server.url, readers)):
                     print(f"bench-store: window {name}", file=sys.stderr)
-                    windows.append(await _window(server.url, name, first=2_000_000 * (i + 1),
-                                                 readers=who, session=session))  # fmt: skip
+                    first = 2_000_000 * (i + 1)
+                    windows.append(await _window(server.url, name, first=first, readers=who,
+                                                 session=session, seconds=limits))  # fmt: skip
             export = await asyncio.to_thread(export_rate, server.url, workdir)
         finally:
             server.stop()
@@ -315,9 +321,22 @@ async def run(workdir: Path) -> dict[str, Any]:
     for w in windows:
         w["writer"] = writer_latency(spans, [w])
     alone = writer_latency(spans, [w for w in windows if not w["readers"]])
-    with_readers = writer_latency(spans, [w for w in windows if w["readers"]])
+    with_readers = writer_latency(spans, [w for w in windows if w["name"] == "with_readers"])
     writer = {"alone": alone, "with_readers": with_readers}
     return _result(shape, got, counts, readers, windows=windows, export=export, writer=writer)
+
+
+def _plan(url: str, readers: Readers) -> list[tuple[str, Readers | None, tuple[float, float]]]:
+    """The windows in order: each one's name, its readers and their soft and hard limits. The
+    last two tell which readers cost the writer what (in the JSON only): each kind alone, asked
+    without a cap on answers for `WINDOW_SECONDS`."""
+    main = (READER_WINDOW, READER_WINDOW_HARD)
+    alone = (WINDOW_SECONDS, WINDOW_SECONDS)
+    return [
+        ("alone", None, alone), ("with_readers", readers, main), ("alone_again", None, alone),
+        ("with_reports_only", Readers(url, ("report",), samples=10**6), alone),
+        ("with_queries_only", Readers(url, ("query",), samples=10**6), alone),
+    ]  # fmt: skip
 
 
 async def _watch_every_service(session: aiohttp.ClientSession, url: str, names: list[str]) -> None:
