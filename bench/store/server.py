@@ -25,7 +25,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from bench.ingest.server import _toml
+from bench.ingest.server import toml_tables
 from bench.loop.run import service
 
 CD_SERVICE = "bench-cd"
@@ -64,7 +64,7 @@ def write_config(path: Path, port: int, store: Path, services: int, *, step: str
         "policy": {"mode": "observe"},
         "services": tables,
     }
-    path.write_text(_toml(config) + "\n")
+    path.write_text(toml_tables(config) + "\n")
     return path
 
 
