@@ -69,6 +69,7 @@ WRITER_OPS = ("_write_batch", "move")
 REPORT_BAR_MS = 200.0
 WRITER_RATIO_BAR = 2.0
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "store.json"
+LOAD_AT_START = os.getloadavg()
 
 
 class SpanServer(Server):
@@ -202,7 +203,7 @@ async def _window(url: str, name: str, *, first: int, readers: Readers | None,
         started = time.time()
         loads = [await _loads(url, WINDOW_SECONDS, first)]
         return {"name": name, "started_at": started, "ended_at": time.time(), "loads": loads,
-                "readers": False}  # fmt: skip
+                "readers": False, "load_average": os.getloadavg()}  # fmt: skip
     done = asyncio.Event()
 
     async def keep_loading() -> list[dict[str, Any]]:
@@ -219,7 +220,8 @@ async def _window(url: str, name: str, *, first: int, readers: Readers | None,
     ended = time.time()
     done.set()
     return {"name": name, "started_at": started, "ended_at": ended, "loads": await loading,
-            "readers": True, "reads": readers.summary()}  # fmt: skip
+            "readers": True, "reads": readers.summary(),
+            "load_average": os.getloadavg()}  # fmt: skip
 
 
 Span = tuple[str, float, float, float | None]
@@ -392,7 +394,8 @@ def _result(shape: Shape, got: dict[str, Any], counts: dict[str, int], readers: 
             "reader_window_hard_seconds": READER_WINDOW_HARD, "watch_step": STEP,
             "reader_samples_per_endpoint": READER_SAMPLES,
             "pr_rate": PR_RATE, "deploy_rate": DEPLOY_RATE, "watches": shape.services,
-            "writer_ops": WRITER_OPS, "load_average_at_end": os.getloadavg(),
+            "writer_ops": WRITER_OPS, "load_average_at_start": LOAD_AT_START,
+            "load_average_at_end": os.getloadavg(),
         },
         "summary": summary,
         "readers": measured,
@@ -406,17 +409,19 @@ def _result(shape: Shape, got: dict[str, Any], counts: dict[str, int], readers: 
 def _print(result: dict[str, Any]) -> None:
     s, cfg = result["summary"], result["config"]
     rows = ", ".join(f"{k} {v:,}" for k, v in cfg["rows"].items())
-    out = [f"bench-store (scale {cfg['scale']}; {rows})",
+    loads = ", ".join(f"{x:.1f}" for x in cfg["load_average_at_start"])
+    out = [f"bench-store (scale {cfg['scale']}; {rows}; load average at start {loads})",
            f"{'endpoint':40}{'n':>5}{'p50 ms':>10}{'p95 ms':>10}"]  # fmt: skip
     for name, m in result["readers"].items():
         out.append(f"{name:40}{m['samples']:>5}{_f(m['p50_ms'])}{_f(m['p95_ms'])}")
     out.extend(f"{name:40}  missing ({why[:60]})" for name, why in s["missing"].items())
     out.extend(f"{name:40}  not measured (the window ended first)" for name in s["not_measured"])
-    out.append(f"{'window':16}{'writer tx':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}")
+    out.append(f"{'window':18}{'writer tx':>10}{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}"
+               f"{'load avg':>10}")  # fmt: skip
     for w in result["windows"]:
         m = w["writer"]
-        out.append(f"{w['name']:16}{m['transactions']:>10}{_f(m['p50_ms'])}{_f(m['p99_ms'])}"
-                   f"{_f(m['max_ms'])}")  # fmt: skip
+        out.append(f"{w['name']:18}{m['transactions']:>10}{_f(m['p50_ms'])}{_f(m['p99_ms'])}"
+                   f"{_f(m['max_ms'])}{w['load_average'][0]:>10.1f}")  # fmt: skip
     out.append(f"writer p99 alone {_f(s['writer_p99_ms_alone'])} ms, with readers "
                f"{_f(s['writer_p99_ms_with_readers'])} ms")  # fmt: skip
     rate = s["export_rows_per_second"]
