@@ -210,7 +210,10 @@ SELECT i.service, {_LABEL.format(_START.format("i.week"))} AS week,
        median(epoch(coalesce(det.detected_at, i.opened_at)) - epoch(i.finished_at) - ons.onset)
            AS onset_to_detection,
        count(det.detected_at) AS detected_n,
-       median(epoch(i.opened_at) - epoch(det.detected_at)) AS detection_to_attribution,
+       -- the incident is opened in the step that turns the Watch `regressed`, its time read a
+       -- moment before the transition's: that step is 0, not a negative time
+       median(greatest(epoch(i.opened_at) - epoch(det.detected_at), 0))
+           AS detection_to_attribution,
        count(t.time_to_revert) AS revert_n, median(t.time_to_revert) AS detection_to_revert,
        avg(coalesce(spent.tokens, 0)) AS tokens_mean,
        coalesce(sum(spent.tokens), 0) AS tokens_total,

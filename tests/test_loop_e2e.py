@@ -127,6 +127,22 @@ async def test_regression_is_reverted_and_announced(loop: Loop, traffic: SampleA
     revert = next(a for a in incident["actions"] if a["kind"] == "revert")
     assert revert["url"] == reverts[0].html_url
     assert loop.github.read_file("src/module_2.py", reverts[0].head_ref) is None
+    # The delivery reports read what the Watch wrote: one of the service's two deploys failed,
+    # and the incident's diagnosis times are measured, none invented.
+    reports = "/v1/reports/{}?service=e2e-regress"
+    dora = await (await loop.client.get(reports.format("dora"), headers=AUTH)).json()
+    [week] = [r for r in dora["rows"] if r["deployment_frequency"]["value"]]
+    assert (week["change_failure_rate"]["value"], week["change_failure_rate"]["n"]) == (0.5, 2)
+    assert week["failed_deployment_recovery_time"]["reason"] == (
+        "none of the 1 failed deploys has a verified recovery"
+    )
+    loop_report = await (await loop.client.get(reports.format("loop"), headers=AUTH)).json()
+    [diagnosis] = loop_report["incident_rows"]
+    assert diagnosis["incidents"] == 1
+    assert diagnosis["detection_to_attribution"]["value"] == 0.0  # one step: detect, attribute
+    assert 0 <= diagnosis["detection_to_revert"]["value"] < 60
+    onset = diagnosis["onset_to_detection"]
+    assert 0 <= onset["value"] < 60, onset  # the excursion onset the detector measured
     (opening,) = [m for m in loop.slack.messages if m.thread_ts is None]
     text = opening.text + str(opening.blocks)
     for needle in (f"#{culprit}", "sess-2", "http_errors", reverts[0].html_url):

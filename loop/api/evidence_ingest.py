@@ -1,4 +1,5 @@
-"""Ingest of attribution evidence: Sentry and Alertmanager webhooks, GitHub CI events.
+"""Ingest of attribution evidence: Sentry and Alertmanager webhooks, GitHub CI events, and GitHub
+reviews (review rounds for the loop report).
 
 Each check and parser refuses with an `IngestError` (a 4xx a sender can act on) before anything
 is stored, and turns a payload into the frozen records of `attribution.evidence` here, where it
