@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
 .PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution bench-loop \
-        bench-ingest
+        bench-ingest bench-store
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,13 @@ bench-loop: $(TSTAMP) test-deps
 # Prints a table and writes bench/results/ingest.json (about 10 minutes; BENCH_SCALE=0.1 for a check).
 bench-ingest: $(TSTAMP) test-deps
 	$(PY) -m bench.ingest.run
+
+# Reports, ten example queries (`POST /v1/query`) and the Parquet export over a year of synthetic
+# history for 50 services (built through the store's write path, cached under bench/.cache),
+# served by `rearguard serve` while its writer keeps ingesting; the writer's p99 with and without
+# readers. Prints a table and writes bench/results/store.json (BENCH_SCALE=0.1 for a check).
+bench-store: $(TSTAMP) test-deps
+	$(PY) -m bench.store.run
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check .

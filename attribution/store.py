@@ -21,6 +21,7 @@ attributes, so callers use one object: `await Store.open(path)`, then
     store.reports     PR reviews and the delivery reports' aggregates (`store_reports`)
     store.health      readiness as a real write, and what a start found (`store_health`)
     store.lessons     spec comments and lessons owed, lessons runs (`store_lessons`)
+    store.history     finished history appended in bulk (`store_history`)
 
 Reads that span groups in one call (`deploy_summary`: a Watch with its PRs) live here, on the
 composition, built from the groups' static row readers.
@@ -43,6 +44,7 @@ import duckdb
 from attribution.records import MergedPR, WatchState
 from attribution.store_evidence import EvidenceQueries
 from attribution.store_health import HealthQueries
+from attribution.store_history import HistoryQueries
 from attribution.store_incidents import IncidentQueries, UsageQueries
 from attribution.store_journal import JournalQueries
 from attribution.store_lessons import LessonsQueries
@@ -99,6 +101,7 @@ class Store:
         self.reports = ReportQueries(writer)
         self.health = HealthQueries(writer)
         self.lessons = LessonsQueries(writer)
+        self.history = HistoryQueries(writer)
 
     @classmethod
     async def open(cls, path: Path) -> Store:

@@ -1,10 +1,10 @@
 """The load generator of `make bench-ingest`, run as a process of its own (an aiohttp client).
 
-`python -m bench.ingest.load URL KIND RATE SECONDS FIRST` offers `RATE * SECONDS` deliveries of
-KIND (`pr`: signed GitHub `pull_request` merges, each its own PR and `X-GitHub-Delivery`;
-`deploy`: CD hook deploys of `bench-cd`, each its own sha) to the server at URL, on loopback,
-numbered from FIRST, and prints one JSON line: what was offered, how many were answered 202,
-and the latency of each answered one.
+`python -m bench.ingest.load URL KIND RATE SECONDS FIRST [REPO]` offers `RATE * SECONDS`
+deliveries of KIND (`pr`: signed GitHub `pull_request` merges of REPO, `acme/checkout` by
+default, each its own PR and `X-GitHub-Delivery`; `deploy`: CD hook deploys of `bench-cd`, each
+its own sha) to the server at URL, on loopback, numbered from FIRST, and prints one JSON line:
+what was offered, how many were answered 202, and the latency of each answered one.
 
 The load is open: request i is due at `start + i / RATE` whatever the server answers, and its
 latency is counted from when it was due, not from when it was sent, so a server that falls
@@ -23,7 +23,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.serve_rig_ingest import BEARER, PullRequests
+from tests.serve_rig_ingest import BEARER, EXAMPLE_REPO, PullRequests
 
 MAX_IN_FLIGHT = 4096
 TIMEOUT = 10.0
@@ -37,10 +37,11 @@ def deploy_body(number: int) -> dict[str, Any]:
             "finished_at": time.time() - 60}  # fmt: skip
 
 
-async def offer(url: str, kind: str, rate: float, seconds: float, first: int) -> dict[str, Any]:
+async def offer(url: str, kind: str, rate: float, seconds: float, first: int,  # noqa: PLR0917 - the command's arguments
+                repo: str = EXAMPLE_REPO) -> dict[str, Any]:  # fmt: skip
     """Offer the deliveries, wait for every answer (or its timeout); the figures."""
     count = max(1, round(rate * seconds))
-    prs = PullRequests()
+    prs = PullRequests(repo)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
     gate = asyncio.Semaphore(MAX_IN_FLIGHT)
@@ -92,7 +93,8 @@ async def offer(url: str, kind: str, rate: float, seconds: float, first: int) ->
 
 def main() -> int:
     url, kind, rate, seconds, first = sys.argv[1:6]
-    result = asyncio.run(offer(url, kind, float(rate), float(seconds), int(first)))
+    repo = sys.argv[6] if len(sys.argv) > 6 else EXAMPLE_REPO
+    result = asyncio.run(offer(url, kind, float(rate), float(seconds), int(first), repo))
     print(json.dumps(result))
     return 0
 

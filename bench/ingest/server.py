@@ -42,7 +42,7 @@ def _toml_value(value: Any) -> str:
     return str(value)
 
 
-def _toml(tables: dict[str, Any], prefix: str = "") -> str:
+def toml_tables(tables: dict[str, Any], prefix: str = "") -> str:
     """Nested dicts as TOML tables (values: strings, numbers, booleans, lists of them)."""
     out: list[str] = []
     plain = {k: v for k, v in tables.items() if not isinstance(v, dict)}
@@ -51,7 +51,7 @@ def _toml(tables: dict[str, Any], prefix: str = "") -> str:
     out.extend(f"{key} = {_toml_value(value)}" for key, value in plain.items())
     for key, value in tables.items():
         if isinstance(value, dict):
-            out.append(_toml(value, f"{prefix}.{key}" if prefix else key))
+            out.append(toml_tables(value, f"{prefix}.{key}" if prefix else key))
     return "\n".join(out)
 
 
@@ -74,7 +74,7 @@ def write_config(path: Path, port: int, store: Path, *, urls: tuple[str, str, st
         "policy": {"mode": "observe"},
         "services": services,
     }
-    path.write_text(_toml(config) + "\n")
+    path.write_text(toml_tables(config) + "\n")
     return path
 
 
