@@ -61,9 +61,17 @@ def watched_names() -> list[str]:
 
 def write_config(path: Path, port: int, store: Path, *, urls: tuple[str, str, str]) -> Path:
     """The bench's config at `path`; `urls` are Prometheus', GitHub's and Slack's."""
-    prometheus, github, slack = urls
     services = {name: service(name, watch="1800s", baseline="20s") for name in watched_names()}
-    services[CD_SERVICE] = service(CD_SERVICE, watch="2s", baseline="20s")
+    return write_bench_config(path, port, store, services, urls=urls)
+
+
+def write_bench_config(
+    path: Path, port: int, store: Path, services: dict[str, Any], *, urls: tuple[str, str, str]
+) -> Path:
+    """A benchmark's config at `path` for the `services` tables, and the CD hook's own service;
+    `urls` are Prometheus', GitHub's and Slack's (bench-ingest and bench-store share it)."""
+    prometheus, github, slack = urls
+    services = {**services, CD_SERVICE: service(CD_SERVICE, watch="2s", baseline="20s")}
     for table in services.values():
         table["seasonal"] = []  # no day- or week-old baselines: the sample app has no such past
     config = {

@@ -43,12 +43,12 @@ from urllib.parse import urlsplit
 import aiohttp
 import duckdb
 
-from bench.ingest.server import UnknownCommits
+from bench.ingest.server import CD_SERVICE, UnknownCommits
 from bench.loop.run import percentile
 from bench.store.cache import history_store
 from bench.store.history import Shape
 from bench.store.queries import EXAMPLES
-from bench.store.server import CD_SERVICE, history_services, load_spans, write_config
+from bench.store.server import history_services, load_spans, write_config
 from tests.fakes.sample_app import SampleApp
 from tests.loop_rig import API_TOKEN, WEBHOOK_SECRET
 from tests.prometheus_server import PrometheusServer

@@ -25,10 +25,7 @@ from typing import Any
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
-from bench.ingest.server import toml_tables
-from bench.loop.run import service
-
-CD_SERVICE = "bench-cd"
+from bench.ingest.server import write_bench_config
 
 
 def history_services(count: int) -> list[str]:
@@ -51,21 +48,8 @@ def watched(name: str, step: str) -> dict[str, Any]:
 def write_config(path: Path, port: int, store: Path, services: int, *, step: str,
                  urls: tuple[str, str, str]) -> Path:  # fmt: skip
     """The bench's config at `path`; `urls` are Prometheus', GitHub's and Slack's."""
-    prometheus, github, slack = urls
     tables = {name: watched(name, step) for name in history_services(services)}
-    tables[CD_SERVICE] = service(CD_SERVICE, watch="2s", baseline="20s")
-    for table in tables.values():
-        table["seasonal"] = []  # no day- or week-old baselines: the sample app has no such past
-    config = {
-        "server": {"listen": f"127.0.0.1:{port}", "store": str(store), "tick": "0.5s"},
-        "github": {"api_url": github},
-        "prometheus": {"url": prometheus, "timeout": "3s"},
-        "slack": {"api_url": slack, "channel": "C0BENCH"},
-        "policy": {"mode": "observe"},
-        "services": tables,
-    }
-    path.write_text(toml_tables(config) + "\n")
-    return path
+    return write_bench_config(path, port, store, tables, urls=urls)
 
 
 class StoreSpans(SpanProcessor):
