@@ -46,7 +46,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -286,14 +286,14 @@ class SandboxedQueries:
 
     def __init__(
         self,
-        source: Callable[[], duckdb.DuckDBPyConnection],
+        read: Callable[[Callable[[duckdb.DuckDBPyConnection], Snapshot]], Awaitable[Snapshot]],
         *,
         max_age: float = MAX_AGE,
         slots: int = 2,
         timeout: float = QUERY_TIMEOUT,
         grace: float = GRACE,
     ) -> None:
-        self._source = source
+        self._read = read
         self._grace = grace
         self._max_age = max_age
         self._timeout = timeout
@@ -308,12 +308,8 @@ class SandboxedQueries:
             if snapshot is None or time.time() - snapshot.as_of > max(
                 self._max_age, snapshot.build_seconds / BUILD_SHARE
             ):
-
-                def build() -> Snapshot:
-                    with contextlib.closing(self._source()) as cur:
-                        return Snapshot.build(cur)
-
-                snapshot = await asyncio.to_thread(build)
+                # On a reader of the store's own (`StoreWriter.read`), off the writer's thread.
+                snapshot = await self._read(Snapshot.build)
                 # The old one is closed when the last query holding it lets go of it (its
                 # connection closes as the object is freed).
                 self._snapshot = snapshot

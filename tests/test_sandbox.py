@@ -97,7 +97,7 @@ LATE = "SELECT max(len(l)) FROM (SELECT list(range(10000000)) AS l)"
 async def test_a_query_stopped_late_is_answered_at_the_limit(store: Store) -> None:
     """The answer is a 408 at the limit (plus grace); the query keeps its slot (429 for the
     next) until DuckDB stops it, then the slot is free again."""
-    queries = SandboxedQueries(store.writer.reader, slots=1, timeout=0.1, grace=0.1)
+    queries = SandboxedQueries(store.writer.read, slots=1, timeout=0.1, grace=0.1)
     with pytest.raises(QueryRefused) as late:
         await queries.query(LATE)
     assert late.value.code == "timeout"
@@ -119,7 +119,7 @@ async def test_a_query_stopped_late_is_answered_at_the_limit(store: Store) -> No
 
 async def test_the_snapshot_is_rebuilt_when_old(store: Store) -> None:
     """A deploy written after a snapshot is seen once the snapshot is older than its age."""
-    queries = SandboxedQueries(store.writer.reader, max_age=0.0)
+    queries = SandboxedQueries(store.writer.read, max_age=0.0)
     assert (await queries.query("SELECT count(*) FROM deploys")).rows == [[0]]
     await store.writer.call(lambda cur: cur.execute(
         "INSERT INTO deploys VALUES ('d1', 's', 'production', NULL, 'abc', NULL, NULL, now(), "

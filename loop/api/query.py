@@ -11,7 +11,6 @@ writer's thread, into a temporary file that is streamed and then deleted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator
@@ -33,7 +32,7 @@ CHUNK = 256 * 1024
 async def runtime(app: web.Application) -> AsyncIterator[None]:
     """The query runner over the store `loop.api.app`'s runtime opened (so it comes after it)."""
     writer = app[DEPS].store.writer
-    app[QUERIES] = SandboxedQueries(writer.reader, timeout=app[SETTINGS].query_timeout)
+    app[QUERIES] = SandboxedQueries(writer.read, timeout=app[SETTINGS].query_timeout)
     yield
 
 
@@ -65,12 +64,7 @@ async def get_export(request: web.Request) -> web.StreamResponse:
     writer = request.app[DEPS].store.writer
     work = Path(tempfile.mkdtemp(prefix="rearguard-export-"))
     try:
-
-        def write() -> Path:
-            with contextlib.closing(writer.reader()) as cur:
-                return export_view(cur, view, work)
-
-        path = await asyncio.to_thread(write)
+        path = await writer.read(lambda cur: export_view(cur, view, work))
         response = web.StreamResponse(headers={
             "Content-Type": "application/vnd.apache.parquet",
             "Content-Disposition": f'attachment; filename="{view}.parquet"',
