@@ -2,7 +2,12 @@
 
 Pure and deterministic; the Watch, recovery after a revert (`observer.recovery`), `rearguard
 backtest` and the detection benchmark all call `assess_ratio_steps` with the steps seen so far,
-once per step.
+once per step. The functions over steps here (`evidence`, `heaviest_stretch`, `without_burst`,
+`share_evidence`) are the readable definitions; the judge itself, `assess_ratio_state`, reads
+their running form, a `RatioState` (`observer.sequential_state`) the steps are folded into one at
+a time, so that an evaluation costs O(1) in the watch's length for a caller that carries it
+(`ratio_state` builds it; `assess_ratio_steps` folds every step into a fresh one).
+tests/test_sequential_state.py holds the two forms equal.
 
 The references are the available baselines (before the deploy, the same window a day and a week
 earlier, or the stable version in canary mode): pooled when they agree, else each one. Two
@@ -54,6 +59,7 @@ from observer.detect import (
     null_bound,
     wilson_upper,
 )
+from observer.sequential_state import Evidence, LogLr, RatioState, alternatives, log_mean_exp
 from observer.slis import Sli
 from observer.verdict import SliResult, Status
 
@@ -121,12 +127,6 @@ def homogeneous(baselines: Sequence[Baseline]) -> bool:
     return chi2 <= quantile
 
 
-def _alternatives(p_null: float) -> list[float]:
-    """The regressed rates the Watch tests against `p_null`: `ALTERNATIVES` times it."""
-    rates = (min(p_null * multiple, 0.999) for multiple in ALTERNATIVES)
-    return [p_alt for p_alt in rates if p_alt > p_null]
-
-
 def step_log_lrs(steps: Sequence[Step], p_null: float, p_alt: float) -> list[float]:
     """Per step, the log-likelihood ratio of bad rate `p_alt` against `p_null` (positive where
     the step favours `p_alt`).
@@ -134,9 +134,8 @@ def step_log_lrs(steps: Sequence[Step], p_null: float, p_alt: float) -> list[flo
     The Watch tests a baseline's bound (null) against regressed rates above it; recovery sets
     the roles the other way round: still at the regressed rate (null) against back at the bound.
     """
-    bad_weight = math.log(p_alt / p_null)
-    good_weight = math.log((1 - p_alt) / (1 - p_null))
-    return [s.bad * bad_weight + max(s.total - s.bad, 0.0) * good_weight for s in steps]
+    llr = LogLr.between(p_null, p_alt)
+    return [llr.of(s) for s in steps]
 
 
 def heaviest_stretch(llrs: Sequence[float], width: int) -> tuple[int, int, float]:
@@ -196,13 +195,25 @@ def share_evidence(
     gone = steps[left_out[0] : left_out[1]]
     rest_bad = bad - sum(s.bad for s in gone)
     rest_total = total - sum(s.total for s in gone)
+    return share_statistics(references, tolerance, (bad, total), (rest_bad, rest_total))
 
-    def mixture(reference: Baseline, b: float, n: float) -> float:
-        return _log_mean_exp([share_log_lr(reference, b, n, m, tolerance) for m in ALTERNATIVES])
 
-    full = min(mixture(r, bad, total) for r in references)
-    rest = min(mixture(r, rest_bad, rest_total) for r in references)
-    return full, rest
+def share_statistics(
+    references: Sequence[Baseline],
+    tolerance: float,
+    watch: tuple[float, float],
+    rest: tuple[float, float],
+) -> tuple[float, float]:
+    """`share_evidence` from the sums it takes over steps: the watch's (bad, total) and the same
+    with the stretch left out."""
+
+    def mixture(reference: Baseline, counts: tuple[float, float]) -> float:
+        return log_mean_exp([share_log_lr(reference, *counts, m, tolerance) for m in ALTERNATIVES])
+
+    return (
+        min(mixture(r, watch) for r in references),
+        min(mixture(r, rest) for r in references),
+    )
 
 
 def references(sli: Sli, baselines: Sequence[Baseline]) -> list[Baseline]:
@@ -220,25 +231,6 @@ def references(sli: Sli, baselines: Sequence[Baseline]) -> list[Baseline]:
     return usable
 
 
-def _log_mean_exp(values: Sequence[float]) -> float:
-    top = max(values)
-    return top + math.log(sum(math.exp(v - top) for v in values) / len(values))
-
-
-@dataclass(frozen=True, slots=True)
-class Evidence:
-    """The two statistics at one evaluation, each with and without the blip, and where the later
-    excursion started."""
-
-    from_deploy: float
-    from_deploy_rest: float
-    excursion: float
-    excursion_rest: float
-    onset_index: int
-    bad_since_onset: float
-    total_since_onset: float
-
-
 def evidence(
     steps: Sequence[Step], p_null: float, burst: int, bars: tuple[float, float] = (0.0, 0.0)
 ) -> Evidence:
@@ -247,12 +239,12 @@ def evidence(
 
     The best excursion is the one nearest to clearing both `bars` (its threshold and the
     evidence it must keep without the blip)."""
-    alternatives = _alternatives(p_null)
-    if not alternatives or not steps:
-        return Evidence(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0)
-    per_alt = [step_log_lrs(steps, p_null, p_alt) for p_alt in alternatives]
-    from_deploy = _log_mean_exp([sum(llrs) for llrs in per_alt])
-    from_deploy_rest = _log_mean_exp([without_burst(llrs, burst) for llrs in per_alt])
+    rates = alternatives(p_null)
+    if not rates or not steps:
+        return Evidence(0.0, 0.0, 0.0, 0.0, 0, 0.0, 0.0, steps[0].t if steps else math.nan)
+    per_alt = [step_log_lrs(steps, p_null, p_alt) for p_alt in rates]
+    from_deploy = log_mean_exp([sum(llrs) for llrs in per_alt])
+    from_deploy_rest = log_mean_exp([without_burst(llrs, burst) for llrs in per_alt])
     best, best_rest, onset = 0.0, 0.0, len(steps)
     score = -math.inf
     for llrs in per_alt:
@@ -276,7 +268,23 @@ def evidence(
         onset,
         sum(s.bad for s in since),
         sum(s.total for s in since),
+        steps[onset].t if since else math.nan,
     )
+
+
+def ratio_state(
+    sli: Sli,
+    baselines: Sequence[Baseline],
+    *,
+    horizon: int,
+    step_seconds: float,
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> RatioState:
+    """The state a watch's steps are folded into (`RatioState.push`), for its null rate (None when
+    no baseline can set one) and burst width: both depend only on the baselines and settings."""
+    found = null_rate(sli, baselines)
+    burst = burst_steps(sli, settings, step_seconds, horizon)
+    return RatioState.start(None if found is None else found[0], burst)
 
 
 def assess_ratio_steps(
@@ -289,15 +297,43 @@ def assess_ratio_steps(
     step_seconds: float,
     settings: DetectorSettings = DEFAULT_SETTINGS,
 ) -> SliResult:
-    """Judge a ratio SLI from its baselines and the watch steps so far (`horizon` steps in all).
+    """Judge a ratio SLI from its baselines and the watch steps so far (`horizon` steps in all):
+    `assess_ratio_state` on every step folded into a fresh `ratio_state`."""
+    state = ratio_state(
+        sli, baselines, horizon=horizon, step_seconds=step_seconds, settings=settings
+    )
+    for step in steps:
+        state.push(step)
+    return assess_ratio_state(
+        sli,
+        baselines,
+        state,
+        complete=complete,
+        horizon=horizon,
+        step_seconds=step_seconds,
+        settings=settings,
+    )
+
+
+def assess_ratio_state(
+    sli: Sli,
+    baselines: Sequence[Baseline],
+    state: RatioState,
+    *,
+    complete: bool,
+    horizon: int,
+    step_seconds: float,
+    settings: DetectorSettings = DEFAULT_SETTINGS,
+) -> SliResult:
+    """Judge a ratio SLI from its baselines and the state of the watch steps so far (`horizon`
+    steps in all), built by `ratio_state` from the same baselines and settings.
 
     `regressed` needs the evidence, at least `settings.min_bad` bad events behind it and
     `min_events` of watch traffic. At the end, a watch with data in under `DEFAULT_MIN_COVERAGE`
     of its `horizon` steps is `inconclusive`, as is one with too little traffic. Nothing here can
     turn missing data into `regressed`: a step without data contributes no evidence.
     """
-    w_bad = sum(s.bad for s in steps)
-    w_total = sum(s.total for s in steps)
+    w_bad, w_total = state.bad, state.total
     primary = baselines[0] if baselines else Baseline("before", 0.0, 0.0)
     watch_rate = w_bad / w_total if w_total > 0 else math.nan
     alpha_share = settings.alpha * FROM_DEPLOY_SHARE
@@ -315,6 +351,12 @@ def assess_ratio_steps(
         threshold=threshold,
     )
     found = null_rate(sli, baselines)
+    burst = burst_steps(sli, settings, step_seconds, horizon)
+    if (None if found is None else found[0], burst) != (state.p_null, state.burst):
+        raise ValueError(
+            f"the state was built for p_null {state.p_null} and burst {state.burst}, "
+            "not for these baselines and settings"
+        )
     if found is None:
         reason = (
             f"no baseline has min_events {max(sli.min_events, 1)} "
@@ -323,18 +365,16 @@ def assess_ratio_steps(
         return replace(result, status=_pending(complete), reason=reason)
     p_null, chosen = found
     base_rate = chosen.bad / chosen.total
-    burst = burst_steps(sli, settings, step_seconds, horizon)
     excursion_alpha = settings.alpha * (1 - FROM_DEPLOY_SHARE)
     excursion_threshold = math.log(max(horizon, 1) * len(ALTERNATIVES) / excursion_alpha)
     # The evidence left once the blip is discounted must clear `persist`; for an excursion that
     # bar carries the same union over starts and alternatives as its threshold.
     excursion_persist = settings.persist + math.log(max(horizon, 1) * len(ALTERNATIVES))
-    ev = evidence(steps, p_null, burst, (excursion_threshold, excursion_persist))
+    ev = state.evidence((excursion_threshold, excursion_persist))
     # From the deploy, the watch's share of the bad events against the references themselves
     # (no bound on their rate), with the stretch that weighs most for a regression left out.
     compared = references(sli, baselines)
-    stretch = heaviest_stretch(step_log_lrs(steps, p_null, min(2 * p_null, 0.999)), burst)
-    share, share_rest = share_evidence(compared, steps, sli.tolerance, stretch[:2])
+    share, share_rest = share_statistics(compared, sli.tolerance, *state.share_counts())
     ev = replace(ev, from_deploy=share, from_deploy_rest=share_rest)
     share_floor = max(r.bad / r.total for r in compared) * (1 + sli.tolerance)
     # Report the larger statistic as a multiple of its own threshold, in log-LR units.
@@ -342,7 +382,7 @@ def assess_ratio_steps(
     excursion_margin = min(
         ev.excursion - excursion_threshold, ev.excursion_rest - excursion_persist
     )
-    use_excursion = ev.onset_index < len(steps) and excursion_margin > from_deploy_margin
+    use_excursion = ev.onset_index < state.steps and excursion_margin > from_deploy_margin
     statistic = (
         ev.excursion - (excursion_threshold - threshold) if use_excursion else ev.from_deploy
     )
@@ -351,7 +391,7 @@ def assess_ratio_steps(
         if use_excursion
         else (ev.from_deploy_rest, settings.persist)
     )
-    onset = steps[ev.onset_index].t - step_seconds if use_excursion and steps else 0.0
+    onset = ev.onset_t - step_seconds if use_excursion else 0.0
     effect = (watch_rate / base_rate - 1) if base_rate > 0 and w_total > 0 else math.nan
     result = replace(
         result,
@@ -387,7 +427,7 @@ def assess_ratio_steps(
     if not complete:
         return result
     healthy = f"{rates}; log-LR {statistic:.2f} < {threshold:.2f}"
-    status, reason = _final(sli, len(steps), horizon, w_total, healthy)
+    status, reason = _final(sli, state.steps, horizon, w_total, healthy)
     return replace(result, status=status, reason=reason)
 
 
