@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
+from observer.sources import TIME_RESOLUTION
+
 WARN_STEPS = 3
 """Consecutive steps the data must be gone for: within the issue's five steps, and more than a
 single late scrape."""
@@ -64,7 +66,7 @@ def early_warning(
     if done < steps:
         return None
     since = deployed_at + (done - steps) * step + step / 2  # the last `steps` grid points
-    recent = [p for p in watch if since <= p[0] <= end + 1e-6]
+    recent = [p for p in watch if since <= p[0] <= end + TIME_RESOLUTION]
     span = f"the last {steps} steps ({steps * step:.0f}s)"
     if not recent:
         return EarlyWarning(WarningReason.VANISHED, f"no data in {span} after the deploy; "

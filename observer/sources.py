@@ -35,6 +35,12 @@ class QueryRejected(MetricsError):
     """The backend refused the query itself; retrying will not help."""
 
 
+TIME_RESOLUTION = 1e-3
+"""Seconds a point's time may sit from the grid time it was asked for: Prometheus rounds a range
+query's start and end to the nearest millisecond and answers times in whole milliseconds, so for
+a deploy timed by `time.time()` each point comes back up to half a millisecond early or late."""
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One point: `t` in Unix seconds, `value` as a float (NaN kept as NaN)."""

@@ -1,7 +1,8 @@
 """The real `prometheus` binary, run for tests: config, process, readiness, restarts.
 
 `PrometheusServer` writes a config that scrapes the given targets every `scrape_interval`
-seconds (one by default, so live tests see data fast; 15 s and more is what teams run), runs the
+seconds (one by default, so live tests see data fast; 15 s and more is what teams run), and
+logs every query it answers to `query_log` when given (Prometheus' own query log), runs the
 binary (`REARGUARD_PROMETHEUS_BIN`, else `prometheus` on PATH; the Debian package
 `prometheus`) on a free loopback port with its TSDB in a given folder, and waits for
 `/-/ready`. `stop()` and `start()` keep the same port and data folder, so a test can take
@@ -47,6 +48,7 @@ class PrometheusServer:
         binary: str | None = None,
         ready_timeout: float = 30.0,
         scrape_interval: int = 1,
+        query_log: Path | None = None,
     ) -> None:
         self._binary = binary or find_binary()
         self._workdir = workdir
@@ -55,7 +57,7 @@ class PrometheusServer:
         self._process: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
         self._config = workdir / "prometheus.yml"
-        self._config.write_text(_config(targets, scrape_interval))
+        self._config.write_text(_config(targets, scrape_interval, query_log))
         self.data_dir = workdir / "data"
         self.log_path = workdir / "prometheus.log"
 
@@ -63,6 +65,11 @@ class PrometheusServer:
     def url(self) -> str:
         """Base URL, the same across restarts."""
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while running (a benchmark reads its CPU time from /proc)."""
+        return self._process.pid if self.running and self._process is not None else None
 
     @property
     def running(self) -> bool:
@@ -186,13 +193,15 @@ def find_binary() -> str:
     return found
 
 
-def _config(targets: Sequence[str], scrape_interval: int = 1) -> str:
+def _config(targets: Sequence[str], scrape_interval: int = 1, query_log: Path | None = None) -> str:
     listed = ", ".join(f'"{target}"' for target in targets)
+    log = f"  query_log_file: {json.dumps(str(query_log))}\n" if query_log else ""
     return (
         "global:\n"
         f"  scrape_interval: {scrape_interval}s\n"
         "  scrape_timeout: 1s\n"
         f"  evaluation_interval: {scrape_interval}s\n"
+        f"{log}"
         "scrape_configs:\n"
         "  - job_name: sample_app\n"
         "    static_configs:\n"

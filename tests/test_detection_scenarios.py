@@ -20,6 +20,7 @@ from observer.simulated import SimulatedSource
 from observer.slis import Sli, SliKind
 from observer.sources import MetricsSource, Sample, Series
 from observer.verdict import Status
+from observer.watch_memory import SliMemory
 from tests.embedded import make_rig
 
 DAY = 86400.0
@@ -30,11 +31,15 @@ ERRORS = Sli("errors", SliKind.RATIO, bad="bad[$step]", total="total[$step]", mi
 async def _run(
     source: MetricsSource, slis: list[Sli], windows: Windows
 ) -> list[tuple[float, Status]]:
-    """Evaluate once per step over the whole watch, as the Watch does; (seconds, status) each."""
+    """Evaluate once per step over the whole watch, as the Watch does (keeping what it read
+    between steps); (seconds, status) each. Each step is also read afresh: the same verdict."""
     out = []
+    memory: dict[str, SliMemory] = {}
     for k in range(1, windows.horizon + 1):
         now = windows.deployed_at + k * windows.step
-        verdict = await evaluate(source, slis, windows, now)
+        verdict = await evaluate(source, slis, windows, now, memory=memory)
+        fresh = await evaluate(source, slis, windows, now)
+        assert (verdict.status, verdict.reason) == (fresh.status, fresh.reason), k
         out.append((now - windows.deployed_at, verdict.status))
         if verdict.status is not Status.OBSERVING:
             break

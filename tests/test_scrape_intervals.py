@@ -15,7 +15,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,24 @@ import aiohttp
 import pytest
 
 from loop.config import ServiceSettings, load_settings
-from observer.observe import Windows, evaluate, fetch_sli, step_plan
+from loop.watch.pace import CountingSource
+from observer.observe import (
+    Windows,
+    evaluate,
+    fetch_baselines,
+    fetch_sli,
+    fetch_watch,
+    joined,
+    step_plan,
+)
 from observer.prometheus import PrometheusSource
 from observer.scrape_interval import ScrapeIntervals, learn_interval
+from observer.slis import SliKind
 from observer.verdict import Status, Verdict
+from observer.watch_memory import SliMemory
 from tests.loop_rig import API_TOKEN
 from tests.prometheus_server import PrometheusServer
+from tests.same import same
 from tests.serve_rig import Server, free_port, get_json, server_environment, wait_up
 from tests.waiting import wait_for_async
 
@@ -173,6 +185,45 @@ async def _watch(
     raise AssertionError(f"{name}: no verdict by the end of the watch: {seen[-1].reason}")
 
 
+@pytest.mark.parametrize(
+    "name", ["clean-15s", "regressed-15s", "regressed-30s", "clean-60s", "outage-15s",
+             "new-pods-regressed-15s"],
+)  # fmt: skip
+async def test_what_a_watch_keeps_gives_the_verdicts_of_reading_everything(
+    history: History, name: str
+) -> None:
+    """At every step, the evaluation that keeps its baselines, points and test state between
+    steps (reading only the steps since) gives what reading everything again gives; in steady
+    state it makes two queries a ratio SLI (bad, total) and one a gauge."""
+    service = _checkout()
+    deployed = history.deployed_at[name]
+    windows = Windows(
+        deployed, service.baseline, service.watch, service.step, service.seasonal, "abc123"
+    )
+    memory: dict[str, SliMemory] = {}
+    async with PrometheusSource(history.server.url) as prometheus:
+        fresh, kept = CountingSource(prometheus), CountingSource(prometheus)
+        intervals = ScrapeIntervals()
+        for k in range(1, round(service.watch / service.step) + 1):
+            now = deployed + k * service.step
+            before = kept.queries
+            full = await evaluate(fresh, service.slis, windows, now, intervals=intervals)
+            carried = await evaluate(kept, service.slis, windows, now, intervals=intervals,
+                                     memory=memory)  # fmt: skip
+            assert carried.status is full.status, (k, carried.reason, full.reason)
+            assert carried.reason == full.reason
+            for a, b in zip(carried.results, full.results, strict=True):
+                assert same(a.to_json(), b.to_json()), (k, a, b)
+            made = kept.queries - before
+            widened = max(1, round(full.results[0].step / service.step))
+            if k > 3 * widened and k % widened == 0:  # a new step at the data's own pace
+                ratios = sum(sli.kind is SliKind.RATIO for sli in service.slis)
+                assert made <= 2 * ratios + (len(service.slis) - ratios), (k, made)
+            if full.status is not Status.OBSERVING:
+                break
+    assert kept.queries < fresh.queries
+
+
 @pytest.mark.parametrize("interval", [15, 30, 60])
 async def test_interval_is_learnt_from_the_samples(history: History, interval: int) -> None:
     """The scrape interval comes back from the samples, exact despite the phase and jitter."""
@@ -228,6 +279,43 @@ async def test_every_event_is_counted_once(history: History, interval: int) -> N
     counted = sum(p[2] for p in data.watch)
     assert len(data.watch) == WATCH / plan.step
     assert counted == pytest.approx(values[-1] - values[0], rel=0.002)
+
+
+@pytest.mark.parametrize("interval", [15, 30, 60])
+@pytest.mark.parametrize("fraction", [0.0, 0.000_4, 0.000_6])  # a deploy time rounded down, up
+async def test_one_query_reads_the_baseline_before_and_the_watch_as_two_would(
+    history: History, interval: int, fraction: float
+) -> None:
+    """The baseline before the deploy and the watch read by one range query (`joined`) are the
+    points the two queries gave, at the first step and at the end of the watch."""
+    service = _checkout()
+    sli = service.slis[0]
+    deployed = history.deployed_at[f"clean-{interval}s"] + fraction
+    windows = Windows(deployed, service.baseline, service.watch, service.step, ())
+    async with PrometheusSource(history.server.url) as source:
+        plan = await step_plan(source, sli, service.step, deployed)
+        on_plan = replace(windows, step=plan.step)
+        assert joined(on_plan)
+        for now in (deployed + plan.step + 0.5, deployed + WATCH):
+            counted = CountingSource(source)
+            data = await fetch_sli(counted, sli, windows, now, plan)
+            assert counted.queries == 2
+            watch = await fetch_watch(source, sli, on_plan, plan,
+                                      [deployed + plan.step, on_plan.watch_end(now)])  # fmt: skip
+            baselines, _ = await fetch_baselines(source, sli, on_plan, now, plan)
+            assert data.watch
+            assert same(data.watch, watch["watch"])
+            assert same(data.baselines, baselines)
+
+
+@pytest.mark.parametrize(
+    ("baseline", "step", "expected"),
+    [(600.0, 15.0, True), (600.0, 45.0, False), (600.0, 60.0, True), (10.0, 15.0, False)],
+)
+def test_the_baseline_is_read_with_the_watch_only_on_its_grid(
+    baseline: float, step: float, expected: bool
+) -> None:
+    assert joined(Windows(1_796_300_000.5, baseline, 1800.0, step)) is expected
 
 
 @pytest.mark.parametrize(("kind", "status"), [("clean", Status.HEALTHY),
