@@ -20,7 +20,14 @@ from attribution.store_incidents import IncidentQueries
 from attribution.store_prs import PullRequestQueries
 from attribution.store_rounds import RevertRoundQueries
 from attribution.store_writer import StoreWriter, fetch_records
-from attribution.watch_rows import DeployPrs, NextRound, Observations, OpenIncident, WatchRow
+from attribution.watch_rows import (
+    DeployPrs,
+    KeptBaselines,
+    NextRound,
+    Observations,
+    OpenIncident,
+    WatchRow,
+)
 
 _DEPLOY_COLUMNS = (
     "d.id, d.service, d.environment, d.sha, epoch(d.finished_at) AS finished_at, d.source, "
@@ -282,14 +289,38 @@ class WatchQueries:
     def _write_row(cls, cur: duckdb.DuckDBPyConnection, row: WatchRow) -> None:
         """Write one of a transition's rows (see `attribution.watch_rows`)."""
         match row:
-            case Observations(deploy_id, observed_at, results):
-                cls.insert_observations(cur, deploy_id, observed_at, results)
+            case Observations(deploy_id, observed_at, results, due_at):
+                cls.insert_observations(cur, deploy_id, observed_at, results, due_at)
             case OpenIncident(incident):
                 IncidentQueries.insert_incident(cur, incident)
             case NextRound(revert_round):
                 RevertRoundQueries.insert_round(cur, revert_round)
             case DeployPrs(deploy_id, repo, numbers):
                 PullRequestQueries.write_deploy_prs(cur, deploy_id, repo, numbers)
+            case KeptBaselines():
+                cur.execute(
+                    "INSERT OR REPLACE INTO watch_baselines "
+                    "VALUES (?, ?, ?, ?, ?, to_timestamp(?))",
+                    [row.deploy_id, row.sli, json.dumps(row.plan), json.dumps(row.baselines),
+                     json.dumps(row.spans), row.read_at],
+                )  # fmt: skip
+
+    async def kept_baselines(self, deploy_id: str) -> list[KeptBaselines]:
+        """The baselines a Watch kept (one per SLI), to read back after a restart."""
+
+        def read(cur: duckdb.DuckDBPyConnection) -> list[KeptBaselines]:
+            rows = cur.execute(
+                "SELECT sli, plan, baselines, spans, epoch(read_at) FROM watch_baselines "
+                "WHERE deploy_id = ? ORDER BY sli",
+                [deploy_id],
+            ).fetchall()
+            return [
+                KeptBaselines(deploy_id, sli, json.loads(plan), json.loads(points),
+                              json.loads(spans), float(read_at))
+                for sli, plan, points, spans, read_at in rows
+            ]  # fmt: skip
+
+        return await self._writer.call(read)
 
     async def timeline(self, deploy_id: str) -> list[dict[str, Any]]:
         return await self._writer.call(lambda cur: self.read_timeline(cur, deploy_id))
@@ -330,6 +361,7 @@ class WatchQueries:
         deploy_id: str,
         observed_at: float,
         results: Sequence[dict[str, Any]],
+        due_at: float | None = None,
     ) -> None:
         """Write one evaluation's rows under the deploy's next `seq`, all in one INSERT; used
         inside the Watch's transition so that an evaluation and its transition are one fact."""
@@ -338,13 +370,15 @@ class WatchQueries:
         seq = cur.execute(
             "SELECT coalesce(max(seq), 0) + 1 FROM observations WHERE deploy_id = ?", [deploy_id]
         ).fetchall()[0][0]
-        row = "(?, ?, to_timestamp(?), " + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3)) + ")"
+        row = "(?, ?, to_timestamp(?), " + ", ".join("?" * (len(_OBSERVATION_COLUMNS) - 3))
+        row += ", to_timestamp(?))"
         params: list[Any] = []
         for r in results:
             params += [deploy_id, seq, observed_at]
             params += [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]]
+            params.append(due_at)
         cur.execute(
-            f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}) VALUES "
+            f"INSERT INTO observations ({', '.join(_OBSERVATION_COLUMNS)}, due_at) VALUES "
             + ", ".join([row] * len(results)),
             params,
         )

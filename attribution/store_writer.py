@@ -4,7 +4,8 @@ Every call runs on that thread with its own cursor, under a lock, so there is ex
 and writes are ordered; callers `await` it from the event loop. `call` runs a function on a
 cursor, `tx` runs it in one transaction. Each query group (`store_*.py`) is a plain class over
 one `StoreWriter` and reaches the database only through `call` and `tx`; `attribution.store.Store`
-holds the writer and the groups.
+holds the writer and the groups. How long each call waited in the writer's queue before it
+started is told to `on_queued` (the app's `rearguard_store_queue_seconds`).
 
 The writer also keeps the failures that do not pass (`lasting`): DuckDB invalidates the whole
 database after a fatal error (a checkpoint that could not write, for one) until the process
@@ -147,6 +148,9 @@ class StoreWriter:
         """The first failure that lasts until a restart (or a repair), None while there is none."""
         self.invalidated = False
         """Whether DuckDB invalidated the database: nothing works again until a restart."""
+        self.on_queued: Callable[[float], None] = _ignore
+        """Told, on the event loop, the seconds each call or batch waited in the writer's queue
+        before it started on the writer thread (the app's `/metrics` histogram)."""
         # Each counter has one writer (the event loop, the writer thread), so none is lost.
         self._submitted = 0
         self._started = 0
@@ -240,6 +244,8 @@ class StoreWriter:
             finally:
                 # The span is the caller's wait; these say how much of it was the writer queue
                 # (other calls ahead on the one writer thread) and how much DuckDB's own work.
+                if times:  # it started (a caller that gave up first never does)
+                    self.on_queued(times[0] - submitted)
                 if len(times) == 2:  # noqa: PLR2004 - started and ended
                     span.set_attribute("rearguard.store.queued_seconds", times[0] - submitted)
                     span.set_attribute("rearguard.store.run_seconds", times[1] - times[0])
@@ -260,6 +266,10 @@ class StoreWriter:
         group = GroupCommit(self, write, max_items=max_items, max_wait=max_wait)
         self._groups.append(group)
         return group
+
+
+def _ignore(seconds: float) -> None:
+    return None
 
 
 def _transaction(fn: Callable[[duckdb.DuckDBPyConnection], T]) -> Callable[..., T]:

@@ -23,6 +23,8 @@ class Observations:
     deploy_id: str
     observed_at: float
     results: Sequence[dict[str, Any]]
+    due_at: float | None = None
+    """When the evaluation was due (the Watch's `next_due`): `observed_at - due_at` is its lag."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,4 +50,17 @@ class DeployPrs:
     numbers: tuple[int, ...]
 
 
-WatchRow = Observations | OpenIncident | NextRound | DeployPrs
+@dataclass(frozen=True, slots=True)
+class KeptBaselines:
+    """One SLI's baselines as a Watch read them once, to read back after a restart: the step
+    plan, the points by label and their spans as JSON-ready data, and when they were read."""
+
+    deploy_id: str
+    sli: str
+    plan: dict[str, Any]
+    baselines: list[Any]
+    spans: dict[str, list[float]]
+    read_at: float
+
+
+WatchRow = Observations | OpenIncident | NextRound | DeployPrs | KeptBaselines
