@@ -26,6 +26,7 @@ from loop.config_flagger import (
     flagger_settings,
 )
 from observer.slis import Direction, Sli, SliError, SliKind
+from observer.watch_memory import LATE_SAMPLES
 from rollback.github_auth import GitHubApp
 from rollback.policy import DEFAULT_HUMAN_GATES, Mode
 
@@ -192,6 +193,8 @@ class Settings:
     prometheus_url: str = "http://127.0.0.1:9090"
     prometheus_timeout: float = 10.0
     prometheus_scrape_interval: float | None = None
+    prometheus_late_samples: float = LATE_SAMPLES
+    """Seconds after a step's end its samples may still arrive: those steps are read again."""
     """Seconds between samples of every SLI's series, when set; else learnt from the samples."""
     prometheus_auth: PrometheusAuth = field(default_factory=PrometheusAuth)
     slack_api_url: str = "https://slack.com/api/"
@@ -284,7 +287,7 @@ _SERVICE_KEYS = {
 _SECTIONS = {
     "server": {"listen", "store", "public_url", "tick", "open_reads", "query_timeout"},
     "github": {"api_url", "app_id", "installation_id", "private_key_file"},
-    "prometheus": {"url", "timeout", "scrape_interval", "headers", "ca_file"},
+    "prometheus": {"url", "timeout", "scrape_interval", "late_samples", "headers", "ca_file"},
     "slack": {"api_url", "channel"},
     "policy": {"mode", "action_bar", "human_gates", "allow_rest_merge"},
     "attribution": {"agent_logins", "human_logins", "markers"},
@@ -718,6 +721,9 @@ def settings_from(data: Mapping[str, Any], env: Mapping[str, str], where: str) -
         ),
         prometheus_scrape_interval=_optional_duration(
             prom, "scrape_interval", f"{where}:prometheus"
+        ),
+        prometheus_late_samples=parse_duration(
+            prom.get("late_samples", f"{LATE_SAMPLES:g}s"), f"{where}:prometheus.late_samples"
         ),
         prometheus_auth=_prometheus_auth(prom, env, f"{where}:prometheus"),
         slack_api_url=_typed(slack, "api_url", str, "https://slack.com/api/", f"{where}:slack"),

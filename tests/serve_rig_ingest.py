@@ -98,9 +98,12 @@ class Server:
 
 
 async def wait_up(session: aiohttp.ClientSession, server: Server, within: float = 30) -> None:
-    """Until `/readyz` answers 200; fails with the server's log if it never does."""
+    """Until `/readyz` answers 200; fails with the server's log if it never does (at once if
+    the process has exited)."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
+        if server.process is not None and server.process.poll() is not None:
+            raise AssertionError(f"server exited ({server.process.returncode}):\n{server.tail()}")
         try:
             async with session.get(f"{server.url}/readyz") as response:
                 if response.status == 200:

@@ -35,6 +35,7 @@ api_url = "https://ghe.example.com/api/v3"
 [prometheus]
 url = "http://prometheus.monitoring:9090"
 timeout = "20s"
+late_samples = "1m"
 
 [slack]
 api_url = "http://127.0.0.1:9999/api/"
@@ -102,6 +103,7 @@ def test_full_config_parses(tmp_path: Path) -> None:
     assert settings.github_api_url == "https://ghe.example.com/api/v3"
     assert settings.prometheus_url == "http://prometheus.monitoring:9090"
     assert settings.prometheus_timeout == 20.0
+    assert settings.prometheus_late_samples == 60.0
     assert settings.slack_api_url == "http://127.0.0.1:9999/api/"
     assert settings.slack_channel == "C0123ABCD"
     assert settings.mode is Mode.ACT
@@ -143,6 +145,7 @@ def test_defaults_fill_a_minimal_config(tmp_path: Path) -> None:
     assert settings.mode is Mode.PROPOSE
     assert settings.human_gates == DEFAULT_HUMAN_GATES
     assert settings.public_url is None
+    assert settings.prometheus_late_samples == 30.0
     service = settings.services["a"]
     assert (service.step, service.watch, service.baseline) == (15.0, 1800.0, 1800.0)
     assert service.environments == ("production",)
@@ -182,6 +185,8 @@ NO_SLIS = CONFIG[: CONFIG.index("[services.checkout.slis.http_errors]")]
                      id="open-reads-not-a-bool"),
         pytest.param(swap('timeout = "20s"', 'timeout = "soon"'), "prometheus.timeout",
                      id="bad-timeout"),
+        pytest.param(swap('late_samples = "1m"', 'late_samples = "0s"'),
+                     "prometheus.late_samples", id="no-time-for-late-samples"),
         pytest.param(without(CONFIG, 'repo = "acme/checkout"'), "services.checkout.repo",
                      id="missing-repo"),
         pytest.param(swap('repo = "acme/checkout"', 'repo = "checkout"'), "services.checkout.repo",

@@ -10,6 +10,7 @@ from pathlib import Path
 from attribution.store import Store
 from loop.watch.deps import WatchDeps
 from loop.watch.phases import Phase
+from loop.watch.steps import step_offset
 from rollback.console import ConsoleNotifier
 from rollback.forge import PullRef, RevertRequest
 from rollback.localgit import LocalGitForge
@@ -58,8 +59,9 @@ async def test_regression_names_the_culprit_and_reverts_it(tmp_path: Path) -> No
 
 
 async def test_regression_is_called_within_three_steps(tmp_path: Path) -> None:
-    """A tenfold error ratio at 600 requests a step is called by the third step: the first two
-    could still be a burst that ends (a tenth of the watch, below the 2-minute `max_blip`)."""
+    """A tenfold error ratio at 600 requests a step is called by the third step (at the Watch's
+    offset in it): the first two could still be a burst that ends (a tenth of the watch, below
+    the 2-minute `max_blip`)."""
     rig = await make_rig(tmp_path)
     start = rig.clock.now()
     rig.metrics.ratio_after, rig.metrics.change_at = 0.05, start
@@ -67,7 +69,7 @@ async def test_regression_is_called_within_three_steps(tmp_path: Path) -> None:
     await rig.step_until(deploy.id, Phase.REGRESSED)
     incident = await rig.deps.store.incidents.incident_for_deploy(deploy.id)
     assert incident is not None
-    assert incident.opened_at - start <= 3 * 30
+    assert incident.opened_at - start <= step_offset(deploy.id, 30) + 3 * 30
     assert await rig.deps.store.incidents.actions(incident.id) == []  # nothing done before the plan
     await rig.deps.store.close()
 

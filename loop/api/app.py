@@ -92,6 +92,7 @@ def _runtime(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
         store = await Store.open(settings.store_path)
+        store.writer.on_queued = app[METRICS].store_queued  # the writer's queue, in /metrics
         source, forge, notifier = clients or _clients(settings)
         async with contextlib.AsyncExitStack() as stack:
             if clients is None:
@@ -104,7 +105,8 @@ def _runtime(
             stack.push_async_callback(_close, fixer)
             checks = forge if isinstance(forge, GitHubChecks) else NoChecks()
             deps = WatchDeps(settings, store, source, forge, notifier, app[CLOCK],
-                             detector=detector, fixer=fixer, checks=checks)  # fmt: skip
+                             detector=detector, fixer=fixer, checks=checks,
+                             pace=app[METRICS])  # fmt: skip
             app[DEPS] = deps
             app[CLICKS] = ClickWork(deps)  # Slack clicks' slow halves, unfinished ones first
             stack.push_async_callback(app[CLICKS].aclose)

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from attribution.store import Store
 from loop.clock import Clock
 from loop.config import Settings
+from loop.watch.memory import WatchMemory
+from loop.watch.pace import NoPace, PaceRecorder
 from loop.watch.query_health import QueryHealth
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.scrape_interval import ScrapeIntervals
@@ -42,6 +44,10 @@ class WatchDeps:
     """One lessons proposal per repository at a time: the sweep's and `POST /v1/lessons`."""
     checks: Checks = field(default_factory=NoChecks)
     """Where verdicts are shown on commits: the GitHub forge itself, else nowhere."""
+    memory: WatchMemory = field(default_factory=WatchMemory)
+    """What the observing Watches keep between evaluations (baselines, points, test state)."""
+    pace: PaceRecorder = field(default_factory=NoPace)
+    """Told each observing evaluation's lag and queries (`loop.watch.pace`): the app's metrics."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

@@ -31,6 +31,7 @@ from dataclasses import replace
 
 from opentelemetry import trace
 
+from attribution.records import WatchState
 from loop.watch.deps import WatchDeps
 from loop.watch.learn import learn
 from loop.watch.phases import ACTIVE, WAITING, Phase, allowed
@@ -51,20 +52,22 @@ deploy, a day and a week earlier) times its two queries (bad, total) go out toge
 _PHASES = [str(p) for p in (*ACTIVE, *WAITING)]
 
 
-async def _advance_traced(deps: WatchDeps, deploy_id: str) -> Phase | None:
+async def _advance_traced(deps: WatchDeps, deploy_id: str, seen: WatchState | None) -> Phase | None:
     with tracer.start_as_current_span("watch.advance") as span:
         span.set_attribute("deployment.id", deploy_id)
-        phase = await advance(deps, deploy_id)
+        phase = await advance(deps, deploy_id, seen=seen)
         span.set_attribute("rearguard.phase", str(phase))
         return phase
 
 
-async def _advance_once(deps: WatchDeps, deploy_id: str, tick: float) -> None:
+async def _advance_once(
+    deps: WatchDeps, deploy_id: str, tick: float, seen: WatchState | None = None
+) -> None:
     """One transition, its queries bounded by a limit of its own; on an error, the Watch is
-    logged and pushed back by one tick."""
+    logged and pushed back by one tick. `seen`: the Watch as the due query just read it."""
     try:
         own = replace(deps, source=BoundedSource(deps.source, QUERIES_PER_WATCH))
-        await _advance_traced(own, deploy_id)
+        await _advance_traced(own, deploy_id, seen)
     except Exception:
         log.exception("watch %s failed; retrying in %.0fs", deploy_id, tick)
         state = await deps.store.watches.watch(deploy_id)
@@ -83,7 +86,7 @@ async def run_due(deps: WatchDeps, *, tick: float = 5.0) -> int:
         due = await deps.store.watches.due_watches(_PHASES, deps.clock.now())
         if not due:
             break
-        await asyncio.gather(*(_advance_once(deps, w.deploy_id, tick) for w in due))
+        await asyncio.gather(*(_advance_once(deps, w.deploy_id, tick, w) for w in due))
         taken += len(due)
     await _learn_once(deps)
     return taken
@@ -126,20 +129,20 @@ class Scheduler:
             if w.next_due > now:
                 wait = min(wait, w.next_due - now)
             elif w.deploy_id not in self._running:
-                self._running[w.deploy_id] = asyncio.create_task(self._drive(w.deploy_id))
+                self._running[w.deploy_id] = asyncio.create_task(self._drive(w))
         idle = self._learning is None or self._learning.done()
         if idle and now - self._learnt_at >= self._tick:  # at most a sweep a tick
             self._learnt_at = now
             self._learning = asyncio.create_task(_learn_once(self._deps))
         return max(wait, 0.0)
 
-    async def _drive(self, deploy_id: str) -> None:
+    async def _drive(self, due: WatchState) -> None:
         try:
-            await _advance_once(self._deps, deploy_id, self._tick)
+            await _advance_once(self._deps, due.deploy_id, self._tick, due)
         except Exception:
-            log.exception("watch %s: could not record its failure", deploy_id)
+            log.exception("watch %s: could not record its failure", due.deploy_id)
         finally:
-            self._running.pop(deploy_id, None)
+            self._running.pop(due.deploy_id, None)
             self._wake.set()  # its next transition may be due at once (regressed -> rolling_back)
 
     async def run_forever(self) -> None:

@@ -3,9 +3,11 @@
 Every transition is a row written before the side effect it leads to, so a restart resumes each
 Watch where it was: `deployed` reads the change range (see `change_range`: a forge that fails
 is asked again later, the Watch observes meanwhile), `observing` evaluates the SLIs once per
-step, `regressed` (the incident and its suspects written in the same transaction) decides the
-plan, `rolling_back` carries out the actions (see `respond`), and `reverted` waits for the deploy
-that carries the revert and verifies recovery (see `recovery`).
+step (at the Watch's own offset in it, `step_offset`, so Watches deployed together do not all
+evaluate at once; each evaluation's pace is told to `WatchDeps.pace`), `regressed` (the
+incident and its suspects written in the same transaction) decides the plan, `rolling_back`
+carries out the actions (see `respond`), and `reverted` waits for the deploy that carries the
+revert and verifies recovery (see `recovery`).
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from functools import partial
 
 from opentelemetry import trace
 
-from attribution.records import Deploy, Incident, MergedPR
+from attribution.records import Deploy, Incident, MergedPR, WatchState
 from attribution.watch_rows import Observations, OpenIncident
 from loop.config import ServiceSettings
 from loop.watch import attribute, change_range, verdict_checks
 from loop.watch.deps import WatchDeps
+from loop.watch.pace import paced
 from loop.watch.phases import Phase
 from loop.watch.recovery import link_revert_deploy, verify
 from loop.watch.respond import respond
@@ -41,23 +44,44 @@ def incident_id_for(deploy_id: str) -> str:
     return "inc_" + hashlib.sha256(deploy_id.encode()).hexdigest()[:12]
 
 
-async def advance(deps: WatchDeps, deploy_id: str) -> Phase | None:
+async def advance(
+    deps: WatchDeps, deploy_id: str, *, seen: WatchState | None = None
+) -> Phase | None:
     """Take the next transition of one Watch: the phase it is in afterwards, or None when the
-    Watch is unknown or final, or another step moved it first (nothing was done then)."""
-    found = await deps.store.watches.watch_deploy(deploy_id)
+    Watch is unknown or final, or another step moved it first (nothing was done then).
+
+    `seen`: the Watch as the scheduler's due query just read it, so an observing step costs no
+    read of its own (its deploy is kept in `deps.memory`, a deploy never changes); a stale one
+    is harmless, as every move is a compare-and-set on the phase and version read."""
+    found = await _read(deps, deploy_id, seen)
     if found is None:
         return None
     state, deploy = found
-    turn = Turn(deploy, Phase(state.phase), state.version)
+    turn = Turn(deploy, Phase(state.phase), state.version, state.next_due)
     step = _STEPS.get(turn.phase)
     if step is None:
         return None
     service = deps.settings.service(deploy.service)
     if service is None:
+        deps.memory.forget(deploy_id)
         reason = f"service {deploy.service!r} is not in the config: nothing to watch"
         now = deps.clock.now()
         return await moved(deps, turn.to(Phase.INCONCLUSIVE, reason, now))
+    if turn.phase is Phase.OBSERVING:  # an evaluation: its lag and queries are counted
+        return await paced(deps, state.next_due, service.step, lambda d: step(d, turn, service))
     return await step(deps, turn, service)
+
+
+async def _read(
+    deps: WatchDeps, deploy_id: str, seen: WatchState | None
+) -> tuple[WatchState, Deploy] | None:
+    deploy = deps.memory.deploy(deploy_id) if seen is not None else None
+    if seen is not None and deploy is not None:
+        return seen, deploy
+    found = await deps.store.watches.watch_deploy(deploy_id)
+    if found is not None and found[0].phase == Phase.OBSERVING:
+        deps.memory.keep_deploy(found[1])
+    return found
 
 
 async def _changes(
@@ -77,8 +101,8 @@ async def _start(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase
         f"step; {found} PR(s) in the deploy" + (f"; {changes.note}" if changes.note else "")
     )
     now = deps.clock.now()
-    move = turn.to(Phase.OBSERVING, reason, max(now, deploy.finished_at + service.step),
-                   rows=changes.rows)  # fmt: skip
+    first = deploy.finished_at + step_offset(deploy.id, service.step) + service.step
+    move = turn.to(Phase.OBSERVING, reason, max(now, first), rows=changes.rows)
     phase = await moved(deps, move)
     if phase is not None:  # written: the deployed commit shows the Watch in progress
         await verdict_checks.report_observing(deps, deploy, service)
@@ -91,29 +115,35 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
         deploy.finished_at, service.baseline, service.watch, service.step,
         service.seasonal, deploy.sha,
     )  # fmt: skip
+    late = deps.settings.prometheus_late_samples
+    memory = await deps.memory.recall(
+        deps.store, deploy.id, service=service, windows=windows, settings=deps.detector, late=late
+    )
     now = deps.clock.now()
     # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
     with tracer.start_as_current_span("watch.evaluate"):
         verdict = await evaluate(
             deps.source, service.slis, windows, now, deps.detector, intervals=deps.intervals,
-            scrape_interval=deps.settings.prometheus_scrape_interval,
+            scrape_interval=deps.settings.prometheus_scrape_interval, memory=memory, late=late,
         )  # fmt: skip
     for failure in deps.query_health.record(deploy.service, verdict):  # logged once, not per step
         log.error("service %s: SLI %s cannot be evaluated (%s): %s", failure.service,
                   failure.sli, failure.cause, failure.reason)  # fmt: skip
-    observed = Observations(deploy.id, now, [r.to_json() for r in verdict.results])
+    observed = Observations(deploy.id, now, [r.to_json() for r in verdict.results], turn.due)
     kept = verdict.to_json()
+    baselines = deps.memory.unsaved(deploy.id)
     if verdict.status is Status.OBSERVING:
-        next_due = min(next_step_due(deploy.finished_at, service.step, now),
-                       deploy.finished_at + service.watch)  # fmt: skip
+        offset = step_offset(deploy.id, service.step)
+        next_due = min(next_step_due(deploy.finished_at, service.step, now, offset),
+                       deploy.finished_at + service.watch + offset)  # fmt: skip
         move = turn.to(Phase.OBSERVING, verdict.reason, max(next_due, now), verdict=kept,
-                       rows=(observed,))  # fmt: skip
+                       rows=(observed, *baselines))  # fmt: skip
     elif verdict.status is Status.REGRESSED:
         changes = await _changes(deps, deploy, service)
         if changes.prs is None:  # the forge is asked again later; the incident needs its PRs
             reason = f"{verdict.reason}; the incident waits for the change range ({changes.note})"
             move = turn.to(Phase.OBSERVING, reason, max(changes.retry_at or now, now),
-                           verdict=kept, rows=(observed,))  # fmt: skip
+                           verdict=kept, rows=(observed, *baselines))  # fmt: skip
         else:
             with tracer.start_as_current_span("attribution.rank"):
                 incident = await _incident(deps, deploy, service, verdict, changes.prs, now=now)
@@ -124,6 +154,10 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
         final = Phase.HEALTHY if verdict.status is Status.HEALTHY else Phase.INCONCLUSIVE
         move = turn.to(final, verdict.reason, now, verdict=kept, rows=(*changes.rows, observed))
     phase = await moved(deps, move)
+    if phase is Phase.OBSERVING:
+        deps.memory.saved(deploy.id, baselines)
+    else:  # moved on, or another step moved the Watch: what it kept may no longer hold
+        deps.memory.forget(deploy.id)
     if phase is not None:  # the evaluation is written: its warnings may go out (never a revert)
         await post_warnings(deps, deploy, verdict)
         opened = next((r.incident for r in move.rows if isinstance(r, OpenIncident)), None)
@@ -131,14 +165,32 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
     return phase
 
 
-def next_step_due(deployed_at: float, step: float, now: float) -> float:
-    """When the next watch step's data can exist: the first step boundary of the deploy's grid
-    (`deployed_at + k * step`) after `now`, so evaluations stay on the grid instead of drifting
-    later by each evaluation's own duration (and by the scheduler's wake-up) as `now + step` did."""
+def step_offset(deploy_id: str, step: float) -> float:
+    """Where in each step a deploy's Watch evaluates: a fraction of `step` in [0, 1) drawn from a
+    stable hash of the deploy id (not Python's `hash()`, salted per process, so the offset
+    survives a restart). Services deployed together then evaluate spread over the step instead
+    of all at the same instant."""
+    digest = hashlib.sha256(deploy_id.encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 * max(step, 0.0)
+
+
+def next_step_due(deployed_at: float, step: float, now: float, offset: float = 0.0) -> float:
+    """When the Watch's next evaluation is due: the first point of its grid
+    (`deployed_at + offset + k * step`, k >= 1) after `now`, so evaluations stay on the grid
+    instead of drifting later by each evaluation's own duration (and by the scheduler's wake-up)
+    as `now + step` did. The `offset` (`step_offset`, in [0, step)) only moves when in the step
+    the Watch looks: the queries still evaluate at `deployed_at + j * step`, a later look sees
+    the same points with more of the last scrape in."""
     if step <= 0:
         return now
-    done = math.floor((now - deployed_at) / step + 1e-9)
-    return deployed_at + (max(done, 0) + 1) * step
+    done = math.floor((now - deployed_at - offset + _ON_TIME) / step)
+    return deployed_at + offset + (max(done, 0) + 1) * step
+
+
+_ON_TIME = 1e-3
+"""Seconds before a grid point that count as on it: `next_due` is stored to the microsecond, so a
+Watch woken at its due time can read a clock a fraction of a microsecond early (and a Unix time
+plus a fractional offset is only exact to about 1e-7 s)."""
 
 
 async def _incident(

@@ -51,6 +51,8 @@ class Turn:
     deploy: Deploy
     phase: Phase
     version: int
+    due: float | None = None
+    """When the step was due (the Watch's `next_due`), as the step read it."""
 
     def to(
         self,

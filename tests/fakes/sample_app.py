@@ -17,6 +17,7 @@ called from any thread.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import math
 import random
@@ -57,9 +58,17 @@ class _Counters:
 class SampleApp:
     """Simulated services behind one `/metrics` endpoint; thread-safe to configure."""
 
-    def __init__(self, *, seed: int = 0, tick: float = 0.1) -> None:
+    def __init__(self, *, seed: int = 0, tick: float = 0.1, delay: float = 0.0) -> None:
+        """`delay`: serve each scrape the samples as they stood `delay` seconds earlier, with
+        those samples' own timestamps (a remote-write or agent hop): every sample then reaches
+        Prometheus `delay` seconds after its timestamp, the way late samples do."""
         self._random = random.Random(seed)
         self._tick = tick
+        self._delay = delay
+        self._past: collections.deque[tuple[float, str]] = collections.deque()
+        self._served = ""  # what the last scrape was served (delayed mode)
+        self._held: str | None = None  # while frozen: what every scrape is served
+        self._held_scrapes = 0  # scrapes served while frozen
         self._lock = threading.Lock()
         self._traffic: dict[tuple[str, str], Traffic] = {}  # by (service, version)
         self._counters: dict[tuple[str, str], _Counters] = {}
@@ -137,8 +146,10 @@ class SampleApp:
             if latency <= bound:
                 counters.buckets[index] += 1
 
-    def exposition(self) -> str:
-        """The current metrics in the Prometheus text format (version 0.0.4)."""
+    def exposition(self, at: float | None = None) -> str:
+        """The current metrics in the Prometheus text format (version 0.0.4); with `at` (Unix
+        seconds), every sample carries that timestamp."""
+        stamp = "" if at is None else f" {round(at * 1000)}"
         requests = [
             "# HELP http_requests_total Requests served, by status code.",
             "# TYPE http_requests_total counter",
@@ -156,20 +167,22 @@ class SampleApp:
                 label = f'service="{_escape(service)}"'
                 if version:
                     label += f',version="{_escape(version)}"'
-                requests.append(f'http_requests_total{{{label},code="200"}} {counters.ok}')
-                requests.append(f'http_requests_total{{{label},code="500"}} {counters.errors}')
+                requests.append(f'http_requests_total{{{label},code="200"}} {counters.ok}{stamp}')
+                requests.append(
+                    f'http_requests_total{{{label},code="500"}} {counters.errors}{stamp}'
+                )
                 for bound, count in zip(LATENCY_BUCKETS, counters.buckets, strict=True):
                     le = "+Inf" if math.isinf(bound) else repr(bound)
                     latency.append(
-                        f'http_request_duration_seconds_bucket{{{label},le="{le}"}} {count}'
+                        f'http_request_duration_seconds_bucket{{{label},le="{le}"}} {count}{stamp}'
                     )
                 total = counters.ok + counters.errors
                 latency.append(
-                    f"http_request_duration_seconds_sum{{{label}}} {counters.latency_sum!r}"
+                    f"http_request_duration_seconds_sum{{{label}}} {counters.latency_sum!r}{stamp}"
                 )
-                latency.append(f"http_request_duration_seconds_count{{{label}}} {total}")
+                latency.append(f"http_request_duration_seconds_count{{{label}}} {total}{stamp}")
                 gauge = float(self._traffic[service, version].memory_bytes)
-                memory.append(f"process_resident_memory_bytes{{{label}}} {gauge!r}")
+                memory.append(f"process_resident_memory_bytes{{{label}}} {gauge!r}{stamp}")
         return "\n".join([*requests, *latency, *memory]) + "\n"
 
     def make_app(self) -> web.Application:
@@ -179,10 +192,46 @@ class SampleApp:
         app.cleanup_ctx.append(self._traffic_task)
         return app
 
+    def freeze(self) -> None:
+        """Serve every scrape from now on the snapshot the last one was served (delayed mode).
+
+        Its samples carry their own timestamps, so Prometheus takes nothing new: once a scrape
+        has been served while frozen (`held_scrapes`), everything served before is ingested
+        (a target's scrapes run one after another), and what Prometheus holds stays put until
+        `thaw`. Two reads that must see the same data, issued a moment apart, see it."""
+        if self._delay <= 0:
+            raise RuntimeError("freeze needs a delayed SampleApp: its samples carry timestamps")
+        with self._lock:
+            self._held, self._held_scrapes = self._served, 0
+
+    def thaw(self) -> None:
+        """Serve the newest delayed snapshot again; the ones skipped meanwhile are never served
+        (counters are cumulative: the next one carries their requests)."""
+        with self._lock:
+            self._held = None
+
+    @property
+    def held_scrapes(self) -> int:
+        """Scrapes served since `freeze`."""
+        with self._lock:
+            return self._held_scrapes
+
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(
-            body=self.exposition().encode(), headers={"Content-Type": _CONTENT_TYPE}
-        )
+        text = self.exposition() if self._delay <= 0 else self._delayed(time.time())
+        return web.Response(body=text.encode(), headers={"Content-Type": _CONTENT_TYPE})
+
+    def _delayed(self, now: float) -> str:
+        """The newest snapshot at least `delay` seconds old (none yet: no samples); while
+        frozen, the one held."""
+        with self._lock:
+            if self._held is not None:
+                self._held_scrapes += 1
+                return self._held
+            ready = [text for at, text in self._past if at <= now - self._delay]
+            while len(self._past) > 1 and self._past[1][0] <= now - self._delay:
+                self._past.popleft()
+            self._served = ready[-1] if ready else ""
+            return self._served
 
     async def _traffic_task(self, app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(self._simulate())
@@ -199,6 +248,11 @@ class SampleApp:
             now = time.monotonic()
             self.advance(now - last)
             last = now
+            if self._delay > 0:
+                at = time.time()
+                snapshot = self.exposition(at)
+                with self._lock:
+                    self._past.append((at, snapshot))
 
     def start_in_thread(self) -> str:
         """Serve on a free loopback port from a daemon thread with its own loop; return the URL."""
