@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 TSTAMP := $(VENV)/.installed-test
 
 .PHONY: demo test lint typecheck test-deps clean bench-detection bench-attribution bench-loop \
-        bench-ingest bench-store
+        bench-ingest bench-store bench-scale
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,14 @@ bench-ingest: $(TSTAMP) test-deps
 # readers. Prints a table and writes bench/results/store.json (BENCH_SCALE=0.1 for a check).
 bench-store: $(TSTAMP) test-deps
 	$(PY) -m bench.store.run
+
+# N services deployed at once (N = 100, 300, 1000; 2 ratio SLIs each at a 15 s step, 10-minute
+# watch) on one real Prometheus scraping every 5 s, `rearguard serve` its own process: its CPU,
+# RSS, evaluation lag, steps evaluated and queries per evaluation. Prints a table and writes
+# bench/results/scale.json (about 30 minutes; BENCH_SCALE_NS=20 BENCH_SCALE_BASELINE=120
+# BENCH_SCALE_MEASURE=90 for a check).
+bench-scale: $(TSTAMP) test-deps
+	$(PY) -m bench.scale.run
 
 lint: $(TSTAMP)
 	$(VENV)/bin/ruff check .

@@ -66,18 +66,27 @@ def write_config(path: Path, port: int, store: Path, *, urls: tuple[str, str, st
 
 
 def write_bench_config(
-    path: Path, port: int, store: Path, services: dict[str, Any], *, urls: tuple[str, str, str]
+    path: Path,
+    port: int,
+    store: Path,
+    services: dict[str, Any],
+    *,
+    urls: tuple[str, str, str],
+    tick: str = "0.5s",
+    prometheus: dict[str, Any] | None = None,
 ) -> Path:
     """A benchmark's config at `path` for the `services` tables, and the CD hook's own service;
-    `urls` are Prometheus', GitHub's and Slack's (bench-ingest and bench-store share it)."""
-    prometheus, github, slack = urls
+    `urls` are Prometheus', GitHub's and Slack's, `prometheus` more of its settings (a timeout
+    of 3 s unless given). Shared by bench-ingest, bench-store, bench-scale and the scale tests;
+    bench-scale runs the production defaults of `tick` and the timeout."""
+    prometheus_url, github, slack = urls
     services = {**services, CD_SERVICE: service(CD_SERVICE, watch="2s", baseline="20s")}
     for table in services.values():
         table["seasonal"] = []  # no day- or week-old baselines: the sample app has no such past
     config = {
-        "server": {"listen": f"127.0.0.1:{port}", "store": str(store), "tick": "0.5s"},
+        "server": {"listen": f"127.0.0.1:{port}", "store": str(store), "tick": tick},
         "github": {"api_url": github},
-        "prometheus": {"url": prometheus, "timeout": "3s"},
+        "prometheus": {"url": prometheus_url, "timeout": "3s", **(prometheus or {})},
         "slack": {"api_url": slack, "channel": "C0BENCH"},
         "policy": {"mode": "observe"},
         "services": services,
