@@ -4,10 +4,10 @@ Inputs are /proc texts (CPU time and memory of a process), the store's rows afte
 stopped (each Watch's deploy time, when it started observing, when each evaluation began), and
 Prometheus' own records (its request counters, its query log). Nothing here does I/O.
 
-When an evaluation was due is Rearguard's own rule, `loop.watch.steps.next_step_due` (the next
-point of the deploy's step grid after the previous evaluation), not a copy of it: the store keeps
-an evaluation's start (`observations.observed_at`) but not the `next_due` that scheduled it, and
-a change to the rule (a per-Watch offset in the step, say) is then measured as it is.
+When an evaluation was due is what the store kept of it (`observations.due_at`, the `next_due`
+that scheduled it); for a store from a Rearguard that did not keep it, Rearguard's own rule,
+`loop.watch.steps.next_step_due` (the next point of the deploy's step grid after the previous
+evaluation), not a copy of it.
 """
 
 from __future__ import annotations

@@ -407,8 +407,8 @@ def document(by_n: dict[str, Any], load_at_start: tuple[float, float, float]) ->
             "prometheus_timeout": PROMETHEUS_TIMEOUT,
             "service": scale_service("bench-s0000"),
             "metrics_source": "real Prometheus (Debian 2.42), 5 s scrape, query log on",
-            "lag": "evaluation start (observations.observed_at) minus when it was due by "
-                   "loop.watch.steps.next_step_due",
+            "lag": "evaluation start (observations.observed_at) minus when it was due "
+                   "(observations.due_at)",
             "cpu_count": os.cpu_count(),
             "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "load_average_at_start": load_at_start, "load_average_at_end": os.getloadavg(),
