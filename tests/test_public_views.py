@@ -40,7 +40,7 @@ COLUMNS = {
     "observations": ["deploy_id", "seq", "observed_at", "sli", "status", "reason", "mode",
                      "baseline_value", "watch_value", "null_value", "baseline_bad",
                      "baseline_total", "watch_bad", "watch_total", "statistic", "threshold",
-                     "effect", "onset"],
+                     "effect", "onset", "due_at"],
     "feedback": ["feedback_id", "incident_id", "kind", "pr_number", "actor", "source", "note",
                  "created_at"],
     "fixes": ["incident_id", "action_id", "status", "kind", "url", "number", "for_pr", "reason",
