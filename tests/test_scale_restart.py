@@ -19,6 +19,7 @@ import pytest
 
 from tests.scale_rig import (
     Fleet,
+    Logged,
     evaluations,
     fleet,
     post_deploys,
@@ -28,7 +29,7 @@ from tests.scale_rig import (
     services,
     wait_history,
 )
-from tests.serve_rig_ingest import wait_up
+from tests.serve_rig_ingest import Server, wait_up
 from tests.waiting import wait_for_async
 
 pytestmark = pytest.mark.prometheus
@@ -61,8 +62,11 @@ async def _restart(rig: Fleet, tmp_path: Path) -> None:
             deployed = time.time()
             await post_deploys(session, server.url, NAMES, deployed)
 
-        def before(entry_end: float) -> bool:  # the baseline's range ends at the deploy
-            return abs(entry_end - deployed) < 1e-3
+        def before(entry: Logged) -> bool:
+            """A read of the window before the deploy: alone (its range ends at the deploy) or
+            with the watch in one query (it starts before the deploy and ends after it); a read
+            of the watch alone starts at a step after the deploy."""
+            return entry.start < deployed - 1e-3
 
         async def kept_all() -> bool:
             """Every service's baseline read complete, and two evaluations after that read. The
@@ -70,16 +74,27 @@ async def _restart(rig: Fleet, tmp_path: Path) -> None:
             here at `deployed + LATE` may still count as early there: the next evaluation then
             reads it again and keeps it with its transition, which is written before the one
             after that queries (a Watch evaluates again only once its last move is written)."""
+            return kept_progress()[1] >= set(NAMES)
+
+        def kept_progress() -> tuple[set[str], set[str]]:
+            """Services whose baseline read is final, and those of them evaluated twice since."""
             final: dict[str, float] = {}
             for e in log.entries:
-                if before(e.end) and e.at >= deployed + LATE:
+                if before(e) and e.at >= deployed + LATE:
                     final.setdefault(service_of(e.query), e.at)
             after = [e for e in log.entries
                      if e.at >= final.get(service_of(e.query), math.inf) + STEP / 2]  # fmt: skip
-            return {name for name, n in rounds(after, STEP / 2).items() if n >= 2} >= set(NAMES)
+            return set(final), {name for name, n in rounds(after, STEP / 2).items() if n >= 2}
+
+        def kept_detail() -> str:
+            final, twice = kept_progress()
+            return (
+                f"{len(final)} of {WATCHES} read their baselines final, {len(twice)} "
+                f"evaluated twice since; {len(log.entries)} range queries\n{_not_http(server)}"
+            )
 
         await wait_for_async(kept_all, within=120, what="every Watch keeping its baselines",
-                             interval=0.5, detail=server.tail)  # fmt: skip
+                             interval=0.5, detail=kept_detail)  # fmt: skip
         server.kill()
         killed, mark = time.time(), len(log.entries)
         server.start()
@@ -100,7 +115,7 @@ async def _restart(rig: Fleet, tmp_path: Path) -> None:
 
         await wait_for_async(all_resumed, within=4 * STEP, what="every Watch resuming",
                              detail=progress)  # fmt: skip
-        again = [e for e in log.entries[mark:] if before(e.end)]
+        again = [e for e in log.entries[mark:] if before(e)]
         assert not again, f"{len(again)} baseline queries after the restart, e.g. {again[0]}"
     finally:
         server.stop()
@@ -113,3 +128,9 @@ async def _restart(rig: Fleet, tmp_path: Path) -> None:
     assert len(first) == WATCHES
     late = sorted(at - back for at in first.values())
     assert late[-1] <= STEP + 1.0, f"the last Watch resumed {late[-1]:.1f}s after the restart"
+
+
+def _not_http(server: Server) -> str:
+    """The end of the server's log without its HTTP client's request lines (one per call)."""
+    lines = server.log.read_text(errors="replace").splitlines()
+    return "\n".join([line for line in lines if "httpx HTTP Request" not in line][-30:])
