@@ -294,18 +294,19 @@ async def fetch_sli(
     plan = plan if plan is not None else plan_step(sli, windows.step, None)
     windows = replace(windows, step=plan.step)
     watch_span = [windows.deployed_at + plan.step, windows.watch_end(now)]
-    if sli.version_label or not joined(windows):
+    if not _reads_joined(sli, windows):
         watch, (baselines, spans) = await _pair(
             fetch_watch(source, sli, windows, plan, watch_span),
             fetch_baselines(source, sli, windows, now, plan),
         )
         return _data(sli, plan, watch, baselines, {"watch": watch_span, **spans})
-    seasonal = [label for label in baseline_spans(windows, now) if label != "before"]
+    every = baseline_spans(windows, now)
+    seasonal = [label for label in every if label != "before"]
     (before, points), (others, spans) = await _pair(
         fetch_before_and_watch(source, sli, windows, now, plan),
         fetch_baselines(source, sli, windows, now, plan, labels=seasonal),
     )
-    spans = {"before": baseline_spans(windows, now)["before"], **spans}
+    spans = {"before": every["before"], **spans}
     return _data(sli, plan, {"watch": points}, (("before", before), *others),
                  {"watch": watch_span, **spans})  # fmt: skip
 
@@ -316,6 +317,12 @@ def joined(windows: Windows) -> bool:
     range query is evaluated on its own, so the points are the ones two queries would give."""
     steps = windows.baseline / windows.step
     return round(steps) >= 1 and math.isclose(steps, round(steps), rel_tol=1e-9)
+
+
+def _reads_joined(sli: Sli, windows: Windows) -> bool:
+    """Whether the SLI's baseline before the deploy is read with its watch in one range query:
+    `joined` windows, and not canary mode (whose reference is the stable version's series)."""
+    return not sli.version_label and joined(windows)
 
 
 async def fetch_before_and_watch(
@@ -511,7 +518,7 @@ async def _read_on(
     end = windows.watch_end(now)
     stale = memory.stale()
     watch: dict[str, tuple[Point, ...]] = {}
-    if "before" in stale and not sli.version_label and joined(windows):
+    if "before" in stale and _reads_joined(sli, windows):
         # The baseline before the deploy read again with the watch, in the same range query.
         others = [label for label in stale if label != "before"]
         (before, points), (fresh, spans) = await _pair(
