@@ -13,8 +13,8 @@ from typing import Any
 
 import duckdb
 
-from attribution.records import Action, Incident, Suspect
-from attribution.store_writer import StoreWriter, fetch_records
+from attribution.records import Action, ActionStatus, Incident, Suspect
+from attribution.store_writer import StoreError, StoreWriter, fetch_records
 
 _INCIDENT_COLUMNS = (
     "id, deploy_id, service, environment, sli, epoch(opened_at) AS opened_at, verdict, "
@@ -99,9 +99,14 @@ class IncidentQueries:
     # -- actions -----------------------------------------------------------------------------
 
     async def begin_action(self, key: str, incident_id: str, kind: str, now: float) -> Action:
-        """Write the action `pending` unless it exists; return it as stored, attempts counted."""
+        """Write the action `pending` unless it exists; return it as stored, attempts counted.
+        An action already ended is only read: a warning that lasts is begun again at every
+        evaluation, and two writes cost the writer thread as much as a whole evaluation."""
 
         def upsert(cur: duckdb.DuckDBPyConnection) -> Action:
+            found = self._find_action(cur, key)
+            if found is not None and found.status != ActionStatus.PENDING:
+                return found
             cur.execute(
                 "INSERT INTO actions VALUES (?, ?, ?, 'pending', 0, to_timestamp(?), "
                 "to_timestamp(?), NULL, NULL, NULL) ON CONFLICT DO NOTHING",
@@ -154,10 +159,18 @@ class IncidentQueries:
         )
 
     @staticmethod
-    def _read_action(cur: duckdb.DuckDBPyConnection, key: str) -> Action:
-        return fetch_records(
+    def _find_action(cur: duckdb.DuckDBPyConnection, key: str) -> Action | None:
+        found = fetch_records(
             cur.execute(f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", [key]), _action
-        )[0]
+        )
+        return found[0] if found else None
+
+    @classmethod
+    def _read_action(cls, cur: duckdb.DuckDBPyConnection, key: str) -> Action:
+        found = cls._find_action(cur, key)
+        if found is None:
+            raise StoreError(f"action {key} is not in the store")
+        return found
 
     async def actions(self, incident_id: str) -> list[Action]:
         keys = await self._writer.call(
