@@ -3,7 +3,7 @@ due, verdict), its transition history, and the per-SLI observations each evaluat
 
 A Watch moves only through `transition`, a compare-and-set on its phase (and the version its step
 read) inside one transaction, with the rows that belong to the move, so two steps of the same Watch
-can never both win.
+can never both win; moves submitted together share one transaction (`attribution.store_moves`).
 """
 
 from __future__ import annotations
@@ -16,37 +16,18 @@ from typing import Any
 import duckdb
 
 from attribution.records import Deploy, WatchState
-from attribution.store_incidents import IncidentQueries
-from attribution.store_prs import PullRequestQueries
-from attribution.store_rounds import RevertRoundQueries
+from attribution.store_moves import MOVE_WAIT, OBSERVATION_COLUMNS, Move, write_moves
 from attribution.store_writer import StoreWriter, fetch_records
-from attribution.watch_rows import (
-    DeployPrs,
-    KeptBaselines,
-    NextRound,
-    Observations,
-    OpenIncident,
-    WatchRow,
-)
+from attribution.watch_rows import KeptBaselines, WatchRow
 
 _DEPLOY_COLUMNS = (
     "d.id, d.service, d.environment, d.sha, epoch(d.finished_at) AS finished_at, d.source, "
     "d.repo, d.previous_sha, epoch(d.started_at) AS started_at, d.url"
 )
 _WATCH_COLUMNS = "w.deploy_id, w.phase, epoch(w.next_due) AS next_due, w.reason, w.version"
-_OBSERVATION_COLUMNS = (
-    "deploy_id", "seq", "observed_at", "sli", "status", "reason", "baseline_value",
-    "watch_value", "baseline_bad", "baseline_total", "watch_bad", "watch_total", "statistic",
-    "threshold", "effect", "null_value", "onset", "mode", "queries", "windows",
-)  # fmt: skip
 _OBSERVATION_READ = ", ".join(
-    c if c != "observed_at" else "epoch(observed_at) AS observed_at" for c in _OBSERVATION_COLUMNS
+    c if c != "observed_at" else "epoch(observed_at) AS observed_at" for c in OBSERVATION_COLUMNS
 )
-
-
-def _json_or_value(value: Any) -> Any:
-    """Dicts and lists go into JSON columns as text; everything else is bound as it is."""
-    return json.dumps(value) if isinstance(value, dict | list) else value
 
 
 def _watch_and_deploy(**columns: Any) -> tuple[WatchState, Deploy]:
@@ -62,7 +43,7 @@ def _watch_and_verdict(
 
 
 def _observation(*, queries: str | None, windows: str | None, **columns: Any) -> dict[str, Any]:
-    """One SLI's kept result, its JSON columns decoded (in `_OBSERVATION_COLUMNS` order)."""
+    """One SLI's kept result, its JSON columns decoded (in `OBSERVATION_COLUMNS` order)."""
     return columns | {
         "queries": json.loads(queries) if queries else None,
         "windows": json.loads(windows) if windows else None,
@@ -74,6 +55,7 @@ class WatchQueries:
 
     def __init__(self, writer: StoreWriter) -> None:
         self._writer = writer
+        self._moves = writer.group(write_moves, max_wait=MOVE_WAIT)
 
     async def record_deploy(self, deploy: Deploy, phase: str, now: float) -> bool:
         """Insert a deploy and its Watch in one transaction; False if the id already exists."""
@@ -220,14 +202,25 @@ class WatchQueries:
         )
         return found[0] if found else (None, None)
 
-    async def due_watches(self, phases: Sequence[str], now: float) -> list[WatchState]:
-        """Watches in one of `phases` whose next step is due, oldest first."""
+    async def due_watches(
+        self, phases: Sequence[str], now: float, *, with_next: bool = False
+    ) -> list[WatchState]:
+        """Watches in one of `phases` whose next step is due, oldest first; `with_next`: and
+        those due next after `now` (the earliest `next_due` to come), so that the scheduler knows
+        how long to sleep without reading every Watch due within a tick at each wake."""
+        after = (
+            "OR w.next_due = (SELECT min(next_due) FROM watches WHERE list_contains(?, phase) "
+            "AND next_due > to_timestamp(?))"
+            if with_next
+            else ""
+        )
+        params = [list(phases), now] + ([list(phases), now] if with_next else [])
         return await self._writer.call(
             lambda cur: fetch_records(
                 cur.execute(
                     f"SELECT {_WATCH_COLUMNS} FROM watches w WHERE list_contains(?, w.phase) "
-                    "AND w.next_due <= to_timestamp(?) ORDER BY w.next_due",
-                    [list(phases), now],
+                    f"AND (w.next_due <= to_timestamp(?) {after}) ORDER BY w.next_due",
+                    params,
                 ),
                 WatchState,
             )
@@ -250,60 +243,13 @@ class WatchQueries:
         the Watch's version goes up by one.
 
         False, and nothing written, when the Watch is no longer in `from_phase` (or, with
-        `version`, no longer at that version).
+        `version`, no longer at that version). The move shares its transaction with the moves
+        of other Watches submitted with it (`attribution.store_moves`).
         """
-
-        def move(cur: duckdb.DuckDBPyConnection) -> bool:
-            moved = cur.execute(
-                "UPDATE watches SET phase = ?, next_due = to_timestamp(?), "
-                "updated_at = to_timestamp(?), reason = ?, verdict = coalesce(?, verdict), "
-                "version = version + 1 WHERE deploy_id = ? AND phase = ? "
-                "AND (CAST(? AS BIGINT) IS NULL OR version = ?) RETURNING deploy_id",
-                [
-                    to_phase,
-                    next_due,
-                    now,
-                    reason,
-                    None if verdict is None else json.dumps(verdict),
-                    deploy_id,
-                    from_phase,
-                    version,
-                    version,
-                ],
-            ).fetchall()
-            if not moved:
-                return False
-            if from_phase != to_phase:
-                cur.execute(
-                    "INSERT INTO transitions SELECT ?, coalesce(max(seq), 0) + 1, ?, ?, "
-                    "to_timestamp(?), ? FROM transitions WHERE deploy_id = ?",
-                    [deploy_id, from_phase, to_phase, now, reason, deploy_id],
-                )
-            for row in rows:
-                self._write_row(cur, row)
-            return True
-
-        return await self._writer.tx(move)
-
-    @classmethod
-    def _write_row(cls, cur: duckdb.DuckDBPyConnection, row: WatchRow) -> None:
-        """Write one of a transition's rows (see `attribution.watch_rows`)."""
-        match row:
-            case Observations(deploy_id, observed_at, results, due_at):
-                cls.insert_observations(cur, deploy_id, observed_at, results, due_at)
-            case OpenIncident(incident):
-                IncidentQueries.insert_incident(cur, incident)
-            case NextRound(revert_round):
-                RevertRoundQueries.insert_round(cur, revert_round)
-            case DeployPrs(deploy_id, repo, numbers):
-                PullRequestQueries.write_deploy_prs(cur, deploy_id, repo, numbers)
-            case KeptBaselines():
-                cur.execute(
-                    "INSERT OR REPLACE INTO watch_baselines "
-                    "VALUES (?, ?, ?, ?, ?, to_timestamp(?))",
-                    [row.deploy_id, row.sli, json.dumps(row.plan), json.dumps(row.baselines),
-                     json.dumps(row.spans), row.read_at],
-                )  # fmt: skip
+        return await self._moves.submit(Move(
+            deploy_id, from_phase, to_phase, now, next_due, reason,
+            None if verdict is None else json.dumps(verdict), rows, version,
+        ))  # fmt: skip
 
     async def kept_baselines(self, deploy_id: str) -> list[KeptBaselines]:
         """The baselines a Watch kept (one per SLI), to read back after a restart."""
@@ -346,44 +292,6 @@ class WatchQueries:
         return json.loads(rows[0][0]) if rows and rows[0][0] else None
 
     # -- observations ------------------------------------------------------------------------
-
-    async def record_observations(
-        self, deploy_id: str, observed_at: float, results: Sequence[dict[str, Any]]
-    ) -> None:
-        """Keep one evaluation's per-SLI results (counts, rates, statistic, threshold)."""
-        await self._writer.tx(
-            lambda cur: self.insert_observations(cur, deploy_id, observed_at, results)
-        )
-
-    @staticmethod
-    def insert_observations(
-        cur: duckdb.DuckDBPyConnection,
-        deploy_id: str,
-        observed_at: float,
-        results: Sequence[dict[str, Any]],
-        due_at: float | None = None,
-    ) -> None:
-        """Write one evaluation's rows under the deploy's next `seq`, all in one INSERT; used
-        inside the Watch's transition so that an evaluation and its transition are one fact.
-        The next `seq` is read by the INSERT itself: every DuckDB statement costs about a
-        millisecond of the one writer thread, whatever it does (README "Capacity")."""
-        if not results:
-            return
-        columns = [c for c in _OBSERVATION_COLUMNS if c != "seq"] + ["due_at"]
-        timestamps = {"observed_at", "due_at"}
-        row = "(" + ", ".join("to_timestamp(?)" if c in timestamps else "?" for c in columns) + ")"
-        params: list[Any] = []
-        for r in results:
-            params += [deploy_id, observed_at]
-            params += [_json_or_value(r.get(c)) for c in _OBSERVATION_COLUMNS[3:]]
-            params.append(due_at)
-        cur.execute(
-            f"INSERT INTO observations ({', '.join(columns)}, seq) "
-            f"SELECT v.*, n.seq FROM (VALUES {', '.join([row] * len(results))}) "
-            f"AS v({', '.join(columns)}), "
-            "(SELECT coalesce(max(seq), 0) + 1 AS seq FROM observations WHERE deploy_id = ?) AS n",
-            [*params, deploy_id],
-        )
 
     async def observations(self, deploy_id: str, latest_only: bool = True) -> list[dict[str, Any]]:
         """Kept evaluations of a deploy, oldest first; only the last evaluation by default."""

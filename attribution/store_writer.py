@@ -171,6 +171,11 @@ class StoreWriter:
         items waiting in its group commits included."""
         return self._submitted - self._started + sum(g.waiting for g in self._groups)
 
+    @property
+    def splits(self) -> int:
+        """Batches of its group commits that failed and were written again item by item."""
+        return sum(g.splits for g in self._groups)
+
     async def close(self) -> None:
         """Close the connection on the writer thread (after the calls queued before), then stop
         the thread. A second close (shutdown paths that overlap) does nothing."""
@@ -330,6 +335,8 @@ class GroupCommit(Generic[I, R]):
         self._queue: list[_Entry[I, R]] = []
         self._full = asyncio.Event()
         self._drainer: asyncio.Task[None] | None = None
+        self.splits = 0
+        """Batches that failed and were written again item by item."""
 
     @property
     def waiting(self) -> int:
@@ -382,6 +389,7 @@ class GroupCommit(Generic[I, R]):
             if len(batch) == 1:
                 batch[0].fail(exc)
                 return
+            self.splits += 1
             for entry in batch:
                 await self._commit([entry])
             return

@@ -308,9 +308,19 @@ async def test_due_watches_and_previous_deploy(store: Store) -> None:
     due = await store.watches.due_watches(["observing"], now=T0 - 30)
     assert [w.deploy_id for w in due] == ["cd_0", "cd_s"]
     assert await store.watches.due_watches(["rolling_back"], now=T0 + 10) == []
+    # With the next due: the due ones and those at the earliest `next_due` to come, no more.
+    later = Deploy("cd_2", "checkout", "canary", "c" * 40, T0 + 60, "cd")
+    await store.watches.record_deploy(later, "observing", now=later.finished_at)
+    upcoming = await store.watches.due_watches(["observing"], now=T0 - 30, with_next=True)
+    assert [(w.deploy_id, w.next_due) for w in upcoming] == [
+        ("cd_0", T0 - 3600), ("cd_s", T0 - 60), ("cd_1", T0),
+    ]  # fmt: skip
+    upcoming = await store.watches.due_watches(["observing"], now=T0 + 60, with_next=True)
+    assert [w.deploy_id for w in upcoming] == ["cd_0", "cd_s", "cd_1", "cd_2"]
+    assert await store.watches.due_watches(["healthy"], now=T0, with_next=True) == []
     assert await store.watches.previous_deploy(DEPLOY) == older
     assert await store.watches.previous_deploy(older) is None
-    assert [d.id for d in await store.watches.deploys()] == ["cd_1", "cd_s", "cd_0"]
+    assert [d.id for d in await store.watches.deploys()] == ["cd_2", "cd_1", "cd_s", "cd_0"]
 
 
 async def test_observations_count_evaluations(store: Store) -> None:
@@ -320,9 +330,16 @@ async def test_observations_count_evaluations(store: Store) -> None:
         "watch_value": None, "baseline_bad": 60.0, "baseline_total": 12000.0, "watch_bad": 0.0,
         "watch_total": 0.0, "statistic": 0.0, "threshold": 6.9, "effect": None,
     }  # fmt: skip
-    await store.watches.record_observations(DEPLOY.id, T0 + 15, [row, {**row, "sli": "memory"}])
-    await store.watches.record_observations(DEPLOY.id, T0 + 30, [row])
+    await store.watches.record_deploy(DEPLOY, "observing", now=T0)
+    for at, results in ((T0 + 15, [row, {**row, "sli": "memory"}]), (T0 + 30, [row])):
+        assert await store.watches.transition(
+            DEPLOY.id, "observing", "observing", now=at, next_due=at + 15, reason="watching",
+            rows=(Observations(DEPLOY.id, at, results),),
+        )  # fmt: skip
     assert await store.watches.observation_count(DEPLOY.id) == 2
+    assert await store.fetch("SELECT seq, sli FROM observations ORDER BY ALL") == [
+        (1, "errors"), (1, "memory"), (2, "errors"),
+    ]  # fmt: skip
     assert await store.watches.observation_count("cd_none") == 0
 
 
