@@ -123,7 +123,7 @@ class Scheduler:
         """Start a task for every due Watch not already running; seconds until the next is due
         (at most a tick, which also bounds how late a Watch woken from outside is seen)."""
         now = self._deps.clock.now()
-        upcoming = await self._deps.store.watches.due_watches(_PHASES, now + self._tick)
+        upcoming = await self._deps.store.watches.due_watches(_PHASES, now, with_next=True)
         wait = self._tick
         for w in upcoming:
             if w.next_due > now:
