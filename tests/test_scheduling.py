@@ -17,7 +17,7 @@ from attribution.records import Deploy
 from loop.clock import WallClock
 from loop.watch.deps import WatchDeps
 from loop.watch.phases import Phase
-from loop.watch.scheduler import Scheduler
+from loop.watch.scheduler import DISPATCH_GAP, Scheduler
 from loop.watch.steps import next_step_due, step_offset
 from tests.embedded import STEP, make_rig
 from tests.waiting import wait_for_async
@@ -149,3 +149,31 @@ async def test_a_watch_evaluates_at_its_offset_to_the_end_of_its_watch(tmp_path:
     expected = [deploy.finished_at + offset + k * STEP for k in range(1, steps + 1)]
     assert times == pytest.approx(expected)
     assert times[-1] >= deploy.finished_at + service.watch
+
+
+async def test_watches_due_a_moment_apart_are_looked_for_once_per_gap(tmp_path: Path) -> None:
+    """The scheduler wakes when the next Watch is due and when a step finishes; 200 Watches due
+    20 ms apart (deploys of a service the config does not watch: each moves to inconclusive at
+    once) are advanced by a look every `DISPATCH_GAP` at most, not one each."""
+    rig = await make_rig(tmp_path)
+    deps = replace(rig.deps, clock=WallClock())
+    scheduler = CountingScheduler(deps, tick=60.0)
+    now = time.time() + 1
+    for i in range(200):
+        deploy = Deploy(f"gone-{i}", "not-watched", "production", f"{i:040x}", now, "test")
+        await deps.store.watches.record_deploy(deploy, Phase.DEPLOYED, now + 0.02 * i)
+    task = asyncio.create_task(scheduler.run_forever())
+
+    async def all_ended() -> bool:
+        rows = await deps.store.fetch("SELECT count(*) FROM watches WHERE phase = 'inconclusive'")
+        return rows[0][0] == 200
+
+    try:
+        await wait_for_async(all_ended, within=30, what="every Watch advanced to inconclusive")
+        ended = time.time()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await deps.store.close()
+    assert scheduler.dispatches <= (ended - now) / DISPATCH_GAP + 3  # 4 s of Watches: ~40
+    assert scheduler.dispatches < 200  # without the gap: one look per due Watch and per step

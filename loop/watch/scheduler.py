@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from dataclasses import replace
 
 from opentelemetry import trace
@@ -48,6 +49,13 @@ MAX_ROUNDS = 20
 QUERIES_PER_WATCH = 8
 """Queries one Watch step runs at once: one SLI's windows (the watch, the baseline before the
 deploy, a day and a week earlier) times its two queries (bad, total) go out together."""
+
+DISPATCH_GAP = 0.1
+"""Seconds from one dispatch to the next at least. Every finished step wakes the scheduler (its
+next transition may be due at once), and each dispatch reads the watches table, about a
+millisecond and a half of the store's one writer thread whatever it finds: at 1,000 Watches on a
+15 s step, 67 reads a second took a fifth of that thread. Woken sooner, the scheduler looks once
+the gap has passed, so a transition due at once starts at most this much later."""
 
 _PHASES = [str(p) for p in (*ACTIVE, *WAITING)]
 
@@ -149,9 +157,14 @@ class Scheduler:
         """Dispatch, then sleep until the next Watch is due or something wakes us; until
         cancelled, when the Watches being advanced are cancelled too (each resumes on restart
         from its last written transition)."""
+        last = float("-inf")
         try:
             while True:
+                gap = last + DISPATCH_GAP - time.monotonic()
+                if gap > 0:  # woken again at once: look when the gap has passed, not now
+                    await asyncio.sleep(gap)
                 self._wake.clear()
+                last = time.monotonic()
                 try:
                     wait = await self.dispatch()
                 except Exception:
