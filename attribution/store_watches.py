@@ -55,7 +55,7 @@ class WatchQueries:
 
     def __init__(self, writer: StoreWriter) -> None:
         self._writer = writer
-        self._moves = writer.group(write_moves, max_wait=MOVE_WAIT)
+        self._moves = writer.group(write_moves, max_wait=MOVE_WAIT, ahead=True)
 
     async def record_deploy(self, deploy: Deploy, phase: str, now: float) -> bool:
         """Insert a deploy and its Watch in one transaction; False if the id already exists."""

@@ -14,11 +14,12 @@ restarts, and a block whose checksum does not match stays corrupt; readiness rep
 `group` makes a group commit over the writer (`GroupCommit`): items that callers submit while the
 writer is busy, or within a few milliseconds of each other, are written in one transaction, each
 caller answered once that transaction has committed. Webhook deliveries go this way
-(`store.journal`): one COMMIT (one WAL sync) for many deliveries. The writer thread takes calls
-before batches: a batch waits while calls are queued (at most `BATCH_DEFER` seconds, so a stream
-of calls cannot hold ingest back for ever), so a Watch's call waits at most for the one batch
-already running, never for the deliveries queued with it, and when the writer cannot keep up
-with both, ingest is what slows down.
+(`store.journal`): one COMMIT (one WAL sync) for many deliveries; so do the Watches' moves
+(`store.watches.transition`, `attribution.store_moves`), whose batches queue as calls do
+(`ahead`). The writer thread takes calls before batches: a batch waits while calls are queued
+(at most `BATCH_DEFER` seconds, so a stream of calls cannot hold ingest back for ever), so a
+Watch's call waits at most for the one batch already running, never for the deliveries queued
+with it, and when the writer cannot keep up with both, ingest is what slows down.
 
 Rows become records by column name, never by position: each group's SELECT names (or aliases)
 its columns after the fields of the record it reads, and `fetch_records` passes every row to the
@@ -265,10 +266,12 @@ class StoreWriter:
         *,
         max_items: int = 64,
         max_wait: float = 0.002,
+        ahead: bool = False,
     ) -> GroupCommit[I, R]:
         """A group commit whose batches `write` writes, each in one transaction; it counts in
-        `waiting` while its items wait."""
-        group = GroupCommit(self, write, max_items=max_items, max_wait=max_wait)
+        `waiting` while its items wait. `ahead`: its batches queue as calls do, ahead of other
+        groups' batches (the Watches' moves go before ingest)."""
+        group = GroupCommit(self, write, max_items=max_items, max_wait=max_wait, ahead=ahead)
         self._groups.append(group)
         return group
 
@@ -327,8 +330,10 @@ class GroupCommit(Generic[I, R]):
         *,
         max_items: int,
         max_wait: float,
+        ahead: bool = False,
     ) -> None:
         self._writer = writer
+        self._ahead = ahead
         self._write = write
         self._max_items = max_items
         self._max_wait = max_wait
@@ -384,7 +389,9 @@ class GroupCommit(Generic[I, R]):
 
         batched.__name__ = getattr(write, "__name__", "batch")
         try:
-            results = await self._writer._run(_transaction(batched), len(batch), batch=True)
+            results = await self._writer._run(
+                _transaction(batched), len(batch), batch=not self._ahead
+            )
         except Exception as exc:  # noqa: BLE001 - one bad item must not fail the rest: each alone
             if len(batch) == 1:
                 batch[0].fail(exc)

@@ -79,6 +79,23 @@ async def test_a_call_goes_before_a_batch_queued_ahead_of_it(store: Store) -> No
     assert order == ["call", "batch"]
 
 
+async def test_a_group_ahead_goes_before_a_batch_queued_ahead_of_it(store: Store) -> None:
+    """The Watches' moves (a group `ahead`) queue as calls: a batch of theirs goes before an
+    ingest batch that was waiting for the writer first."""
+    order: list[str] = []
+    ingest = store.writer.group(insert_all(order), max_wait=0)
+    moves = store.writer.group(insert_all(order), max_wait=0, ahead=True)
+    held = Held(store)
+    await held.started()
+    first = asyncio.ensure_future(ingest.submit(1))
+    await until(lambda: ingest.waiting == 0 and store.writer.waiting == 1)  # on the writer
+    second = asyncio.ensure_future(moves.submit(2))
+    await until(lambda: moves.waiting == 0 and store.writer.waiting == 2)
+    await held.release()
+    assert (await first, await second) == (1, 2)
+    assert await store.fetch("SELECT rowid, n FROM items ORDER BY rowid") == [(0, 2), (1, 1)]
+
+
 async def test_a_batch_waits_behind_calls_for_the_defer_at_most(store: Store) -> None:
     """Behind a stream of 40 calls of 20 ms each, a batch runs once it has waited BATCH_DEFER."""
     order: list[str] = []
