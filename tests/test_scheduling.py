@@ -166,7 +166,7 @@ async def test_watches_due_a_moment_apart_are_looked_for_once_per_gap(tmp_path: 
 
     async def all_ended() -> bool:
         rows = await deps.store.fetch("SELECT count(*) FROM watches WHERE phase = 'inconclusive'")
-        return rows[0][0] == 200
+        return bool(rows[0][0] == 200)
 
     try:
         await wait_for_async(all_ended, within=30, what="every Watch advanced to inconclusive")
