@@ -227,6 +227,7 @@ def analyse(runs: list[WatchRun], start: float, end: float, queries: list[Any],
             counts: tuple[dict[str, float], dict[str, float]]) -> dict[str, Any]:  # fmt: skip
     """Lag, steps evaluated and queries per evaluation over the span [start, end]."""
     lag: list[float] = []
+    by_minute: dict[int, list[float]] = defaultdict(list)
     evaluated = due = 0
     by_service: dict[str, list[float]] = {}
     for q in queries:
@@ -235,8 +236,10 @@ def analyse(runs: list[WatchRun], start: float, end: float, queries: list[Any],
     per_eval: list[int] = []
     steady: list[int] = []
     for run in runs:
-        lag += [x for t, x in zip(run.evaluations, lags(run, STEP, WATCH), strict=True)
-                if start <= t <= end]  # fmt: skip
+        for t, x in zip(run.evaluations, lags(run, STEP, WATCH), strict=True):
+            if start <= t <= end:
+                lag.append(x)
+                by_minute[int((t - start) // 60)].append(x)
         done, fell = steps_evaluated(run, STEP, WATCH, start, end)
         evaluated, due = evaluated + done, due + fell
         counted = queries_per_evaluation(run.evaluations, by_service.get(run.service, []))
@@ -254,6 +257,9 @@ def analyse(runs: list[WatchRun], start: float, end: float, queries: list[Any],
         "lag_p50_s": percentile(lag, 0.5) if lag else None,
         "lag_p99_s": percentile(lag, 0.99) if lag else None,
         "lag_max_s": max(lag, default=None),
+        # When in the span the lag was: a stall at start-up reads differently from a drift.
+        "lag_p99_s_by_minute": [percentile(by_minute[m], 0.99) for m in sorted(by_minute)],
+        "lag_max_s_by_minute": [max(by_minute[m]) for m in sorted(by_minute)],
         "steps_due": due,
         "steps_evaluated": evaluated,
         "steps_evaluated_share": evaluated / due if due else None,
@@ -470,7 +476,9 @@ def main() -> int:
         print(f"BENCH_SCALE_BASELINE and BENCH_SCALE_MEASURE: {2 * STEP:.0f} s or more")
         return 2
     with tempfile.TemporaryDirectory(prefix="rearguard-bench-scale-") as tmp:
-        result = asyncio.run(run(Path(tmp)))
+        # BENCH_SCALE_KEEP=DIR keeps each N's store and server log there, to look into a miss.
+        kept = os.environ.get("BENCH_SCALE_KEEP")
+        result = asyncio.run(run(Path(kept) if kept else Path(tmp)))
     write(result)
     print(render(result))
     print(f"wrote {RESULTS}")
