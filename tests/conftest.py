@@ -91,6 +91,7 @@ LOOP_SERVICES = {
     "e2e-flagger-healthy": 200.0,
     "e2e-checks-app": 200.0,
     "e2e-checks-token": 200.0,
+    "e2e-checks-held": 200.0,
 }
 """Services of the end-to-end loop tests (requests per second at a 0.5% error ratio)."""
 

@@ -4,10 +4,12 @@ as a GitHub App (JWT, then installation tokens) or with a personal token, and a 
 
 A regressed deploy leaves a completed `failure` check run on its sha naming the suspect PR and a
 check run on the revert PR's head naming the incident; a healthy deploy with a personal token
-leaves commit statuses `pending` then `success`."""
+leaves commit statuses `pending` then `success`, and its Watch does not wait for GitHub to
+answer the `pending` one."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 from collections.abc import AsyncIterator, Callable
@@ -31,12 +33,14 @@ from tests.loop_rig import (
     AUTH,
     WEBHOOK_SECRET,
     deliver_pr,
+    deploy_view,
     loop_settings,
     post_deploy,
     service_config,
     wait_final,
 )
 from tests.prometheus_server import PrometheusServer
+from tests.waiting import wait_for_async
 
 pytestmark = [pytest.mark.prometheus, pytest.mark.shared_samples]
 
@@ -49,9 +53,9 @@ Rig = tuple[TestClient[Any, Any], FakeGitHub]
 @pytest.fixture
 def rig(
     tmp_path: Path, prometheus: PrometheusServer, aiohttp_client: Any
-) -> Callable[[str, bool], AbstractAsyncContextManager[Rig]]:
+) -> Callable[..., AbstractAsyncContextManager[Rig]]:
     @asynccontextmanager
-    async def started(service: str, as_app: bool) -> AsyncIterator[Rig]:
+    async def started(service: str, as_app: bool, github_timeout: float = 5) -> AsyncIterator[Rig]:
         async with AsyncExitStack() as closing:
             github = await closing.enter_async_context(
                 FakeGitHub(tmp_path / "github", repo="acme/shop")
@@ -67,7 +71,7 @@ def rig(
             credentials = github_credentials(settings)
             assert credentials is not None
             forge = await closing.enter_async_context(
-                GitHubForge(github.url, credentials, timeout=5)
+                GitHubForge(github.url, credentials, timeout=github_timeout)
             )
             source = await closing.enter_async_context(PrometheusSource(prometheus.url, timeout=3))
             notices = closing.enter_context((tmp_path / "notices.txt").open("w"))
@@ -80,7 +84,7 @@ def rig(
 
 
 async def test_a_regressed_deploy_fails_its_check_run_naming_the_suspect(
-    rig: Callable[[str, bool], AbstractAsyncContextManager[Rig]], traffic: SampleApp
+    rig: Callable[..., AbstractAsyncContextManager[Rig]], traffic: SampleApp
 ) -> None:
     """0.5% -> 5% 5xx after an agent PR: the deployed sha's check run goes in progress, then
     completed `failure` with the numbers and the suspect PR; the revert PR's head gets a check
@@ -120,7 +124,7 @@ async def test_a_regressed_deploy_fails_its_check_run_naming_the_suspect(
 
 
 async def test_a_healthy_deploy_with_a_token_gets_commit_statuses(
-    rig: Callable[[str, bool], AbstractAsyncContextManager[Rig]], traffic: SampleApp
+    rig: Callable[..., AbstractAsyncContextManager[Rig]], traffic: SampleApp
 ) -> None:
     """With a personal token GitHub takes no check runs: the deployed sha gets the `rearguard`
     status `pending`, then `success`."""
@@ -137,3 +141,36 @@ async def test_a_healthy_deploy_with_a_token_gets_commit_statuses(
             ("pending", "rearguard"), ("success", "rearguard")]  # fmt: skip
         assert statuses[-1]["description"].startswith("healthy")
         assert github.checks.check_runs == []
+
+
+async def test_a_watch_evaluates_while_github_holds_its_observing_status(
+    rig: Callable[..., AbstractAsyncContextManager[Rig]], traffic: SampleApp
+) -> None:
+    """GitHub holds the answer to the observing report's first call (a slow GitHub, or a
+    thousand deploys' reports ahead of this one) past the Watch's first steps: the Watch is
+    evaluated when due all the same, and the statuses still land in order, `pending` before
+    `success`."""
+    async with rig("e2e-checks-held", False, github_timeout=12) as (client, github):
+        initial = github.head_sha()
+        pr = github.merge_pr("Tidy a log line", "Agent-Session: s-held")
+        await deliver_pr(client, github, pr.number)
+        sha = github.head_sha()
+        held = github.hold_answer(f"GET /repos/acme/shop/commits/{sha}/status")
+        deploy_id = await post_deploy(client, "e2e-checks-held", sha, initial, time.time())
+        await wait_for_async(lambda: _set(held), within=20, what="the observing report's call")
+
+        async def evaluated() -> Any:
+            view = await deploy_view(client, deploy_id)
+            return view if view.get("verdict") else None
+
+        view = await wait_for_async(evaluated, within=10, what="an evaluation while GitHub holds")
+        assert view["phase"] == "observing", view
+        assert github.checks.statuses_on(sha) == []  # the call is still held: nothing posted
+        view = await wait_final(client, deploy_id, within=90)
+        assert view["phase"] == "healthy", view
+        statuses = github.checks.statuses_on(sha)
+        assert [s["state"] for s in statuses] == ["pending", "success"]
+
+
+async def _set(event: asyncio.Event) -> bool:
+    return event.is_set()

@@ -11,6 +11,7 @@ from loop.config import Settings
 from loop.watch.memory import WatchMemory
 from loop.watch.pace import NoPace, PaceRecorder
 from loop.watch.query_health import QueryHealth
+from loop.watch.report_lane import ReportLane
 from observer.detect import DEFAULT_SETTINGS, DetectorSettings
 from observer.scrape_interval import ScrapeIntervals
 from observer.sources import MetricsSource
@@ -48,6 +49,8 @@ class WatchDeps:
     """What the observing Watches keep between evaluations (baselines, points, test state)."""
     pace: PaceRecorder = field(default_factory=NoPace)
     """Told each observing evaluation's lag and queries (`loop.watch.pace`): the app's metrics."""
+    reports: ReportLane = field(default_factory=ReportLane)
+    """The new Watches' observing checks, run beside the Watches (`loop.watch.report_lane`)."""
 
     def incident_url(self, incident_id: str) -> str | None:
         base = self.settings.public_url

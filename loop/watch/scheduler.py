@@ -96,6 +96,7 @@ async def run_due(deps: WatchDeps, *, tick: float = 5.0) -> int:
             break
         await asyncio.gather(*(_advance_once(deps, w.deploy_id, tick, w) for w in due))
         taken += len(due)
+    await deps.reports.drain()  # on a manual clock, what a step set off is done when it returns
     await _learn_once(deps)
     return taken
 
@@ -179,6 +180,7 @@ class Scheduler:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await self._deps.reports.close()
 
 
 async def run_forever(deps: WatchDeps, tick: float) -> None:

@@ -57,7 +57,7 @@ async def advance(
     if found is None:
         return None
     state, deploy = found
-    turn = Turn(deploy, Phase(state.phase), state.version, state.next_due)
+    turn = Turn(deploy, Phase(state.phase), state.version, state.next_due, state.evaluations)
     step = _STEPS.get(turn.phase)
     if step is None:
         return None
@@ -104,8 +104,9 @@ async def _start(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Phase
     first = deploy.finished_at + step_offset(deploy.id, service.step) + service.step
     move = turn.to(Phase.OBSERVING, reason, max(now, first), rows=changes.rows)
     phase = await moved(deps, move)
-    if phase is not None:  # written: the deployed commit shows the Watch in progress
-        await verdict_checks.report_observing(deps, deploy, service)
+    if phase is not None:  # written: the deployed commit shows the Watch in progress, soon
+        deps.reports.submit(deploy.id, partial(verdict_checks.report_observing, deps, deploy,
+                                               service))  # fmt: skip
     return phase
 
 
@@ -117,8 +118,9 @@ async def _observe(deps: WatchDeps, turn: Turn, service: ServiceSettings) -> Pha
     )  # fmt: skip
     late = deps.settings.prometheus_late_samples
     memory = await deps.memory.recall(
-        deps.store, deploy.id, service=service, windows=windows, settings=deps.detector, late=late
-    )
+        deps.store, deploy.id, service=service, windows=windows, settings=deps.detector, late=late,
+        kept=turn.evaluations > 0,
+    )  # fmt: skip
     now = deps.clock.now()
     # The evaluation is the loop's own work (the detector); its queries are `prometheus.fetch`.
     with tracer.start_as_current_span("watch.evaluate"):

@@ -6,7 +6,8 @@ reports is written, so the journal makes it at-most-once per key across restarts
 forge's lookup by `external_id` (`rollback.github_checks`) covers an answer lost after GitHub
 acted. One check run per deploy (`external_id` `rearguard-<deploy>`) goes through two actions:
 
-    check-<deploy>-observing   in_progress, when the Watch starts observing
+    check-<deploy>-observing   in_progress, when the Watch starts observing (in
+                               `loop.watch.report_lane`, so the Watch does not wait for it)
     check-<deploy>-verdict     completed: success (healthy), neutral (inconclusive) or failure
                                (regressed, with the numbers and the suspect PRs)
     check-<revert key>         on the revert PR's head: neutral, naming the incident
@@ -109,6 +110,7 @@ async def report_verdict(
         service.repo, deploy.sha, run_key(deploy.id), CHECK_NAME, state, title,
         "\n".join(lines), details_url=deps.incident_url(incident.id) if incident else None,
     )  # fmt: skip
+    await deps.reports.settle(deploy.id)  # the observing report never lands after this one
     return await _report(deps, f"check-{deploy.id}-verdict", deploy.id, request)
 
 
