@@ -95,6 +95,8 @@ class WatchState:
     reason: str | None
     version: int = 0
     """Applied transitions so far: a step claims the Watch at the version it read."""
+    evaluations: int = 0
+    """Evaluations kept so far (none: no baselines can be kept either)."""
 
 
 @dataclass(frozen=True, slots=True)

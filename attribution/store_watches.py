@@ -24,7 +24,9 @@ _DEPLOY_COLUMNS = (
     "d.id, d.service, d.environment, d.sha, epoch(d.finished_at) AS finished_at, d.source, "
     "d.repo, d.previous_sha, epoch(d.started_at) AS started_at, d.url"
 )
-_WATCH_COLUMNS = "w.deploy_id, w.phase, epoch(w.next_due) AS next_due, w.reason, w.version"
+_WATCH_COLUMNS = (
+    "w.deploy_id, w.phase, epoch(w.next_due) AS next_due, w.reason, w.version, w.evaluations"
+)
 _OBSERVATION_READ = ", ".join(
     c if c != "observed_at" else "epoch(observed_at) AS observed_at" for c in OBSERVATION_COLUMNS
 )

@@ -47,31 +47,35 @@ class WatchMemory:
         windows: Windows,
         settings: DetectorSettings,
         late: float,
+        kept: bool = True,
     ) -> dict[str, SliMemory]:
         """The Watch's memory: kept in this process, else rebuilt from its kept baselines (a
-        restart), else empty (its first evaluation reads everything)."""
-        kept = self._watches.get(deploy_id)
-        if kept is not None:
-            return kept
+        restart), else empty (its first evaluation reads everything). `kept=False`: the Watch
+        has kept no evaluation, so no baselines either, and the store is not asked (at 1,000
+        deploys at once, a read each on the writer thread while it is busiest)."""
+        memory = self._watches.get(deploy_id)
+        if memory is not None:
+            return memory
         slis = {sli.name: sli for sli in service.slis}
         ends = baselines_end(windows)
-        kept = {}
-        for row in await store.watches.kept_baselines(deploy_id):
+        rows = await store.watches.kept_baselines(deploy_id) if kept else []
+        memory = {}
+        for row in rows:
             sli = slis.get(row.sli)
             if sli is None:  # an SLI no longer in the config: nothing to judge it by
                 continue
             plan = plan_from_json(row.plan)
             if plan.configured_step != windows.step or set(row.spans) != set(ends):
                 continue  # the config's step or baselines changed since: read them again
-            memory = remember(
+            sli_memory = remember(
                 sli, plan, baselines_from_json(row.baselines), row.spans,
                 final_at={label: end + late for label, end in ends.items()},
                 read_at=row.read_at, horizon=windows.horizon, settings=settings,
             )  # fmt: skip
-            memory.saved = True
-            kept[row.sli] = memory
-        self._watches[deploy_id] = kept
-        return kept
+            sli_memory.saved = True
+            memory[row.sli] = sli_memory
+        self._watches[deploy_id] = memory
+        return memory
 
     def unsaved(self, deploy_id: str) -> list[KeptBaselines]:
         """The rows of the Watch's baselines read complete and not yet in the store."""

@@ -53,6 +53,8 @@ class Turn:
     version: int
     due: float | None = None
     """When the step was due (the Watch's `next_due`), as the step read it."""
+    evaluations: int = 0
+    """The evaluations the Watch had kept, as the step read it."""
 
     def to(
         self,
